@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Recursive halving reduce-scatter, then recursive doubling allgather
+// (Rabenseifner's allreduce), on sparse streams. At halving level i a rank
+// keeps one half of its current range, sends the other half to its partner
+// and merges what the partner sends for the kept half; after log2(P2) levels
+// it owns 1/P2 of [0, dim) fully reduced. The doubling rounds swap owned
+// ranges and concatenate them. Rounds: 0 fold, 1..L halving, L+1..2L
+// doubling, 2L+1 unfold.
+#include "collective.hpp"
+#include "fold.hpp"
+
+namespace sparcl {
+namespace {
+
+template <class V, class I>
+class HalvingDoubling final : public AllreduceOp<V, I> {
+  using Base = AllreduceOp<V, I>;
+
+ public:
+  HalvingDoubling(Transport& t, const Identity& id, const View<V, I>& input)
+      : Base(t, id, input), fold_(t.rank(), t.size()), acc_(Held<V, I>::of_input(input)) {}
+
+ protected:
+  int rounds() const override { return this->size() == 1 ? 0 : 2 * fold_.levels + 2; }
+
+  void post(int round, RoundIO& io) override {
+    const int r = this->rank(), levels = fold_.levels;
+    if (round == 0) {
+      if (fold_.sitter) io.send(r + 1, this->encode_for(round, acc_.view));
+      if (fold_.hosts_sitter(r)) io.recv(r - 1);
+      return;
+    }
+    if (round == 2 * levels + 1) {
+      if (fold_.hosts_sitter(r)) io.send(r - 1, this->encode_for(round, acc_.view));
+      if (fold_.sitter) io.recv(r + 1);
+      return;
+    }
+    if (fold_.sitter) return;
+    const int n = fold_.newrank;
+    if (round <= levels) {
+      const int partner = n ^ (fold_.p2 >> round);
+      io.send(fold_.real(partner), this->encode_for(round, slice(acc_.view, owned(partner, round))));
+    } else {
+      const int partner = n ^ (1 << (round - levels - 1));
+      io.send(fold_.real(partner), this->message_for(round, acc_));
+    }
+    io.recv(fold_.real(n ^ (round <= levels ? fold_.p2 >> round : 1 << (round - levels - 1))));
+  }
+
+  void consume(int round, std::vector<Received>& messages) override {
+    const int levels = fold_.levels;
+    if (messages.empty()) return;
+    if (round == 0) {
+      acc_ = Held<V, I>::of_stream(merge(acc_.view, Held<V, I>::of_message(messages[0], this->whole()).view));
+    } else if (round == 2 * levels + 1) {
+      acc_ = Held<V, I>::of_message(messages[0], this->whole());
+    } else if (round <= levels) {
+      const Range keep = owned(fold_.newrank, round);
+      auto incoming = Held<V, I>::of_message(messages[0], keep);
+      acc_ = Held<V, I>::of_stream(merge(slice(acc_.view, keep), incoming.view));
+    } else {
+      const int partner = fold_.newrank ^ (1 << (round - levels - 1));
+      const int depth = 2 * levels + 1 - round;  // halving levels behind the partner's range
+      auto incoming = Held<V, I>::of_message(messages[0], owned(partner, depth));
+      std::vector<View<V, I>> both{acc_.view, incoming.view};
+      if (both[1].range.begin < both[0].range.begin) std::swap(both[0], both[1]);
+      acc_ = Held<V, I>::of_stream(concat(both, owned(fold_.newrank, depth - 1)));
+    }
+  }
+
+  void finish() override { this->pieces_ = {acc_}; }
+
+ private:
+  // The range folded rank n owns after `depth` halving levels.
+  Range owned(int n, int depth) const {
+    Range cur = this->whole();
+    for (int i = 1; i <= depth; ++i) {
+      const bool upper = n & (fold_.p2 >> i);
+      cur = split_range(cur, 2, upper ? 1 : 0);
+    }
+    return cur;
+  }
+
+  Fold fold_;
+  Held<V, I> acc_;
+};
+
+}  // namespace
+
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling(Transport& t, const Identity& id,
+                                                         const View<V, I>& input) {
+  return std::make_unique<HalvingDoubling<V, I>>(t, id, input);
+}
+
+#define SPARCL_INSTANTIATE(V, I) \
+  template std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling(Transport&, const Identity&, const View<V, I>&);
+SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
+
+}  // namespace sparcl

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Sparse ring: [0, dim) is cut into P segments. P-1 reduce-scatter steps pass
+// segment streams around the ring and merge them (each segment may turn dense
+// on its own); after them rank r holds segment r+1 fully reduced. P-1
+// allgather steps then forward the reduced segments unchanged.
+#include "collective.hpp"
+
+namespace sparcl {
+namespace {
+
+template <class V, class I>
+class Ring final : public AllreduceOp<V, I> {
+  using Base = AllreduceOp<V, I>;
+
+ public:
+  Ring(Transport& t, const Identity& id, const View<V, I>& input) : Base(t, id, input) {
+    const int p = t.size();
+    for (int i = 0; i < p; ++i) segments_.push_back(Held<V, I>::of_input(slice(input, segment(i))));
+  }
+
+ protected:
+  int rounds() const override { return 2 * (this->size() - 1); }
+
+  void post(int round, RoundIO& io) override {
+    const int p = this->size(), r = this->rank();
+    const int next = (r + 1) % p, prev = (r + p - 1) % p;
+    io.send(next, this->message_for(round, segments_[send_segment(round)]));
+    io.recv(prev);
+  }
+
+  void consume(int round, std::vector<Received>& messages) override {
+    const int s = recv_segment(round);
+    auto incoming = Held<V, I>::of_message(messages[0], segment(s));
+    if (round < this->size() - 1) {
+      segments_[s] = Held<V, I>::of_stream(merge(segments_[s].view, incoming.view));
+    } else {
+      segments_[s] = std::move(incoming);
+    }
+  }
+
+  void finish() override { this->pieces_ = segments_; }
+
+ private:
+  Range segment(int i) const { return split_range(this->whole(), uint64_t(this->size()), uint64_t(i)); }
+  int mod(int x) const { return ((x % this->size()) + this->size()) % this->size(); }
+  // Reduce-scatter step s sends segment r-s and receives r-s-1; allgather
+  // step s sends r+1-s and receives r-s.
+  int send_segment(int round) const {
+    const int steps = this->size() - 1;
+    return round < steps ? mod(this->rank() - round) : mod(this->rank() + 1 - (round - steps));
+  }
+  int recv_segment(int round) const {
+    const int steps = this->size() - 1;
+    return round < steps ? mod(this->rank() - round - 1) : mod(this->rank() - (round - steps));
+  }
+
+  std::vector<Held<V, I>> segments_;
+};
+
+}  // namespace
+
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_ring(Transport& t, const Identity& id, const View<V, I>& input) {
+  return std::make_unique<Ring<V, I>>(t, id, input);
+}
+
+#define SPARCL_INSTANTIATE(V, I) \
+  template std::unique_ptr<AllreduceOp<V, I>> make_ring(Transport&, const Identity&, const View<V, I>&);
+SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
+
+}  // namespace sparcl

@@ -1,0 +1,229 @@
+/*
+ * sparcl: sparse collective communication for distributed deep learning.
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+/**
+ * @file sparcl.h
+ * @brief The sparcl C API: communicators, sparse allreduce and allgather, and
+ *        a drop-in replacement for a SUM allreduce.
+ *
+ * Conventions (as in MPI):
+ * - every rank of a communicator calls the same collectives in the same order
+ *   with the same dimension, value type and configuration;
+ * - every function returns a ::sparcl_status_t; on failure the message of the
+ *   last error of the communicator is available from sparcl_comm_last_error();
+ * - a failed collective fails on every rank of the communicator (the rank that
+ *   detects the error tells the others), never with a silent wrong result.
+ *
+ * Threading: a communicator is used by one thread at a time. Distinct
+ * communicators may be used concurrently from different threads.
+ * sparcl_strerror() and the version queries are thread-safe.
+ */
+#ifndef SPARCL_SPARCL_H
+#define SPARCL_SPARCL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Every declaration below is part of the library's exported ABI. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/** @name Version */
+/** @{ */
+#define SPARCL_VERSION_MAJOR 0
+#define SPARCL_VERSION_MINOR 1
+#define SPARCL_VERSION_PATCH 0
+/** Single integer for comparisons: major*10000 + minor*100 + patch. */
+#define SPARCL_VERSION_CODE \
+  (SPARCL_VERSION_MAJOR * 10000 + SPARCL_VERSION_MINOR * 100 + SPARCL_VERSION_PATCH)
+/** @} */
+
+/** Status of every sparcl call. 0 is success; errors are negative. */
+typedef enum sparcl_status {
+  SPARCL_SUCCESS = 0,
+  SPARCL_ERR_INVALID_ARG = -1, /**< NULL pointer, out-of-range or unsorted index, bad size... */
+  SPARCL_ERR_MISMATCH = -2,    /**< ranks disagree (dim, value type, collective, configuration) */
+  SPARCL_ERR_TRANSPORT = -3,   /**< the transport (MPI, libfabric, UCX) reported an error */
+  SPARCL_ERR_NO_MEMORY = -4,   /**< an allocation failed */
+  SPARCL_ERR_UNSUPPORTED = -5, /**< valid request that this build or transport cannot do */
+  SPARCL_ERR_TIMEOUT = -6,     /**< the operation did not complete within the timeout */
+  SPARCL_ERR_CORRUPT = -7,     /**< a message from a peer failed validation */
+  SPARCL_ERR_PEER_FAILED = -8, /**< a peer reported a failure of its own */
+  SPARCL_ERR_INTERNAL = -9     /**< a bug in sparcl; please report it */
+} sparcl_status_t;
+
+/** Value types. */
+typedef enum sparcl_datatype {
+  SPARCL_FLOAT32 = 1,
+  SPARCL_FLOAT64 = 2,
+  SPARCL_INT32 = 3, /**< drop-in allreduce only (passed through to the transport) */
+  SPARCL_INT64 = 4  /**< drop-in allreduce only (passed through to the transport) */
+} sparcl_datatype_t;
+
+/** Index types of a sparse vector given by the caller. */
+typedef enum sparcl_index_type { SPARCL_INDEX_U32 = 1, SPARCL_INDEX_U64 = 2 } sparcl_index_type_t;
+
+/** Reduction operations of the drop-in allreduce. Only SUM has a sparse path. */
+typedef enum sparcl_op { SPARCL_SUM = 1, SPARCL_PROD = 2, SPARCL_MAX = 3, SPARCL_MIN = 4 } sparcl_op_t;
+
+/** Allreduce algorithms (see the README's algorithm table). */
+typedef enum sparcl_algorithm {
+  SPARCL_ALGO_AUTO = 0,               /**< documented rule on dim and P */
+  SPARCL_ALGO_RECURSIVE_DOUBLING = 1, /**< SparCML SSAR_Recursive_double */
+  SPARCL_ALGO_SPLIT_ALLGATHER = 2,    /**< SparCML SSAR_Split_allgather */
+  SPARCL_ALGO_SPLIT_DENSE = 3,        /**< SparCML DSAR_Split_allgather (dense result) */
+  SPARCL_ALGO_RING = 4,               /**< sparse ring reduce-scatter + allgather */
+  SPARCL_ALGO_HALVING_DOUBLING = 5    /**< recursive halving reduce-scatter + doubling allgather */
+} sparcl_algorithm_t;
+
+/** Transports. Only the ones compiled in are available (SPARCL_ERR_UNSUPPORTED otherwise). */
+typedef enum sparcl_transport { SPARCL_TRANSPORT_MPI = 1 } sparcl_transport_t;
+
+/**
+ * Communicator configuration. Initialise with ::SPARCL_CONFIG_INIT, then set
+ * fields. Environment variables (SPARCL_ALGORITHM, SPARCL_TIMEOUT_MS) override
+ * the fields; the README lists them. All ranks must pass equal configurations
+ * (checked when the communicator is created).
+ */
+typedef struct sparcl_config {
+  size_t struct_size;             /**< sizeof(sparcl_config_t), for ABI growth */
+  sparcl_algorithm_t algorithm;   /**< allreduce algorithm; default SPARCL_ALGO_AUTO */
+  sparcl_transport_t transport;   /**< default SPARCL_TRANSPORT_MPI */
+  int64_t timeout_ms;             /**< per-operation timeout; 0 waits forever; default 1800000 */
+} sparcl_config_t;
+
+/** Default configuration. */
+#define SPARCL_CONFIG_INIT \
+  { sizeof(sparcl_config_t), SPARCL_ALGO_AUTO, SPARCL_TRANSPORT_MPI, 1800000 }
+
+/** Flags of a sparse input vector. */
+enum {
+  /** Indices may be unsorted and repeated: sparcl sorts them and sums duplicates.
+   *  Without it, indices must be strictly increasing (else SPARCL_ERR_INVALID_ARG). */
+  SPARCL_SPARSE_UNSORTED = 1u << 0
+};
+
+/**
+ * A sparse vector given by the caller: `nnz` (index, value) pairs of a vector
+ * of dimension `dim`. The arrays are read during the call only.
+ */
+typedef struct sparcl_sparse {
+  uint64_t dim;                   /**< dimension; >= 1 */
+  size_t nnz;                     /**< number of pairs; <= dim unless SPARCL_SPARSE_UNSORTED */
+  sparcl_index_type_t index_type; /**< type of `indices` */
+  const void *indices;            /**< nnz indices, each < dim (may be NULL when nnz == 0) */
+  sparcl_datatype_t value_type;   /**< SPARCL_FLOAT32 or SPARCL_FLOAT64 */
+  const void *values;             /**< nnz values (may be NULL when nnz == 0) */
+  uint32_t flags;                 /**< SPARCL_SPARSE_* flags */
+} sparcl_sparse_t;
+
+/** Opaque communicator. */
+typedef struct sparcl_comm *sparcl_comm_t;
+
+/**
+ * Opaque result of a sparse collective, owned by the library until
+ * sparcl_result_free(). It is sparse (sorted unique indices, values) or dense
+ * (dim values), by SparCML's rule: dense when nnz*(index+value bytes) >= dim*value bytes.
+ * A sparse result may hold explicit zeros where values cancelled.
+ */
+typedef struct sparcl_result *sparcl_result_t;
+
+/** Text of a status code (static storage). */
+const char *sparcl_strerror(sparcl_status_t status);
+
+/** Runtime version as SPARCL_VERSION_CODE of the library that is linked. */
+int sparcl_version(void);
+
+/** Fills `config` with the defaults (same as ::SPARCL_CONFIG_INIT). */
+sparcl_status_t sparcl_config_init(sparcl_config_t *config);
+
+/* Communicators are created by a transport-specific call, e.g.
+ * sparcl_comm_create_mpi() in sparcl/sparcl_mpi.h. */
+
+/** Frees a communicator (not collective; call it once no operation is in flight). */
+sparcl_status_t sparcl_comm_free(sparcl_comm_t comm);
+
+/** Rank of the caller in `comm`. */
+sparcl_status_t sparcl_comm_rank(sparcl_comm_t comm, int *rank);
+
+/** Number of ranks of `comm`. */
+sparcl_status_t sparcl_comm_size(sparcl_comm_t comm, int *size);
+
+/** The message of the last error on `comm` ("" if none); valid until the next call on comm. */
+const char *sparcl_comm_last_error(sparcl_comm_t comm);
+
+/**
+ * Sum of the ranks' sparse vectors.
+ *
+ * The result goes to exactly one of `dense_recv` (dim values of `send->value_type`,
+ * written in full) or `result` (a new library-owned result). Sums of values
+ * that are exactly representable are exact; the result is bitwise identical on
+ * every rank.
+ *
+ * @param send        this rank's vector
+ * @param dense_recv  dense output, or NULL
+ * @param result      result output, or NULL
+ * @param comm        communicator
+ */
+sparcl_status_t sparcl_allreduce_sparse(const sparcl_sparse_t *send, void *dense_recv,
+                                        sparcl_result_t *result, sparcl_comm_t comm);
+
+/**
+ * Every rank receives every rank's sparse vector.
+ *
+ * @param send      this rank's vector
+ * @param results   array of comm-size handles; results[i] receives rank i's vector
+ * @param merged    if not NULL, receives the sum of all vectors
+ * @param comm      communicator
+ */
+sparcl_status_t sparcl_allgather_sparse(const sparcl_sparse_t *send, sparcl_result_t *results,
+                                        sparcl_result_t *merged, sparcl_comm_t comm);
+
+/** In-place marker for sparcl_allreduce() (as MPI_IN_PLACE). */
+#define SPARCL_IN_PLACE ((const void *)1)
+
+/**
+ * Drop-in for MPI_Allreduce. For SUM on float types the library finds the
+ * nonzeros of `sendbuf` and uses the sparse algorithms (switching to dense as
+ * they fill in); other ops and types are passed to the transport's own
+ * allreduce (SPARCL_ERR_UNSUPPORTED if it has none).
+ */
+sparcl_status_t sparcl_allreduce(const void *sendbuf, void *recvbuf, size_t count,
+                                 sparcl_datatype_t datatype, sparcl_op_t op, sparcl_comm_t comm);
+
+/** @name Results */
+/** @{ */
+sparcl_status_t sparcl_result_free(sparcl_result_t result);
+/** Dimension of the vector. */
+uint64_t sparcl_result_dim(sparcl_result_t result);
+/** 1 if the result is stored densely (dim values, no indices), 0 if sparse. */
+int sparcl_result_is_dense(sparcl_result_t result);
+/** Number of stored values: nnz if sparse, dim if dense. */
+size_t sparcl_result_nnz(sparcl_result_t result);
+/** Value type of the result. */
+sparcl_datatype_t sparcl_result_value_type(sparcl_result_t result);
+/** Index type: SPARCL_INDEX_U32 when dim < 2^32, else SPARCL_INDEX_U64. */
+sparcl_index_type_t sparcl_result_index_type(sparcl_result_t result);
+/** Sorted unique indices (NULL if dense); owned by the result. */
+const void *sparcl_result_indices(sparcl_result_t result);
+/** Values (nnz of them if sparse, dim if dense); owned by the result. */
+const void *sparcl_result_values(sparcl_result_t result);
+/** Writes the result as dim dense values of its value type into `dense`. */
+sparcl_status_t sparcl_result_to_dense(sparcl_result_t result, void *dense);
+/** @} */
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SPARCL_SPARCL_H */

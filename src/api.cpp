@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The C API. Every entry point catches everything: no exception crosses it.
+#include <cstring>
+#include <new>
+#include <string>
+#include <type_traits>
+
+#include "../collectives/collective.hpp"
+#include "comm.hpp"
+#include "guard.hpp"
+#include "input.hpp"
+#include "sparcl/sparcl.h"
+
+using namespace sparcl;
+
+std::string& sparcl::thread_last_error() {
+  thread_local std::string message;
+  return message;
+}
+
+namespace {
+
+template <class T>
+struct TypeTag {
+  using type = T;
+};
+
+// Calls f(TypeTag<V>, TypeTag<I>) for the value type and the index width of dim.
+template <class F>
+void dispatch(uint8_t value_type, uint64_t dim, F&& f) {
+  const bool wide = index_width_for(dim) == 8;
+  if (value_type == SPARCL_FLOAT32) {
+    wide ? f(TypeTag<float>{}, TypeTag<uint64_t>{}) : f(TypeTag<float>{}, TypeTag<uint32_t>{});
+  } else if (value_type == SPARCL_FLOAT64) {
+    wide ? f(TypeTag<double>{}, TypeTag<uint64_t>{}) : f(TypeTag<double>{}, TypeTag<uint32_t>{});
+  } else {
+    fail(SPARCL_ERR_INVALID_ARG, "value type must be SPARCL_FLOAT32 or SPARCL_FLOAT64");
+  }
+}
+
+// Runs local checks for collective `id`; if they fail, the other ranks are
+// told before the error is returned here, so that no rank waits for us.
+template <class F>
+void checked(sparcl_comm_t comm, const Identity& id, F&& checks) {
+  try {
+    checks();
+  } catch (const Error& e) {
+    send_abort_notices(*comm->transport, id, e.status(), e.what());
+    throw;
+  } catch (const std::bad_alloc&) {
+    send_abort_notices(*comm->transport, id, SPARCL_ERR_NO_MEMORY, "out of memory");
+    throw;
+  }
+}
+
+template <class V, class I>
+sparcl_result* new_result(const Held<V, I>& h) {
+  // Results follow SparCML's rule too (an input passed through at P = 1 may not).
+  if (!h.view.dense && prefer_dense<V, I>(h.view.nnz, h.view.range.size()))
+    return new_result(Held<V, I>::of_stream(to_dense_stream(h.view)));
+  auto r = std::make_unique<sparcl_result>();
+  r->dim = h.view.range.size();
+  r->value_type = sparcl_datatype_t(value_type_code<V>());
+  r->index_type = sizeof(I) == 4 ? SPARCL_INDEX_U32 : SPARCL_INDEX_U64;
+  r->dense = h.view.dense;
+  r->nnz = h.view.nnz;
+  if (h.stream) {
+    r->storage = h.stream;
+  } else if (h.message) {
+    r->storage = h.message;
+  } else {  // the caller's input: copy it
+    auto s = std::make_shared<const Stream<V, I>>(to_stream(h.view));
+    r->storage = s;
+    r->indices = s->dense ? nullptr : s->idx.data();
+    r->values = s->val.data();
+    return r.release();
+  }
+  r->indices = h.view.dense ? nullptr : h.view.idx;
+  r->values = h.view.val;
+  return r.release();
+}
+
+template <class V, class I>
+sparcl_result* new_result(const std::vector<Held<V, I>>& pieces, Range whole) {
+  if (pieces.size() == 1) return new_result(pieces[0]);
+  std::vector<View<V, I>> views;
+  for (const auto& p : pieces) views.push_back(p.view);
+  return new_result(Held<V, I>::of_stream(concat(views, whole)));
+}
+
+template <class V, class I>
+void write_pieces(const std::vector<Held<V, I>>& pieces, void* dense) {
+  V* out = static_cast<V*>(dense);
+  for (const auto& p : pieces) write_dense(p.view, out + p.view.range.begin);
+}
+
+sparcl_status_t null_comm() { return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL"); }
+
+}  // namespace
+
+extern "C" {
+
+const char* sparcl_strerror(sparcl_status_t status) {
+  switch (status) {
+    case SPARCL_SUCCESS: return "success";
+    case SPARCL_ERR_INVALID_ARG: return "invalid argument";
+    case SPARCL_ERR_MISMATCH: return "ranks disagree on the arguments of a collective";
+    case SPARCL_ERR_TRANSPORT: return "transport error";
+    case SPARCL_ERR_NO_MEMORY: return "out of memory";
+    case SPARCL_ERR_UNSUPPORTED: return "unsupported";
+    case SPARCL_ERR_TIMEOUT: return "timed out";
+    case SPARCL_ERR_CORRUPT: return "corrupt message from a peer";
+    case SPARCL_ERR_PEER_FAILED: return "a peer failed";
+    case SPARCL_ERR_INTERNAL: return "internal error";
+  }
+  return "unknown status";
+}
+
+int sparcl_version(void) { return SPARCL_VERSION_CODE; }
+
+sparcl_status_t sparcl_config_init(sparcl_config_t* config) {
+  if (!config) return record(nullptr, SPARCL_ERR_INVALID_ARG, "config is NULL");
+  *config = sparcl_config_t SPARCL_CONFIG_INIT;
+  return SPARCL_SUCCESS;
+}
+
+sparcl_status_t sparcl_comm_free(sparcl_comm_t comm) {
+  if (!comm) return null_comm();
+  return guarded(nullptr, [&] { delete comm; });
+}
+
+sparcl_status_t sparcl_comm_rank(sparcl_comm_t comm, int* rank) {
+  if (!comm) return null_comm();
+  if (!rank) return record(comm, SPARCL_ERR_INVALID_ARG, "rank is NULL");
+  *rank = comm->transport->rank();
+  return SPARCL_SUCCESS;
+}
+
+sparcl_status_t sparcl_comm_size(sparcl_comm_t comm, int* size) {
+  if (!comm) return null_comm();
+  if (!size) return record(comm, SPARCL_ERR_INVALID_ARG, "size is NULL");
+  *size = comm->transport->size();
+  return SPARCL_SUCCESS;
+}
+
+const char* sparcl_comm_last_error(sparcl_comm_t comm) {
+  return comm ? comm->last_error.c_str() : thread_last_error().c_str();
+}
+
+sparcl_status_t sparcl_allreduce_sparse(const sparcl_sparse_t* send, void* dense_recv,
+                                        sparcl_result_t* result, sparcl_comm_t comm) {
+  if (!comm) return null_comm();
+  if (result) *result = nullptr;
+  return guarded(comm, [&] {
+    const uint64_t dim = send ? send->dim : 0;
+    const uint8_t vt = send ? uint8_t(send->value_type) : 0;
+    const sparcl_algorithm_t algorithm =
+        resolve_algorithm(comm->config.algorithm, dim, value_size(sparcl_datatype_t(vt)), comm->transport->size());
+    const Identity id = comm->next_identity(Kind::Allreduce, uint8_t(algorithm), dim, vt, index_width_for(dim));
+    checked(comm, id, [&] {
+      check_sparse_header(send);
+      require((dense_recv != nullptr) != (result != nullptr), SPARCL_ERR_INVALID_ARG,
+              "pass exactly one of dense_recv and result");
+    });
+    dispatch(vt, dim, [&](auto v, auto i) {
+      using V = typename decltype(v)::type;
+      using I = typename decltype(i)::type;
+      Input<V, I> in;
+      checked(comm, id, [&] { make_input(*send, in); });
+      auto op = make_allreduce<V, I>(algorithm, *comm->transport, id, in.view);
+      comm->run(*op);
+      if (dense_recv)
+        write_pieces(op->pieces(), dense_recv);
+      else
+        *result = new_result(op->pieces(), Range{0, dim});
+    });
+  });
+}
+
+sparcl_status_t sparcl_allgather_sparse(const sparcl_sparse_t* send, sparcl_result_t* results,
+                                        sparcl_result_t* merged, sparcl_comm_t comm) {
+  if (!comm) return null_comm();
+  const int p = comm->transport->size();
+  if (results)
+    for (int k = 0; k < p; ++k) results[k] = nullptr;
+  if (merged) *merged = nullptr;
+  return guarded(comm, [&] {
+    const uint64_t dim = send ? send->dim : 0;
+    const uint8_t vt = send ? uint8_t(send->value_type) : 0;
+    const Identity id = comm->next_identity(Kind::Allgather, 0, dim, vt, index_width_for(dim));
+    checked(comm, id, [&] {
+      check_sparse_header(send);
+      require(results != nullptr, SPARCL_ERR_INVALID_ARG, "results is NULL");
+    });
+    dispatch(vt, dim, [&](auto v, auto i) {
+      using V = typename decltype(v)::type;
+      using I = typename decltype(i)::type;
+      Input<V, I> in;
+      checked(comm, id, [&] { make_input(*send, in); });
+      AllgatherOp<V, I> op(*comm->transport, id, in.view);
+      comm->run(op);
+      std::vector<std::unique_ptr<sparcl_result>> out;
+      for (const auto& h : op.vectors()) out.emplace_back(new_result(h));
+      std::unique_ptr<sparcl_result> sum;
+      if (merged) {
+        std::vector<View<V, I>> views;
+        for (const auto& h : op.vectors()) views.push_back(h.view);
+        sum.reset(new_result(Held<V, I>::of_stream(merge_all(views))));
+      }
+      for (int k = 0; k < p; ++k) results[k] = out[size_t(k)].release();
+      if (merged) *merged = sum.release();
+    });
+  });
+}
+
+sparcl_status_t sparcl_allreduce(const void* sendbuf, void* recvbuf, size_t count, sparcl_datatype_t datatype,
+                                 sparcl_op_t op, sparcl_comm_t comm) {
+  if (!comm) return null_comm();
+  return guarded(comm, [&] {
+    if (count == 0) return;
+    const bool sparse_path = op == SPARCL_SUM && (datatype == SPARCL_FLOAT32 || datatype == SPARCL_FLOAT64);
+    const void* src = sendbuf == SPARCL_IN_PLACE ? recvbuf : sendbuf;
+    if (!sparse_path) {
+      require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
+      require(value_size(datatype) != 0, SPARCL_ERR_INVALID_ARG, "unknown datatype");
+      comm->transport->native_allreduce(src, recvbuf, count, datatype, op);
+      return;
+    }
+    const sparcl_algorithm_t algorithm =
+        resolve_algorithm(comm->config.algorithm, count, value_size(datatype), comm->transport->size());
+    const Identity id =
+        comm->next_identity(Kind::Allreduce, uint8_t(algorithm), count, uint8_t(datatype), index_width_for(count));
+    checked(comm, id, [&] { require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL"); });
+    dispatch(uint8_t(datatype), count, [&](auto v, auto i) {
+      using V = typename decltype(v)::type;
+      using I = typename decltype(i)::type;
+      Input<V, I> in;
+      make_dense_input(static_cast<const V*>(src), count, in);
+      auto reduce = make_allreduce<V, I>(algorithm, *comm->transport, id, in.view);
+      comm->run(*reduce);
+      write_pieces(reduce->pieces(), recvbuf);
+    });
+  });
+}
+
+sparcl_status_t sparcl_result_free(sparcl_result_t result) {
+  delete result;
+  return SPARCL_SUCCESS;
+}
+
+uint64_t sparcl_result_dim(sparcl_result_t r) { return r ? r->dim : 0; }
+int sparcl_result_is_dense(sparcl_result_t r) { return r && r->dense ? 1 : 0; }
+size_t sparcl_result_nnz(sparcl_result_t r) { return r ? r->nnz : 0; }
+sparcl_datatype_t sparcl_result_value_type(sparcl_result_t r) { return r ? r->value_type : SPARCL_FLOAT32; }
+sparcl_index_type_t sparcl_result_index_type(sparcl_result_t r) { return r ? r->index_type : SPARCL_INDEX_U32; }
+const void* sparcl_result_indices(sparcl_result_t r) { return r ? r->indices : nullptr; }
+const void* sparcl_result_values(sparcl_result_t r) { return r ? r->values : nullptr; }
+
+sparcl_status_t sparcl_result_to_dense(sparcl_result_t r, void* dense) {
+  if (!r || !dense) return record(nullptr, SPARCL_ERR_INVALID_ARG, "result or dense is NULL");
+  return guarded(nullptr, [&] {
+    dispatch(uint8_t(r->value_type), r->dim, [&](auto v, auto i) {
+      using V = typename decltype(v)::type;
+      using I = typename decltype(i)::type;
+      View<V, I> view{Range{0, r->dim}, r->dense, r->nnz, static_cast<const I*>(r->indices),
+                      static_cast<const V*>(r->values)};
+      write_dense(view, static_cast<V*>(dense));
+    });
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "config.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "error.hpp"
+
+namespace sparcl {
+
+namespace {
+struct AlgorithmName {
+  sparcl_algorithm_t algorithm;
+  const char* name;
+};
+constexpr AlgorithmName kAlgorithms[] = {
+    {SPARCL_ALGO_AUTO, "auto"},
+    {SPARCL_ALGO_RECURSIVE_DOUBLING, "recursive_doubling"},
+    {SPARCL_ALGO_SPLIT_ALLGATHER, "split_allgather"},
+    {SPARCL_ALGO_SPLIT_DENSE, "split_dense"},
+    {SPARCL_ALGO_RING, "ring"},
+    {SPARCL_ALGO_HALVING_DOUBLING, "halving_doubling"},
+};
+}  // namespace
+
+sparcl_algorithm_t parse_algorithm(const std::string& text) {
+  for (const auto& a : kAlgorithms)
+    if (text == a.name) return a.algorithm;
+  fail(SPARCL_ERR_INVALID_ARG,
+       "unknown algorithm '" + text +
+           "' (expected auto, recursive_doubling, split_allgather, split_dense, ring or halving_doubling)");
+}
+
+const char* algorithm_name(sparcl_algorithm_t algorithm) {
+  for (const auto& a : kAlgorithms)
+    if (algorithm == a.algorithm) return a.name;
+  return "unknown";
+}
+
+int64_t parse_timeout_ms(const std::string& text) {
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno != 0 || v < 0)
+    fail(SPARCL_ERR_INVALID_ARG, "timeout '" + text + "' is not a number of milliseconds >= 0");
+  return v;
+}
+
+Config resolve_config(const sparcl_config_t* user) {
+  Config c;
+  if (user) {
+    if (user->struct_size < sizeof(sparcl_config_t))
+      fail(SPARCL_ERR_INVALID_ARG, "config.struct_size is too small: initialise it with SPARCL_CONFIG_INIT");
+    if (std::string(algorithm_name(user->algorithm)) == "unknown")
+      fail(SPARCL_ERR_INVALID_ARG, "config.algorithm is not a sparcl_algorithm_t");
+    if (user->transport != SPARCL_TRANSPORT_MPI)
+      fail(SPARCL_ERR_UNSUPPORTED, "config.transport: only SPARCL_TRANSPORT_MPI is built in");
+    if (user->timeout_ms < 0) fail(SPARCL_ERR_INVALID_ARG, "config.timeout_ms is negative");
+    c.algorithm = user->algorithm;
+    c.transport = user->transport;
+    c.timeout_ms = user->timeout_ms;
+  }
+  if (const char* v = std::getenv("SPARCL_ALGORITHM")) {
+    try {
+      c.algorithm = parse_algorithm(v);
+    } catch (const Error& e) {
+      fail(e.status(), std::string("SPARCL_ALGORITHM: ") + e.what());
+    }
+  }
+  if (const char* v = std::getenv("SPARCL_TIMEOUT_MS")) {
+    try {
+      c.timeout_ms = parse_timeout_ms(v);
+    } catch (const Error& e) {
+      fail(e.status(), std::string("SPARCL_TIMEOUT_MS: ") + e.what());
+    }
+  }
+  if (const char* v = std::getenv("SPARCL_TRANSPORT")) {
+    if (std::string(v) != "mpi")
+      fail(SPARCL_ERR_UNSUPPORTED, std::string("SPARCL_TRANSPORT: '") + v + "' is not built in (available: mpi)");
+  }
+  return c;
+}
+
+}  // namespace sparcl

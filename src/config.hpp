@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Communicator configuration: the caller's sparcl_config_t with the SPARCL_*
+// environment variables applied on top (see docs/configuration.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "sparcl/sparcl.h"
+
+namespace sparcl {
+
+struct Config {
+  sparcl_algorithm_t algorithm = SPARCL_ALGO_AUTO;
+  sparcl_transport_t transport = SPARCL_TRANSPORT_MPI;
+  int64_t timeout_ms = 1800000;
+};
+
+// Validates `user` (NULL: defaults) and applies the environment.
+// Throws SPARCL_ERR_INVALID_ARG naming the bad field or variable.
+Config resolve_config(const sparcl_config_t* user);
+
+// Parsing of single values, shared with tests.
+sparcl_algorithm_t parse_algorithm(const std::string& text);
+const char* algorithm_name(sparcl_algorithm_t algorithm);
+int64_t parse_timeout_ms(const std::string& text);
+
+}  // namespace sparcl

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "operation.hpp"
+
+namespace sparcl {
+
+void send_abort_notices(Transport& transport, const Identity& id, sparcl_status_t status,
+                        const std::string& message) {
+  const std::string text = "rank " + std::to_string(transport.rank()) + ": " + message;
+  SharedBuffer notice = encode_abort(id, status, text);
+  for (int peer = 0; peer < transport.size(); ++peer) {
+    if (peer == transport.rank()) continue;
+    try {
+      // The request is dropped at once: the transport finishes it on its own.
+      transport.isend(peer, Tag{id.comm_id, id.seq, true}, notice);
+    } catch (const Error&) {
+      // A peer we cannot reach learns of the failure through its own timeout.
+    }
+  }
+}
+
+void Operation::abort(sparcl_status_t status, const std::string& message) {
+  if (done()) return;
+  state_ = State::Failed;
+  status_ = status;
+  message_ = message;
+  recvs_.clear();
+  abort_notice_.reset();
+  send_abort_notices(transport_, id_, status, message);
+}
+
+bool Operation::advance() {
+  while (!done()) {
+    bool moved = false;
+    try {
+      moved = step();
+    } catch (const Error& e) {
+      abort(e.status(), e.what());
+    } catch (const std::bad_alloc&) {
+      abort(SPARCL_ERR_NO_MEMORY, "out of memory in a collective");
+    } catch (const std::exception& e) {
+      abort(SPARCL_ERR_INTERNAL, e.what());
+    }
+    if (!moved) break;
+  }
+  return done();
+}
+
+bool Operation::check_abort_notice() {
+  if (!abort_notice_ || !abort_notice_->test()) return false;
+  const int peer = abort_notice_->source();
+  Buffer msg = abort_notice_->take();
+  abort_notice_.reset();
+  WireHeader h = read_header(msg);
+  if (!(h.flags & kFlagAbort) || h.comm_id != id_.comm_id || h.seq != id_.seq)
+    fail(SPARCL_ERR_CORRUPT, "malformed abort notice from rank " + std::to_string(peer));
+  // The peer has already told everyone: end here without another round of notices.
+  state_ = State::Failed;
+  status_ = h.status < 0 && h.status >= SPARCL_ERR_INTERNAL ? sparcl_status_t(h.status)
+                                                             : SPARCL_ERR_PEER_FAILED;
+  message_ = abort_text(msg, h);
+  recvs_.clear();
+  return true;
+}
+
+void Operation::start_round() {
+  RoundIO io;
+  post(round_, io);
+  for (auto& s : io.sends) sends_.push_back(transport_.isend(s.peer, tag(false), std::move(s.data)));
+  recvs_.clear();
+  received_.assign(io.recvs.size(), Received{});
+  for (size_t i = 0; i < io.recvs.size(); ++i) {
+    received_[i].peer = io.recvs[i];
+    recvs_.push_back(transport_.irecv(io.recvs[i], tag(false)));
+  }
+  pending_recvs_ = io.recvs.size();
+  round_posted_ = true;
+}
+
+bool Operation::step() {
+  if (!started_) {
+    started_ = true;
+    if (size() > 1) abort_notice_ = transport_.irecv(kAnyPeer, tag(true));
+    if (rounds() > 0xFFFF) fail(SPARCL_ERR_UNSUPPORTED, "too many steps for one collective");
+  }
+  if (check_abort_notice()) return true;
+  bool moved = false;
+  for (auto& s : sends_)
+    if (s && s->test()) {
+      s.reset();
+      moved = true;
+    }
+  if (round_ < rounds()) {
+    if (!round_posted_) {
+      start_round();
+      moved = true;
+    }
+    for (size_t i = 0; i < recvs_.size(); ++i) {
+      if (!recvs_[i] || !recvs_[i]->test()) continue;
+      Received& r = received_[i];
+      r.buffer = std::make_shared<Buffer>(recvs_[i]->take());
+      recvs_[i].reset();
+      --pending_recvs_;
+      moved = true;
+      r.header = read_header(*r.buffer);
+      if (r.header.flags & kFlagAbort)
+        fail(SPARCL_ERR_CORRUPT, "abort notice with a data tag from rank " + std::to_string(r.peer));
+      check_identity(r.header, id_, uint16_t(round_), r.peer);
+    }
+    if (pending_recvs_ == 0) {
+      consume(round_, received_);
+      received_.clear();
+      ++round_;
+      round_posted_ = false;
+      moved = true;
+    }
+    return moved;
+  }
+  for (auto& s : sends_)
+    if (s) return moved;  // wait for our sends before declaring the collective done
+  sends_.clear();
+  finish();
+  state_ = State::Succeeded;
+  abort_notice_.reset();
+  return true;
+}
+
+}  // namespace sparcl

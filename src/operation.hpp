@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The progress engine's unit: a collective as a resumable state machine.
+//
+// An algorithm is a fixed schedule of rounds. In each round it posts sends
+// (payloads built from what it holds now) and receives (from known peers);
+// when all receives of the round have arrived, it consumes them, and the next
+// round starts. The schedule depends only on the rank, the number of ranks
+// and the round, never on data, so every rank walks the same rounds.
+//
+// advance() never blocks: it tests outstanding transfers and runs as many
+// rounds as have their messages. A rank that fails (bad input, a message that
+// fails validation, a timeout) sends an abort notice to every other rank; each
+// operation listens for notices of its own sequence number, so a failure ends
+// the collective on every rank instead of leaving peers waiting.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "transport/transport.hpp"
+#include "wire.hpp"
+
+namespace sparcl {
+
+// A message received in a round, its header already checked against the
+// collective's identity and step.
+struct Received {
+  int peer = -1;
+  WireHeader header{};
+  SharedBuffer buffer;
+};
+
+// The sends and receives an algorithm posts for one round.
+class RoundIO {
+ public:
+  void send(int peer, SharedBuffer data) { sends.push_back({peer, std::move(data)}); }
+  void recv(int peer) { recvs.push_back(peer); }
+
+  struct Send {
+    int peer;
+    SharedBuffer data;
+  };
+  std::vector<Send> sends;
+  std::vector<int> recvs;
+};
+
+class Operation {
+ public:
+  Operation(Transport& transport, const Identity& id) : transport_(transport), id_(id) {}
+  virtual ~Operation() = default;
+  Operation(const Operation&) = delete;
+  Operation& operator=(const Operation&) = delete;
+
+  // Moves the operation forward without blocking. True once it has ended,
+  // successfully or not.
+  bool advance();
+
+  // Ends the operation with an error and tells the other ranks.
+  void abort(sparcl_status_t status, const std::string& message);
+
+  bool done() const { return state_ != State::Running; }
+  sparcl_status_t status() const { return status_; }
+  const std::string& message() const { return message_; }
+  const Identity& identity() const { return id_; }
+
+ protected:
+  virtual int rounds() const = 0;
+  virtual void post(int round, RoundIO& io) = 0;
+  // Messages arrive in the order of the round's recv() calls.
+  virtual void consume(int round, std::vector<Received>& messages) = 0;
+  // Called once after the last round: produce the result.
+  virtual void finish() = 0;
+
+  int rank() const { return transport_.rank(); }
+  int size() const { return transport_.size(); }
+
+  Transport& transport_;
+  Identity id_;
+
+ private:
+  enum class State { Running, Succeeded, Failed };
+  bool step();  // one attempt to progress; true if anything changed
+  void start_round();
+  bool check_abort_notice();
+  Tag tag(bool abort) const { return Tag{id_.comm_id, id_.seq, abort}; }
+
+  State state_ = State::Running;
+  sparcl_status_t status_ = SPARCL_SUCCESS;
+  std::string message_;
+  bool started_ = false;
+  int round_ = 0;
+  bool round_posted_ = false;
+  std::vector<std::unique_ptr<Request>> sends_;
+  std::vector<std::unique_ptr<RecvRequest>> recvs_;
+  std::vector<Received> received_;
+  size_t pending_recvs_ = 0;
+  std::unique_ptr<RecvRequest> abort_notice_;
+};
+
+// Tells every other rank that collective `id` failed on this rank. Used when a
+// rank fails before it could start the operation (for example on bad input).
+void send_abort_notices(Transport& transport, const Identity& id, sparcl_status_t status,
+                        const std::string& message);
+
+}  // namespace sparcl

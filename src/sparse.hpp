@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Sparse streams: the in-memory form of (a range of) a sparse vector, and the
+// operations the collectives build on (slice, merge, concatenate, densify).
+//
+// A stream covers an index range [begin, end) of a vector of dimension dim and
+// is either sparse (sorted unique global indices with their values) or dense
+// (end - begin values). SparCML's rule picks the form: dense as soon as the
+// sparse form would not be smaller, entries * (sizeof(I) + sizeof(V)) >=
+// length * sizeof(V). Every sparse operation costs O(entries); O(length) work
+// happens only where the result is dense.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "error.hpp"
+
+namespace sparcl {
+
+struct Range {
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  uint64_t size() const { return end - begin; }
+  bool operator==(const Range& o) const { return begin == o.begin && end == o.end; }
+  bool operator!=(const Range& o) const { return !(*this == o); }
+};
+
+// Range i of [0, dim) split into `parts` nearly equal consecutive ranges.
+inline Range split_range(Range whole, uint64_t parts, uint64_t i) {
+  const uint64_t n = whole.size();
+  const uint64_t base = n / parts, extra = n % parts;
+  const uint64_t b = whole.begin + i * base + std::min<uint64_t>(i, extra);
+  return Range{b, b + base + (i < extra ? 1 : 0)};
+}
+
+// SparCML's switch: true when `entries` (index, value) pairs would take at
+// least as many bytes as `length` dense values.
+__extension__ typedef unsigned __int128 uint128;  // products of two 64-bit sizes
+template <class V, class I>
+inline bool prefer_dense(uint64_t entries, uint64_t length) {
+  return uint128(entries) * (sizeof(I) + sizeof(V)) >= uint128(length) * sizeof(V);
+}
+
+// Non-owning view of a stream.
+template <class V, class I>
+struct View {
+  Range range;
+  bool dense = false;
+  size_t nnz = 0;  // pairs if sparse; range.size() if dense
+  const I* idx = nullptr;
+  const V* val = nullptr;
+};
+
+// Owned stream.
+template <class V, class I>
+struct Stream {
+  Range range;
+  bool dense = false;
+  std::vector<I> idx;
+  std::vector<V> val;
+
+  View<V, I> view() const {
+    return View<V, I>{range, dense, val.size(), dense ? nullptr : idx.data(), val.data()};
+  }
+};
+
+// The part of `v` inside `r` (r must lie inside v.range). O(log nnz).
+template <class V, class I>
+View<V, I> slice(const View<V, I>& v, Range r) {
+  View<V, I> out;
+  out.range = r;
+  out.dense = v.dense;
+  if (v.dense) {
+    out.nnz = r.size();
+    out.val = v.val + (r.begin - v.range.begin);
+    return out;
+  }
+  const I* first = std::lower_bound(v.idx, v.idx + v.nnz, r.begin,
+                                    [](I a, uint64_t b) { return uint64_t(a) < b; });
+  const I* last = std::lower_bound(first, v.idx + v.nnz, r.end,
+                                   [](I a, uint64_t b) { return uint64_t(a) < b; });
+  out.idx = first;
+  out.val = v.val + (first - v.idx);
+  out.nnz = static_cast<size_t>(last - first);
+  return out;
+}
+
+// acc[i - v.range.begin] += v[i] for the entries of v; acc covers v.range.
+template <class V, class I>
+void add_into_dense(const View<V, I>& v, V* acc) {
+  if (v.dense) {
+    for (size_t i = 0; i < v.nnz; ++i) acc[i] += v.val[i];
+  } else {
+    const uint64_t base = v.range.begin;
+    for (size_t i = 0; i < v.nnz; ++i) acc[uint64_t(v.idx[i]) - base] += v.val[i];
+  }
+}
+
+// Writes v as v.range.size() dense values into out.
+template <class V, class I>
+void write_dense(const View<V, I>& v, V* out) {
+  if (v.dense) {
+    if (v.nnz) std::memmove(out, v.val, v.nnz * sizeof(V));
+    return;
+  }
+  std::fill(out, out + v.range.size(), V(0));
+  const uint64_t base = v.range.begin;
+  for (size_t i = 0; i < v.nnz; ++i) out[uint64_t(v.idx[i]) - base] = v.val[i];
+}
+
+template <class V, class I>
+Stream<V, I> to_stream(const View<V, I>& v) {
+  Stream<V, I> s;
+  s.range = v.range;
+  s.dense = v.dense;
+  s.val.assign(v.val, v.val + v.nnz);
+  if (!v.dense) s.idx.assign(v.idx, v.idx + v.nnz);
+  return s;
+}
+
+template <class V, class I>
+Stream<V, I> to_dense_stream(const View<V, I>& v) {
+  Stream<V, I> s;
+  s.range = v.range;
+  s.dense = true;
+  s.val.resize(v.range.size());
+  write_dense(v, s.val.data());
+  return s;
+}
+
+// Sum of two streams over the same range. The result is dense when either
+// input is, or when the upper bound of the merged size, a.nnz + b.nnz,
+// already meets SparCML's rule (tested before merging, as SparCML does).
+template <class V, class I>
+Stream<V, I> merge(const View<V, I>& a, const View<V, I>& b) {
+  if (a.range != b.range) fail(SPARCL_ERR_INTERNAL, "merge of streams over different ranges");
+  if (a.dense || b.dense || prefer_dense<V, I>(uint64_t(a.nnz) + b.nnz, a.range.size())) {
+    const View<V, I>& first = a.dense ? a : b;
+    const View<V, I>& second = a.dense ? b : a;
+    Stream<V, I> s = to_dense_stream(first);
+    add_into_dense(second, s.val.data());
+    return s;
+  }
+  Stream<V, I> s;
+  s.range = a.range;
+  s.idx.resize(a.nnz + b.nnz);
+  s.val.resize(a.nnz + b.nnz);
+  I* oi = s.idx.data();
+  V* ov = s.val.data();
+  size_t i = 0, j = 0, n = 0;
+  while (i < a.nnz && j < b.nnz) {
+    const I ia = a.idx[i], ib = b.idx[j];
+    if (ia < ib) {
+      oi[n] = ia; ov[n++] = a.val[i++];
+    } else if (ib < ia) {
+      oi[n] = ib; ov[n++] = b.val[j++];
+    } else {
+      oi[n] = ia; ov[n++] = a.val[i++] + b.val[j++];
+    }
+  }
+  for (; i < a.nnz; ++i, ++n) { oi[n] = a.idx[i]; ov[n] = a.val[i]; }
+  for (; j < b.nnz; ++j, ++n) { oi[n] = b.idx[j]; ov[n] = b.val[j]; }
+  s.idx.resize(n);
+  s.val.resize(n);
+  return s;
+}
+
+// Sum of several streams over the same range, added in the order given (so
+// the same inputs always give bitwise the same result).
+template <class V, class I>
+Stream<V, I> merge_all(const std::vector<View<V, I>>& parts) {
+  if (parts.empty()) fail(SPARCL_ERR_INTERNAL, "merge of no streams");
+  const Range range = parts[0].range;
+  uint64_t entries = 0;
+  bool any_dense = false;
+  for (const auto& p : parts) {
+    if (p.range != range) fail(SPARCL_ERR_INTERNAL, "merge of streams over different ranges");
+    entries += p.nnz;
+    any_dense |= p.dense;
+  }
+  if (parts.size() == 1) return to_stream(parts[0]);
+  if (any_dense || prefer_dense<V, I>(entries, range.size())) {
+    Stream<V, I> s;
+    s.range = range;
+    s.dense = true;
+    s.val.assign(range.size(), V(0));
+    for (const auto& p : parts) add_into_dense(p, s.val.data());
+    return s;
+  }
+  // Left fold of pairwise merges: each merge is linear in its inputs.
+  Stream<V, I> acc = merge(parts[0], parts[1]);
+  for (size_t k = 2; k < parts.size(); ++k) acc = merge(acc.view(), parts[k]);
+  return acc;
+}
+
+// Joins disjoint pieces, sorted by range, that together cover `whole`.
+template <class V, class I>
+Stream<V, I> concat(const std::vector<View<V, I>>& pieces, Range whole) {
+  uint64_t entries = 0, pos = whole.begin;
+  for (const auto& p : pieces) {
+    if (p.range.begin != pos) fail(SPARCL_ERR_INTERNAL, "concatenated pieces do not tile the range");
+    pos = p.range.end;
+    entries += p.nnz;
+  }
+  if (pos != whole.end) fail(SPARCL_ERR_INTERNAL, "concatenated pieces do not tile the range");
+  Stream<V, I> s;
+  s.range = whole;
+  if (prefer_dense<V, I>(entries, whole.size())) {
+    s.dense = true;
+    s.val.resize(whole.size());
+    for (const auto& p : pieces) write_dense(p, s.val.data() + (p.range.begin - whole.begin));
+    return s;
+  }
+  s.idx.reserve(entries);
+  s.val.reserve(entries);
+  for (const auto& p : pieces) {
+    if (p.dense) {
+      for (uint64_t k = 0; k < p.nnz; ++k) s.idx.push_back(I(p.range.begin + k));
+    } else {
+      s.idx.insert(s.idx.end(), p.idx, p.idx + p.nnz);
+    }
+    s.val.insert(s.val.end(), p.val, p.val + p.nnz);
+  }
+  return s;
+}
+
+}  // namespace sparcl

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "mpi_transport.hpp"
+
+#include <chrono>
+#include <climits>
+#include <string>
+
+namespace sparcl {
+
+namespace {
+
+
+// An MPI datatype covering n bytes with a count that fits in int.
+struct ByteSpan {
+  MPI_Datatype type = MPI_BYTE;
+  int count = 0;
+  bool owned = false;
+};
+
+ByteSpan byte_span(size_t n) {
+  if (n <= size_t(INT_MAX)) return {MPI_BYTE, int(n), false};
+  const size_t chunk = size_t(1) << 30;
+  MPI_Datatype chunk_type, chunks, span;
+  MPI_Type_contiguous(int(chunk), MPI_BYTE, &chunk_type);
+  MPI_Type_contiguous(int(n / chunk), chunk_type, &chunks);
+  int lengths[2] = {1, int(n % chunk)};
+  MPI_Aint displacements[2] = {0, MPI_Aint(n - n % chunk)};
+  MPI_Datatype types[2] = {chunks, MPI_BYTE};
+  MPI_Type_create_struct(2, lengths, displacements, types, &span);
+  MPI_Type_commit(&span);
+  MPI_Type_free(&chunks);
+  MPI_Type_free(&chunk_type);
+  return {span, 1, true};
+}
+
+void release(ByteSpan& s) {
+  if (s.owned) MPI_Type_free(&s.type);
+}
+
+class MpiSend final : public Request {
+ public:
+  MpiSend(MpiTransport& t, MPI_Request r, SharedBuffer b) : t_(t), req_(r), buf_(std::move(b)) {}
+  ~MpiSend() override {
+    if (req_ != MPI_REQUEST_NULL) t_.adopt({req_, std::move(buf_)});
+  }
+  bool test() override {
+    if (req_ == MPI_REQUEST_NULL) return true;
+    int done = 0;
+    t_.check(MPI_Test(&req_, &done, MPI_STATUS_IGNORE), "MPI_Test of a send");
+    if (done) buf_.reset();
+    return done;
+  }
+
+ private:
+  MpiTransport& t_;
+  MPI_Request req_;
+  SharedBuffer buf_;
+};
+
+class MpiRecv final : public RecvRequest {
+ public:
+  MpiRecv(MpiTransport& t, int peer, int tag) : t_(t), peer_(peer), tag_(tag) {}
+  ~MpiRecv() override {
+    if (req_ != MPI_REQUEST_NULL) t_.adopt({req_, std::move(buf_)});
+  }
+  bool test() override {
+    if (done_) return true;
+    if (!buf_) {
+      int found = 0;
+      MPI_Message msg;
+      MPI_Status st;
+      t_.check(MPI_Improbe(peer_ == kAnyPeer ? MPI_ANY_SOURCE : peer_, tag_, t_.comm(), &found, &msg, &st),
+               "MPI_Improbe");
+      if (!found) return false;
+      MPI_Count bytes = 0;
+      t_.check(MPI_Get_elements_x(&st, MPI_BYTE, &bytes), "MPI_Get_elements_x");
+      source_ = st.MPI_SOURCE;
+      buf_ = std::make_shared<Buffer>(size_t(bytes));
+      ByteSpan span = byte_span(size_t(bytes));
+      const int rc = MPI_Imrecv(buf_->data(), span.count, span.type, &msg, &req_);
+      release(span);
+      t_.check(rc, "MPI_Imrecv");
+    }
+    int done = 0;
+    t_.check(MPI_Test(&req_, &done, MPI_STATUS_IGNORE), "MPI_Test of a receive");
+    done_ = done;
+    return done_;
+  }
+  Buffer take() override { return std::move(*buf_); }
+  int source() const override { return source_; }
+
+ private:
+  MpiTransport& t_;
+  int peer_, tag_;
+  int source_ = -1;
+  bool done_ = false;
+  MPI_Request req_ = MPI_REQUEST_NULL;
+  SharedBuffer buf_;
+};
+
+}  // namespace
+
+MpiTransport::MpiTransport(MPI_Comm comm) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) fail(SPARCL_ERR_INVALID_ARG, "MPI is not initialised");
+  if (comm == MPI_COMM_NULL) fail(SPARCL_ERR_INVALID_ARG, "MPI communicator is MPI_COMM_NULL");
+  check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
+  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+  int* tag_ub = nullptr;
+  int flag = 0;
+  MPI_Comm_get_attr(comm_, MPI_TAG_UB, &tag_ub, &flag);
+  const long ub = flag ? *tag_ub : 32767;
+  // One bit tells abort notices apart; the rest holds the low bits of seq.
+  while (seq_bits_ < 30 && (1L << (seq_bits_ + 2)) - 1 <= ub) ++seq_bits_;
+  if (seq_bits_ < 8) {
+    MPI_Comm_free(&comm_);
+    fail(SPARCL_ERR_UNSUPPORTED, "MPI_TAG_UB of this MPI is too small for sparcl");
+  }
+}
+
+MpiTransport::~MpiTransport() {
+  // Give dropped requests a moment to finish, then cancel what is left.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (!orphans_.empty() && std::chrono::steady_clock::now() < deadline) progress();
+  for (auto& o : orphans_) {
+    MPI_Cancel(&o.request);
+    MPI_Request_free(&o.request);
+    new SharedBuffer(std::move(o.buffer));  // MPI may still write into it: never free it
+  }
+  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+int MpiTransport::mpi_tag(const Tag& tag) const {
+  const uint64_t seq = tag.seq & ((uint64_t(1) << seq_bits_) - 1);
+  return int((seq << 1) | (tag.abort ? 1 : 0));
+}
+
+void MpiTransport::check(int mpi_error, const char* what) const {
+  if (mpi_error == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(mpi_error, text, &len);
+  fail(SPARCL_ERR_TRANSPORT, std::string(what) + " failed: " + std::string(text, size_t(len)));
+}
+
+std::unique_ptr<Request> MpiTransport::isend(int peer, const Tag& tag, SharedBuffer data) {
+  MPI_Request req;
+  ByteSpan span = byte_span(data->size());
+  const int rc = MPI_Isend(data->data(), span.count, span.type, peer, mpi_tag(tag), comm_, &req);
+  release(span);
+  check(rc, "MPI_Isend");
+  return std::make_unique<MpiSend>(*this, req, std::move(data));
+}
+
+std::unique_ptr<RecvRequest> MpiTransport::irecv(int peer, const Tag& tag) {
+  return std::make_unique<MpiRecv>(*this, peer, mpi_tag(tag));
+}
+
+void MpiTransport::progress() {
+  for (size_t i = 0; i < orphans_.size();) {
+    int done = 0;
+    MPI_Test(&orphans_[i].request, &done, MPI_STATUS_IGNORE);
+    if (done) {
+      orphans_[i] = std::move(orphans_.back());
+      orphans_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+}
+
+void MpiTransport::native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
+                                    sparcl_op_t op) {
+  MPI_Datatype t;
+  switch (type) {
+    case SPARCL_FLOAT32: t = MPI_FLOAT; break;
+    case SPARCL_FLOAT64: t = MPI_DOUBLE; break;
+    case SPARCL_INT32: t = MPI_INT32_T; break;
+    case SPARCL_INT64: t = MPI_INT64_T; break;
+    default: fail(SPARCL_ERR_INVALID_ARG, "unknown datatype");
+  }
+  MPI_Op o;
+  switch (op) {
+    case SPARCL_SUM: o = MPI_SUM; break;
+    case SPARCL_PROD: o = MPI_PROD; break;
+    case SPARCL_MAX: o = MPI_MAX; break;
+    case SPARCL_MIN: o = MPI_MIN; break;
+    default: fail(SPARCL_ERR_INVALID_ARG, "unknown reduction op");
+  }
+  if (count > size_t(INT_MAX)) fail(SPARCL_ERR_UNSUPPORTED, "count too large for MPI_Allreduce");
+  check(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, int(count), t, o, comm_), "MPI_Allreduce");
+}
+
+}  // namespace sparcl

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Transport over MPI point-to-point on a communicator of its own (a dup of the
+// caller's). Receives of unknown size use MPI_Improbe + MPI_Imrecv; messages
+// past 2 GiB use a derived datatype so that counts stay within int.
+#pragma once
+
+#include <mpi.h>
+
+#include <vector>
+
+#include "../transport.hpp"
+
+namespace sparcl {
+
+class MpiTransport final : public Transport {
+ public:
+  // Duplicates `comm`; collective over its ranks.
+  explicit MpiTransport(MPI_Comm comm);
+  ~MpiTransport() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const char* name() const override { return "mpi"; }
+  std::unique_ptr<Request> isend(int peer, const Tag& tag, SharedBuffer data) override;
+  std::unique_ptr<RecvRequest> irecv(int peer, const Tag& tag) override;
+  void progress() override;
+  void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
+                        sparcl_op_t op) override;
+
+  MPI_Comm comm() const { return comm_; }
+  int mpi_tag(const Tag& tag) const;
+  void check(int mpi_error, const char* what) const;
+
+  // A request dropped before completion, finished in progress() and the destructor.
+  struct Orphan {
+    MPI_Request request;
+    SharedBuffer buffer;
+  };
+  void adopt(Orphan orphan) { orphans_.push_back(std::move(orphan)); }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 0;
+  int seq_bits_ = 0;
+  std::vector<Orphan> orphans_;
+};
+
+}  // namespace sparcl

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The transport interface: tagged, non-blocking point-to-point messages of any
+// size. Collectives see only this; each backend (src/transport/<name>/) maps
+// it onto MPI, libfabric or UCX.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "../buffer.hpp"
+
+namespace sparcl {
+
+constexpr int kAnyPeer = -1;
+
+// What a tag carries: the collective (communicator and sequence number) and
+// whether the message is an abort notice. Backends pack it into their own tag
+// space (MPI keeps the low bits of seq; the wire header carries all of it and
+// is checked).
+//
+// The step of a collective is deliberately not in the tag: a backend must
+// deliver messages with equal tags from one peer in the order they were sent
+// (MPI's non-overtaking rule; UCX tag matching; libfabric with FI_ORDER_SAS).
+// Each algorithm receives at most one message per peer and round, so the next
+// message from a peer is always the one it expects, and the step in the
+// header proves it. Ranks that run different collectives under one sequence
+// number therefore see each other's messages and report a mismatch, where
+// step-specific tags would leave them waiting for messages that never come.
+struct Tag {
+  uint32_t comm_id = 0;
+  uint64_t seq = 0;
+  bool abort = false;
+};
+
+class Request {
+ public:
+  virtual ~Request() = default;
+  // True once complete; never blocks. Throws Error(SPARCL_ERR_TRANSPORT) on failure.
+  virtual bool test() = 0;
+};
+
+class RecvRequest : public Request {
+ public:
+  // After test() returned true: the message and who sent it.
+  virtual Buffer take() = 0;
+  virtual int source() const = 0;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual const char* name() const = 0;
+
+  // Sends `data` to `peer`. The transport keeps `data` alive until the send
+  // completes, also when the request is destroyed before that.
+  virtual std::unique_ptr<Request> isend(int peer, const Tag& tag, SharedBuffer data) = 0;
+
+  // Receives one message, of whatever size, from `peer` (or kAnyPeer).
+  // Destroying the request before it completes withdraws it.
+  virtual std::unique_ptr<RecvRequest> irecv(int peer, const Tag& tag) = 0;
+
+  // Moves outstanding transfers forward (for backends that need a call).
+  virtual void progress() = 0;
+
+  // Dense allreduce by the transport itself, for the ops and types that have
+  // no sparse path. Throws SPARCL_ERR_UNSUPPORTED where there is none.
+  virtual void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
+                                sparcl_op_t op) = 0;
+};
+
+}  // namespace sparcl

@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Sparse allreduce: every algorithm, dims that P does and does not divide,
+// densities from empty to full, disjoint / overlapping / identical index sets,
+// float and double, dense and result-object outputs; and the drop-in
+// sparcl_allreduce against MPI_Allreduce.
+#include <algorithm>
+
+#include "mpi_test.hpp"
+
+using namespace sparcl_test;
+
+namespace {
+
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  // dims shared by all ranks: small, odd, prime and not divisible by any P.
+  const uint64_t dims[] = {1, 2, 7, 100, 1021, 65543, 300007};
+  const double densities[] = {0.0, 0.001, 0.01, 0.1, 0.5, 1.0};
+  const Pattern patterns[] = {Pattern::Disjoint, Pattern::Overlapping, Pattern::Identical};
+  uint64_t seed = 1;
+  for (uint64_t dim : dims)
+    for (double d : densities)
+      for (Pattern p : patterns) {
+        if (dim >= 65543 && d >= 0.5 && p != Pattern::Overlapping) continue;  // keep the suite short
+        out.push_back(Case{dim, d, p, /*integer_values=*/seed % 3 != 0, seed});
+        ++seed;
+      }
+  return out;
+}
+
+class Allreduce : public ::testing::TestWithParam<sparcl_algorithm_t> {};
+
+template <class V>
+void check_dense_output(const Comm& comm, const Case& c) {
+  const int p = world_size(), r = world_rank();
+  SparseVec<V> mine = make_vector<V>(c, r, p);
+  sparcl_sparse_t in = mine.as_input();
+  std::vector<V> out(c.dim, V(-12345));
+  const sparcl_status_t st = sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get());
+  EXPECT_EQ(st, SPARCL_SUCCESS) << c.describe() << ": " << comm.error();
+  EXPECT_EQ(count_wrong<V>(c, p, out), 0u) << c.describe();
+  EXPECT_TRUE(same_on_all_ranks(out.data(), out.size() * sizeof(V))) << c.describe();
+}
+
+template <class V>
+void check_result_output(const Comm& comm, const Case& c) {
+  const int p = world_size(), r = world_rank();
+  SparseVec<V> mine = make_vector<V>(c, r, p);
+  sparcl_sparse_t in = mine.as_input();
+  sparcl_result_t res = nullptr;
+  const sparcl_status_t st = sparcl_allreduce_sparse(&in, nullptr, &res, comm.get());
+  EXPECT_EQ(st, SPARCL_SUCCESS) << c.describe() << ": " << comm.error();
+  if (!res) {
+    ADD_FAILURE() << "no result object";
+    all_ranks(false);
+    return;
+  }
+  EXPECT_EQ(sparcl_result_dim(res), c.dim);
+  EXPECT_EQ(sparcl_result_value_type(res), sizeof(V) == 4 ? SPARCL_FLOAT32 : SPARCL_FLOAT64);
+  EXPECT_EQ(sparcl_result_index_type(res), SPARCL_INDEX_U32);
+  const size_t nnz = sparcl_result_nnz(res);
+  if (sparcl_result_is_dense(res)) {
+    EXPECT_EQ(nnz, c.dim);
+    EXPECT_EQ(sparcl_result_indices(res), nullptr);
+  } else {
+    // Sorted, unique, in range, and sparse by SparCML's rule.
+    const auto* idx = static_cast<const uint32_t*>(sparcl_result_indices(res));
+    for (size_t k = 0; k < nnz; ++k) {
+      EXPECT_LT(idx[k], c.dim);
+      if (k) {
+        EXPECT_LT(idx[k - 1], idx[k]);
+      }
+    }
+    EXPECT_LT(nnz * (4 + sizeof(V)), c.dim * sizeof(V)) << "sparse result larger than dense";
+  }
+  std::vector<V> dense(c.dim);
+  EXPECT_EQ(sparcl_result_to_dense(res, dense.data()), SPARCL_SUCCESS);
+  EXPECT_EQ(count_wrong<V>(c, p, dense), 0u) << c.describe();
+  sparcl_result_free(res);
+  all_ranks(true);
+}
+
+TEST_P(Allreduce, DenseOutputFloat) {
+  Comm comm(GetParam());
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  for (const Case& c : cases()) check_dense_output<float>(comm, c);
+}
+
+TEST_P(Allreduce, DenseOutputDouble) {
+  Comm comm(GetParam());
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  for (const Case& c : cases()) check_dense_output<double>(comm, c);
+}
+
+TEST_P(Allreduce, ResultObject) {
+  Comm comm(GetParam());
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  for (const Case& c : cases()) check_result_output<float>(comm, c);
+}
+
+TEST_P(Allreduce, UnsortedInputWithDuplicatesIsSortedAndSummed) {
+  Comm comm(GetParam());
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  const int p = world_size(), r = world_rank();
+  const uint64_t dim = 1000;
+  // Each rank lists index 5 three times and index r*7+1 once, in reverse order.
+  std::vector<uint64_t> idx = {uint64_t(r) * 7 + 1, 5, 5, 5};
+  std::vector<float> val = {2.0f, 1.0f, 1.0f, 1.0f};
+  sparcl_sparse_t in{dim, idx.size(), SPARCL_INDEX_U64, idx.data(), SPARCL_FLOAT32, val.data(),
+                     SPARCL_SPARSE_UNSORTED};
+  std::vector<float> out(dim);
+  ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
+  std::vector<float> expect(dim, 0.0f);
+  for (int q = 0; q < p; ++q) {
+    expect[5] += 3.0f;
+    expect[uint64_t(q) * 7 + 1] += 2.0f;
+  }
+  EXPECT_EQ(out, expect);
+}
+
+TEST_P(Allreduce, DropInMatchesMpiAllreduce) {
+  Comm comm(GetParam());
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  const int p = world_size(), r = world_rank();
+  for (const Case& c : cases()) {
+    if (!c.integer_values) continue;
+    SparseVec<float> mine = make_vector<float>(c, r, p);
+    std::vector<float> x(c.dim, 0.0f);
+    for (size_t k = 0; k < mine.idx.size(); ++k) x[mine.idx[k]] = mine.val[k];
+    std::vector<float> ours(c.dim), theirs(c.dim);
+    EXPECT_EQ(sparcl_allreduce(x.data(), ours.data(), c.dim, SPARCL_FLOAT32, SPARCL_SUM, comm.get()),
+              SPARCL_SUCCESS)
+        << comm.error();
+    MPI_Allreduce(x.data(), theirs.data(), int(c.dim), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    EXPECT_EQ(ours, theirs) << c.describe();
+    // In place.
+    EXPECT_EQ(sparcl_allreduce(SPARCL_IN_PLACE, x.data(), c.dim, SPARCL_FLOAT32, SPARCL_SUM, comm.get()),
+              SPARCL_SUCCESS)
+        << comm.error();
+    EXPECT_EQ(x, theirs) << c.describe() << " (in place)";
+  }
+}
+
+TEST_P(Allreduce, DropInPassesOtherOpsThrough) {
+  Comm comm(GetParam());
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  const int r = world_rank();
+  std::vector<double> x = {double(r), -double(r), 3.5};
+  std::vector<double> ours(3), theirs(3);
+  EXPECT_EQ(sparcl_allreduce(x.data(), ours.data(), 3, SPARCL_FLOAT64, SPARCL_MAX, comm.get()), SPARCL_SUCCESS);
+  MPI_Allreduce(x.data(), theirs.data(), 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  EXPECT_EQ(ours, theirs);
+  std::vector<int32_t> xi = {r, 1, -r}, oi(3), ti(3);
+  EXPECT_EQ(sparcl_allreduce(xi.data(), oi.data(), 3, SPARCL_INT32, SPARCL_SUM, comm.get()), SPARCL_SUCCESS);
+  MPI_Allreduce(xi.data(), ti.data(), 3, MPI_INT32_T, MPI_SUM, MPI_COMM_WORLD);
+  EXPECT_EQ(oi, ti);
+}
+
+TEST_P(Allreduce, ManyCallsOnOneCommunicator) {
+  Comm comm(GetParam());
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  const int p = world_size(), r = world_rank();
+  for (int it = 0; it < 200; ++it) {
+    const uint64_t dim = 50 + uint64_t(it) * 13;
+    std::vector<uint64_t> idx = {uint64_t(it + r) % dim};
+    std::vector<double> val = {1.0};
+    sparcl_sparse_t in{dim, 1, SPARCL_INDEX_U64, idx.data(), SPARCL_FLOAT64, val.data(), 0};
+    std::vector<double> out(dim);
+    ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
+    double total = 0;
+    for (double v : out) total += v;
+    EXPECT_EQ(total, double(p));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Algorithms, Allreduce, ::testing::ValuesIn(kAllAlgorithms),
+                         [](const ::testing::TestParamInfo<sparcl_algorithm_t>& p) { return algorithm_label(p.param); });
+
+}  // namespace

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+#
+# The one place that lists the Debian/Ubuntu packages sparcl needs.
+#
+#   bash tools/deps.sh          # install whatever is missing
+#   source tools/deps.sh        # defines SPARCL_DEPS and sparcl_install_deps
+#
+# Idempotent: does nothing (no apt-get update) when everything is installed.
+# Never reads stdin, so it is safe in CI.
+
+SPARCL_DEPS=(
+  # Toolchain and build system
+  build-essential cmake pkg-config
+  # MPI (headers/library and mpirun)
+  libopenmpi-dev openmpi-bin
+  # Test framework (GoogleTest sources and prebuilt libraries)
+  googletest libgtest-dev
+  # Benchmarks (Google Benchmark)
+  libbenchmark-dev
+)
+
+sparcl_install_deps() {
+  local pkg status
+  local -a missing=()
+  for pkg in "${SPARCL_DEPS[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    if [[ "$status" != "install ok installed" ]]; then
+      missing+=("$pkg")
+    fi
+  done
+
+  if ((${#missing[@]} == 0)); then
+    echo "deps: all ${#SPARCL_DEPS[@]} packages already installed"
+    return 0
+  fi
+
+  local -a sudo=()
+  if ((EUID != 0)); then
+    if command -v sudo >/dev/null 2>&1; then
+      sudo=(sudo -n)
+    else
+      echo "deps: missing packages: ${missing[*]}" >&2
+      echo "deps: not root and sudo is not available; install them with:" >&2
+      echo "  apt-get install ${missing[*]}" >&2
+      return 1
+    fi
+  fi
+
+  echo "deps: installing ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq </dev/null || return 1
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null || return 1
+  echo "deps: done"
+}
+
+# Run directly (not sourced): install and exit with its status.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  set -euo pipefail
+  sparcl_install_deps
+fi
