@@ -105,13 +105,18 @@ SparseVec<V> make_vector(const Case& c, int rank, int ranks) {
   v.dim = c.dim;
   std::mt19937_64 index_rng(c.seed * 1000003 + (c.pattern == Pattern::Identical ? 0 : uint64_t(rank) + 1));
   std::mt19937_64 value_rng(c.seed * 7919 + uint64_t(rank) * 31 + 5);
-  std::uniform_real_distribution<double> coin(0.0, 1.0);
   std::uniform_int_distribution<int> ints(-64, 63);
   std::uniform_real_distribution<double> reals(-1.0, 1.0);
-  for (uint64_t i = 0; i < c.dim; ++i) {
-    if (c.pattern == Pattern::Disjoint && i % uint64_t(ranks) != uint64_t(rank)) continue;
-    const double keep = c.pattern == Pattern::Disjoint ? std::min(1.0, c.density * ranks) : c.density;
-    if (keep < 1.0 && coin(index_rng) >= keep) continue;
+  // Disjoint: rank r may hold only indices i with i % ranks == r.
+  const uint64_t stride = c.pattern == Pattern::Disjoint ? uint64_t(ranks) : 1;
+  const uint64_t first = c.pattern == Pattern::Disjoint ? uint64_t(rank) : 0;
+  const double keep = c.pattern == Pattern::Disjoint ? std::min(1.0, c.density * ranks) : c.density;
+  if (keep <= 0.0) return v;
+  // Skip ahead by geometric gaps: O(nnz) instead of a coin per index.
+  std::geometric_distribution<uint64_t> gap(keep);
+  for (uint64_t slot = keep < 1.0 ? gap(index_rng) : 0;; ++slot) {
+    const uint64_t i = first + slot * stride;
+    if (i >= c.dim) break;
     v.idx.push_back(i);
     if (c.integer_values) {
       int x = ints(value_rng);
@@ -119,6 +124,7 @@ SparseVec<V> make_vector(const Case& c, int rank, int ranks) {
     } else {
       v.val.push_back(V(reals(value_rng)));
     }
+    if (keep < 1.0) slot += gap(index_rng);
   }
   return v;
 }
