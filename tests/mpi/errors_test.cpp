@@ -158,3 +158,34 @@ TEST(CommCreate, QueriesAndVersion) {
 }
 
 }  // namespace
+
+namespace {
+
+// A rank that comes late makes the others time out; it learns of their
+// timeout from their abort notices, and the communicator stays aligned.
+TEST(Timeout, LateRankMakesTheOthersTimeOutAndHearsOfIt) {
+  if (world_size() == 1) GTEST_SKIP() << "needs two ranks";
+  Comm comm(SPARCL_ALGO_AUTO, /*timeout_ms=*/300);
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  const bool late = world_rank() == 0;
+  if (late) {
+    // Wait until every other rank has given up (they signal through MPI).
+    int gave_up = 0;
+    MPI_Allreduce(MPI_IN_PLACE, &gave_up, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  }
+  Valid v(1000);
+  sparcl_sparse_t in = v.input();
+  std::vector<float> out(1000);
+  const sparcl_status_t st = sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get());
+  EXPECT_EQ(st, SPARCL_ERR_TIMEOUT) << comm.error();
+  if (late) {
+    EXPECT_NE(std::string(comm.error()).find("did not complete"), std::string::npos) << comm.error();
+  } else {
+    int gave_up = 1;
+    MPI_Allreduce(MPI_IN_PLACE, &gave_up, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  }
+  all_ranks(true);
+  expect_still_works(comm);
+}
+
+}  // namespace
