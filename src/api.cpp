@@ -153,9 +153,9 @@ sparcl_status_t sparcl_allreduce_sparse(const sparcl_sparse_t* send, void* dense
   if (result) *result = nullptr;
   return guarded(comm, [&] {
     const uint64_t dim = send ? send->dim : 0;
-    const uint8_t vt = send ? uint8_t(send->value_type) : 0;
+    const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
     const sparcl_algorithm_t algorithm =
-        resolve_algorithm(comm->config.algorithm, dim, value_size(sparcl_datatype_t(vt)), comm->transport->size());
+        resolve_algorithm(comm->config.algorithm, dim, value_size(vt), comm->transport->size());
     const Identity id = comm->next_identity(Kind::Allreduce, uint8_t(algorithm), dim, vt, index_width_for(dim));
     checked(comm, id, [&] {
       check_sparse_header(send);
@@ -186,7 +186,7 @@ sparcl_status_t sparcl_allgather_sparse(const sparcl_sparse_t* send, sparcl_resu
   if (merged) *merged = nullptr;
   return guarded(comm, [&] {
     const uint64_t dim = send ? send->dim : 0;
-    const uint8_t vt = send ? uint8_t(send->value_type) : 0;
+    const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
     const Identity id = comm->next_identity(Kind::Allgather, 0, dim, vt, index_width_for(dim));
     checked(comm, id, [&] {
       check_sparse_header(send);
@@ -218,20 +218,22 @@ sparcl_status_t sparcl_allreduce(const void* sendbuf, void* recvbuf, size_t coun
   if (!comm) return null_comm();
   return guarded(comm, [&] {
     if (count == 0) return;
-    const bool sparse_path = op == SPARCL_SUM && (datatype == SPARCL_FLOAT32 || datatype == SPARCL_FLOAT64);
+    const int type = raw(datatype), reduction = raw(op);
+    const bool sparse_path = reduction == SPARCL_SUM && (type == SPARCL_FLOAT32 || type == SPARCL_FLOAT64);
     const void* src = sendbuf == SPARCL_IN_PLACE ? recvbuf : sendbuf;
     if (!sparse_path) {
       require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
-      require(value_size(datatype) != 0, SPARCL_ERR_INVALID_ARG, "unknown datatype");
+      require(value_size(type) != 0, SPARCL_ERR_INVALID_ARG, "unknown datatype");
+      require(reduction >= SPARCL_SUM && reduction <= SPARCL_MIN, SPARCL_ERR_INVALID_ARG, "unknown reduction op");
       comm->transport->native_allreduce(src, recvbuf, count, datatype, op);
       return;
     }
     const sparcl_algorithm_t algorithm =
-        resolve_algorithm(comm->config.algorithm, count, value_size(datatype), comm->transport->size());
+        resolve_algorithm(comm->config.algorithm, count, value_size(type), comm->transport->size());
     const Identity id =
-        comm->next_identity(Kind::Allreduce, uint8_t(algorithm), count, uint8_t(datatype), index_width_for(count));
+        comm->next_identity(Kind::Allreduce, uint8_t(algorithm), count, uint8_t(type), index_width_for(count));
     checked(comm, id, [&] { require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL"); });
-    dispatch(uint8_t(datatype), count, [&](auto v, auto i) {
+    dispatch(uint8_t(type), count, [&](auto v, auto i) {
       using V = typename decltype(v)::type;
       using I = typename decltype(i)::type;
       Input<V, I> in;

@@ -51,9 +51,9 @@ Config resolve_config(const sparcl_config_t* user) {
   if (user) {
     if (user->struct_size < sizeof(sparcl_config_t))
       fail(SPARCL_ERR_INVALID_ARG, "config.struct_size is too small: initialise it with SPARCL_CONFIG_INIT");
-    if (std::string(algorithm_name(user->algorithm)) == "unknown")
+    if (raw(user->algorithm) < SPARCL_ALGO_AUTO || raw(user->algorithm) > SPARCL_ALGO_HALVING_DOUBLING)
       fail(SPARCL_ERR_INVALID_ARG, "config.algorithm is not a sparcl_algorithm_t");
-    if (user->transport != SPARCL_TRANSPORT_MPI)
+    if (raw(user->transport) != SPARCL_TRANSPORT_MPI)
       fail(SPARCL_ERR_UNSUPPORTED, "config.transport: only SPARCL_TRANSPORT_MPI is built in");
     if (user->timeout_ms < 0) fail(SPARCL_ERR_INVALID_ARG, "config.timeout_ms is negative");
     c.algorithm = user->algorithm;

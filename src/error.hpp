@@ -2,6 +2,7 @@
 // The one exception type used inside sparcl; the C boundary turns it into a status.
 #pragma once
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -21,6 +22,17 @@ class Error : public std::runtime_error {
 
 [[noreturn]] inline void fail(sparcl_status_t status, const std::string& message) {
   throw Error(status, message);
+}
+
+// The integer stored in an enum that came from C. A C caller may store any
+// int there, and loading an out-of-range value as the C++ enum type is
+// undefined behaviour, so sparcl reads such fields through this.
+template <class E>
+int raw(const E& e) {
+  static_assert(sizeof(E) == sizeof(int), "C enums are int-sized");
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
 }
 
 inline void require(bool condition, sparcl_status_t status, const char* message) {

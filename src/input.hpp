@@ -15,7 +15,7 @@ namespace sparcl {
 // Index width used inside sparcl for a vector of dimension dim.
 inline uint8_t index_width_for(uint64_t dim) { return dim < (uint64_t(1) << 32) ? 4 : 8; }
 
-inline size_t value_size(sparcl_datatype_t t) {
+inline size_t value_size(int t) {
   switch (t) {
     case SPARCL_FLOAT32: case SPARCL_INT32: return 4;
     case SPARCL_FLOAT64: case SPARCL_INT64: return 8;
@@ -27,9 +27,9 @@ inline size_t value_size(sparcl_datatype_t t) {
 inline void check_sparse_header(const sparcl_sparse_t* s) {
   require(s != nullptr, SPARCL_ERR_INVALID_ARG, "sparse input is NULL");
   require(s->dim >= 1, SPARCL_ERR_INVALID_ARG, "sparse input has dim 0");
-  require(s->value_type == SPARCL_FLOAT32 || s->value_type == SPARCL_FLOAT64, SPARCL_ERR_INVALID_ARG,
+  require(raw(s->value_type) == SPARCL_FLOAT32 || raw(s->value_type) == SPARCL_FLOAT64, SPARCL_ERR_INVALID_ARG,
           "sparse value type must be SPARCL_FLOAT32 or SPARCL_FLOAT64");
-  require(s->index_type == SPARCL_INDEX_U32 || s->index_type == SPARCL_INDEX_U64, SPARCL_ERR_INVALID_ARG,
+  require(raw(s->index_type) == SPARCL_INDEX_U32 || raw(s->index_type) == SPARCL_INDEX_U64, SPARCL_ERR_INVALID_ARG,
           "sparse index type must be SPARCL_INDEX_U32 or SPARCL_INDEX_U64");
   require((s->flags & ~uint32_t(SPARCL_SPARSE_UNSORTED)) == 0, SPARCL_ERR_INVALID_ARG,
           "unknown sparse input flags");
@@ -98,7 +98,7 @@ void make_sparse_input(const sparcl_sparse_t& s, Input<V, I>& in) {
 // Validates `s` (value type V, internal index type I) and returns its view.
 template <class V, class I>
 void make_input(const sparcl_sparse_t& s, Input<V, I>& in) {
-  if (s.index_type == SPARCL_INDEX_U32)
+  if (raw(s.index_type) == SPARCL_INDEX_U32)
     make_sparse_input<V, I, uint32_t>(s, in);
   else
     make_sparse_input<V, I, uint64_t>(s, in);
