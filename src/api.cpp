@@ -7,6 +7,7 @@
 
 #include "../collectives/collective.hpp"
 #include "comm.hpp"
+#include "comm_create.hpp"
 #include "guard.hpp"
 #include "input.hpp"
 #include "sparcl/sparcl.h"
@@ -124,9 +125,22 @@ sparcl_status_t sparcl_config_init(sparcl_config_t* config) {
   return SPARCL_SUCCESS;
 }
 
+sparcl_status_t sparcl_comm_create(int rank, int size, sparcl_bootstrap_allgather_fn allgather, void* ctx,
+                                   const sparcl_config_t* config, sparcl_comm_t* comm) {
+  if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "comm is NULL");
+  *comm = nullptr;
+  return guarded(nullptr, [&] {
+    CallbackBootstrap boot(rank, size, allgather, ctx);
+    *comm = create_comm(boot, config, nullptr).release();
+  });
+}
+
 sparcl_status_t sparcl_comm_free(sparcl_comm_t comm) {
   if (!comm) return null_comm();
-  return guarded(nullptr, [&] { delete comm; });
+  return guarded(nullptr, [&] {
+    comm->transport->close();
+    delete comm;
+  });
 }
 
 sparcl_status_t sparcl_comm_rank(sparcl_comm_t comm, int* rank) {
@@ -145,6 +159,22 @@ sparcl_status_t sparcl_comm_size(sparcl_comm_t comm, int* size) {
 
 const char* sparcl_comm_last_error(sparcl_comm_t comm) {
   return comm ? comm->last_error.c_str() : thread_last_error().c_str();
+}
+
+sparcl_status_t sparcl_comm_stats(sparcl_comm_t comm, sparcl_stats_t* stats) {
+  if (!comm) return null_comm();
+  if (!stats) return record(comm, SPARCL_ERR_INVALID_ARG, "stats is NULL");
+  stats->collectives = comm->next_seq - comm->traffic_since_seq;
+  stats->messages_sent = comm->traffic.messages;
+  stats->bytes_sent = comm->traffic.bytes;
+  return SPARCL_SUCCESS;
+}
+
+sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm) {
+  if (!comm) return null_comm();
+  comm->traffic = Traffic{};
+  comm->traffic_since_seq = comm->next_seq;
+  return SPARCL_SUCCESS;
 }
 
 sparcl_status_t sparcl_allreduce_sparse(const sparcl_sparse_t* send, void* dense_recv,

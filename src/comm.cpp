@@ -20,6 +20,7 @@ sparcl::Identity sparcl_comm::next_identity(sparcl::Kind kind, uint8_t algorithm
 }
 
 void sparcl_comm::run(sparcl::Operation& op) {
+  op.count_traffic_in(&traffic);
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   const auto limit = std::chrono::milliseconds(config.timeout_ms);

@@ -15,6 +15,8 @@ struct sparcl_comm {
   uint32_t id = 0;        // the same on every rank; part of every tag and header
   uint64_t next_seq = 0;  // collectives started so far
   std::string last_error;
+  sparcl::Traffic traffic;
+  uint64_t traffic_since_seq = 0;  // next_seq when the counters were last reset
 
   // Identity of the next collective; every collective call takes one, also
   // one that fails on bad input, so that sequence numbers stay aligned.

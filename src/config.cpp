@@ -37,6 +37,23 @@ const char* algorithm_name(sparcl_algorithm_t algorithm) {
   return "unknown";
 }
 
+sparcl_transport_t parse_transport(const std::string& text) {
+  if (text == "mpi") return SPARCL_TRANSPORT_MPI;
+  if (text == "ofi") return SPARCL_TRANSPORT_OFI;
+  if (text == "ucx") return SPARCL_TRANSPORT_UCX;
+  fail(SPARCL_ERR_INVALID_ARG, "unknown transport '" + text + "' (expected mpi, ofi or ucx)");
+}
+
+const char* transport_name(sparcl_transport_t transport) {
+  switch (transport) {
+    case SPARCL_TRANSPORT_DEFAULT: return "default";
+    case SPARCL_TRANSPORT_MPI: return "mpi";
+    case SPARCL_TRANSPORT_OFI: return "ofi";
+    case SPARCL_TRANSPORT_UCX: return "ucx";
+  }
+  return "unknown";
+}
+
 int64_t parse_timeout_ms(const std::string& text) {
   errno = 0;
   char* end = nullptr;
@@ -53,12 +70,16 @@ Config resolve_config(const sparcl_config_t* user) {
       fail(SPARCL_ERR_INVALID_ARG, "config.struct_size is too small: initialise it with SPARCL_CONFIG_INIT");
     if (raw(user->algorithm) < SPARCL_ALGO_AUTO || raw(user->algorithm) > SPARCL_ALGO_HALVING_DOUBLING)
       fail(SPARCL_ERR_INVALID_ARG, "config.algorithm is not a sparcl_algorithm_t");
-    if (raw(user->transport) != SPARCL_TRANSPORT_MPI)
-      fail(SPARCL_ERR_UNSUPPORTED, "config.transport: only SPARCL_TRANSPORT_MPI is built in");
+    if (raw(user->transport) < SPARCL_TRANSPORT_DEFAULT || raw(user->transport) > SPARCL_TRANSPORT_UCX)
+      fail(SPARCL_ERR_INVALID_ARG, "config.transport is not a sparcl_transport_t");
     if (user->timeout_ms < 0) fail(SPARCL_ERR_INVALID_ARG, "config.timeout_ms is negative");
     c.algorithm = user->algorithm;
     c.transport = user->transport;
     c.timeout_ms = user->timeout_ms;
+    if (user->ofi_provider) {
+      if (!*user->ofi_provider) fail(SPARCL_ERR_INVALID_ARG, "config.ofi_provider is empty");
+      c.ofi_provider = user->ofi_provider;
+    }
   }
   if (const char* v = std::getenv("SPARCL_ALGORITHM")) {
     try {
@@ -75,8 +96,15 @@ Config resolve_config(const sparcl_config_t* user) {
     }
   }
   if (const char* v = std::getenv("SPARCL_TRANSPORT")) {
-    if (std::string(v) != "mpi")
-      fail(SPARCL_ERR_UNSUPPORTED, std::string("SPARCL_TRANSPORT: '") + v + "' is not built in (available: mpi)");
+    try {
+      c.transport = parse_transport(v);
+    } catch (const Error& e) {
+      fail(e.status(), std::string("SPARCL_TRANSPORT: ") + e.what());
+    }
+  }
+  if (const char* v = std::getenv("SPARCL_OFI_PROVIDER")) {
+    if (!*v) fail(SPARCL_ERR_INVALID_ARG, "SPARCL_OFI_PROVIDER is empty");
+    c.ofi_provider = v;
   }
   return c;
 }

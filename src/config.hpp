@@ -12,8 +12,9 @@ namespace sparcl {
 
 struct Config {
   sparcl_algorithm_t algorithm = SPARCL_ALGO_AUTO;
-  sparcl_transport_t transport = SPARCL_TRANSPORT_MPI;
+  sparcl_transport_t transport = SPARCL_TRANSPORT_DEFAULT;  // resolved at communicator creation
   int64_t timeout_ms = 1800000;
+  std::string ofi_provider = "tcp;ofi_rxm";
 };
 
 // Validates `user` (NULL: defaults) and applies the environment.
@@ -23,6 +24,8 @@ Config resolve_config(const sparcl_config_t* user);
 // Parsing of single values, shared with tests.
 sparcl_algorithm_t parse_algorithm(const std::string& text);
 const char* algorithm_name(sparcl_algorithm_t algorithm);
+sparcl_transport_t parse_transport(const std::string& text);
+const char* transport_name(sparcl_transport_t transport);
 int64_t parse_timeout_ms(const std::string& text);
 
 }  // namespace sparcl

@@ -65,7 +65,13 @@ bool Operation::check_abort_notice() {
 void Operation::start_round() {
   RoundIO io;
   post(round_, io);
-  for (auto& s : io.sends) sends_.push_back(transport_.isend(s.peer, tag(false), std::move(s.data)));
+  for (auto& s : io.sends) {
+    if (traffic_) {
+      ++traffic_->messages;
+      traffic_->bytes += s.data->size();
+    }
+    sends_.push_back(transport_.isend(s.peer, tag(false), std::move(s.data)));
+  }
   recvs_.clear();
   received_.assign(io.recvs.size(), Received{});
   for (size_t i = 0; i < io.recvs.size(); ++i) {

@@ -45,9 +45,18 @@ class RoundIO {
   std::vector<int> recvs;
 };
 
+// Traffic counters, kept per communicator.
+struct Traffic {
+  uint64_t messages = 0;
+  uint64_t bytes = 0;
+};
+
 class Operation {
  public:
   Operation(Transport& transport, const Identity& id) : transport_(transport), id_(id) {}
+
+  // Where this operation counts the messages it sends (optional).
+  void count_traffic_in(Traffic* traffic) { traffic_ = traffic; }
   virtual ~Operation() = default;
   Operation(const Operation&) = delete;
   Operation& operator=(const Operation&) = delete;
@@ -96,6 +105,7 @@ class Operation {
   std::vector<Received> received_;
   size_t pending_recvs_ = 0;
   std::unique_ptr<RecvRequest> abort_notice_;
+  Traffic* traffic_ = nullptr;
 };
 
 // Tells every other rank that collective `id` failed on this rank. Used when a

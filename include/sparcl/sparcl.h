@@ -83,7 +83,12 @@ typedef enum sparcl_algorithm {
 } sparcl_algorithm_t;
 
 /** Transports. Only the ones compiled in are available (SPARCL_ERR_UNSUPPORTED otherwise). */
-typedef enum sparcl_transport { SPARCL_TRANSPORT_MPI = 1 } sparcl_transport_t;
+typedef enum sparcl_transport {
+  SPARCL_TRANSPORT_DEFAULT = 0, /**< MPI from sparcl_comm_create_mpi(); otherwise UCX, else libfabric */
+  SPARCL_TRANSPORT_MPI = 1, /**< MPI point-to-point (needs a communicator from sparcl_comm_create_mpi) */
+  SPARCL_TRANSPORT_OFI = 2, /**< libfabric tagged messages on RDM endpoints */
+  SPARCL_TRANSPORT_UCX = 3  /**< UCX (ucp) tagged messages */
+} sparcl_transport_t;
 
 /**
  * Communicator configuration. Initialise with ::SPARCL_CONFIG_INIT, then set
@@ -94,13 +99,14 @@ typedef enum sparcl_transport { SPARCL_TRANSPORT_MPI = 1 } sparcl_transport_t;
 typedef struct sparcl_config {
   size_t struct_size;             /**< sizeof(sparcl_config_t), for ABI growth */
   sparcl_algorithm_t algorithm;   /**< allreduce algorithm; default SPARCL_ALGO_AUTO */
-  sparcl_transport_t transport;   /**< default SPARCL_TRANSPORT_MPI */
+  sparcl_transport_t transport;   /**< default SPARCL_TRANSPORT_DEFAULT */
   int64_t timeout_ms;             /**< per-operation timeout; 0 waits forever; default 1800000 */
+  const char *ofi_provider;       /**< libfabric provider, e.g. "tcp;ofi_rxm" (the default when NULL) */
 } sparcl_config_t;
 
 /** Default configuration. */
 #define SPARCL_CONFIG_INIT \
-  { sizeof(sparcl_config_t), SPARCL_ALGO_AUTO, SPARCL_TRANSPORT_MPI, 1800000 }
+  { sizeof(sparcl_config_t), SPARCL_ALGO_AUTO, SPARCL_TRANSPORT_DEFAULT, 1800000, NULL }
 
 /** Flags of a sparse input vector. */
 enum {
@@ -143,10 +149,34 @@ int sparcl_version(void);
 /** Fills `config` with the defaults (same as ::SPARCL_CONFIG_INIT). */
 sparcl_status_t sparcl_config_init(sparcl_config_t *config);
 
-/* Communicators are created by a transport-specific call, e.g.
- * sparcl_comm_create_mpi() in sparcl/sparcl_mpi.h. */
+/**
+ * Allgather that a launcher provides to bootstrap a communicator without MPI:
+ * each rank passes `bytes` bytes in `send`; on return `recv` holds
+ * size * bytes bytes, rank i's contribution at offset i * bytes. Returns 0 on
+ * success, anything else on failure. sparcl calls it only inside
+ * sparcl_comm_create(), the same number of times on every rank.
+ */
+typedef int (*sparcl_bootstrap_allgather_fn)(const void *send, void *recv, size_t bytes, void *ctx);
 
-/** Frees a communicator (not collective; call it once no operation is in flight). */
+/**
+ * Creates a communicator of `size` ranks without MPI (collective over them).
+ * The ranks exchange transport addresses through `allgather`, so the
+ * transport must be one that does not need MPI (SPARCL_TRANSPORT_OFI or
+ * SPARCL_TRANSPORT_UCX); with SPARCL_TRANSPORT_MPI this returns
+ * SPARCL_ERR_UNSUPPORTED (use sparcl_comm_create_mpi() from sparcl_mpi.h).
+ *
+ * @param rank       this rank, 0 <= rank < size
+ * @param size       number of ranks
+ * @param allgather  the launcher's allgather
+ * @param ctx        passed to allgather
+ * @param config     configuration, or NULL for the defaults
+ * @param comm       receives the new communicator
+ */
+sparcl_status_t sparcl_comm_create(int rank, int size, sparcl_bootstrap_allgather_fn allgather, void *ctx,
+                                   const sparcl_config_t *config, sparcl_comm_t *comm);
+
+/** Frees a communicator. Collective: every rank calls it, once no operation is in flight,
+ *  so that transports can close their connections in order. */
 sparcl_status_t sparcl_comm_free(sparcl_comm_t comm);
 
 /** Rank of the caller in `comm`. */
@@ -157,6 +187,19 @@ sparcl_status_t sparcl_comm_size(sparcl_comm_t comm, int *size);
 
 /** The message of the last error on `comm` ("" if none); valid until the next call on comm. */
 const char *sparcl_comm_last_error(sparcl_comm_t comm);
+
+/** Traffic counters of a communicator (this rank only), for benchmarks. */
+typedef struct sparcl_stats {
+  uint64_t collectives;    /**< collectives started */
+  uint64_t messages_sent;  /**< messages this rank sent */
+  uint64_t bytes_sent;     /**< bytes of those messages, headers included */
+} sparcl_stats_t;
+
+/** Reads the counters of `comm` into `stats`. */
+sparcl_status_t sparcl_comm_stats(sparcl_comm_t comm, sparcl_stats_t *stats);
+
+/** Sets the counters of `comm` to zero. */
+sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm);
 
 /**
  * Sum of the ranks' sparse vectors.

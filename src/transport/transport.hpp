@@ -8,7 +8,10 @@
 #include <memory>
 #include <string>
 
+#include <vector>
+
 #include "../buffer.hpp"
+#include "../config.hpp"
 
 namespace sparcl {
 
@@ -69,6 +72,37 @@ class Transport {
   // no sparse path. Throws SPARCL_ERR_UNSUPPORTED where there is none.
   virtual void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
                                 sparcl_op_t op) = 0;
+
+  // Collective: called on every rank when the communicator is freed, before
+  // the transport is destroyed, so that no rank tears down connections that
+  // a peer still uses. Must not throw.
+  virtual void close() {}
 };
+
+// A transport before it knows its peers. Creating a communicator opens an
+// endpoint on every rank, exchanges the addresses through the bootstrap and
+// connects; a rank that fails to open still takes part in the exchange, so
+// every rank learns of the failure.
+class Endpoint {
+ public:
+  virtual ~Endpoint() = default;
+  // This rank's address, as peers need it to reach us.
+  virtual std::vector<uint8_t> address() const = 0;
+  // addresses[i] is rank i's address (ours included).
+  virtual std::unique_ptr<Transport> connect(int rank, int size,
+                                             const std::vector<std::vector<uint8_t>>& addresses) = 0;
+};
+
+// Opens an endpoint of `config.transport` (SPARCL_TRANSPORT_OFI or
+// SPARCL_TRANSPORT_UCX). Throws SPARCL_ERR_UNSUPPORTED for a backend that
+// was not built, naming the package it needs.
+std::unique_ptr<Endpoint> open_endpoint(const Config& config);
+
+// Each backend's own opener (defined only when the backend is built).
+std::unique_ptr<Endpoint> open_ofi_endpoint(const Config& config);
+std::unique_ptr<Endpoint> open_ucx_endpoint(const Config& config);
+
+// Transports built into this library, e.g. "mpi ofi ucx".
+const char* built_transports();
 
 }  // namespace sparcl

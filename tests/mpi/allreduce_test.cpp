@@ -177,3 +177,34 @@ INSTANTIATE_TEST_SUITE_P(Algorithms, Allreduce, ::testing::ValuesIn(kAllAlgorith
                          [](const ::testing::TestParamInfo<sparcl_algorithm_t>& p) { return algorithm_label(p.param); });
 
 }  // namespace
+
+namespace {
+
+// The traffic counters see the sparse saving: a 1%-dense vector moves far
+// fewer bytes than its dense form would.
+TEST(Stats, SparseAllreduceSendsFewerBytesThanDense) {
+  Comm comm(SPARCL_ALGO_RING);
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  const int p = world_size();
+  const Case c{1u << 20, 0.01, Pattern::Overlapping, true, 77};
+  SparseVec<float> mine = make_vector<float>(c, world_rank(), p);
+  sparcl_sparse_t in = mine.as_input();
+  sparcl_result_t res = nullptr;
+  ASSERT_EQ(sparcl_comm_reset_stats(comm.get()), SPARCL_SUCCESS);
+  ASSERT_EQ(sparcl_allreduce_sparse(&in, nullptr, &res, comm.get()), SPARCL_SUCCESS) << comm.error();
+  sparcl_result_free(res);
+  sparcl_stats_t st{};
+  ASSERT_EQ(sparcl_comm_stats(comm.get(), &st), SPARCL_SUCCESS);
+  EXPECT_EQ(st.collectives, 1u);
+  if (p == 1) {
+    EXPECT_EQ(st.bytes_sent, 0u);
+    return;
+  }
+  // A dense ring allreduce sends 2 (P-1)/P of the vector per rank.
+  const double dense_bytes = 2.0 * (p - 1) / p * double(c.dim) * sizeof(float);
+  EXPECT_EQ(st.messages_sent, uint64_t(2 * (p - 1)));
+  EXPECT_GT(st.bytes_sent, 0u);
+  EXPECT_LT(double(st.bytes_sent), dense_bytes / 5) << "sent " << st.bytes_sent << " bytes";
+}
+
+}  // namespace

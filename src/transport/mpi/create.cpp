@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// sparcl_comm_create_mpi: a communicator over an MPI communicator.
-#include <random>
+// sparcl_comm_create_mpi: a communicator over an MPI communicator. MPI
+// connects the ranks (the bootstrap); the transport is MPI itself unless the
+// configuration asks for another one.
+#include <climits>
 
-#include "../../comm.hpp"
+#include "../../comm_create.hpp"
 #include "../../guard.hpp"
 #include "mpi_transport.hpp"
 #include "sparcl/sparcl_mpi.h"
@@ -11,10 +13,25 @@ using namespace sparcl;
 
 namespace {
 
-// The parts of a configuration that all ranks must share.
-struct SharedConfig {
-  int32_t algorithm;
-  int32_t transport;
+class MpiBootstrap final : public Bootstrap {
+ public:
+  explicit MpiBootstrap(MPI_Comm comm) : comm_(comm) {
+    MPI_Comm_rank(comm, &rank_);
+    MPI_Comm_size(comm, &size_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::vector<uint8_t> allgather(const void* data, size_t bytes) override {
+    if (bytes > size_t(INT_MAX)) fail(SPARCL_ERR_UNSUPPORTED, "bootstrap message too large");
+    std::vector<uint8_t> out(bytes * size_t(size_));
+    const int rc = MPI_Allgather(data, int(bytes), MPI_BYTE, out.data(), int(bytes), MPI_BYTE, comm_);
+    if (rc != MPI_SUCCESS) fail(SPARCL_ERR_TRANSPORT, "MPI_Allgather failed during communicator creation");
+    return out;
+  }
+
+ private:
+  MPI_Comm comm_;
+  int rank_ = 0, size_ = 0;
 };
 
 }  // namespace
@@ -24,46 +41,28 @@ extern "C" sparcl_status_t sparcl_comm_create_mpi(MPI_Comm mpi_comm, const sparc
   if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "comm is NULL");
   *comm = nullptr;
   return guarded(nullptr, [&] {
-    // Creation is collective: a rank that fails locally still takes part in
-    // the exchanges below, so that every rank returns the same error.
-    sparcl_status_t local = SPARCL_SUCCESS;
-    std::string local_message;
-    Config cfg;
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    require(initialized && !finalized, SPARCL_ERR_INVALID_ARG, "MPI is not initialised");
+    require(mpi_comm != MPI_COMM_NULL, SPARCL_ERR_INVALID_ARG, "MPI communicator is MPI_COMM_NULL");
+    // sparcl's own copy of the communicator: its traffic never meets the caller's.
+    MPI_Comm dup = MPI_COMM_NULL;
+    if (MPI_Comm_dup(mpi_comm, &dup) != MPI_SUCCESS) fail(SPARCL_ERR_TRANSPORT, "MPI_Comm_dup failed");
+    MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+    bool owned_by_transport = false;
     try {
-      cfg = resolve_config(config);
-    } catch (const Error& e) {
-      local = e.status();
-      local_message = e.what();
+      MpiBootstrap boot(dup);
+      auto created = create_comm(boot, config, [&] {
+        auto transport = std::make_unique<MpiTransport>(dup);
+        owned_by_transport = true;
+        return transport;
+      });
+      if (!owned_by_transport) MPI_Comm_free(&dup);
+      *comm = created.release();
+    } catch (...) {
+      if (!owned_by_transport) MPI_Comm_free(&dup);
+      throw;
     }
-    auto transport = std::make_unique<MpiTransport>(mpi_comm);
-    MPI_Comm mc = transport->comm();
-    const int p = transport->size();
-
-    SharedConfig mine{local == SPARCL_SUCCESS ? int32_t(cfg.algorithm) : -1, int32_t(cfg.transport)};
-    std::vector<SharedConfig> all(static_cast<size_t>(p));
-    transport->check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, mc),
-                     "MPI_Allgather of configurations");
-    for (int k = 0; k < p && local == SPARCL_SUCCESS; ++k) {
-      const SharedConfig& theirs = all[size_t(k)];
-      if (theirs.algorithm < 0) {
-        local = SPARCL_ERR_INVALID_ARG;
-        local_message = "rank " + std::to_string(k) + " has an invalid configuration";
-      } else if (theirs.algorithm != mine.algorithm || theirs.transport != mine.transport) {
-        local = SPARCL_ERR_MISMATCH;
-        local_message = "rank " + std::to_string(k) + " configured algorithm " +
-                        algorithm_name(sparcl_algorithm_t(theirs.algorithm)) + ", this rank " +
-                        algorithm_name(cfg.algorithm) + " (check SPARCL_ALGORITHM on every rank)";
-      }
-    }
-    if (local != SPARCL_SUCCESS) throw Error(local, local_message);
-
-    uint32_t id = 0;
-    if (transport->rank() == 0) id = std::random_device{}();
-    transport->check(MPI_Bcast(&id, 1, MPI_UINT32_T, 0, mc), "MPI_Bcast of the communicator id");
-    auto c = std::make_unique<sparcl_comm>();
-    c->id = id;
-    c->config = cfg;
-    c->transport = std::move(transport);
-    *comm = c.release();
   });
 }

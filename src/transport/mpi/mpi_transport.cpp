@@ -100,14 +100,7 @@ class MpiRecv final : public RecvRequest {
 
 }  // namespace
 
-MpiTransport::MpiTransport(MPI_Comm comm) {
-  int initialized = 0, finalized = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  if (!initialized || finalized) fail(SPARCL_ERR_INVALID_ARG, "MPI is not initialised");
-  if (comm == MPI_COMM_NULL) fail(SPARCL_ERR_INVALID_ARG, "MPI communicator is MPI_COMM_NULL");
-  check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
-  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+MpiTransport::MpiTransport(MPI_Comm comm) : comm_(comm) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   int* tag_ub = nullptr;
@@ -117,7 +110,7 @@ MpiTransport::MpiTransport(MPI_Comm comm) {
   // One bit tells abort notices apart; the rest holds the low bits of seq.
   while (seq_bits_ < 30 && (1L << (seq_bits_ + 2)) - 1 <= ub) ++seq_bits_;
   if (seq_bits_ < 8) {
-    MPI_Comm_free(&comm_);
+    comm_ = MPI_COMM_NULL;  // still the caller's to free
     fail(SPARCL_ERR_UNSUPPORTED, "MPI_TAG_UB of this MPI is too small for sparcl");
   }
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Transport over MPI point-to-point on a communicator of its own (a dup of the
-// caller's). Receives of unknown size use MPI_Improbe + MPI_Imrecv; messages
+// caller's, made by sparcl_comm_create_mpi). Receives of unknown size use MPI_Improbe + MPI_Imrecv; messages
 // past 2 GiB use a derived datatype so that counts stay within int.
 #pragma once
 
@@ -14,7 +14,7 @@ namespace sparcl {
 
 class MpiTransport final : public Transport {
  public:
-  // Duplicates `comm`; collective over its ranks.
+  // Takes ownership of `comm`, which must be sparcl's own (a dup).
   explicit MpiTransport(MPI_Comm comm);
   ~MpiTransport() override;
 

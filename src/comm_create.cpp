@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "comm_create.hpp"
+
+#include <cstring>
+#include <random>
+#include <string>
+
+namespace sparcl {
+
+namespace {
+
+// One rank's outcome of a step, as exchanged through the bootstrap.
+struct Outcome {
+  int32_t status;
+  char message[244];
+};
+
+// Every rank learns whether any rank failed; all throw the lowest failing rank's error.
+void agree(Bootstrap& boot, sparcl_status_t status, const std::string& message) {
+  Outcome mine{};
+  mine.status = status;
+  std::strncpy(mine.message, message.c_str(), sizeof mine.message - 1);
+  const std::vector<uint8_t> all = boot.allgather(&mine, sizeof mine);
+  for (int i = 0; i < boot.size(); ++i) {
+    Outcome theirs;
+    std::memcpy(&theirs, all.data() + size_t(i) * sizeof theirs, sizeof theirs);
+    theirs.message[sizeof theirs.message - 1] = '\0';
+    if (theirs.status == SPARCL_SUCCESS) continue;
+    if (i == boot.rank()) throw Error(status, message);
+    const bool known = theirs.status < 0 && theirs.status >= SPARCL_ERR_INTERNAL;
+    throw Error(known ? sparcl_status_t(theirs.status) : SPARCL_ERR_PEER_FAILED,
+                "rank " + std::to_string(i) + ": " + theirs.message);
+  }
+}
+
+// Runs `step`, then agrees on its outcome with every rank.
+template <class F>
+void agreed(Bootstrap& boot, F&& step) {
+  sparcl_status_t status = SPARCL_SUCCESS;
+  std::string message;
+  try {
+    step();
+  } catch (const Error& e) {
+    status = e.status();
+    message = e.what();
+  } catch (const std::bad_alloc&) {
+    status = SPARCL_ERR_NO_MEMORY;
+    message = "out of memory";
+  } catch (const std::exception& e) {
+    status = SPARCL_ERR_INTERNAL;
+    message = e.what();
+  }
+  agree(boot, status, message);
+}
+
+// The parts of a configuration that all ranks must share.
+struct SharedConfig {
+  int32_t algorithm;
+  int32_t transport;
+  uint32_t comm_id_candidate;
+  char ofi_provider[52];
+};
+
+sparcl_transport_t default_transport(bool from_mpi) {
+  if (from_mpi) return SPARCL_TRANSPORT_MPI;
+#if SPARCL_HAVE_UCX
+  return SPARCL_TRANSPORT_UCX;
+#elif SPARCL_HAVE_OFI
+  return SPARCL_TRANSPORT_OFI;
+#else
+  fail(SPARCL_ERR_UNSUPPORTED,
+       "no transport that works without MPI was built (install libucx-dev or libfabric-dev and rebuild)");
+#endif
+}
+
+}  // namespace
+
+std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t* config,
+                                         const std::function<std::unique_ptr<Transport>()>& make_mpi) {
+  Config cfg;
+  agreed(boot, [&] {
+    cfg = resolve_config(config);
+    if (cfg.transport == SPARCL_TRANSPORT_DEFAULT) cfg.transport = default_transport(bool(make_mpi));
+    if (cfg.transport == SPARCL_TRANSPORT_MPI && !make_mpi)
+      fail(SPARCL_ERR_UNSUPPORTED, "the MPI transport needs a communicator from sparcl_comm_create_mpi()");
+    if (cfg.ofi_provider.size() >= sizeof(SharedConfig::ofi_provider))
+      fail(SPARCL_ERR_INVALID_ARG, "OFI provider name is too long");
+  });
+
+  SharedConfig mine{};
+  mine.algorithm = cfg.algorithm;
+  mine.transport = cfg.transport;
+  mine.comm_id_candidate = std::random_device{}();
+  std::strncpy(mine.ofi_provider, cfg.ofi_provider.c_str(), sizeof mine.ofi_provider - 1);
+  const std::vector<uint8_t> all = boot.allgather(&mine, sizeof mine);
+  uint32_t comm_id = 0;
+  for (int i = 0; i < boot.size(); ++i) {
+    SharedConfig theirs;
+    std::memcpy(&theirs, all.data() + size_t(i) * sizeof theirs, sizeof theirs);
+    if (i == 0) comm_id = theirs.comm_id_candidate;
+    const std::string who = "rank " + std::to_string(i);
+    if (theirs.algorithm != mine.algorithm)
+      fail(SPARCL_ERR_MISMATCH, who + " configured algorithm " + algorithm_name(sparcl_algorithm_t(theirs.algorithm)) +
+                                    ", this rank " + algorithm_name(cfg.algorithm) +
+                                    " (check SPARCL_ALGORITHM on every rank)");
+    if (theirs.transport != mine.transport)
+      fail(SPARCL_ERR_MISMATCH, who + " configured transport " + transport_name(sparcl_transport_t(theirs.transport)) +
+                                    ", this rank " + transport_name(cfg.transport) +
+                                    " (check SPARCL_TRANSPORT on every rank)");
+    if (std::strncmp(theirs.ofi_provider, mine.ofi_provider, sizeof mine.ofi_provider) != 0 &&
+        cfg.transport == SPARCL_TRANSPORT_OFI)
+      fail(SPARCL_ERR_MISMATCH, who + " configured another libfabric provider (check SPARCL_OFI_PROVIDER)");
+  }
+
+  auto comm = std::make_unique<sparcl_comm>();
+  comm->config = cfg;
+  comm->id = comm_id;
+  if (cfg.transport == SPARCL_TRANSPORT_MPI) {
+    comm->transport = make_mpi();
+    return comm;
+  }
+  std::unique_ptr<Endpoint> endpoint;
+  agreed(boot, [&] { endpoint = open_endpoint(cfg); });
+  const auto addresses = boot.allgatherv(endpoint->address());
+  agreed(boot, [&] { comm->transport = endpoint->connect(boot.rank(), boot.size(), addresses); });
+  return comm;
+}
+
+}  // namespace sparcl
