@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // The C API. Every entry point catches everything: no exception crosses it.
+#include <sched.h>
+
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <string>
 #include <type_traits>
@@ -117,6 +120,137 @@ const char* sparcl_strerror(sparcl_status_t status) {
   return "unknown status";
 }
 
+// Ends a completed request: frees it and returns its status, recording its
+// error on the communicator.
+sparcl_status_t release(sparcl_request_t* request) {
+  sparcl_request* r = *request;
+  *request = nullptr;
+  const sparcl_status_t st = r->status;
+  if (st != SPARCL_SUCCESS) r->comm->last_error = r->message;
+  delete r;
+  return st;
+}
+
+// Waits for a request a blocking call started, frees it, and throws its error.
+void run_to_end(sparcl_request* r, std::unique_lock<std::mutex>& lock) {
+  r->comm->wait_for(r, lock);
+  std::unique_ptr<sparcl_request> owned(r);
+  if (r->status != SPARCL_SUCCESS) throw Error(r->status, r->message);
+}
+
+// `request_slot` is where the caller wants the request (checked for NULL so
+// that a missing pointer fails on every rank like any other bad argument).
+sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, void* dense_recv,
+                                       sparcl_result_t* result, const void* request_slot) {
+  if (result) *result = nullptr;
+  const uint64_t dim = send ? send->dim : 0;
+  const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
+  const sparcl_algorithm_t algorithm =
+      resolve_algorithm(comm->config.algorithm, dim, value_size(vt), comm->transport->size());
+  const Identity id = comm->next_identity(Kind::Allreduce, uint8_t(algorithm), dim, vt, index_width_for(dim));
+  checked(comm, id, [&] {
+    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+    check_sparse_header(send);
+    require((dense_recv != nullptr) != (result != nullptr), SPARCL_ERR_INVALID_ARG,
+            "pass exactly one of dense_recv and result");
+  });
+  auto request = std::make_unique<sparcl_request>();
+  dispatch(vt, dim, [&](auto v, auto i) {
+    using V = typename decltype(v)::type;
+    using I = typename decltype(i)::type;
+    auto in = std::make_shared<Input<V, I>>();
+    checked(comm, id, [&] { make_input(*send, *in); });
+    auto op = make_allreduce<V, I>(algorithm, *comm->transport, id, in->view);
+    const AllreduceOp<V, I>* reduce = op.get();
+    request->deliver = [reduce, dense_recv, result, dim] {
+      if (dense_recv)
+        write_pieces(reduce->pieces(), dense_recv);
+      else
+        *result = new_result(reduce->pieces(), Range{0, dim});
+    };
+    request->op = std::move(op);
+    request->keep = in;
+  });
+  return comm->submit(std::move(request));
+}
+
+sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, sparcl_result_t* results,
+                                       sparcl_result_t* merged, const void* request_slot) {
+  const int p = comm->transport->size();
+  if (results)
+    for (int k = 0; k < p; ++k) results[k] = nullptr;
+  if (merged) *merged = nullptr;
+  const uint64_t dim = send ? send->dim : 0;
+  const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
+  const Identity id = comm->next_identity(Kind::Allgather, 0, dim, vt, index_width_for(dim));
+  checked(comm, id, [&] {
+    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+    check_sparse_header(send);
+    require(results != nullptr, SPARCL_ERR_INVALID_ARG, "results is NULL");
+  });
+  auto request = std::make_unique<sparcl_request>();
+  dispatch(vt, dim, [&](auto v, auto i) {
+    using V = typename decltype(v)::type;
+    using I = typename decltype(i)::type;
+    auto in = std::make_shared<Input<V, I>>();
+    checked(comm, id, [&] { make_input(*send, *in); });
+    auto op = std::make_unique<AllgatherOp<V, I>>(*comm->transport, id, in->view);
+    const AllgatherOp<V, I>* gather = op.get();
+    request->deliver = [gather, results, merged, p] {
+      std::vector<std::unique_ptr<sparcl_result>> out;
+      for (const auto& h : gather->vectors()) out.emplace_back(new_result(h));
+      std::unique_ptr<sparcl_result> sum;
+      if (merged) {
+        std::vector<View<V, I>> views;
+        for (const auto& h : gather->vectors()) views.push_back(h.view);
+        sum.reset(new_result(Held<V, I>::of_stream(merge_all(views))));
+      }
+      for (int k = 0; k < p; ++k) results[k] = out[size_t(k)].release();
+      if (merged) *merged = sum.release();
+    };
+    request->op = std::move(op);
+    request->keep = in;
+  });
+  return comm->submit(std::move(request));
+}
+
+sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* recvbuf, size_t count,
+                                sparcl_datatype_t datatype, sparcl_op_t op, const void* request_slot) {
+  const int type = raw(datatype), reduction = raw(op);
+  const bool sparse_path = reduction == SPARCL_SUM && (type == SPARCL_FLOAT32 || type == SPARCL_FLOAT64);
+  const void* src = sendbuf == SPARCL_IN_PLACE ? recvbuf : sendbuf;
+  if (count == 0) return comm->submit(sparcl_request::completed(comm));
+  if (!sparse_path) {
+    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+    require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
+    require(value_size(type) != 0, SPARCL_ERR_INVALID_ARG, "unknown datatype");
+    require(reduction >= SPARCL_SUM && reduction <= SPARCL_MIN, SPARCL_ERR_INVALID_ARG, "unknown reduction op");
+    comm->transport->native_allreduce(src, recvbuf, count, datatype, op);
+    return comm->submit(sparcl_request::completed(comm));
+  }
+  const sparcl_algorithm_t algorithm =
+      resolve_algorithm(comm->config.algorithm, count, value_size(type), comm->transport->size());
+  const Identity id =
+      comm->next_identity(Kind::Allreduce, uint8_t(algorithm), count, uint8_t(type), index_width_for(count));
+  checked(comm, id, [&] {
+    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+    require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
+  });
+  auto request = std::make_unique<sparcl_request>();
+  dispatch(uint8_t(type), count, [&](auto v, auto i) {
+    using V = typename decltype(v)::type;
+    using I = typename decltype(i)::type;
+    auto in = std::make_shared<Input<V, I>>();
+    make_dense_input(static_cast<const V*>(src), count, *in);
+    auto reduce_op = make_allreduce<V, I>(algorithm, *comm->transport, id, in->view);
+    const AllreduceOp<V, I>* reduce = reduce_op.get();
+    request->deliver = [reduce, recvbuf] { write_pieces(reduce->pieces(), recvbuf); };
+    request->op = std::move(reduce_op);
+    request->keep = in;
+  });
+  return comm->submit(std::move(request));
+}
+
 int sparcl_version(void) { return SPARCL_VERSION_CODE; }
 
 sparcl_status_t sparcl_config_init(sparcl_config_t* config) {
@@ -137,7 +271,18 @@ sparcl_status_t sparcl_comm_create(int rank, int size, sparcl_bootstrap_allgathe
 
 sparcl_status_t sparcl_comm_free(sparcl_comm_t comm) {
   if (!comm) return null_comm();
+  {
+    std::lock_guard<std::mutex> lock(comm->mutex);
+    for (const sparcl_request* r : comm->in_flight)
+      if (!r->detached)
+        return record(comm, SPARCL_ERR_INVALID_ARG, "communicator has requests in flight: wait for them first");
+  }
   return guarded(nullptr, [&] {
+    // Detached requests finish first; the transport closes only after that.
+    std::unique_lock<std::mutex> lock(comm->mutex);
+    while (!comm->in_flight.empty()) comm->wait_for(comm->in_flight.front(), lock);
+    lock.unlock();
+    comm->stop_progress_thread();
     comm->transport->close();
     delete comm;
   });
@@ -177,102 +322,118 @@ sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm) {
   return SPARCL_SUCCESS;
 }
 
-sparcl_status_t sparcl_allreduce_sparse(const sparcl_sparse_t* send, void* dense_recv,
-                                        sparcl_result_t* result, sparcl_comm_t comm) {
+// --- collectives: each is started as a request; the blocking call waits for it ---
+
+sparcl_status_t sparcl_iallreduce_sparse(const sparcl_sparse_t* send, void* dense_recv, sparcl_result_t* result,
+                                         sparcl_comm_t comm, sparcl_request_t* request) {
   if (!comm) return null_comm();
-  if (result) *result = nullptr;
-  return guarded(comm, [&] {
-    const uint64_t dim = send ? send->dim : 0;
-    const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
-    const sparcl_algorithm_t algorithm =
-        resolve_algorithm(comm->config.algorithm, dim, value_size(vt), comm->transport->size());
-    const Identity id = comm->next_identity(Kind::Allreduce, uint8_t(algorithm), dim, vt, index_width_for(dim));
-    checked(comm, id, [&] {
-      check_sparse_header(send);
-      require((dense_recv != nullptr) != (result != nullptr), SPARCL_ERR_INVALID_ARG,
-              "pass exactly one of dense_recv and result");
-    });
-    dispatch(vt, dim, [&](auto v, auto i) {
-      using V = typename decltype(v)::type;
-      using I = typename decltype(i)::type;
-      Input<V, I> in;
-      checked(comm, id, [&] { make_input(*send, in); });
-      auto op = make_allreduce<V, I>(algorithm, *comm->transport, id, in.view);
-      comm->run(*op);
-      if (dense_recv)
-        write_pieces(op->pieces(), dense_recv);
-      else
-        *result = new_result(op->pieces(), Range{0, dim});
-    });
-  });
+  std::lock_guard<std::mutex> lock(comm->mutex);
+  return guarded(comm, [&] { *request = start_allreduce_sparse(comm, send, dense_recv, result, request); });
+}
+
+sparcl_status_t sparcl_allreduce_sparse(const sparcl_sparse_t* send, void* dense_recv, sparcl_result_t* result,
+                                        sparcl_comm_t comm) {
+  if (!comm) return null_comm();
+  std::unique_lock<std::mutex> lock(comm->mutex);
+  return guarded(comm, [&] { run_to_end(start_allreduce_sparse(comm, send, dense_recv, result, &dense_recv), lock); });
+}
+
+sparcl_status_t sparcl_iallgather_sparse(const sparcl_sparse_t* send, sparcl_result_t* results,
+                                         sparcl_result_t* merged, sparcl_comm_t comm, sparcl_request_t* request) {
+  if (!comm) return null_comm();
+  std::lock_guard<std::mutex> lock(comm->mutex);
+  return guarded(comm, [&] { *request = start_allgather_sparse(comm, send, results, merged, request); });
 }
 
 sparcl_status_t sparcl_allgather_sparse(const sparcl_sparse_t* send, sparcl_result_t* results,
                                         sparcl_result_t* merged, sparcl_comm_t comm) {
   if (!comm) return null_comm();
-  const int p = comm->transport->size();
-  if (results)
-    for (int k = 0; k < p; ++k) results[k] = nullptr;
-  if (merged) *merged = nullptr;
-  return guarded(comm, [&] {
-    const uint64_t dim = send ? send->dim : 0;
-    const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
-    const Identity id = comm->next_identity(Kind::Allgather, 0, dim, vt, index_width_for(dim));
-    checked(comm, id, [&] {
-      check_sparse_header(send);
-      require(results != nullptr, SPARCL_ERR_INVALID_ARG, "results is NULL");
-    });
-    dispatch(vt, dim, [&](auto v, auto i) {
-      using V = typename decltype(v)::type;
-      using I = typename decltype(i)::type;
-      Input<V, I> in;
-      checked(comm, id, [&] { make_input(*send, in); });
-      AllgatherOp<V, I> op(*comm->transport, id, in.view);
-      comm->run(op);
-      std::vector<std::unique_ptr<sparcl_result>> out;
-      for (const auto& h : op.vectors()) out.emplace_back(new_result(h));
-      std::unique_ptr<sparcl_result> sum;
-      if (merged) {
-        std::vector<View<V, I>> views;
-        for (const auto& h : op.vectors()) views.push_back(h.view);
-        sum.reset(new_result(Held<V, I>::of_stream(merge_all(views))));
-      }
-      for (int k = 0; k < p; ++k) results[k] = out[size_t(k)].release();
-      if (merged) *merged = sum.release();
-    });
-  });
+  std::unique_lock<std::mutex> lock(comm->mutex);
+  return guarded(comm, [&] { run_to_end(start_allgather_sparse(comm, send, results, merged, &results), lock); });
+}
+
+sparcl_status_t sparcl_iallreduce(const void* sendbuf, void* recvbuf, size_t count, sparcl_datatype_t datatype,
+                                  sparcl_op_t op, sparcl_comm_t comm, sparcl_request_t* request) {
+  if (!comm) return null_comm();
+  std::lock_guard<std::mutex> lock(comm->mutex);
+  return guarded(comm, [&] { *request = start_allreduce(comm, sendbuf, recvbuf, count, datatype, op, request); });
 }
 
 sparcl_status_t sparcl_allreduce(const void* sendbuf, void* recvbuf, size_t count, sparcl_datatype_t datatype,
                                  sparcl_op_t op, sparcl_comm_t comm) {
   if (!comm) return null_comm();
-  return guarded(comm, [&] {
-    if (count == 0) return;
-    const int type = raw(datatype), reduction = raw(op);
-    const bool sparse_path = reduction == SPARCL_SUM && (type == SPARCL_FLOAT32 || type == SPARCL_FLOAT64);
-    const void* src = sendbuf == SPARCL_IN_PLACE ? recvbuf : sendbuf;
-    if (!sparse_path) {
-      require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
-      require(value_size(type) != 0, SPARCL_ERR_INVALID_ARG, "unknown datatype");
-      require(reduction >= SPARCL_SUM && reduction <= SPARCL_MIN, SPARCL_ERR_INVALID_ARG, "unknown reduction op");
-      comm->transport->native_allreduce(src, recvbuf, count, datatype, op);
-      return;
+  std::unique_lock<std::mutex> lock(comm->mutex);
+  return guarded(comm, [&] { run_to_end(start_allreduce(comm, sendbuf, recvbuf, count, datatype, op, &recvbuf), lock); });
+}
+
+// --- completion ---
+
+sparcl_status_t sparcl_test(sparcl_request_t* request, int* completed) {
+  if (!request || !completed) return record(nullptr, SPARCL_ERR_INVALID_ARG, "request or completed is NULL");
+  *completed = 0;
+  if (!*request) {
+    *completed = 1;
+    return SPARCL_SUCCESS;
+  }
+  sparcl_comm* comm = (*request)->comm;
+  std::lock_guard<std::mutex> lock(comm->mutex);
+  if (!(*request)->done) comm->progress();
+  if (!(*request)->done) return SPARCL_SUCCESS;
+  *completed = 1;
+  return release(request);
+}
+
+sparcl_status_t sparcl_wait(sparcl_request_t* request) {
+  if (!request) return record(nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+  if (!*request) return SPARCL_SUCCESS;
+  sparcl_comm* comm = (*request)->comm;
+  std::unique_lock<std::mutex> lock(comm->mutex);
+  comm->wait_for(*request, lock);
+  return release(request);
+}
+
+sparcl_status_t sparcl_waitall(size_t count, sparcl_request_t* requests, sparcl_status_t* statuses) {
+  if (count && !requests) return record(nullptr, SPARCL_ERR_INVALID_ARG, "requests is NULL");
+  sparcl_status_t first = SPARCL_SUCCESS;
+  for (size_t k = 0; k < count; ++k) {
+    const sparcl_status_t st = sparcl_wait(&requests[k]);
+    if (statuses) statuses[k] = st;
+    if (first == SPARCL_SUCCESS) first = st;
+  }
+  return first;
+}
+
+sparcl_status_t sparcl_waitany(size_t count, sparcl_request_t* requests, size_t* index) {
+  if (!index || (count && !requests)) return record(nullptr, SPARCL_ERR_INVALID_ARG, "requests or index is NULL");
+  *index = count;
+  for (;;) {
+    bool any = false;
+    for (size_t k = 0; k < count; ++k) {
+      if (!requests[k]) continue;
+      any = true;
+      int completed = 0;
+      const sparcl_status_t st = sparcl_test(&requests[k], &completed);
+      if (completed) {
+        *index = k;
+        return st;
+      }
     }
-    const sparcl_algorithm_t algorithm =
-        resolve_algorithm(comm->config.algorithm, count, value_size(type), comm->transport->size());
-    const Identity id =
-        comm->next_identity(Kind::Allreduce, uint8_t(algorithm), count, uint8_t(type), index_width_for(count));
-    checked(comm, id, [&] { require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL"); });
-    dispatch(uint8_t(type), count, [&](auto v, auto i) {
-      using V = typename decltype(v)::type;
-      using I = typename decltype(i)::type;
-      Input<V, I> in;
-      make_dense_input(static_cast<const V*>(src), count, in);
-      auto reduce = make_allreduce<V, I>(algorithm, *comm->transport, id, in.view);
-      comm->run(*reduce);
-      write_pieces(reduce->pieces(), recvbuf);
-    });
-  });
+    if (!any) return SPARCL_SUCCESS;
+    sched_yield();
+  }
+}
+
+sparcl_status_t sparcl_request_free(sparcl_request_t* request) {
+  if (!request) return record(nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+  if (!*request) return SPARCL_SUCCESS;
+  sparcl_request* r = *request;
+  *request = nullptr;
+  std::lock_guard<std::mutex> lock(r->comm->mutex);
+  if (r->done)
+    delete r;
+  else
+    r->detached = true;  // the engine deletes it when it completes
+  return SPARCL_SUCCESS;
 }
 
 sparcl_status_t sparcl_result_free(sparcl_result_t result) {

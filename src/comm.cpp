@@ -3,8 +3,39 @@
 
 #include <sched.h>
 
-#include <chrono>
+namespace {
+using Clock = std::chrono::steady_clock;
 
+// Ends `r`: records the operation's outcome and delivers its outputs.
+void finish(sparcl_request& r) {
+  r.status = r.op->status();
+  r.message = r.op->message();
+  if (r.status == SPARCL_SUCCESS && r.deliver) {
+    try {
+      r.deliver();
+    } catch (const sparcl::Error& e) {
+      r.status = e.status();
+      r.message = e.what();
+    } catch (const std::bad_alloc&) {
+      r.status = SPARCL_ERR_NO_MEMORY;
+      r.message = "out of memory while delivering a result";
+    }
+  }
+  r.done = true;
+}
+}  // namespace
+
+std::unique_ptr<sparcl_request> sparcl_request::completed(sparcl_comm* comm) {
+  auto r = std::make_unique<sparcl_request>();
+  r->comm = comm;
+  r->done = true;
+  return r;
+}
+
+sparcl_comm::~sparcl_comm() {
+  stop_progress_thread();
+  for (sparcl_request* r : in_flight) delete r;  // only detached ones can be left
+}
 
 sparcl::Identity sparcl_comm::next_identity(sparcl::Kind kind, uint8_t algorithm, uint64_t dim,
                                             uint8_t value_type, uint8_t index_width) {
@@ -19,21 +50,70 @@ sparcl::Identity sparcl_comm::next_identity(sparcl::Kind kind, uint8_t algorithm
   return ident;
 }
 
-void sparcl_comm::run(sparcl::Operation& op) {
-  op.count_traffic_in(&traffic);
-  using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
-  const auto limit = std::chrono::milliseconds(config.timeout_ms);
-  while (!op.advance()) {
-    transport->progress();
-    if (config.timeout_ms > 0 && Clock::now() - start > limit) {
-      op.abort(SPARCL_ERR_TIMEOUT, "collective did not complete within " + std::to_string(config.timeout_ms) +
-                                       " ms (SPARCL_TIMEOUT_MS)");
-      break;
-    }
-    // Let other ranks run when there are more ranks than cores.
-    sched_yield();
-  }
+sparcl_request* sparcl_comm::submit(std::unique_ptr<sparcl_request> request) {
+  request->comm = this;
+  if (request->done) return request.release();
+  request->op->count_traffic_in(&traffic);
+  if (config.timeout_ms > 0) request->deadline = Clock::now() + std::chrono::milliseconds(config.timeout_ms);
+  sparcl_request* r = request.release();
+  in_flight.push_back(r);
+  // Start it right away: its first sends go out before the caller computes.
+  r->op->advance();
+  wake_.notify_one();
+  return r;
+}
+
+void sparcl_comm::progress() {
   transport->progress();
-  if (op.status() != SPARCL_SUCCESS) throw sparcl::Error(op.status(), op.message());
+  const auto now = Clock::now();
+  for (auto it = in_flight.begin(); it != in_flight.end();) {
+    sparcl_request* r = *it;
+    if (!r->op->advance() && now > r->deadline)
+      r->op->abort(SPARCL_ERR_TIMEOUT, "collective did not complete within " + std::to_string(config.timeout_ms) +
+                                           " ms (SPARCL_TIMEOUT_MS)");
+    if (!r->op->done()) {
+      ++it;
+      continue;
+    }
+    finish(*r);
+    it = in_flight.erase(it);
+    if (r->detached) delete r;
+  }
+}
+
+void sparcl_comm::wait_for(sparcl_request* request, std::unique_lock<std::mutex>& lock) {
+  while (!request->done) {
+    progress();
+    if (request->done) break;
+    // Let other ranks (and the progress thread) run when cores are shared.
+    lock.unlock();
+    sched_yield();
+    lock.lock();
+  }
+}
+
+void sparcl_comm::start_progress_thread() { progress_thread_ = std::thread([this] { progress_loop(); }); }
+
+void sparcl_comm::stop_progress_thread() {
+  if (!progress_thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> g(mutex);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  progress_thread_.join();
+}
+
+void sparcl_comm::progress_loop() {
+  std::unique_lock<std::mutex> lock(mutex);
+  while (!stop_) {
+    if (in_flight.empty()) {
+      wake_.wait(lock, [this] { return stop_ || !in_flight.empty(); });
+      continue;
+    }
+    progress();
+    lock.unlock();
+    sched_yield();
+    lock.lock();
+  }
 }

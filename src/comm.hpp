@@ -1,15 +1,32 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// The communicator behind sparcl_comm_t and the result behind sparcl_result_t.
+// The communicator behind sparcl_comm_t, the request behind sparcl_request_t,
+// and the result behind sparcl_result_t.
+//
+// The progress engine: a communicator keeps its requests in flight in start
+// order. progress() advances every one of them (each is a resumable state
+// machine, see operation.hpp), enforces their deadlines and delivers the
+// outputs of those that finish. It runs inside test/wait calls and, when
+// enabled, on a background thread; a mutex serializes the two.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <list>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "config.hpp"
 #include "operation.hpp"
 #include "transport/transport.hpp"
 
+struct sparcl_request;
+
 struct sparcl_comm {
+  ~sparcl_comm();
+
   std::unique_ptr<sparcl::Transport> transport;
   sparcl::Config config;
   uint32_t id = 0;        // the same on every rank; part of every tag and header
@@ -23,8 +40,45 @@ struct sparcl_comm {
   sparcl::Identity next_identity(sparcl::Kind kind, uint8_t algorithm, uint64_t dim, uint8_t value_type,
                                  uint8_t index_width);
 
-  // Drives `op` to its end, honouring the timeout. Throws its error.
-  void run(sparcl::Operation& op);
+  // Takes ownership of a started request and puts it in flight.
+  sparcl_request* submit(std::unique_ptr<sparcl_request> request);
+
+  // Advances every request in flight once. Caller holds `mutex`.
+  void progress();
+
+  // Blocks until `request` completes (progressing all requests meanwhile).
+  // Caller holds `lock` on `mutex`.
+  void wait_for(sparcl_request* request, std::unique_lock<std::mutex>& lock);
+
+  // Starts and stops the background progress thread.
+  void start_progress_thread();
+  void stop_progress_thread();
+
+  std::mutex mutex;  // guards everything above against the progress thread
+  std::list<sparcl_request*> in_flight;
+
+ private:
+  void progress_loop();
+  std::condition_variable wake_;  // requests were submitted, or stop
+  std::thread progress_thread_;
+  bool stop_ = false;
+};
+
+struct sparcl_request {
+  sparcl_comm* comm = nullptr;
+  std::unique_ptr<sparcl::Operation> op;
+  // Writes the outputs after success; may throw (e.g. out of memory).
+  std::function<void()> deliver;
+  std::shared_ptr<void> keep;  // storage the operation reads (converted input)
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+
+  bool done = false;
+  bool detached = false;  // freed by the caller before completion
+  sparcl_status_t status = SPARCL_SUCCESS;
+  std::string message;
+
+  // A request that completed at once (no operation).
+  static std::unique_ptr<sparcl_request> completed(sparcl_comm* comm);
 };
 
 struct sparcl_result {

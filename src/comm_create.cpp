@@ -116,13 +116,14 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
   comm->config = cfg;
   comm->id = comm_id;
   if (cfg.transport == SPARCL_TRANSPORT_MPI) {
-    comm->transport = make_mpi();
-    return comm;
+    agreed(boot, [&] { comm->transport = make_mpi(); });
+  } else {
+    std::unique_ptr<Endpoint> endpoint;
+    agreed(boot, [&] { endpoint = open_endpoint(cfg); });
+    const auto addresses = boot.allgatherv(endpoint->address());
+    agreed(boot, [&] { comm->transport = endpoint->connect(boot.rank(), boot.size(), addresses); });
   }
-  std::unique_ptr<Endpoint> endpoint;
-  agreed(boot, [&] { endpoint = open_endpoint(cfg); });
-  const auto addresses = boot.allgatherv(endpoint->address());
-  agreed(boot, [&] { comm->transport = endpoint->connect(boot.rank(), boot.size(), addresses); });
+  if (cfg.progress_thread) comm->start_progress_thread();
   return comm;
 }
 

@@ -76,6 +76,9 @@ Config resolve_config(const sparcl_config_t* user) {
     c.algorithm = user->algorithm;
     c.transport = user->transport;
     c.timeout_ms = user->timeout_ms;
+    if (user->progress_thread != 0 && user->progress_thread != 1)
+      fail(SPARCL_ERR_INVALID_ARG, "config.progress_thread must be 0 or 1");
+    c.progress_thread = user->progress_thread == 1;
     if (user->ofi_provider) {
       if (!*user->ofi_provider) fail(SPARCL_ERR_INVALID_ARG, "config.ofi_provider is empty");
       c.ofi_provider = user->ofi_provider;
@@ -101,6 +104,11 @@ Config resolve_config(const sparcl_config_t* user) {
     } catch (const Error& e) {
       fail(e.status(), std::string("SPARCL_TRANSPORT: ") + e.what());
     }
+  }
+  if (const char* v = std::getenv("SPARCL_PROGRESS_THREAD")) {
+    const std::string t = v;
+    if (t != "0" && t != "1") fail(SPARCL_ERR_INVALID_ARG, "SPARCL_PROGRESS_THREAD: '" + t + "' is not 0 or 1");
+    c.progress_thread = t == "1";
   }
   if (const char* v = std::getenv("SPARCL_OFI_PROVIDER")) {
     if (!*v) fail(SPARCL_ERR_INVALID_ARG, "SPARCL_OFI_PROVIDER is empty");

@@ -15,6 +15,7 @@ struct Config {
   sparcl_transport_t transport = SPARCL_TRANSPORT_DEFAULT;  // resolved at communicator creation
   int64_t timeout_ms = 1800000;
   std::string ofi_provider = "tcp;ofi_rxm";
+  bool progress_thread = false;
 };
 
 // Validates `user` (NULL: defaults) and applies the environment.

@@ -15,9 +15,21 @@
  * - a failed collective fails on every rank of the communicator (the rank that
  *   detects the error tells the others), never with a silent wrong result.
  *
- * Threading: a communicator is used by one thread at a time. Distinct
- * communicators may be used concurrently from different threads.
- * sparcl_strerror() and the version queries are thread-safe.
+ * Threading model:
+ * - calls on one communicator and on its requests are made by one thread at
+ *   a time (the caller serializes them, like MPI_THREAD_SERIALIZED); distinct
+ *   communicators may be used concurrently from different threads;
+ * - with the progress thread enabled (config.progress_thread or
+ *   SPARCL_PROGRESS_THREAD=1), sparcl moves outstanding operations forward
+ *   in the background; it synchronizes with the caller's calls internally.
+ *   Over the MPI transport it calls MPI concurrently with the application,
+ *   so MPI must be initialised with MPI_THREAD_MULTIPLE (checked at creation);
+ * - sparcl_strerror() and the version queries are thread-safe.
+ *
+ * Non-blocking operations: sparcl_i*() start a collective and return a
+ * request; sparcl_test/wait/waitall/waitany complete it. Until then the
+ * caller keeps every buffer it passed (input arrays, output buffer, result
+ * handle locations) alive and unchanged. Blocking calls are start + wait.
  */
 #ifndef SPARCL_SPARCL_H
 #define SPARCL_SPARCL_H
@@ -102,11 +114,12 @@ typedef struct sparcl_config {
   sparcl_transport_t transport;   /**< default SPARCL_TRANSPORT_DEFAULT */
   int64_t timeout_ms;             /**< per-operation timeout; 0 waits forever; default 1800000 */
   const char *ofi_provider;       /**< libfabric provider, e.g. "tcp;ofi_rxm" (the default when NULL) */
+  int progress_thread;            /**< 1: a background thread progresses operations; default 0 */
 } sparcl_config_t;
 
 /** Default configuration. */
 #define SPARCL_CONFIG_INIT \
-  { sizeof(sparcl_config_t), SPARCL_ALGO_AUTO, SPARCL_TRANSPORT_DEFAULT, 1800000, NULL }
+  { sizeof(sparcl_config_t), SPARCL_ALGO_AUTO, SPARCL_TRANSPORT_DEFAULT, 1800000, NULL, 0 }
 
 /** Flags of a sparse input vector. */
 enum {
@@ -239,6 +252,64 @@ sparcl_status_t sparcl_allgather_sparse(const sparcl_sparse_t *send, sparcl_resu
  */
 sparcl_status_t sparcl_allreduce(const void *sendbuf, void *recvbuf, size_t count,
                                  sparcl_datatype_t datatype, sparcl_op_t op, sparcl_comm_t comm);
+
+/** @name Non-blocking operations */
+/** @{ */
+
+/** Opaque handle of an operation in flight. */
+typedef struct sparcl_request *sparcl_request_t;
+
+/** Starts sparcl_allreduce_sparse(); outputs are written when the request completes. */
+sparcl_status_t sparcl_iallreduce_sparse(const sparcl_sparse_t *send, void *dense_recv,
+                                         sparcl_result_t *result, sparcl_comm_t comm,
+                                         sparcl_request_t *request);
+
+/** Starts sparcl_allgather_sparse(); `results` (comm-size handles) and `merged` are written on completion. */
+sparcl_status_t sparcl_iallgather_sparse(const sparcl_sparse_t *send, sparcl_result_t *results,
+                                         sparcl_result_t *merged, sparcl_comm_t comm,
+                                         sparcl_request_t *request);
+
+/** Starts sparcl_allreduce(). Ops and types without a sparse path run at once
+ *  (blocking, on the transport's own allreduce) and return a completed request. */
+sparcl_status_t sparcl_iallreduce(const void *sendbuf, void *recvbuf, size_t count,
+                                  sparcl_datatype_t datatype, sparcl_op_t op, sparcl_comm_t comm,
+                                  sparcl_request_t *request);
+
+/**
+ * Progresses the operations of the request's communicator and checks the
+ * request. If it has completed, `*completed` is set to 1, the request is
+ * freed, `*request` becomes NULL and the operation's status is returned;
+ * otherwise `*completed` is 0 and SPARCL_SUCCESS is returned. A NULL
+ * `*request` counts as completed.
+ */
+sparcl_status_t sparcl_test(sparcl_request_t *request, int *completed);
+
+/** Waits for the request to complete, frees it, sets `*request` to NULL and
+ *  returns the operation's status. */
+sparcl_status_t sparcl_wait(sparcl_request_t *request);
+
+/**
+ * Waits for all `count` requests (NULL entries are skipped). Each completed
+ * request is freed and set to NULL. `statuses` (may be NULL) receives each
+ * operation's status. Returns SPARCL_SUCCESS if all succeeded, else the
+ * status of the first (lowest index) that failed.
+ */
+sparcl_status_t sparcl_waitall(size_t count, sparcl_request_t *requests, sparcl_status_t *statuses);
+
+/**
+ * Waits until one of the `count` requests completes; `*index` receives its
+ * position, the request is freed and set to NULL, and its status is returned.
+ * If all entries are NULL, `*index` is `count` and SPARCL_SUCCESS is returned.
+ */
+sparcl_status_t sparcl_waitany(size_t count, sparcl_request_t *requests, size_t *index);
+
+/**
+ * Releases a request. A request that has not completed goes on in the
+ * background and delivers its outputs; its status is then lost.
+ * `*request` becomes NULL.
+ */
+sparcl_status_t sparcl_request_free(sparcl_request_t *request);
+/** @} */
 
 /** @name Results */
 /** @{ */

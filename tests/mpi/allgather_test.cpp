@@ -2,7 +2,7 @@
 // Sparse allgather: every rank gets every rank's vector exactly, and the merged sum.
 #include "mpi_test.hpp"
 
-using namespace sparcl_test;
+using namespace sparcl_testing;
 
 namespace {
 

@@ -7,7 +7,7 @@
 
 #include "mpi_test.hpp"
 
-using namespace sparcl_test;
+using namespace sparcl_testing;
 
 namespace {
 

@@ -3,7 +3,7 @@
 // hangs, and the communicator keeps working afterwards.
 #include "mpi_test.hpp"
 
-using namespace sparcl_test;
+using namespace sparcl_testing;
 
 namespace {
 

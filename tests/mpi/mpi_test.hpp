@@ -20,7 +20,7 @@
 
 #include "sparcl/sparcl_mpi.h"
 
-namespace sparcl_test {
+namespace sparcl_testing {
 
 inline int world_rank() {
   int r;
@@ -194,4 +194,4 @@ inline std::string algorithm_label(sparcl_algorithm_t a) {
   return "unknown";
 }
 
-}  // namespace sparcl_test
+}  // namespace sparcl_testing

@@ -54,6 +54,12 @@ extern "C" sparcl_status_t sparcl_comm_create_mpi(MPI_Comm mpi_comm, const sparc
     try {
       MpiBootstrap boot(dup);
       auto created = create_comm(boot, config, [&] {
+        int provided = MPI_THREAD_SINGLE;
+        MPI_Query_thread(&provided);
+        if (resolve_config(config).progress_thread && provided < MPI_THREAD_MULTIPLE)
+          fail(SPARCL_ERR_UNSUPPORTED,
+               "the progress thread calls MPI beside the application: initialise MPI with "
+               "MPI_Init_thread(MPI_THREAD_MULTIPLE), or use another transport");
         auto transport = std::make_unique<MpiTransport>(dup);
         owned_by_transport = true;
         return transport;

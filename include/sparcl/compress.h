@@ -1,0 +1,196 @@
+/*
+ * sparcl: sparse collective communication for distributed deep learning.
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+/**
+ * @file compress.h
+ * @brief Gradient compression: sparsifiers (top-k, approximate top-k,
+ *        threshold, random-k), error feedback with optional momentum
+ *        correction, low-precision values, and a compressed allreduce.
+ *
+ * A compressor belongs to one gradient tensor of a fixed dimension (it keeps
+ * that tensor's residual): create one per tensor, or per flattened group of
+ * tensors that is always compressed together. Each step,
+ *
+ *     acc  = residual + grad            (error feedback on; else acc = grad)
+ *     S    = the entries the method selects from acc
+ *     sent = acc on S, rounded through the value encoding
+ *     residual = acc - sent on S, acc elsewhere
+ *
+ * so that sent + residual == acc (bit for bit with SPARCL_VALUES_RAW).
+ *
+ * Ranking and ties: entries are ranked by magnitude; -0.0 equals +0.0, +-Inf
+ * rank above every finite value and NaN above +-Inf (a NaN is always sent,
+ * never hidden in the residual); among equal magnitudes the lower index wins.
+ *
+ * Vectors must have fewer than 2^32 entries (SPARCL_ERR_UNSUPPORTED
+ * otherwise). Values are float32. docs/compression.md has the algorithms,
+ * bounds and measurements.
+ *
+ * Threading: a compressor is used by one thread at a time. Functions that
+ * take no communicator record their error message for
+ * sparcl_comm_last_error(NULL) (per thread).
+ */
+#ifndef SPARCL_COMPRESS_H
+#define SPARCL_COMPRESS_H
+
+#include "sparcl/sparcl.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/** Which entries a compressor sends. */
+typedef enum sparcl_compress_method {
+  /** Every entry (only the value encoding and its error feedback apply). */
+  SPARCL_COMPRESS_NONE = 0,
+  /** Exactly the k entries of largest magnitude. */
+  SPARCL_COMPRESS_TOPK = 1,
+  /** Exactly ceil(k * len / dim) entries of largest magnitude in each bucket
+   *  of `bucket_size` consecutive entries (the last may be shorter): about k
+   *  in all, at most k + number of buckets. */
+  SPARCL_COMPRESS_TOPK_BUCKET = 2,
+  /** Between k and k + floor(k / 10) entries, every one with a magnitude
+   *  >= every entry left out (DGC-style sampled threshold, refined). */
+  SPARCL_COMPRESS_APPROX_TOPK = 3,
+  /** Every entry with |acc| >= threshold. */
+  SPARCL_COMPRESS_THRESHOLD = 4,
+  /** k distinct indices drawn uniformly from (seed, step): every rank with
+   *  the same seed picks the same indices at the same step. */
+  SPARCL_COMPRESS_RANDOMK = 5
+} sparcl_compress_method_t;
+
+/** How the selected values are represented when they are sent. */
+typedef enum sparcl_value_encoding {
+  SPARCL_VALUES_RAW = 0,   /**< float32 */
+  SPARCL_VALUES_FP16 = 1,  /**< IEEE half, round to nearest even (overflow: +-Inf) */
+  SPARCL_VALUES_BF16 = 2,  /**< bfloat16, round to nearest even */
+  SPARCL_VALUES_QSGD8 = 3, /**< QSGD, 8 bits per value (levels -127..127), per-bucket max-norm scale */
+  SPARCL_VALUES_QSGD4 = 4, /**< QSGD, 4 bits per value (levels -7..7) */
+  SPARCL_VALUES_QSGD2 = 5  /**< QSGD, 2 bits per value (levels -1, 0, 1) */
+} sparcl_value_encoding_t;
+
+/**
+ * Compressor configuration. Initialise with ::SPARCL_COMPRESSOR_CONFIG_INIT
+ * (or sparcl_compressor_config_init()), then set fields. Every rank that
+ * compresses the same tensor should use the same configuration.
+ */
+typedef struct sparcl_compressor_config {
+  size_t struct_size;              /**< sizeof(sparcl_compressor_config_t), for ABI growth */
+  sparcl_compress_method_t method; /**< default SPARCL_COMPRESS_TOPK */
+  double density;   /**< fraction of entries to keep when k == 0: k = max(1, round(density * dim)),
+                         density in (0, 1]; default 0.01 */
+  uint64_t k;       /**< entries to keep (TOPK, TOPK_BUCKET, APPROX_TOPK, RANDOMK); 0: use density;
+                         more than dim means dim; default 0 */
+  float threshold;  /**< THRESHOLD: keep |acc| >= threshold (>= 0); default 0 */
+  size_t bucket_size; /**< TOPK_BUCKET: entries per selection bucket (>= 1); default 512 */
+  sparcl_value_encoding_t values; /**< value encoding; default SPARCL_VALUES_RAW */
+  size_t quantization_bucket; /**< QSGD: values per scale (>= 1); default 512 */
+  int error_feedback;         /**< 1: keep the residual and add it to the next gradient (default); 0: drop it */
+  float momentum;   /**< DGC momentum correction factor in [0, 1) (needs error feedback); 0: off (default).
+                         With it, use plain SGD without momentum in the optimizer. */
+  uint64_t seed;    /**< random-k indices and stochastic rounding; the same on every rank; default 0 */
+  uint32_t rounding_stream; /**< sparcl_compress(): stream of the stochastic rounding (QSGD), mixed
+                                 with seed and step; give each rank its own (e.g. its rank) so that
+                                 rounding noise is independent across ranks. Random-k ignores it;
+                                 sparcl_allreduce_compressed() uses the communicator rank instead. */
+} sparcl_compressor_config_t;
+
+/** Default compressor configuration: exact top-1%, raw values, error feedback, no momentum. */
+#define SPARCL_COMPRESSOR_CONFIG_INIT \
+  { sizeof(sparcl_compressor_config_t), SPARCL_COMPRESS_TOPK, 0.01, 0, 0.0f, 512, SPARCL_VALUES_RAW, 512, 1, 0.0f, 0, 0 }
+
+/** Opaque compressor. */
+typedef struct sparcl_compressor *sparcl_compressor_t;
+
+/** Fills `config` with the defaults (same as ::SPARCL_COMPRESSOR_CONFIG_INIT). */
+sparcl_status_t sparcl_compressor_config_init(sparcl_compressor_config_t *config);
+
+/**
+ * Creates a compressor for tensors of `dim` entries (1 <= dim < 2^32).
+ *
+ * @param config      configuration, or NULL for the defaults
+ * @param dim         number of entries of the tensor
+ * @param compressor  receives the new compressor
+ * @return SPARCL_ERR_INVALID_ARG for a bad field (the message names it),
+ *         SPARCL_ERR_UNSUPPORTED for dim >= 2^32
+ */
+sparcl_status_t sparcl_compressor_create(const sparcl_compressor_config_t *config, uint64_t dim,
+                                         sparcl_compressor_t *compressor);
+
+/** Frees a compressor (NULL is allowed). */
+sparcl_status_t sparcl_compressor_free(sparcl_compressor_t compressor);
+
+/**
+ * One compression step: selects from residual + grad (or grad), rounds the
+ * selected values through the value encoding, updates the residual.
+ *
+ * @param compressor  the tensor's compressor
+ * @param grad        dim float32 values
+ * @param out         receives the sent vector: dim, nnz, SPARCL_INDEX_U32
+ *                    sorted unique indices, SPARCL_FLOAT32 values (already
+ *                    rounded through the value encoding), flags 0. The arrays
+ *                    belong to the compressor and stay valid until its next
+ *                    compress call or its free. `out` can be passed as is to
+ *                    sparcl_allreduce_sparse() or sparcl_allgather_sparse().
+ * @return SPARCL_ERR_INVALID_ARG also when a QSGD encoding meets NaN or Inf
+ */
+sparcl_status_t sparcl_compress(sparcl_compressor_t compressor, const float *grad, sparcl_sparse_t *out);
+
+/**
+ * Writes a sparse float32 vector as `sparse->dim` dense values: zeros, and
+ * the values at their indices (summed where SPARCL_SPARSE_UNSORTED allows
+ * repeats). The input is validated like a collective's input.
+ */
+sparcl_status_t sparcl_decompress(const sparcl_sparse_t *sparse, float *dense);
+
+/**
+ * Compressed allreduce: sparcl_compress() of `grad`, then
+ * sparcl_allreduce_sparse() of the result into `out`, which receives dim
+ * values: the sum over the ranks of what each rank sent (divide by the
+ * number of ranks for the mean). Collective over `comm`; every rank passes a
+ * compressor of the same dim and configuration.
+ *
+ * The values sent are the ones rounded through the configured value
+ * encoding, with the rounding error kept in the residual, so the numerics
+ * are those of the encoding. (The messages themselves currently carry the
+ * rounded values as float32; the encoded form on the wire comes with the
+ * collectives' value-encoding support.) Stochastic rounding draws from
+ * (seed, step, rank), so ranks round independently.
+ *
+ * If the collective fails, the values of this step are put back into the
+ * residual (with error feedback), so a retried step loses nothing.
+ *
+ * If compression fails on a rank (a NULL argument, NaN under QSGD...), that
+ * rank still takes part in the collective so that every rank fails instead
+ * of waiting: the failing rank returns its own error, the others a failure
+ * naming that rank.
+ *
+ * @param comm        communicator
+ * @param compressor  this rank's compressor for the tensor
+ * @param grad        dim float32 values
+ * @param out         dim float32 values, written in full (may be grad)
+ */
+sparcl_status_t sparcl_allreduce_compressed(sparcl_comm_t comm, sparcl_compressor_t compressor, const float *grad,
+                                            float *out);
+
+/** The compressor's residual (dim values), or NULL without error feedback. It
+ *  may be read or written between steps, e.g. to checkpoint it. */
+float *sparcl_compressor_residual(sparcl_compressor_t compressor);
+
+/** Zeroes the residual and the momentum, and restarts the step count. */
+sparcl_status_t sparcl_compressor_reset(sparcl_compressor_t compressor);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SPARCL_COMPRESS_H */

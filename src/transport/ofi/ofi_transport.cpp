@@ -1,0 +1,773 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "ofi_transport.hpp"
+
+#include <rdma/fi_cm.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_tagged.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <type_traits>
+
+namespace sparcl {
+namespace ofi {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A dropped receive waits this long for its cancellation to be confirmed
+// (providers here confirm at once) before it is left to finish in the background.
+constexpr auto kWithdrawDrain = std::chrono::milliseconds(100);
+// close() waits this long for the other ranks.
+constexpr auto kCloseTimeout = std::chrono::seconds(5);
+// Bounce buffers kept for reuse.
+constexpr size_t kBouncePool = 64;
+// flush() gives up after this many -FI_EAGAIN in a row (and retries on the next call).
+constexpr int kMaxStalls = 32;
+
+constexpr uint32_t kHeaderMagic = 0x31484653;  // "SFH1"
+constexpr uint32_t kCtsMagic = 0x31434653;     // "SFC1"
+constexpr uint32_t kCloseMagic = 0x31584653;   // "SFX1"
+
+// The first bytes of header, clear-to-send and close messages.
+struct Prefix {
+  uint32_t magic;
+  uint32_t source;  // rank of the sender of this message
+  uint64_t size;    // bytes of the sparcl message
+  uint64_t chunk;   // payload chunk size when the data follows separately, else 0
+};
+static_assert(sizeof(Prefix) == kPrefixBytes, "prefix layout");
+static_assert(std::is_trivially_copyable<Prefix>::value, "prefix layout");
+
+Prefix read_prefix(const uint8_t* p) {
+  Prefix x;
+  std::memcpy(&x, p, sizeof x);
+  return x;
+}
+
+void write_prefix(uint8_t* p, const Prefix& x) { std::memcpy(p, &x, sizeof x); }
+
+std::string error_text(long err) { return fi_strerror(int(err < 0 ? -err : err)); }
+
+size_t chunks_of(size_t size, size_t chunk) { return (size + chunk - 1) / chunk; }
+
+// Optional environment knobs of this backend (docs/transport-ofi.md).
+size_t env_size(const char* name, size_t fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const unsigned long long x = std::strtoull(v, &end, 10);
+  if (*end != '\0' || x == 0)
+    fail(SPARCL_ERR_INVALID_ARG, std::string(name) + ": '" + v + "' is not a positive number of bytes");
+  return size_t(x);
+}
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && std::strcmp(v, "1") == 0;
+}
+
+}  // namespace
+
+uint64_t make_tag(const Tag& tag, Kind kind) {
+  const uint64_t seq = tag.seq & ((uint64_t(1) << kSeqBits) - 1);
+  const uint64_t comm = uint64_t(tag.comm_id) & ((uint64_t(1) << kCommBits) - 1);
+  return seq | (comm << kSeqBits) | (uint64_t(tag.abort ? 1 : 0) << kAbortShift) |
+         (uint64_t(kind) << kKindShift);
+}
+
+// ---------------------------------------------------------------------------
+// Operations and flows
+
+// One posted (or queued) libfabric operation. The provider hands &fi back as
+// the completion's op_context; fi is the first member of this standard-layout
+// struct, so the Ctx is found from it.
+struct Ctx {
+  fi_context2 fi{};
+  Flow* flow = nullptr;
+  size_t slot = 0;
+  enum State : uint8_t { Idle, Queued, Posted } state = Idle;
+  bool cancel_requested = false;
+};
+static_assert(std::is_standard_layout<Ctx>::value, "Ctx must be standard-layout");
+
+Ctx& ctx_of(void* op_context) { return *reinterpret_cast<Ctx*>(op_context); }
+
+// The state of one request: its buffers and operations. A flow lives while
+// its request holds it or while any of its operations is queued or on the
+// provider (the transport holds it then), whichever is longer.
+struct Flow : std::enable_shared_from_this<Flow> {
+  explicit Flow(OfiTransport& transport) : t(transport) {}
+  virtual ~Flow() = default;
+  Flow(const Flow&) = delete;
+  Flow& operator=(const Flow&) = delete;
+
+  virtual void on_complete(Ctx& ctx, size_t len) = 0;
+  virtual void on_error(Ctx& ctx, int err, const std::string& what) = 0;
+
+  // Adds an operation slot; slots never move (deque).
+  Ctx& slot(size_t i) {
+    while (ctxs.size() <= i) {
+      ctxs.emplace_back();
+      ctxs.back().slot = ctxs.size() - 1;
+    }
+    return ctxs[i];
+  }
+  void fail(sparcl_status_t s, const std::string& m) {
+    if (status != SPARCL_SUCCESS) return;
+    status = s;
+    message = m;
+  }
+  void check() const {
+    if (status != SPARCL_SUCCESS) throw Error(status, message);
+  }
+  // Withdraws every operation still queued or on the provider.
+  void cancel_all() {
+    for (Ctx& c : ctxs)
+      if (c.state != Ctx::Idle) t.cancel(c);
+  }
+
+  OfiTransport& t;
+  std::deque<Ctx> ctxs;
+  int pending = 0;      // operations queued or posted
+  bool orphan = false;  // the request is gone
+  bool done = false;
+  sparcl_status_t status = SPARCL_SUCCESS;
+  std::string message;
+};
+
+namespace {
+
+// Slots of a send: 0 header send, 1 clear-to-send receive, 2.. payload chunks.
+class SendFlow final : public Flow {
+ public:
+  SendFlow(OfiTransport& transport, int peer, const Tag& tag, SharedBuffer data)
+      : Flow(transport), peer_(peer), tag_(tag), data_(std::move(data)), size_(data_->size()) {}
+
+  void start() {
+    const bool inline_data = size_ <= kInlineBytes;
+    if (!inline_data) {
+      chunk_ = t.fabric().chunk_bytes;
+      t.register_memory(mr_, data_->data(), size_, FI_SEND);
+      cts_ = t.get_bounce();
+    }
+    header_ = t.get_bounce();
+    write_prefix(header_->data.get(), Prefix{kHeaderMagic, uint32_t(t.rank()), size_, inline_data ? 0 : chunk_});
+    if (inline_data) {
+      if (size_ > 0) std::memcpy(header_->data.get() + kPrefixBytes, data_->data(), size_);
+      data_.reset();  // copied
+    } else {
+      // The clear-to-send receive goes first, so that the answer is never unexpected.
+      t.submit(*this, slot(1), false, cts_->data.get(), kBounceBytes, cts_->mr.desc(), t.addr(peer_),
+               make_tag(tag_, Kind::Cts));
+    }
+    t.submit(*this, slot(0), true, header_->data.get(), kPrefixBytes + (inline_data ? size_ : 0),
+             header_->mr.desc(), t.addr(peer_), make_tag(tag_, Kind::Header));
+  }
+
+  void on_complete(Ctx& ctx, size_t len) override {
+    if (ctx.slot == 0) {
+      header_sent_ = true;
+      t.put_bounce(std::move(header_));
+    } else if (ctx.slot == 1) {
+      const Prefix p = read_prefix(cts_->data.get());
+      t.put_bounce(std::move(cts_));
+      if (len != kPrefixBytes || p.magic != kCtsMagic || p.source != uint32_t(peer_) || p.size != size_ ||
+          p.chunk != chunk_)
+        fail(SPARCL_ERR_CORRUPT, "libfabric " + t.fabric().provider + ": malformed clear-to-send from rank " +
+                                     std::to_string(peer_));
+      if (status != SPARCL_SUCCESS) {
+        cancel_all();
+        return;
+      }
+      cts_received_ = true;
+      const size_t n = chunks_of(size_, chunk_);
+      for (size_t i = 0; i < n; ++i) {
+        const size_t offset = i * chunk_;
+        t.submit(*this, slot(2 + i), true, data_->data() + offset, std::min(chunk_, size_ - offset), mr_.desc(),
+                 t.addr(peer_), make_tag(tag_, Kind::Payload));
+      }
+    } else {
+      ++chunks_sent_;
+    }
+    if (header_sent_ && (chunk_ == 0 || (cts_received_ && chunks_sent_ == chunks_of(size_, chunk_)))) {
+      done = true;
+      mr_.reset();
+      data_.reset();
+    }
+  }
+
+  void on_error(Ctx& ctx, int, const std::string& what) override {
+    if (!orphan)
+      fail(SPARCL_ERR_TRANSPORT, "libfabric " + t.fabric().provider + ": " +
+                                     (ctx.slot == 1 ? "clear-to-send from" : "send to") + " rank " +
+                                     std::to_string(peer_) + " failed: " + what);
+    cancel_all();
+  }
+
+ private:
+  int peer_;
+  Tag tag_;
+  SharedBuffer data_;
+  size_t size_;
+  size_t chunk_ = 0;  // 0: the data travels inside the header message
+  std::unique_ptr<Bounce> header_, cts_;
+  Mr mr_;
+  bool header_sent_ = false, cts_received_ = false;
+  size_t chunks_sent_ = 0;
+};
+
+// Slots of a receive: 0 header receive, 1 clear-to-send send, 2.. payload chunks.
+class RecvFlow final : public Flow {
+ public:
+  RecvFlow(OfiTransport& transport, int peer, const Tag& tag) : Flow(transport), peer_(peer), tag_(tag) {}
+
+  void start() {
+    header_ = t.get_bounce();
+    t.submit(*this, slot(0), false, header_->data.get(), kBounceBytes, header_->mr.desc(),
+             peer_ == kAnyPeer ? FI_ADDR_UNSPEC : t.addr(peer_), make_tag(tag_, Kind::Header));
+  }
+
+  void on_complete(Ctx& ctx, size_t len) override {
+    if (ctx.slot == 0) {
+      on_header(len);
+    } else if (ctx.slot == 1) {
+      t.put_bounce(std::move(header_));
+    } else {
+      const size_t offset = (ctx.slot - 2) * chunk_;
+      if (len != std::min(chunk_, size_ - offset))
+        fail(SPARCL_ERR_CORRUPT, "libfabric " + t.fabric().provider + ": payload chunk of " +
+                                     std::to_string(len) + " bytes from rank " + std::to_string(source_) +
+                                     ", expected " + std::to_string(std::min(chunk_, size_ - offset)));
+      if (++chunks_received_ == chunks_of(size_, chunk_)) finish();
+    }
+  }
+
+  void on_error(Ctx& ctx, int err, const std::string& what) override {
+    if (!orphan || err != FI_ECANCELED) {
+      const int who = ctx.slot == 0 ? peer_ : source_;
+      fail(SPARCL_ERR_TRANSPORT, "libfabric " + t.fabric().provider + ": " +
+                                     (ctx.slot == 1 ? "clear-to-send to" : "receive from") +
+                                     (who == kAnyPeer ? std::string(" any rank") : " rank " + std::to_string(who)) +
+                                     " failed: " + what);
+    }
+    cancel_all();
+  }
+
+  // The request is dropped before completion.
+  void withdraw() {
+    orphan = true;
+    if (done) {
+      buffer_ = Buffer();
+      return;
+    }
+    // Once the header has arrived, the message is ours: it is received in the
+    // background and discarded (as MPI_Imrecv after MPI_Improbe would be).
+    if (header_received_ && status == SPARCL_SUCCESS) return;
+    cancel_all();
+    const auto deadline = Clock::now() + kWithdrawDrain;
+    while (pending > 0 && !header_received_ && Clock::now() < deadline) t.poll();
+    t.flush();
+  }
+
+  Buffer take() { return std::move(buffer_); }
+  int source() const { return source_; }
+
+ private:
+  void on_header(size_t len) {
+    header_received_ = true;
+    const std::string from = "libfabric " + t.fabric().provider + ": message from ";
+    if (len < kPrefixBytes) fail(SPARCL_ERR_CORRUPT, from + "a peer is too short for a header");
+    const Prefix p = read_prefix(header_->data.get());
+    if (p.magic != kHeaderMagic)
+      fail(SPARCL_ERR_CORRUPT, from + "a peer has a bad header (a different sparcl version?)");
+    if (p.source >= uint32_t(t.size()) || (peer_ != kAnyPeer && p.source != uint32_t(peer_)))
+      fail(SPARCL_ERR_CORRUPT, from + "a peer claims to come from rank " + std::to_string(p.source));
+    source_ = int(p.source);
+    size_ = p.size;
+    if (size_ <= kInlineBytes) {
+      if (len != kPrefixBytes + size_ || p.chunk != 0)
+        fail(SPARCL_ERR_CORRUPT, from + "rank " + std::to_string(source_) + " has an inconsistent length");
+      if (!orphan) {
+        buffer_ = Buffer(size_);
+        if (size_ > 0) std::memcpy(buffer_.data(), header_->data.get() + kPrefixBytes, size_);
+      }
+      t.put_bounce(std::move(header_));
+      done = true;
+      return;
+    }
+    if (len != kPrefixBytes || p.chunk == 0)
+      fail(SPARCL_ERR_CORRUPT, from + "rank " + std::to_string(source_) + " has an inconsistent length");
+    chunk_ = p.chunk;
+    // Receive straight into the message's buffer; posted before the
+    // clear-to-send, so the payload never arrives unexpected.
+    buffer_ = Buffer(size_);
+    t.register_memory(mr_, buffer_.data(), size_, FI_RECV);
+    const size_t n = chunks_of(size_, chunk_);
+    for (size_t i = 0; i < n; ++i) {
+      const size_t offset = i * chunk_;
+      t.submit(*this, slot(2 + i), false, buffer_.data() + offset, std::min(chunk_, size_ - offset), mr_.desc(),
+               t.addr(source_), make_tag(tag_, Kind::Payload));
+    }
+    write_prefix(header_->data.get(), Prefix{kCtsMagic, uint32_t(t.rank()), size_, chunk_});
+    t.submit(*this, slot(1), true, header_->data.get(), kPrefixBytes, header_->mr.desc(), t.addr(source_),
+             make_tag(tag_, Kind::Cts));
+  }
+
+  void finish() {
+    done = true;
+    mr_.reset();
+    if (orphan) buffer_ = Buffer();
+  }
+
+  int peer_;
+  Tag tag_;
+  int source_ = -1;
+  std::unique_ptr<Bounce> header_;
+  Buffer buffer_;
+  Mr mr_;
+  size_t size_ = 0, chunk_ = 0, chunks_received_ = 0;
+  bool header_received_ = false;
+};
+
+// The barrier of close(): a message to and from every other rank.
+// Slots: 2p receive from rank p, 2p+1 send to rank p.
+class CloseFlow final : public Flow {
+ public:
+  explicit CloseFlow(OfiTransport& transport) : Flow(transport) {}
+
+  void start() {
+    const size_t n = size_t(t.size());
+    mem_.reset(new uint8_t[(n + 1) * kPrefixBytes]);
+    t.register_memory(mr_, mem_.get(), (n + 1) * kPrefixBytes, FI_SEND | FI_RECV);
+    write_prefix(mem_.get(), Prefix{kCloseMagic, uint32_t(t.rank()), 0, 0});
+    const uint64_t tag = make_tag(Tag{}, Kind::Close);
+    for (int p = 0; p < t.size(); ++p) {
+      if (p == t.rank()) continue;
+      t.submit(*this, slot(2 * size_t(p)), false, mem_.get() + (size_t(p) + 1) * kPrefixBytes, kPrefixBytes,
+               mr_.desc(), t.addr(p), tag);
+      t.submit(*this, slot(2 * size_t(p) + 1), true, mem_.get(), kPrefixBytes, mr_.desc(), t.addr(p), tag);
+      left_ += 2;
+    }
+  }
+  void on_complete(Ctx&, size_t) override { --left_; }
+  void on_error(Ctx&, int, const std::string&) override { --left_; }  // a peer that is gone
+  bool finished() const { return left_ == 0; }
+
+ private:
+  std::unique_ptr<uint8_t[]> mem_;
+  Mr mr_;
+  int left_ = 0;
+};
+
+class OfiSend final : public Request {
+ public:
+  explicit OfiSend(std::shared_ptr<SendFlow> f) : f_(std::move(f)) {}
+  ~OfiSend() override { f_->orphan = true; }  // the transport finishes it
+  bool test() override {
+    f_->check();
+    return f_->done;
+  }
+
+ private:
+  std::shared_ptr<SendFlow> f_;
+};
+
+class OfiRecv final : public RecvRequest {
+ public:
+  explicit OfiRecv(std::shared_ptr<RecvFlow> f) : f_(std::move(f)) {}
+  ~OfiRecv() override {
+    try {
+      f_->withdraw();
+    } catch (...) {
+      // never throw from a destructor; the flow finishes in the background
+    }
+  }
+  bool test() override {
+    f_->check();
+    return f_->done;
+  }
+  Buffer take() override { return f_->take(); }
+  int source() const override { return f_->source(); }
+
+ private:
+  std::shared_ptr<RecvFlow> f_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Fabric and memory
+
+void Mr::reset() {
+  if (mr_) fi_close(&mr_->fid);
+  mr_ = nullptr;
+  desc_ = nullptr;
+}
+
+void Fabric::close_endpoint() {
+  if (ep) fi_close(&ep->fid);
+  ep = nullptr;
+}
+
+Fabric::~Fabric() {
+  close_endpoint();
+  if (av) fi_close(&av->fid);
+  if (cq) fi_close(&cq->fid);
+  if (domain) fi_close(&domain->fid);
+  if (fabric) fi_close(&fabric->fid);
+  if (info) fi_freeinfo(info);
+}
+
+// ---------------------------------------------------------------------------
+// Transport
+
+OfiTransport::OfiTransport(std::unique_ptr<Fabric> fabric, int rank, int size, std::vector<fi_addr_t> addrs)
+    : fab_(std::move(fabric)), rank_(rank), size_(size), addrs_(std::move(addrs)) {}
+
+OfiTransport::~OfiTransport() {
+  try {
+    // The endpoint goes first: afterwards the provider touches none of our
+    // buffers, and flows (with their registrations) can be freed.
+    fab_->close_endpoint();
+    queue_.clear();
+    live_.clear();
+    bounces_.clear();
+    fab_.reset();
+  } catch (...) {
+  }
+}
+
+std::string OfiTransport::describe(int err) const {
+  return "libfabric " + fab_->provider + ": " + error_text(err);
+}
+
+std::unique_ptr<Bounce> OfiTransport::get_bounce() {
+  if (!bounces_.empty()) {
+    std::unique_ptr<Bounce> b = std::move(bounces_.back());
+    bounces_.pop_back();
+    return b;
+  }
+  auto b = std::make_unique<Bounce>();
+  b->data.reset(new (std::nothrow) uint8_t[kBounceBytes]);
+  if (!b->data) fail(SPARCL_ERR_NO_MEMORY, "cannot allocate a message buffer");
+  register_memory(b->mr, b->data.get(), kBounceBytes, FI_SEND | FI_RECV);
+  return b;
+}
+
+void OfiTransport::put_bounce(std::unique_ptr<Bounce> b) {
+  if (b && bounces_.size() < kBouncePool) bounces_.push_back(std::move(b));
+}
+
+void OfiTransport::register_memory(Mr& mr, void* data, size_t bytes, uint64_t access) {
+  mr.reset();
+  if (!fab_->local_mr || bytes == 0) return;
+  const uint64_t key = fab_->prov_key ? 0 : next_key_++;
+  const int rc = fi_mr_reg(fab_->domain, data, bytes, access, 0, key, 0, &mr.mr_, nullptr);
+  if (rc != 0) {
+    mr.mr_ = nullptr;
+    fail(rc == -FI_ENOMEM ? SPARCL_ERR_NO_MEMORY : SPARCL_ERR_TRANSPORT,
+         describe(rc) + " (fi_mr_reg of " + std::to_string(bytes) + " bytes)");
+  }
+  mr.desc_ = fi_mr_desc(mr.mr_);
+}
+
+void OfiTransport::submit(Flow& flow, Ctx& ctx, bool send, void* buf, size_t len, void* desc, fi_addr_t addr,
+                          uint64_t tag) {
+  ctx.flow = &flow;
+  ctx.state = Ctx::Queued;
+  ctx.cancel_requested = false;
+  std::shared_ptr<Flow> keep = flow.shared_from_this();
+  if (flow.pending++ == 0) live_.emplace(&flow, keep);
+  queue_.push_back(Post{std::move(keep), &ctx, send, buf, len, desc, addr, tag});
+}
+
+void OfiTransport::release(Flow& flow) {
+  if (--flow.pending == 0) live_.erase(&flow);  // may free the flow
+}
+
+void OfiTransport::cancel(Ctx& ctx) {
+  if (ctx.state == Ctx::Queued) {
+    ctx.state = Ctx::Idle;  // flush() skips it
+    release(*ctx.flow);
+  } else if (ctx.state == Ctx::Posted && !ctx.cancel_requested) {
+    ctx.cancel_requested = true;
+    // Completes with FI_ECANCELED, or normally if it matched already.
+    fi_cancel(&fab_->ep->fid, &ctx.fi);
+  }
+}
+
+void OfiTransport::flush() {
+  if (flushing_ || !fab_->ep) return;
+  flushing_ = true;
+  struct Reset {
+    bool& b;
+    ~Reset() { b = false; }
+  } reset{flushing_};
+  int stalls = 0;
+  while (!queue_.empty()) {
+    Post p = queue_.front();
+    if (p.ctx->state != Ctx::Queued) {  // withdrawn while queued
+      queue_.pop_front();
+      continue;
+    }
+    const ssize_t rc = p.send ? fi_tsend(fab_->ep, p.buf, p.len, p.desc, p.addr, p.tag, &p.ctx->fi)
+                              : fi_trecv(fab_->ep, p.buf, p.len, p.desc, p.addr, p.tag, 0, &p.ctx->fi);
+    if (rc == 0) {
+      p.ctx->state = Ctx::Posted;
+      queue_.pop_front();
+      stalls = 0;
+      continue;
+    }
+    if (rc == -FI_EAGAIN) {
+      // The provider is out of resources: completions free them.
+      if (++stalls > kMaxStalls) break;
+      poll();
+      continue;
+    }
+    queue_.pop_front();
+    p.ctx->state = Ctx::Idle;
+    Flow& f = *p.flow;
+    if (!f.orphan)
+      f.fail(SPARCL_ERR_TRANSPORT, describe(int(rc)) + (p.send ? " (fi_tsend" : " (fi_trecv") + " of " +
+                                       std::to_string(p.len) + " bytes)");
+    f.cancel_all();
+    release(f);
+  }
+}
+
+bool OfiTransport::poll() {
+  if (!fab_->cq) return false;
+  fi_cq_tagged_entry entries[32];
+  const ssize_t n = fi_cq_read(fab_->cq, entries, 32);
+  if (n > 0) {
+    for (ssize_t i = 0; i < n; ++i)
+      if (entries[i].op_context) complete(ctx_of(entries[i].op_context), true, entries[i].len, 0, std::string());
+    return true;
+  }
+  if (n == -FI_EAGAIN) return false;
+  if (n == -FI_EAVAIL) {
+    fi_cq_err_entry err{};
+    const ssize_t r = fi_cq_readerr(fab_->cq, &err, 0);
+    if (r <= 0) return false;
+    char text[256] = {0};
+    const char* detail = fi_cq_strerror(fab_->cq, err.prov_errno, err.err_data, text, sizeof text);
+    std::string what = error_text(err.err);
+    if (detail && *detail) what += std::string(" (") + detail + ")";
+    if (err.op_context) complete(ctx_of(err.op_context), false, err.len, err.err, what);
+    return true;
+  }
+  fail_everything(describe(int(n)) + " (fi_cq_read)");
+  return false;
+}
+
+void OfiTransport::complete(Ctx& ctx, bool ok, size_t len, int err, const std::string& what) {
+  if (ctx.state != Ctx::Posted) return;
+  Flow& f = *ctx.flow;
+  std::shared_ptr<Flow> keep = f.shared_from_this();
+  ctx.state = Ctx::Idle;
+  ctx.cancel_requested = false;
+  --f.pending;
+  try {
+    if (ok)
+      f.on_complete(ctx, len);
+    else
+      f.on_error(ctx, err, what);
+  } catch (const Error& e) {
+    f.fail(e.status(), e.what());
+    f.cancel_all();
+  } catch (const std::bad_alloc&) {
+    f.fail(SPARCL_ERR_NO_MEMORY, "out of memory receiving a message");
+    f.cancel_all();
+  } catch (const std::exception& e) {
+    f.fail(SPARCL_ERR_INTERNAL, e.what());
+    f.cancel_all();
+  }
+  if (f.pending == 0) live_.erase(&f);
+}
+
+void OfiTransport::fail_everything(const std::string& message) {
+  if (broken_.empty()) broken_ = message;
+  for (auto& entry : live_) entry.second->fail(SPARCL_ERR_TRANSPORT, message);
+}
+
+std::unique_ptr<Request> OfiTransport::isend(int peer, const Tag& tag, SharedBuffer data) {
+  if (peer < 0 || peer >= size_) fail(SPARCL_ERR_INTERNAL, "send to rank " + std::to_string(peer) + " out of range");
+  if (!broken_.empty()) fail(SPARCL_ERR_TRANSPORT, broken_);
+  if (!data) data = std::make_shared<Buffer>();
+  auto f = std::make_shared<SendFlow>(*this, peer, tag, std::move(data));
+  f->start();
+  flush();
+  return std::make_unique<OfiSend>(std::move(f));
+}
+
+std::unique_ptr<RecvRequest> OfiTransport::irecv(int peer, const Tag& tag) {
+  if (peer != kAnyPeer && (peer < 0 || peer >= size_))
+    fail(SPARCL_ERR_INTERNAL, "receive from rank " + std::to_string(peer) + " out of range");
+  if (!broken_.empty()) fail(SPARCL_ERR_TRANSPORT, broken_);
+  auto f = std::make_shared<RecvFlow>(*this, peer, tag);
+  f->start();
+  flush();
+  return std::make_unique<OfiRecv>(std::move(f));
+}
+
+void OfiTransport::progress() {
+  flush();
+  for (int i = 0; i < 64 && poll(); ++i) {
+  }
+  flush();
+}
+
+void OfiTransport::native_allreduce(const void*, void*, size_t, sparcl_datatype_t, sparcl_op_t) {
+  fail(SPARCL_ERR_UNSUPPORTED,
+       "the libfabric transport has no dense allreduce: sparcl_allreduce supports SPARCL_SUM on "
+       "float32/float64 here; other ops need the MPI transport (sparcl_comm_create_mpi with SPARCL_TRANSPORT=mpi)");
+}
+
+void OfiTransport::close() {
+  if (closed_) return;
+  closed_ = true;
+  if (size_ < 2 || !fab_->ep) return;
+  try {
+    // Every rank tells every other that it is done and waits to hear the
+    // same, so that no rank closes connections a peer still reads from.
+    auto barrier = std::make_shared<CloseFlow>(*this);
+    barrier->start();
+    const auto deadline = Clock::now() + kCloseTimeout;
+    for (;;) {
+      progress();
+      if (barrier->finished() || Clock::now() > deadline) break;
+      sched_yield();
+    }
+    barrier->cancel_all();
+    progress();
+  } catch (...) {
+    // close() must not throw; the destructor releases everything anyway
+  }
+}
+
+}  // namespace ofi
+
+// ---------------------------------------------------------------------------
+// Endpoint
+
+namespace {
+
+class OfiEndpoint final : public Endpoint {
+ public:
+  explicit OfiEndpoint(const Config& config);
+  std::vector<uint8_t> address() const override { return address_; }
+  std::unique_ptr<Transport> connect(int rank, int size, const std::vector<std::vector<uint8_t>>& addresses) override;
+
+ private:
+  void check(int rc, const char* call) const {
+    if (rc != 0)
+      fail(rc == -FI_ENOMEM ? SPARCL_ERR_NO_MEMORY : SPARCL_ERR_TRANSPORT,
+           "libfabric " + fab_->provider + ": " + call + " failed: " + ofi::error_text(rc));
+  }
+  std::unique_ptr<ofi::Fabric> fab_;
+  std::vector<uint8_t> address_;
+};
+
+OfiEndpoint::OfiEndpoint(const Config& config) : fab_(std::make_unique<ofi::Fabric>()) {
+  const std::string& provider = config.ofi_provider;
+  fab_->provider = provider;
+
+  struct Hints {
+    fi_info* p = fi_allocinfo();
+    ~Hints() {
+      if (p) fi_freeinfo(p);
+    }
+  } hints;
+  if (!hints.p) fail(SPARCL_ERR_NO_MEMORY, "fi_allocinfo failed");
+  hints.p->ep_attr->type = FI_EP_RDM;
+  hints.p->caps = FI_TAGGED | FI_DIRECTED_RECV;
+  hints.p->mode = FI_CONTEXT | FI_CONTEXT2;
+  hints.p->tx_attr->msg_order = FI_ORDER_SAS;
+  hints.p->rx_attr->msg_order = FI_ORDER_SAS;
+  hints.p->domain_attr->threading = FI_THREAD_DOMAIN;  // the caller serializes all calls
+  hints.p->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
+  hints.p->fabric_attr->prov_name = strdup(provider.c_str());  // freed by fi_freeinfo
+  if (!hints.p->fabric_attr->prov_name) fail(SPARCL_ERR_NO_MEMORY, "out of memory");
+
+  const int rc = fi_getinfo(FI_VERSION(FI_MAJOR_VERSION, FI_MINOR_VERSION), nullptr, nullptr, 0, hints.p, &fab_->info);
+  if (rc != 0 || !fab_->info) {
+    fab_->info = nullptr;
+    fail(rc == -FI_ENODATA || rc == 0 ? SPARCL_ERR_UNSUPPORTED : SPARCL_ERR_TRANSPORT,
+         "libfabric provider '" + provider +
+             "' offers no reliable tagged endpoint (FI_EP_RDM, FI_TAGGED, FI_DIRECTED_RECV, FI_ORDER_SAS) here "
+             "(fi_getinfo: " + ofi::error_text(rc) +
+             "); list the available providers with `fi_info -l` and choose one with SPARCL_OFI_PROVIDER, "
+             "e.g. 'tcp;ofi_rxm' or 'shm'");
+  }
+  fi_info* info = fab_->info;
+  if (!(info->tx_attr->msg_order & FI_ORDER_SAS) || !(info->rx_attr->msg_order & FI_ORDER_SAS))
+    fail(SPARCL_ERR_UNSUPPORTED, "libfabric provider '" + provider +
+                                     "' does not deliver messages in order (FI_ORDER_SAS), which sparcl needs");
+  fab_->local_mr = (info->domain_attr->mr_mode & FI_MR_LOCAL) || ofi::env_flag("SPARCL_OFI_MR_LOCAL");
+  fab_->prov_key = (info->domain_attr->mr_mode & FI_MR_PROV_KEY) != 0;
+  fab_->chunk_bytes = ofi::env_size("SPARCL_OFI_CHUNK_BYTES", ofi::kDefaultChunkBytes);
+  if (info->ep_attr->max_msg_size > 0) fab_->chunk_bytes = std::min(fab_->chunk_bytes, info->ep_attr->max_msg_size);
+  if (info->ep_attr->max_msg_size < ofi::kBounceBytes)
+    fail(SPARCL_ERR_UNSUPPORTED, "libfabric provider '" + provider + "' limits messages to " +
+                                     std::to_string(info->ep_attr->max_msg_size) + " bytes; sparcl needs " +
+                                     std::to_string(ofi::kBounceBytes));
+
+  check(fi_fabric(info->fabric_attr, &fab_->fabric, nullptr), "fi_fabric");
+  check(fi_domain(fab_->fabric, info, &fab_->domain, nullptr), "fi_domain");
+  fi_cq_attr cq_attr{};
+  cq_attr.format = FI_CQ_FORMAT_TAGGED;
+  cq_attr.wait_obj = FI_WAIT_NONE;
+  check(fi_cq_open(fab_->domain, &cq_attr, &fab_->cq, nullptr), "fi_cq_open");
+  fi_av_attr av_attr{};
+  av_attr.type = FI_AV_TABLE;
+  check(fi_av_open(fab_->domain, &av_attr, &fab_->av, nullptr), "fi_av_open");
+  check(fi_endpoint(fab_->domain, info, &fab_->ep, nullptr), "fi_endpoint");
+  check(fi_ep_bind(fab_->ep, &fab_->av->fid, 0), "fi_ep_bind (address vector)");
+  check(fi_ep_bind(fab_->ep, &fab_->cq->fid, FI_TRANSMIT | FI_RECV), "fi_ep_bind (completion queue)");
+  check(fi_enable(fab_->ep), "fi_enable");
+
+  size_t len = 0;
+  std::vector<uint8_t> name(256);
+  for (;;) {
+    len = name.size();
+    const int r = fi_getname(&fab_->ep->fid, name.data(), &len);
+    if (r == 0) break;
+    if (r != -FI_ETOOSMALL || len <= name.size()) check(r, "fi_getname");
+    name.resize(len);
+  }
+  name.resize(len);
+  if (info->addr_format == FI_ADDR_STR && (name.empty() || name.back() != 0)) name.push_back(0);
+  address_ = std::move(name);
+}
+
+std::unique_ptr<Transport> OfiEndpoint::connect(int rank, int size, const std::vector<std::vector<uint8_t>>& addresses) {
+  if (!fab_) fail(SPARCL_ERR_INTERNAL, "libfabric endpoint connected twice");
+  if (size < 1 || rank < 0 || rank >= size || addresses.size() != size_t(size))
+    fail(SPARCL_ERR_INTERNAL, "libfabric endpoint: bad rank, size or address list");
+  const bool strings = fab_->info->addr_format == FI_ADDR_STR;
+  std::vector<fi_addr_t> addrs(size_t(size), FI_ADDR_NOTAVAIL);
+  for (int i = 0; i < size; ++i) {
+    const std::vector<uint8_t>& a = addresses[size_t(i)];
+    const bool fits = strings ? !a.empty() && a.back() == 0 : a.size() == address_.size();
+    if (!fits)
+      fail(SPARCL_ERR_TRANSPORT, "libfabric " + fab_->provider + ": rank " + std::to_string(i) +
+                                     " sent an address of another format (check SPARCL_OFI_PROVIDER on every rank)");
+    const int n = fi_av_insert(fab_->av, a.data(), 1, &addrs[size_t(i)], 0, nullptr);
+    if (n != 1)
+      fail(SPARCL_ERR_TRANSPORT, "libfabric " + fab_->provider + ": fi_av_insert of rank " + std::to_string(i) +
+                                     "'s address failed" + (n < 0 ? ": " + ofi::error_text(n) : std::string()));
+  }
+  return std::make_unique<ofi::OfiTransport>(std::move(fab_), rank, size, std::move(addrs));
+}
+
+}  // namespace
+
+std::unique_ptr<Endpoint> open_ofi_endpoint(const Config& config) { return std::make_unique<OfiEndpoint>(config); }
+
+}  // namespace sparcl

@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Transport over libfabric: RDM endpoints and tagged messages (fi_tsend /
+// fi_trecv) on the provider named by config.ofi_provider ("tcp;ofi_rxm" by
+// default; "shm", "sockets" and "udp;ofi_rxd" work too). docs/transport-ofi.md
+// describes the design; in short:
+//
+// - A sparcl message of unknown size travels as a small header message (a
+//   24-byte prefix with the sender's rank and the total size, followed by the
+//   whole message when it fits in 16 KiB). A larger message is sent only
+//   after the receiver has posted buffers for it: the receiver answers the
+//   header with a clear-to-send message, and the sender then sends the data
+//   in chunks straight from the caller's buffer into the receiver's. So the
+//   provider never holds more than one 16 KiB header of unexpected data per
+//   message, whatever the message size.
+// - The 64-bit libfabric tag holds the low 32 bits of the sequence number,
+//   27 bits of the communicator id, the abort bit and a 2-bit kind (header,
+//   payload, clear-to-send, close). FI_ORDER_SAS keeps equal tags from one
+//   peer in order, which the engine relies on (see transport.hpp).
+// - Every posted operation has its own fi_context2 inside a Flow (one per
+//   request). Flows stay alive while the provider holds any of their
+//   buffers, so a dropped send finishes on its own and a dropped receive is
+//   cancelled (or, once its header has arrived, drained and discarded).
+// - Posts that meet -FI_EAGAIN wait in a FIFO (which keeps their order) and
+//   are retried while the completion queue is read.
+#pragma once
+
+#include <rdma/fabric.h>
+#include <rdma/fi_domain.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "../transport.hpp"
+
+namespace sparcl {
+namespace ofi {
+
+// Message kinds, in the tag.
+enum class Kind : uint64_t { Header = 0, Payload = 1, Cts = 2, Close = 3 };
+
+// Tag layout: [0,32) seq, [32,59) comm_id, 59 abort, [60,62) kind, 62-63 zero.
+constexpr int kSeqBits = 32;
+constexpr int kCommBits = 27;
+constexpr int kAbortShift = kSeqBits + kCommBits;  // 59
+constexpr int kKindShift = kAbortShift + 1;        // 60
+uint64_t make_tag(const Tag& tag, Kind kind);
+
+// Sizes of the protocol (the same on every rank: part of the wire protocol).
+constexpr size_t kBounceBytes = 16384;                    // a header message at most
+constexpr size_t kPrefixBytes = 24;                       // see Prefix in the .cpp
+constexpr size_t kInlineBytes = kBounceBytes - kPrefixBytes;  // larger messages use clear-to-send
+constexpr size_t kDefaultChunkBytes = size_t(64) << 20;  // payload chunk (a sender's choice)
+
+// The libfabric objects of one endpoint; the destructor closes them in the
+// reverse order of creation.
+struct Fabric {
+  fi_info* info = nullptr;
+  fid_fabric* fabric = nullptr;
+  fid_domain* domain = nullptr;
+  fid_cq* cq = nullptr;
+  fid_av* av = nullptr;
+  fid_ep* ep = nullptr;
+  std::string provider;     // as configured, for messages
+  bool local_mr = false;    // FI_MR_LOCAL: buffers must be registered
+  bool prov_key = true;     // FI_MR_PROV_KEY: the provider picks MR keys
+  size_t chunk_bytes = kDefaultChunkBytes;
+
+  Fabric() = default;
+  Fabric(const Fabric&) = delete;
+  Fabric& operator=(const Fabric&) = delete;
+  ~Fabric();
+  void close_endpoint();  // first step of teardown: no provider access to our buffers afterwards
+};
+
+// Registered memory (or plain memory when the provider needs no registration).
+class Mr {
+ public:
+  Mr() = default;
+  Mr(const Mr&) = delete;
+  Mr& operator=(const Mr&) = delete;
+  ~Mr() { reset(); }
+  void reset();
+  void* desc() const { return desc_; }
+  fid_mr* mr_ = nullptr;
+  void* desc_ = nullptr;
+};
+
+// A registered buffer of kBounceBytes for header, clear-to-send and close messages.
+struct Bounce {
+  std::unique_ptr<uint8_t[]> data;
+  Mr mr;
+};
+
+struct Flow;
+struct Ctx;
+
+class OfiTransport final : public Transport {
+ public:
+  OfiTransport(std::unique_ptr<Fabric> fabric, int rank, int size, std::vector<fi_addr_t> addrs);
+  ~OfiTransport() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const char* name() const override { return "ofi"; }
+  std::unique_ptr<Request> isend(int peer, const Tag& tag, SharedBuffer data) override;
+  std::unique_ptr<RecvRequest> irecv(int peer, const Tag& tag) override;
+  void progress() override;
+  void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
+                        sparcl_op_t op) override;
+  void close() override;
+
+  // --- used by the flows (ofi_transport.cpp) ---
+  const Fabric& fabric() const { return *fab_; }
+  fi_addr_t addr(int rank) const { return addrs_[size_t(rank)]; }
+  std::unique_ptr<Bounce> get_bounce();
+  void put_bounce(std::unique_ptr<Bounce> b);
+  // Registers [data, data + bytes) for FI_SEND or FI_RECV when the provider needs it.
+  void register_memory(Mr& mr, void* data, size_t bytes, uint64_t access);
+  // Queues a send or receive of `ctx` (which belongs to `flow`) and tries to post it.
+  void submit(Flow& flow, Ctx& ctx, bool send, void* buf, size_t len, void* desc, fi_addr_t addr,
+              uint64_t tag);
+  // Withdraws an operation: drops it from the queue or asks the provider to cancel it.
+  void cancel(Ctx& ctx);
+  // Posts what is queued, in order, as far as the provider takes it.
+  void flush();
+  // Reads the completion queue once; false when it was empty.
+  bool poll();
+  std::string describe(int err) const;  // "libfabric <provider>: <fi_strerror>"
+
+ private:
+  struct Post {
+    std::shared_ptr<Flow> flow;  // keeps ctx alive while queued
+    Ctx* ctx;
+    bool send;
+    void* buf;
+    size_t len;
+    void* desc;
+    fi_addr_t addr;
+    uint64_t tag;
+  };
+  void complete(Ctx& ctx, bool ok, size_t len, int err, const std::string& what);
+  void release(Flow& flow);  // one operation of flow fewer outstanding
+  void fail_everything(const std::string& message);
+
+  std::unique_ptr<Fabric> fab_;
+  int rank_, size_;
+  std::vector<fi_addr_t> addrs_;
+  std::deque<Post> queue_;
+  bool flushing_ = false;
+  bool closed_ = false;
+  std::string broken_;  // set when the completion queue fails: every later call fails
+  // Flows with operations queued or on the provider.
+  std::unordered_map<Flow*, std::shared_ptr<Flow>> live_;
+  std::vector<std::unique_ptr<Bounce>> bounces_;  // free, registered
+  uint64_t next_key_ = 1;
+};
+
+}  // namespace ofi
+}  // namespace sparcl

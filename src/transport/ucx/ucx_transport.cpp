@@ -1,0 +1,438 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "ucx_transport.hpp"
+
+#include <sched.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+
+namespace sparcl {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// close(): how long to wait for every peer's barrier message, then for the
+// graceful endpoint closes. The destructor gives dropped requests a moment.
+constexpr std::chrono::milliseconds kBarrierLimit{5000};
+constexpr std::chrono::milliseconds kEndpointCloseLimit{2000};
+constexpr std::chrono::milliseconds kOrphanLimit{1000};
+
+std::string status_text(ucs_status_t status) { return ucs_status_string(status); }
+
+[[noreturn]] void fail_ucx(ucs_status_t status, const std::string& what) {
+  fail(SPARCL_ERR_TRANSPORT, "UCX: " + what + " failed: " + status_text(status));
+}
+
+// The UCX settings that decide what it can use, for error messages.
+std::string ucx_settings() {
+  std::string s = std::string("UCX ") + ucp_get_version_string();
+  for (const char* name : {"UCX_TLS", "UCX_NET_DEVICES"}) {
+    const char* value = std::getenv(name);
+    s += std::string(", ") + name + "=" + (value ? value : "(unset)");
+  }
+  return s;
+}
+
+// Every operation's parameters: host memory (saves UCX the lookup), no
+// callback (requests are polled with ucp_request_check_status).
+ucp_request_param_t host_param() {
+  ucp_request_param_t p;
+  std::memset(&p, 0, sizeof p);
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+  p.memory_type = UCS_MEMORY_TYPE_HOST;
+  return p;
+}
+
+class UcxSend final : public Request {
+ public:
+  UcxSend(UcxTransport& t, void* request, SharedBuffer buffer, int peer)
+      : t_(t), req_(request), buf_(request ? std::move(buffer) : nullptr), peer_(peer), bytes_(0) {
+    if (req_) bytes_ = buf_->size();
+  }
+  ~UcxSend() override {
+    if (req_) t_.adopt({req_, std::move(buf_)});
+  }
+  bool test() override {
+    if (!req_) return true;
+    const ucs_status_t status = ucp_request_check_status(req_);
+    if (status == UCS_INPROGRESS) return false;
+    ucp_request_free(req_);
+    req_ = nullptr;
+    buf_.reset();
+    if (status != UCS_OK)
+      fail_ucx(status, "sending " + std::to_string(bytes_) + " bytes to rank " + std::to_string(peer_));
+    return true;
+  }
+
+ private:
+  UcxTransport& t_;
+  void* req_;
+  SharedBuffer buf_;
+  int peer_;
+  size_t bytes_;
+};
+
+class UcxRecv final : public RecvRequest {
+ public:
+  UcxRecv(UcxTransport& t, ucp_tag_t tag, ucp_tag_t mask) : t_(t), tag_(tag), mask_(mask) {}
+  ~UcxRecv() override {
+    // Not matched yet: nothing was posted to UCX, so there is nothing to withdraw.
+    if (req_) t_.adopt({req_, std::move(buf_)});
+  }
+  bool test() override {
+    if (done_) return true;
+    if (error_) throw *error_;
+    if (!matched_) {
+      ucp_tag_recv_info_t info;
+      std::memset(&info, 0, sizeof info);
+      ucp_tag_message_h message = ucp_tag_probe_nb(t_.worker(), tag_, mask_, /*remove=*/1, &info);
+      if (!message) return false;
+      matched_ = true;
+      source_ = ucx_tag::source_of(info.sender_tag);
+      bytes_ = info.length;
+      try {
+        req_ = t_.receive_probed(message, info.length, source_, buf_);
+      } catch (const Error& e) {
+        error_ = e;
+        throw;
+      }
+      if (!req_) {
+        done_ = true;
+        return true;
+      }
+    }
+    const ucs_status_t status = ucp_request_check_status(req_);
+    if (status == UCS_INPROGRESS) return false;
+    ucp_request_free(req_);
+    req_ = nullptr;
+    if (status != UCS_OK) {
+      error_ = Error(SPARCL_ERR_TRANSPORT, "UCX: receiving " + std::to_string(bytes_) + " bytes from rank " +
+                                               std::to_string(source_) + " failed: " + status_text(status));
+      throw *error_;
+    }
+    done_ = true;
+    return true;
+  }
+  Buffer take() override { return std::move(*buf_); }
+  int source() const override { return source_; }
+
+ private:
+  UcxTransport& t_;
+  ucp_tag_t tag_, mask_;
+  bool matched_ = false, done_ = false;
+  int source_ = -1;
+  size_t bytes_ = 0;
+  void* req_ = nullptr;
+  SharedBuffer buf_;
+  std::optional<Error> error_;
+};
+
+// A worker before it knows its peers.
+class UcxEndpoint final : public Endpoint {
+ public:
+  UcxEndpoint() {
+    ucp_config_t* config = nullptr;
+    ucs_status_t status = ucp_config_read(nullptr, nullptr, &config);
+    if (status != UCS_OK)
+      fail(SPARCL_ERR_TRANSPORT, "UCX is not usable: reading its configuration (the UCX_* environment variables) "
+                                 "failed: " + status_text(status) + " (" + ucx_settings() + ")");
+    ucp_params_t params;
+    std::memset(&params, 0, sizeof params);
+    params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED | UCP_PARAM_FIELD_NAME;
+    params.features = UCP_FEATURE_TAG;
+    params.mt_workers_shared = 0;
+    params.name = "sparcl";
+    status = ucp_init(&params, config, &context_);
+    ucp_config_release(config);
+    if (status != UCS_OK) {
+      context_ = nullptr;
+      fail(SPARCL_ERR_TRANSPORT, "UCX is not usable: ucp_init failed: " + status_text(status) + " (" +
+                                     ucx_settings() + "; `ucx_info -d` lists the transports and devices)");
+    }
+    ucp_worker_params_t wparams;
+    std::memset(&wparams, 0, sizeof wparams);
+    // The caller serializes calls on a communicator, possibly from different threads.
+    wparams.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE | UCP_WORKER_PARAM_FIELD_NAME;
+    wparams.thread_mode = UCS_THREAD_MODE_SERIALIZED;
+    wparams.name = "sparcl";
+    status = ucp_worker_create(context_, &wparams, &worker_);
+    if (status != UCS_OK) {
+      worker_ = nullptr;
+      release();
+      fail(SPARCL_ERR_TRANSPORT, "UCX is not usable: ucp_worker_create failed: " + status_text(status) + " (" +
+                                     ucx_settings() + ")");
+    }
+    ucp_address_t* address = nullptr;
+    size_t length = 0;
+    status = ucp_worker_get_address(worker_, &address, &length);
+    if (status != UCS_OK) {
+      release();
+      fail_ucx(status, "ucp_worker_get_address");
+    }
+    const auto* bytes = reinterpret_cast<const uint8_t*>(address);
+    address_.assign(bytes, bytes + length);
+    ucp_worker_release_address(worker_, address);
+  }
+  ~UcxEndpoint() override { release(); }
+  UcxEndpoint(const UcxEndpoint&) = delete;
+  UcxEndpoint& operator=(const UcxEndpoint&) = delete;
+
+  std::vector<uint8_t> address() const override { return address_; }
+
+  std::unique_ptr<Transport> connect(int rank, int size,
+                                     const std::vector<std::vector<uint8_t>>& addresses) override {
+    if (!worker_) fail(SPARCL_ERR_INTERNAL, "UCX endpoint connected twice");
+    if (size < 1 || rank < 0 || rank >= size || addresses.size() != size_t(size))
+      fail(SPARCL_ERR_INTERNAL, "UCX connect: bad rank, size or address list");
+    if (size > ucx_tag::kMaxRanks)
+      fail(SPARCL_ERR_UNSUPPORTED, "the UCX transport supports at most " + std::to_string(ucx_tag::kMaxRanks) +
+                                       " ranks (the sender's rank is part of the tag)");
+    // From here the transport owns the worker and the context.
+    auto transport = std::make_unique<UcxTransport>(context_, worker_, rank, size);
+    context_ = nullptr;
+    worker_ = nullptr;
+    transport->connect(addresses);
+    return transport;
+  }
+
+ private:
+  void release() {
+    if (worker_) ucp_worker_destroy(worker_);
+    if (context_) ucp_cleanup(context_);
+    worker_ = nullptr;
+    context_ = nullptr;
+  }
+
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  std::vector<uint8_t> address_;
+};
+
+}  // namespace
+
+std::unique_ptr<Endpoint> open_ucx_endpoint(const Config& /*config*/) { return std::make_unique<UcxEndpoint>(); }
+
+UcxTransport::UcxTransport(ucp_context_h context, ucp_worker_h worker, int rank, int size)
+    : context_(context), worker_(worker), rank_(rank), size_(size) {}
+
+UcxTransport::~UcxTransport() {
+  try {
+    // Dropped requests still have their endpoints unless close() ran: give them a moment.
+    if (!closed_) {
+      const auto deadline = Clock::now() + kOrphanLimit;
+      while (!orphans_.empty() && Clock::now() < deadline) {
+        progress();
+        sched_yield();
+      }
+      close_endpoints(kEndpointCloseLimit);
+    }
+    reap_orphans();
+    for (auto& o : orphans_) {
+      ucp_request_cancel(worker_, o.request);
+      ucp_request_free(o.request);  // released by UCX when the worker goes
+    }
+  } catch (...) {
+  }
+  ucp_worker_destroy(worker_);
+  ucp_cleanup(context_);
+  // orphans_ (and the buffers UCX may have been using) go after UCX is gone.
+}
+
+void UcxTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
+  eps_.assign(size_t(size_), nullptr);
+  for (int peer = 0; peer < size_; ++peer) {
+    const auto& address = addresses[size_t(peer)];
+    if (address.empty()) fail(SPARCL_ERR_TRANSPORT, "UCX: rank " + std::to_string(peer) + " sent no address");
+    ucp_ep_params_t params;
+    std::memset(&params, 0, sizeof params);
+    // UCP_ERR_HANDLING_MODE_NONE: UCX 1.13 offers no shared-memory transport
+    // (posix, sysv, cma) to endpoints with PEER error handling, and sparcl's
+    // own timeouts and abort notices cover failures (docs/transport-ucx.md).
+    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    params.address = reinterpret_cast<const ucp_address_t*>(address.data());
+    params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+    const ucs_status_t status = ucp_ep_create(worker_, &params, &eps_[size_t(peer)]);
+    if (status != UCS_OK) {
+      eps_[size_t(peer)] = nullptr;
+      fail(SPARCL_ERR_TRANSPORT, "UCX cannot reach rank " + std::to_string(peer) + ": ucp_ep_create failed: " +
+                                     status_text(status) + " (" + ucx_settings() +
+                                     "; every rank's UCX_TLS and UCX_NET_DEVICES must leave a transport in common)");
+    }
+  }
+}
+
+ucp_tag_t UcxTransport::tag_for(const Tag& tag, int source) const {
+  return ucx_tag::make(tag.abort ? ucx_tag::kAbort : ucx_tag::kData, source, tag.seq);
+}
+
+void UcxTransport::check_peer(int peer, const char* what) const {
+  if (peer < 0 || peer >= size_ || eps_.size() != size_t(size_) || !eps_[size_t(peer)])
+    fail(SPARCL_ERR_INTERNAL, std::string("UCX: ") + what + " rank " + std::to_string(peer) + ", which is not connected");
+}
+
+std::unique_ptr<Request> UcxTransport::isend(int peer, const Tag& tag, SharedBuffer data) {
+  check_peer(peer, "send to");
+  if (!data) fail(SPARCL_ERR_INTERNAL, "UCX: send without a buffer");
+  const ucp_request_param_t param = host_param();
+  ucs_status_ptr_t r = ucp_tag_send_nbx(eps_[size_t(peer)], data->data(), data->size(), tag_for(tag, rank_), &param);
+  if (UCS_PTR_IS_ERR(r))
+    fail_ucx(UCS_PTR_STATUS(r), "sending " + std::to_string(data->size()) + " bytes to rank " + std::to_string(peer));
+  return std::make_unique<UcxSend>(*this, r, std::move(data), peer);
+}
+
+std::unique_ptr<RecvRequest> UcxTransport::irecv(int peer, const Tag& tag) {
+  if (peer == kAnyPeer) return std::make_unique<UcxRecv>(*this, tag_for(tag, 0), ~ucx_tag::kSourceMask);
+  check_peer(peer, "receive from");
+  return std::make_unique<UcxRecv>(*this, tag_for(tag, peer), ucx_tag::kFullMask);
+}
+
+void* UcxTransport::receive_probed(ucp_tag_message_h message, size_t length, int source, SharedBuffer& buffer) {
+  const ucp_request_param_t param = host_param();
+  SharedBuffer buf;
+  try {
+    if (source < 0 || source >= size_)
+      fail(SPARCL_ERR_CORRUPT, "UCX: message from unknown rank " + std::to_string(source));
+    buf = std::make_shared<Buffer>(length);
+  } catch (...) {
+    // The message is ours now: receive it into nothing (UCX completes it as
+    // truncated) so that UCX releases it.
+    static uint8_t sink;
+    ucs_status_ptr_t r = ucp_tag_msg_recv_nbx(worker_, &sink, 0, message, &param);
+    if (UCS_PTR_IS_PTR(r)) adopt({r, nullptr});
+    throw;
+  }
+  ucs_status_ptr_t r = ucp_tag_msg_recv_nbx(worker_, buf->data(), length, message, &param);
+  if (UCS_PTR_IS_ERR(r))
+    fail_ucx(UCS_PTR_STATUS(r), "receiving " + std::to_string(length) + " bytes from rank " + std::to_string(source));
+  buffer = std::move(buf);
+  return r;  // nullptr: already complete
+}
+
+void UcxTransport::progress() {
+  for (int i = 0; i < 64 && ucp_worker_progress(worker_) != 0; ++i) {
+  }
+  if (!orphans_.empty()) reap_orphans();
+}
+
+void UcxTransport::reap_orphans() {
+  for (size_t i = 0; i < orphans_.size();) {
+    if (ucp_request_check_status(orphans_[i].request) != UCS_INPROGRESS) {
+      ucp_request_free(orphans_[i].request);
+      orphans_[i] = std::move(orphans_.back());
+      orphans_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+}
+
+void UcxTransport::native_allreduce(const void*, void*, size_t, sparcl_datatype_t, sparcl_op_t) {
+  fail(SPARCL_ERR_UNSUPPORTED,
+       "the UCX transport has no dense allreduce of its own: sparcl_allreduce over UCX supports SPARCL_SUM "
+       "of float32 and float64; other ops need the MPI transport (sparcl_comm_create_mpi)");
+}
+
+void UcxTransport::close() {
+  if (closed_) return;
+  closed_ = true;
+  try {
+    barrier(kBarrierLimit);
+  } catch (...) {
+  }
+  try {
+    close_endpoints(kEndpointCloseLimit);
+  } catch (...) {
+  }
+}
+
+// Sends a small control message to every peer and waits for theirs, so that
+// no rank closes its endpoints while a peer still works with them. Bounded:
+// gives up after `limit` (a peer that never comes).
+bool UcxTransport::barrier(std::chrono::milliseconds limit) {
+  if (size_ == 1 || eps_.empty()) return true;
+  const auto deadline = Clock::now() + limit;
+  auto note = std::make_shared<Buffer>(sizeof(int32_t));
+  const int32_t me = rank_;
+  std::memcpy(note->data(), &me, sizeof me);
+  const ucp_request_param_t param = host_param();
+  std::vector<void*> sends;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_ || !eps_[size_t(peer)]) continue;
+    ucs_status_ptr_t r = ucp_tag_send_nbx(eps_[size_t(peer)], note->data(), note->size(),
+                                          ucx_tag::make(ucx_tag::kControl, rank_, 0), &param);
+    if (UCS_PTR_IS_PTR(r)) sends.push_back(r);
+  }
+  std::vector<bool> heard(size_t(size_), false);
+  heard[size_t(rank_)] = true;
+  int missing = size_ - 1;
+  bool done = false;
+  while (true) {
+    progress();
+    for (int peer = 0; peer < size_ && missing > 0; ++peer) {
+      if (heard[size_t(peer)]) continue;
+      ucp_tag_recv_info_t info;
+      ucp_tag_message_h message =
+          ucp_tag_probe_nb(worker_, ucx_tag::make(ucx_tag::kControl, peer, 0), ucx_tag::kFullMask, 1, &info);
+      if (!message) continue;
+      heard[size_t(peer)] = true;
+      --missing;
+      SharedBuffer got;
+      void* r = receive_probed(message, info.length, peer, got);
+      if (r) adopt({r, std::move(got)});
+    }
+    for (size_t i = 0; i < sends.size();) {
+      if (ucp_request_check_status(sends[i]) != UCS_INPROGRESS) {
+        ucp_request_free(sends[i]);
+        sends[i] = sends.back();
+        sends.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    done = missing == 0 && sends.empty();
+    if (done || Clock::now() >= deadline) break;
+    sched_yield();
+  }
+  // A send still going (a peer that never came) goes on as an orphan, with the note.
+  for (void* r : sends) adopt({r, note});
+  return done;
+}
+
+// Graceful close (flushes what is outstanding): a forced close would need
+// UCP_ERR_HANDLING_MODE_PEER on both sides. Bounded by `limit`.
+void UcxTransport::close_endpoints(std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  std::vector<void*> closing;
+  for (auto& ep : eps_) {
+    if (!ep) continue;
+    ucp_request_param_t param;
+    std::memset(&param, 0, sizeof param);
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = 0;  // not UCP_EP_CLOSE_FLAG_FORCE
+    ucs_status_ptr_t r = ucp_ep_close_nbx(ep, &param);
+    if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
+    ep = nullptr;
+  }
+  while (!closing.empty()) {
+    ucp_worker_progress(worker_);
+    for (size_t i = 0; i < closing.size();) {
+      if (ucp_request_check_status(closing[i]) != UCS_INPROGRESS) {
+        ucp_request_free(closing[i]);
+        closing[i] = closing.back();
+        closing.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    if (closing.empty() || Clock::now() >= deadline) break;
+    sched_yield();
+  }
+  // Closes that did not finish in time: the worker's destruction ends them.
+  for (void* r : closing) ucp_request_free(r);
+  eps_.clear();
+}
+
+}  // namespace sparcl

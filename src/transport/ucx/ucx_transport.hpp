@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Transport over UCX tagged messages (ucp). Each communicator has a UCP
+// context and a worker of its own, so the worker is the communicator's private
+// matching space, as the dup'ed MPI_Comm is for the MPI transport.
+//
+// Receives of unknown size probe the worker's unexpected queue
+// (ucp_tag_probe_nb with remove) and then receive the matched message into a
+// buffer of exactly its length (ucp_tag_msg_recv_nbx). Nothing is ever posted
+// to UCX's expected queue, so a receive that has not matched yet is withdrawn
+// by just forgetting it.
+//
+// Tag layout (ucp_tag_t, 64 bits; see docs/transport-ucx.md):
+//   bits 63..62  kind: 0 data, 1 abort notice, 2 control (the close barrier)
+//   bits 61..38  sender's rank (24 bits): UCX matching has no source filter,
+//                so a receive from one peer matches on these bits and a
+//                receive from any peer masks them out
+//   bits 37..0   low 38 bits of the collective's sequence number
+// The communicator id is not in the tag (the worker belongs to one
+// communicator); the wire header carries it and the full sequence number.
+#pragma once
+
+#include <ucp/api/ucp.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "../transport.hpp"
+
+namespace sparcl {
+
+namespace ucx_tag {
+constexpr int kSeqBits = 38;
+constexpr int kSourceBits = 24;
+constexpr int kSourceShift = kSeqBits;
+constexpr int kKindShift = kSeqBits + kSourceBits;
+constexpr uint64_t kSeqMask = (uint64_t(1) << kSeqBits) - 1;
+constexpr uint64_t kSourceMask = ((uint64_t(1) << kSourceBits) - 1) << kSourceShift;
+constexpr uint64_t kFullMask = ~uint64_t(0);
+constexpr int kMaxRanks = 1 << kSourceBits;
+enum Kind : uint64_t { kData = 0, kAbort = 1, kControl = 2 };
+
+constexpr ucp_tag_t make(Kind kind, int source, uint64_t seq) {
+  return (uint64_t(kind) << kKindShift) | (uint64_t(uint32_t(source)) << kSourceShift) | (seq & kSeqMask);
+}
+constexpr int source_of(ucp_tag_t tag) { return int((tag & kSourceMask) >> kSourceShift); }
+static_assert(kKindShift + 2 == 64, "tag fields fill 64 bits");
+}  // namespace ucx_tag
+
+class UcxTransport final : public Transport {
+ public:
+  // Takes ownership of `context` and `worker` (destroyed with the transport).
+  UcxTransport(ucp_context_h context, ucp_worker_h worker, int rank, int size);
+  ~UcxTransport() override;
+  UcxTransport(const UcxTransport&) = delete;
+  UcxTransport& operator=(const UcxTransport&) = delete;
+
+  // Creates an endpoint to every rank (ours included) from their worker addresses.
+  void connect(const std::vector<std::vector<uint8_t>>& addresses);
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const char* name() const override { return "ucx"; }
+  std::unique_ptr<Request> isend(int peer, const Tag& tag, SharedBuffer data) override;
+  std::unique_ptr<RecvRequest> irecv(int peer, const Tag& tag) override;
+  void progress() override;
+  void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
+                        sparcl_op_t op) override;
+  void close() override;
+
+  ucp_worker_h worker() const { return worker_; }
+
+  // Receives a message that ucp_tag_probe_nb removed from the worker into a
+  // new buffer of `length` bytes. Returns the UCX request (nullptr when it
+  // completed at once). The message is consumed also when this throws.
+  void* receive_probed(ucp_tag_message_h message, size_t length, int source, SharedBuffer& buffer);
+
+  // A request dropped before completion, finished in progress() and the destructor.
+  struct Orphan {
+    void* request;
+    SharedBuffer buffer;
+  };
+  void adopt(Orphan orphan) { orphans_.push_back(std::move(orphan)); }
+
+ private:
+  ucp_tag_t tag_for(const Tag& tag, int source) const;
+  void check_peer(int peer, const char* what) const;
+  void reap_orphans();
+  bool barrier(std::chrono::milliseconds limit);
+  void close_endpoints(std::chrono::milliseconds limit);
+
+  ucp_context_h context_ = nullptr;
+  ucp_worker_h worker_ = nullptr;
+  int rank_ = 0, size_ = 0;
+  std::vector<ucp_ep_h> eps_;
+  std::vector<Orphan> orphans_;
+  bool closed_ = false;
+};
+
+}  // namespace sparcl
