@@ -305,8 +305,9 @@ sparcl_status_t sparcl_waitany(size_t count, sparcl_request_t *requests, size_t 
 
 /**
  * Releases a request. A request that has not completed goes on in the
- * background and delivers its outputs; its status is then lost.
- * `*request` becomes NULL.
+ * background and delivers its outputs; its status is then lost. Its buffers
+ * must stay valid until it completes, which is certain once the communicator
+ * has been freed. `*request` becomes NULL.
  */
 sparcl_status_t sparcl_request_free(sparcl_request_t *request);
 /** @} */

@@ -36,10 +36,12 @@ inline int world_size() {
 // A sparcl communicator over MPI_COMM_WORLD, freed at scope exit.
 class Comm {
  public:
-  explicit Comm(sparcl_algorithm_t algorithm = SPARCL_ALGO_AUTO, int64_t timeout_ms = 120000) {
+  explicit Comm(sparcl_algorithm_t algorithm = SPARCL_ALGO_AUTO, int64_t timeout_ms = 120000,
+                bool progress_thread = false) {
     sparcl_config_t config = SPARCL_CONFIG_INIT;
     config.algorithm = algorithm;
     config.timeout_ms = timeout_ms;
+    config.progress_thread = progress_thread ? 1 : 0;
     status_ = sparcl_comm_create_mpi(MPI_COMM_WORLD, &config, &comm_);
   }
   ~Comm() {

@@ -153,6 +153,43 @@ std::unique_ptr<RecvRequest> MpiTransport::irecv(int peer, const Tag& tag) {
   return std::make_unique<MpiRecv>(*this, peer, mpi_tag(tag));
 }
 
+void MpiTransport::discard_unexpected() {
+  for (;;) {
+    int found = 0;
+    MPI_Message msg;
+    MPI_Status st;
+    if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &found, &msg, &st) != MPI_SUCCESS || !found) return;
+    MPI_Count bytes = 0;
+    MPI_Get_elements_x(&st, MPI_BYTE, &bytes);
+    Buffer sink(static_cast<size_t>(bytes));
+    ByteSpan span = byte_span(size_t(bytes));
+    MPI_Mrecv(sink.data(), span.count, span.type, &msg, MPI_STATUS_IGNORE);
+    release(span);
+  }
+}
+
+void MpiTransport::close() {
+  // Messages of collectives that failed may still be queued here or on the
+  // way. Open MPI reuses the context of a freed communicator, so anything
+  // left would surface in a later one: receive and drop it all, until every
+  // rank's own sends have completed (the barrier), then once more.
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (!orphans_.empty() && Clock::now() < deadline) {
+    discard_unexpected();
+    progress();
+  }
+  MPI_Request barrier = MPI_REQUEST_NULL;
+  if (MPI_Ibarrier(comm_, &barrier) != MPI_SUCCESS) return;
+  int done = 0;
+  while (!done && Clock::now() < deadline) {
+    discard_unexpected();
+    progress();
+    MPI_Test(&barrier, &done, MPI_STATUS_IGNORE);
+  }
+  discard_unexpected();
+}
+
 void MpiTransport::progress() {
   for (size_t i = 0; i < orphans_.size();) {
     int done = 0;

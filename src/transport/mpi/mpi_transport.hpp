@@ -26,6 +26,7 @@ class MpiTransport final : public Transport {
   void progress() override;
   void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
                         sparcl_op_t op) override;
+  void close() override;
 
   MPI_Comm comm() const { return comm_; }
   int mpi_tag(const Tag& tag) const;
@@ -42,6 +43,7 @@ class MpiTransport final : public Transport {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 0;
   int seq_bits_ = 0;
+  void discard_unexpected();
   std::vector<Orphan> orphans_;
 };
 

@@ -25,6 +25,10 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kWithdrawDrain = std::chrono::milliseconds(100);
 // close() waits this long for the other ranks.
 constexpr auto kCloseTimeout = std::chrono::seconds(5);
+// connect() waits this long for the other ranks.
+constexpr auto kWireUpTimeout = std::chrono::seconds(60);
+// A dropped small send waits this long to leave.
+constexpr auto kDropLinger = std::chrono::seconds(1);
 // Bounce buffers kept for reuse.
 constexpr size_t kBouncePool = 64;
 // flush() gives up after this many -FI_EAGAIN in a row (and retries on the next call).
@@ -33,6 +37,9 @@ constexpr int kMaxStalls = 32;
 constexpr uint32_t kHeaderMagic = 0x31484653;  // "SFH1"
 constexpr uint32_t kCtsMagic = 0x31434653;     // "SFC1"
 constexpr uint32_t kCloseMagic = 0x31584653;   // "SFX1"
+constexpr uint32_t kWireUpMagic = 0x31574653;  // "SFW1"
+// Sequence numbers of the control messages (kind Close).
+constexpr uint64_t kCloseSeq = 0, kWireUpSeq = 1;
 
 // The first bytes of header, clear-to-send and close messages.
 struct Prefix {
@@ -210,6 +217,20 @@ class SendFlow final : public Flow {
     cancel_all();
   }
 
+  // The request is dropped before completion: the flow finishes in the
+  // background. A message that fits in the header message (an abort notice,
+  // typically) is pushed out first: the caller may not call into sparcl again
+  // for a long time, and its peers are waiting for it.
+  void drop() {
+    orphan = true;
+    if (done || chunk_ != 0 || status != SPARCL_SUCCESS) return;
+    const auto deadline = Clock::now() + kDropLinger;
+    while (!header_sent_ && pending > 0 && Clock::now() < deadline) {
+      t.progress();
+      if (!header_sent_) sched_yield();
+    }
+  }
+
  private:
   int peer_;
   Tag tag_;
@@ -335,32 +356,62 @@ class RecvFlow final : public Flow {
   bool header_received_ = false;
 };
 
-// The barrier of close(): a message to and from every other rank.
-// Slots: 2p receive from rank p, 2p+1 send to rank p.
-class CloseFlow final : public Flow {
+// A message to and from every other rank: the wire-up of connect() and the
+// barrier of close(). Slots: 2p receive from rank p, 2p+1 send to rank p.
+class BarrierFlow final : public Flow {
  public:
-  explicit CloseFlow(OfiTransport& transport) : Flow(transport) {}
+  BarrierFlow(OfiTransport& transport, uint32_t magic, uint64_t seq) : Flow(transport), magic_(magic), seq_(seq) {}
 
   void start() {
     const size_t n = size_t(t.size());
     mem_.reset(new uint8_t[(n + 1) * kPrefixBytes]);
+    heard_.assign(n, false);
     t.register_memory(mr_, mem_.get(), (n + 1) * kPrefixBytes, FI_SEND | FI_RECV);
-    write_prefix(mem_.get(), Prefix{kCloseMagic, uint32_t(t.rank()), 0, 0});
-    const uint64_t tag = make_tag(Tag{}, Kind::Close);
+    write_prefix(mem_.get(), Prefix{magic_, uint32_t(t.rank()), 0, 0});
+    const uint64_t tag = make_tag(Tag{0, seq_, false}, Kind::Close);
     for (int p = 0; p < t.size(); ++p) {
-      if (p == t.rank()) continue;
+      if (p == t.rank()) {
+        heard_[size_t(p)] = true;
+        continue;
+      }
       t.submit(*this, slot(2 * size_t(p)), false, mem_.get() + (size_t(p) + 1) * kPrefixBytes, kPrefixBytes,
                mr_.desc(), t.addr(p), tag);
       t.submit(*this, slot(2 * size_t(p) + 1), true, mem_.get(), kPrefixBytes, mr_.desc(), t.addr(p), tag);
       left_ += 2;
     }
   }
-  void on_complete(Ctx&, size_t) override { --left_; }
-  void on_error(Ctx&, int, const std::string&) override { --left_; }  // a peer that is gone
+  void on_complete(Ctx& ctx, size_t len) override {
+    --left_;
+    if (ctx.slot % 2 == 1) return;
+    const size_t p = ctx.slot / 2;
+    const Prefix x = read_prefix(mem_.get() + (p + 1) * kPrefixBytes);
+    if (len == kPrefixBytes && x.magic == magic_ && x.source == p)
+      heard_[p] = true;
+    else
+      fail(SPARCL_ERR_CORRUPT, "libfabric " + t.fabric().provider + ": malformed control message from rank " +
+                                   std::to_string(p));
+  }
+  void on_error(Ctx& ctx, int, const std::string& what) override {
+    --left_;  // a peer that is gone
+    if (!orphan)
+      fail(SPARCL_ERR_TRANSPORT, "libfabric " + t.fabric().provider + ": " +
+                                     (ctx.slot % 2 ? "send to" : "receive from") + " rank " +
+                                     std::to_string(ctx.slot / 2) + " failed: " + what);
+  }
   bool finished() const { return left_ == 0; }
+  // The ranks not heard from, e.g. "1, 3".
+  std::string missing() const {
+    std::string s;
+    for (size_t p = 0; p < heard_.size(); ++p)
+      if (!heard_[p]) s += (s.empty() ? "" : ", ") + std::to_string(p);
+    return s;
+  }
 
  private:
+  uint32_t magic_;
+  uint64_t seq_;
   std::unique_ptr<uint8_t[]> mem_;
+  std::vector<bool> heard_;
   Mr mr_;
   int left_ = 0;
 };
@@ -368,7 +419,13 @@ class CloseFlow final : public Flow {
 class OfiSend final : public Request {
  public:
   explicit OfiSend(std::shared_ptr<SendFlow> f) : f_(std::move(f)) {}
-  ~OfiSend() override { f_->orphan = true; }  // the transport finishes it
+  ~OfiSend() override {
+    try {
+      f_->drop();
+    } catch (...) {
+      // never throw from a destructor; the flow finishes in the background
+    }
+  }
   bool test() override {
     f_->check();
     return f_->done;
@@ -629,6 +686,37 @@ void OfiTransport::native_allreduce(const void*, void*, size_t, sparcl_datatype_
        "float32/float64 here; other ops need the MPI transport (sparcl_comm_create_mpi with SPARCL_TRANSPORT=mpi)");
 }
 
+std::string OfiTransport::barrier(bool wire_up) {
+  auto flow = std::make_shared<BarrierFlow>(*this, wire_up ? kWireUpMagic : kCloseMagic,
+                                            wire_up ? kWireUpSeq : kCloseSeq);
+  flow->start();
+  const auto deadline = Clock::now() + (wire_up ? Clock::duration(kWireUpTimeout) : Clock::duration(kCloseTimeout));
+  for (;;) {
+    progress();
+    if (flow->finished() || Clock::now() > deadline) break;
+    sched_yield();
+  }
+  std::string problem;
+  if (flow->status != SPARCL_SUCCESS)
+    problem = flow->message;
+  else if (!flow->finished())
+    problem = "libfabric " + fab_->provider + ": no answer from rank(s) " + flow->missing() + " within " +
+              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                 wire_up ? Clock::duration(kWireUpTimeout) : Clock::duration(kCloseTimeout))
+                                 .count()) +
+              " s" + (wire_up ? " while connecting" : " while closing");
+  flow->orphan = true;
+  flow->cancel_all();
+  progress();
+  return problem;
+}
+
+void OfiTransport::wire_up() {
+  if (size_ < 2) return;
+  const std::string problem = barrier(true);
+  if (!problem.empty()) fail(SPARCL_ERR_TRANSPORT, problem);
+}
+
 void OfiTransport::close() {
   if (closed_) return;
   closed_ = true;
@@ -636,16 +724,7 @@ void OfiTransport::close() {
   try {
     // Every rank tells every other that it is done and waits to hear the
     // same, so that no rank closes connections a peer still reads from.
-    auto barrier = std::make_shared<CloseFlow>(*this);
-    barrier->start();
-    const auto deadline = Clock::now() + kCloseTimeout;
-    for (;;) {
-      progress();
-      if (barrier->finished() || Clock::now() > deadline) break;
-      sched_yield();
-    }
-    barrier->cancel_all();
-    progress();
+    barrier(false);
   } catch (...) {
     // close() must not throw; the destructor releases everything anyway
   }
@@ -763,7 +842,11 @@ std::unique_ptr<Transport> OfiEndpoint::connect(int rank, int size, const std::v
       fail(SPARCL_ERR_TRANSPORT, "libfabric " + fab_->provider + ": fi_av_insert of rank " + std::to_string(i) +
                                      "'s address failed" + (n < 0 ? ": " + ofi::error_text(n) : std::string()));
   }
-  return std::make_unique<ofi::OfiTransport>(std::move(fab_), rank, size, std::move(addrs));
+  auto transport = std::make_unique<ofi::OfiTransport>(std::move(fab_), rank, size, std::move(addrs));
+  // Every rank connects at once (create_comm calls connect on all ranks):
+  // connections are made now, and an unreachable rank is reported now.
+  transport->wire_up();
+  return transport;
 }
 
 }  // namespace

@@ -113,6 +113,9 @@ class OfiTransport final : public Transport {
   void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
                         sparcl_op_t op) override;
   void close() override;
+  // Exchanges a message with every other rank, which sets up all connections
+  // (called by connect(), on every rank). Throws when a rank does not answer.
+  void wire_up();
 
   // --- used by the flows (ofi_transport.cpp) ---
   const Fabric& fabric() const { return *fab_; }
@@ -146,6 +149,8 @@ class OfiTransport final : public Transport {
   void complete(Ctx& ctx, bool ok, size_t len, int err, const std::string& what);
   void release(Flow& flow);  // one operation of flow fewer outstanding
   void fail_everything(const std::string& message);
+  // A message to and from every other rank, bounded in time; "" or what went wrong.
+  std::string barrier(bool wire_up);
 
   std::unique_ptr<Fabric> fab_;
   int rank_, size_;

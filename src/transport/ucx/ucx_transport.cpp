@@ -19,6 +19,13 @@ using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kBarrierLimit{5000};
 constexpr std::chrono::milliseconds kEndpointCloseLimit{2000};
 constexpr std::chrono::milliseconds kOrphanLimit{1000};
+// connect(): how long to wait for every peer's first message. Endpoints are
+// wired up there, so that later small sends complete at once (an abort notice
+// must leave even when its sender stops calling sparcl).
+constexpr std::chrono::milliseconds kConnectLimit{30000};
+// The `round` of the control messages (in the seq bits of their tag).
+constexpr uint64_t kCloseRound = 0;
+constexpr uint64_t kConnectRound = 1;
 
 std::string status_text(ucs_status_t status) { return ucs_status_string(status); }
 
@@ -227,6 +234,7 @@ UcxTransport::~UcxTransport() {
         progress();
         sched_yield();
       }
+      discard_unexpected();
       close_endpoints(kEndpointCloseLimit);
     }
     reap_orphans();
@@ -261,6 +269,15 @@ void UcxTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
                                      status_text(status) + " (" + ucx_settings() +
                                      "; every rank's UCX_TLS and UCX_NET_DEVICES must leave a transport in common)");
     }
+  }
+  const std::vector<int> missing = barrier(kConnectRound, kConnectLimit);
+  if (!missing.empty()) {
+    std::string who;
+    for (size_t i = 0; i < missing.size() && i < 8; ++i) who += (i ? ", " : "") + std::to_string(missing[i]);
+    if (missing.size() > 8) who += ", ...";
+    fail(SPARCL_ERR_TRANSPORT, "UCX: no contact with rank(s) " + who + " within " +
+                                   std::to_string(kConnectLimit.count() / 1000) + " s of connecting (" +
+                                   ucx_settings() + ")");
   }
 }
 
@@ -338,8 +355,14 @@ void UcxTransport::native_allreduce(const void*, void*, size_t, sparcl_datatype_
 void UcxTransport::close() {
   if (closed_) return;
   closed_ = true;
+  // Every peer has entered close() once we have its message: all collectives
+  // are over everywhere, and what is left unexpected belongs to failed ones.
   try {
-    barrier(kBarrierLimit);
+    barrier(kCloseRound, kBarrierLimit);
+  } catch (...) {
+  }
+  try {
+    discard_unexpected();
   } catch (...) {
   }
   try {
@@ -348,57 +371,78 @@ void UcxTransport::close() {
   }
 }
 
-// Sends a small control message to every peer and waits for theirs, so that
-// no rank closes its endpoints while a peer still works with them. Bounded:
-// gives up after `limit` (a peer that never comes).
-bool UcxTransport::barrier(std::chrono::milliseconds limit) {
-  if (size_ == 1 || eps_.empty()) return true;
+void UcxTransport::adopt(Orphan orphan) {
+  orphans_.push_back(std::move(orphan));
+  progress();
+}
+
+// Sends a small control message to every peer and waits for theirs and for
+// its own to leave. Bounded: gives up after `limit` on peers that never come.
+std::vector<int> UcxTransport::barrier(uint64_t round, std::chrono::milliseconds limit) {
+  std::vector<int> missing;
+  if (size_ == 1 || eps_.empty()) return missing;
   const auto deadline = Clock::now() + limit;
   auto note = std::make_shared<Buffer>(sizeof(int32_t));
   const int32_t me = rank_;
   std::memcpy(note->data(), &me, sizeof me);
   const ucp_request_param_t param = host_param();
-  std::vector<void*> sends;
-  for (int peer = 0; peer < size_; ++peer) {
-    if (peer == rank_ || !eps_[size_t(peer)]) continue;
-    ucs_status_ptr_t r = ucp_tag_send_nbx(eps_[size_t(peer)], note->data(), note->size(),
-                                          ucx_tag::make(ucx_tag::kControl, rank_, 0), &param);
-    if (UCS_PTR_IS_PTR(r)) sends.push_back(r);
-  }
-  std::vector<bool> heard(size_t(size_), false);
+  std::vector<bool> heard(size_t(size_), false);  // their message arrived
+  std::vector<void*> sends(size_t(size_), nullptr);  // ours, until it has left
   heard[size_t(rank_)] = true;
-  int missing = size_ - 1;
-  bool done = false;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    ucs_status_ptr_t r = ucp_tag_send_nbx(eps_[size_t(peer)], note->data(), note->size(),
+                                          ucx_tag::make(ucx_tag::kControl, rank_, round), &param);
+    if (UCS_PTR_IS_PTR(r)) sends[size_t(peer)] = r;
+  }
   while (true) {
     progress();
-    for (int peer = 0; peer < size_ && missing > 0; ++peer) {
-      if (heard[size_t(peer)]) continue;
-      ucp_tag_recv_info_t info;
-      ucp_tag_message_h message =
-          ucp_tag_probe_nb(worker_, ucx_tag::make(ucx_tag::kControl, peer, 0), ucx_tag::kFullMask, 1, &info);
-      if (!message) continue;
-      heard[size_t(peer)] = true;
-      --missing;
-      SharedBuffer got;
-      void* r = receive_probed(message, info.length, peer, got);
-      if (r) adopt({r, std::move(got)});
-    }
-    for (size_t i = 0; i < sends.size();) {
-      if (ucp_request_check_status(sends[i]) != UCS_INPROGRESS) {
-        ucp_request_free(sends[i]);
-        sends[i] = sends.back();
-        sends.pop_back();
-      } else {
-        ++i;
+    bool done = true;
+    for (int peer = 0; peer < size_; ++peer) {
+      if (!heard[size_t(peer)]) {
+        ucp_tag_recv_info_t info;
+        ucp_tag_message_h message =
+            ucp_tag_probe_nb(worker_, ucx_tag::make(ucx_tag::kControl, peer, round), ucx_tag::kFullMask, 1, &info);
+        if (message) {
+          heard[size_t(peer)] = true;
+          SharedBuffer got;
+          void* r = receive_probed(message, info.length, peer, got);
+          if (r) adopt({r, std::move(got)});
+        }
       }
+      void*& send = sends[size_t(peer)];
+      if (send && ucp_request_check_status(send) != UCS_INPROGRESS) {
+        ucp_request_free(send);
+        send = nullptr;
+      }
+      done = done && heard[size_t(peer)] && !send;
     }
-    done = missing == 0 && sends.empty();
     if (done || Clock::now() >= deadline) break;
     sched_yield();
   }
-  // A send still going (a peer that never came) goes on as an orphan, with the note.
-  for (void* r : sends) adopt({r, note});
-  return done;
+  for (int peer = 0; peer < size_; ++peer) {
+    if (!heard[size_t(peer)] || sends[size_t(peer)]) missing.push_back(peer);
+    // A send still going (a peer that never came) goes on as an orphan, with the note.
+    if (sends[size_t(peer)]) adopt({sends[size_t(peer)], note});
+  }
+  return missing;
+}
+
+// Receives and drops what is left in the worker's unexpected queue (messages
+// of collectives that failed), so that UCX does not warn about each when the
+// worker goes. Large ones are truncated rather than transferred.
+void UcxTransport::discard_unexpected() {
+  const ucp_request_param_t param = host_param();
+  constexpr size_t kReceiveUpTo = size_t(1) << 20;
+  static uint8_t sink;
+  ucp_tag_recv_info_t info;
+  while (ucp_tag_message_h message = ucp_tag_probe_nb(worker_, 0, 0, 1, &info)) {
+    SharedBuffer buf;
+    if (info.length <= kReceiveUpTo) buf = std::make_shared<Buffer>(info.length);
+    ucs_status_ptr_t r = buf ? ucp_tag_msg_recv_nbx(worker_, buf->data(), info.length, message, &param)
+                             : ucp_tag_msg_recv_nbx(worker_, &sink, 0, message, &param);
+    if (UCS_PTR_IS_PTR(r)) adopt({r, std::move(buf)});
+  }
 }
 
 // Graceful close (flushes what is outstanding): a forced close would need

@@ -75,18 +75,24 @@ class UcxTransport final : public Transport {
   // completed at once). The message is consumed also when this throws.
   void* receive_probed(ucp_tag_message_h message, size_t length, int source, SharedBuffer& buffer);
 
-  // A request dropped before completion, finished in progress() and the destructor.
+  // A request dropped before completion, finished in progress() and the
+  // destructor. Adopting one also progresses the worker once, so that a
+  // dropped send (an abort notice) leaves even if the caller then stops
+  // calling sparcl for a while.
   struct Orphan {
     void* request;
     SharedBuffer buffer;
   };
-  void adopt(Orphan orphan) { orphans_.push_back(std::move(orphan)); }
+  void adopt(Orphan orphan);
 
  private:
   ucp_tag_t tag_for(const Tag& tag, int source) const;
   void check_peer(int peer, const char* what) const;
   void reap_orphans();
-  bool barrier(std::chrono::milliseconds limit);
+  // Control messages (kind kControl) to and from every peer; returns the
+  // ranks not heard from (or whose message did not leave) within `limit`.
+  std::vector<int> barrier(uint64_t round, std::chrono::milliseconds limit);
+  void discard_unexpected();
   void close_endpoints(std::chrono::milliseconds limit);
 
   ucp_context_h context_ = nullptr;
