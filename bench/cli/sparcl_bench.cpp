@@ -1,0 +1,1075 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// sparcl-bench: microbenchmark of sparcl's sparse allreduce, shaped like
+// nccl-tests / OSU (-b -e -f -n -w -c), that measures in the same run, on the
+// same data, dense MPI_Allreduce and the allgather-based sparse allreduce of
+// Horovod and PyTorch's gloo backend. One row per (elements, density, method).
+//
+//   mpirun -np 4 sparcl-bench -b 64K -e 16M -f 4 -d 0.001,0.01,0.1 -a all -c --csv out.csv
+//
+// Formulas and column meanings: docs/benchmarking.md. Uses sparcl's public C
+// API only; the baselines call MPI directly.
+#include <mpi.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <unistd.h>
+
+#include "sparcl/sparcl_mpi.h"
+
+namespace {
+
+// ---------------------------------------------------------------- options --
+
+enum class Dist { Uniform, Zipf, Clustered };
+enum class Output { Sparse, Dense };
+
+struct Options {
+  uint64_t min_elements = 1u << 16, max_elements = 1u << 20;
+  uint64_t factor = 2, increment = 0;  // -f (multiplicative) or -i (additive)
+  std::vector<double> densities{0.001, 0.01, 0.1};
+  std::vector<std::string> algorithms{"auto"};
+  std::vector<std::string> transports{"mpi"};
+  std::vector<Output> outputs{Output::Sparse};
+  std::string encoding = "raw";
+  std::string dtype = "float";
+  Dist dist = Dist::Uniform;
+  double overlap = 0.0;
+  double zipf_s = 1.0;
+  uint64_t cluster_len = 64;
+  int iters = 5, warmups = 1;
+  bool check = false, median = false, quiet = false, fixed_iters = false;
+  bool corrupt = false;  // tests of -c: rank 0 gives sparcl one value off by one
+  bool base_allreduce = true, base_allgather = true;
+  uint64_t seed = 1;
+  std::string csv, json;
+};
+
+const char* const kAlgorithms[] = {"auto", "recursive_doubling", "split_allgather", "split_dense", "ring",
+                                   "halving_doubling"};
+
+void usage(FILE* f) {
+  std::fprintf(f,
+      "usage: mpirun -np P sparcl-bench [options]\n"
+      "sizes (elements; K/M/G suffixes are powers of 1024):\n"
+      "  -b, --minelements N    smallest vector dimension (default 64K)\n"
+      "  -e, --maxelements N    largest vector dimension (default 1M)\n"
+      "  -f, --stepfactor F     multiply the size by F between points (default 2)\n"
+      "  -i, --stepelements N   add N between points instead (overrides -f)\n"
+      "data:\n"
+      "  -d, --densities LIST   nonzeros per rank / elements, e.g. 0.001,0.01,0.1 or 1%% (default 0.001,0.01,0.1)\n"
+      "  --dist KIND            where the nonzeros are: uniform (default), zipf (index i drawn with\n"
+      "                         probability ~ 1/(i+1)^s, s = --zipf-s, default 1), clustered (runs of\n"
+      "                         --cluster-len consecutive indices, default 64)\n"
+      "  --overlap F            fraction of each rank's nonzeros at indices shared by all ranks (default 0:\n"
+      "                         independent draws)\n"
+      "  --dtype T              float (default) or double\n"
+      "  -v, --values ENC       value encoding: raw (only raw for now; compressed encodings come with the\n"
+      "                         compression work)\n"
+      "  --seed S               random seed (default 1)\n"
+      "what to run:\n"
+      "  -a, --algorithms LIST  auto,recursive_doubling,split_allgather,split_dense,ring,halving_doubling\n"
+      "                         or all (default auto); one sparcl communicator per algorithm\n"
+      "  -t, --transports LIST  mpi (default), ofi, ucx: sparcl_config_t.transport\n"
+      "  --output LIST          sparcl output that is timed: sparse (result object, default) and/or dense\n"
+      "                         (a dense receive buffer)\n"
+      "  --baselines LIST       allreduce,allgather (default), or none\n"
+      "measurement:\n"
+      "  -n, --iters N          timed iterations per point at 1M elements and above (default 5); smaller\n"
+      "                         sizes run N*min(10, 1M/elements) (more for small messages, as OSU does)\n"
+      "  --fixed-iters          N iterations at every size\n"
+      "  -w, --warmup_iters N   untimed warm-up iterations per point (default 1)\n"
+      "  -c, --check            compare every result with an independently computed sum; count wrong values\n"
+      "  --median               per-rank time = median over iterations (default: mean)\n"
+      "output:\n"
+      "  --csv FILE, --json FILE  also write the rows there (the JSON adds the run's parameters)\n"
+      "  -q, --quiet            no progress on stderr\n"
+      "  -h, --help\n"
+      "exit status: 0 ok, 1 wrong values or a failed collective, 2 bad usage, 3 nothing to run (e.g. the\n"
+      "only transport asked for is not in this build: SPARCL_ERR_UNSUPPORTED)\n");
+}
+
+struct UsageError {
+  std::string what;
+};
+
+[[noreturn]] void bad(const std::string& what) { throw UsageError{what}; }
+
+std::vector<std::string> split(const std::string& s, char sep = ',') {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    const size_t p = s.find(sep, start);
+    std::string item = s.substr(start, p == std::string::npos ? std::string::npos : p - start);
+    if (!item.empty()) out.push_back(item);
+    if (p == std::string::npos) break;
+    start = p + 1;
+  }
+  return out;
+}
+
+// "65536", "64K", "16M", "1G", "1.5M".
+uint64_t parse_count(const std::string& text, const char* flag) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || errno != 0 || !(v >= 0)) bad(std::string(flag) + ": '" + text + "' is not a count");
+  double mult = 1;
+  const std::string suffix = end;
+  if (suffix == "K" || suffix == "k") mult = 1024.0;
+  else if (suffix == "M" || suffix == "m") mult = 1024.0 * 1024.0;
+  else if (suffix == "G" || suffix == "g") mult = 1024.0 * 1024.0 * 1024.0;
+  else if (!suffix.empty()) bad(std::string(flag) + ": '" + text + "': unknown suffix (use K, M or G)");
+  const double n = v * mult;
+  if (n > 9.0e18 || n != std::floor(n)) bad(std::string(flag) + ": '" + text + "' is not a whole count");
+  return static_cast<uint64_t>(n);
+}
+
+int parse_int(const std::string& text, const char* flag, int lo) {
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end || errno || v < lo || v > INT_MAX)
+    bad(std::string(flag) + ": '" + text + "' is not an integer >= " + std::to_string(lo));
+  return int(v);
+}
+
+double parse_fraction(const std::string& text, const char* flag) {
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || errno) bad(std::string(flag) + ": '" + text + "' is not a number");
+  if (std::string(end) == "%") v /= 100;
+  else if (*end) bad(std::string(flag) + ": '" + text + "' is not a number");
+  if (!(v >= 0 && v <= 1)) bad(std::string(flag) + ": '" + text + "' is not within [0, 1]");
+  return v;
+}
+
+Options parse(int argc, char** argv, bool& help) {
+  Options o;
+  help = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i], v;
+    const size_t eq = a.find('=');
+    bool inline_value = false;
+    if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      v = a.substr(eq + 1);
+      a = a.substr(0, eq);
+      inline_value = true;
+    }
+    auto value = [&]() -> std::string {
+      if (inline_value) return v;
+      if (i + 1 >= argc) bad(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") help = true;
+    else if (a == "-b" || a == "--minelements") o.min_elements = parse_count(value(), "-b");
+    else if (a == "-e" || a == "--maxelements") o.max_elements = parse_count(value(), "-e");
+    else if (a == "-f" || a == "--stepfactor") o.factor = parse_count(value(), "-f");
+    else if (a == "-i" || a == "--stepelements") o.increment = parse_count(value(), "-i");
+    else if (a == "-d" || a == "--densities") {
+      o.densities.clear();
+      for (const auto& d : split(value())) o.densities.push_back(parse_fraction(d, "-d"));
+      if (o.densities.empty()) bad("-d: no densities");
+    } else if (a == "-a" || a == "--algorithms") {
+      o.algorithms.clear();
+      for (const auto& s : split(value())) {
+        if (s == "all") {
+          for (const char* n : kAlgorithms)
+            if (std::find(o.algorithms.begin(), o.algorithms.end(), n) == o.algorithms.end()) o.algorithms.push_back(n);
+          continue;
+        }
+        if (std::find(std::begin(kAlgorithms), std::end(kAlgorithms), s) == std::end(kAlgorithms))
+          bad("-a: unknown algorithm '" + s + "' (auto, recursive_doubling, split_allgather, split_dense, ring, "
+              "halving_doubling, all)");
+        if (std::find(o.algorithms.begin(), o.algorithms.end(), s) == o.algorithms.end()) o.algorithms.push_back(s);
+      }
+      if (o.algorithms.empty()) bad("-a: no algorithms");
+    } else if (a == "-t" || a == "--transports") {
+      o.transports.clear();
+      for (const auto& s : split(value())) {
+        if (s != "mpi" && s != "ofi" && s != "ucx") bad("-t: unknown transport '" + s + "' (mpi, ofi, ucx)");
+        if (std::find(o.transports.begin(), o.transports.end(), s) == o.transports.end()) o.transports.push_back(s);
+      }
+      if (o.transports.empty()) bad("-t: no transports");
+    } else if (a == "--output") {
+      o.outputs.clear();
+      for (const auto& s : split(value())) {
+        Output out;
+        if (s == "sparse") out = Output::Sparse;
+        else if (s == "dense") out = Output::Dense;
+        else bad("--output: '" + s + "' is not sparse or dense");
+        if (std::find(o.outputs.begin(), o.outputs.end(), out) == o.outputs.end()) o.outputs.push_back(out);
+      }
+      if (o.outputs.empty()) bad("--output: nothing given");
+    } else if (a == "--baselines") {
+      o.base_allreduce = o.base_allgather = false;
+      for (const auto& s : split(value())) {
+        if (s == "allreduce") o.base_allreduce = true;
+        else if (s == "allgather") o.base_allgather = true;
+        else if (s != "none") bad("--baselines: '" + s + "' is not allreduce, allgather or none");
+      }
+    } else if (a == "-v" || a == "--values") {
+      o.encoding = value();
+      if (o.encoding != "raw")
+        bad("-v: value encoding '" + o.encoding +
+            "' is not available: only 'raw' (uncompressed values) is supported for now; compressed encodings "
+            "come with sparcl's compression work");
+    } else if (a == "--dtype") {
+      o.dtype = value();
+      if (o.dtype == "float32") o.dtype = "float";
+      if (o.dtype == "float64") o.dtype = "double";
+      if (o.dtype != "float" && o.dtype != "double") bad("--dtype: '" + o.dtype + "' is not float or double");
+    } else if (a == "--dist") {
+      const std::string d = value();
+      if (d == "uniform") o.dist = Dist::Uniform;
+      else if (d == "zipf") o.dist = Dist::Zipf;
+      else if (d == "clustered") o.dist = Dist::Clustered;
+      else bad("--dist: '" + d + "' is not uniform, zipf or clustered");
+    } else if (a == "--overlap") o.overlap = parse_fraction(value(), "--overlap");
+    else if (a == "--zipf-s") {
+      const std::string s = value();
+      char* end = nullptr;
+      o.zipf_s = std::strtod(s.c_str(), &end);
+      if (end == s.c_str() || *end || !(o.zipf_s > 0 && o.zipf_s <= 10)) bad("--zipf-s: '" + s + "' is not in (0, 10]");
+    } else if (a == "--cluster-len") {
+      o.cluster_len = parse_count(value(), "--cluster-len");
+      if (o.cluster_len == 0) bad("--cluster-len must be >= 1");
+    } else if (a == "-n" || a == "--iters") o.iters = parse_int(value(), "-n", 1);
+    else if (a == "-w" || a == "--warmup_iters") o.warmups = parse_int(value(), "-w", 0);
+    else if (a == "-c" || a == "--check") {
+      // nccl-tests takes "-c 0|1"; accept an optional 0/1 too.
+      o.check = true;
+      if (i + 1 < argc && (std::string(argv[i + 1]) == "0" || std::string(argv[i + 1]) == "1"))
+        o.check = std::string(argv[++i]) == "1";
+    } else if (a == "--median") o.median = true;
+    else if (a == "--fixed-iters") o.fixed_iters = true;
+    else if (a == "--test-corrupt") o.corrupt = true;
+    else if (a == "-q" || a == "--quiet") o.quiet = true;
+    else if (a == "--seed") o.seed = parse_count(value(), "--seed");
+    else if (a == "--csv") o.csv = value();
+    else if (a == "--json") o.json = value();
+    else bad("unknown option '" + a + "' (-h for help)");
+  }
+  if (o.min_elements < 1) bad("-b must be >= 1");
+  if (o.max_elements < o.min_elements) bad("-e must be >= -b");
+  if (o.max_elements > uint64_t(INT_MAX))
+    bad("-e: at most " + std::to_string(INT_MAX) + " elements (MPI counts are int)");
+  if (o.increment == 0 && o.factor < 2 && o.min_elements != o.max_elements) bad("-f must be >= 2 (or use -i)");
+  return o;
+}
+
+std::vector<uint64_t> sizes_of(const Options& o) {
+  std::vector<uint64_t> s;
+  for (uint64_t n = o.min_elements; n <= o.max_elements;) {
+    s.push_back(n);
+    const uint64_t next = o.increment ? n + o.increment : n * o.factor;
+    if (next <= n) break;
+    n = next;
+  }
+  return s;
+}
+
+const char* dist_name(Dist d) {
+  switch (d) {
+    case Dist::Zipf: return "zipf";
+    case Dist::Clustered: return "clustered";
+    default: return "uniform";
+  }
+}
+
+sparcl_algorithm_t algorithm_of(const std::string& name) {
+  for (int k = 0; k < 6; ++k)
+    if (name == kAlgorithms[k]) return static_cast<sparcl_algorithm_t>(k);
+  return SPARCL_ALGO_AUTO;
+}
+
+sparcl_transport_t transport_of(const std::string& name) {
+  if (name == "ofi") return SPARCL_TRANSPORT_OFI;
+  if (name == "ucx") return SPARCL_TRANSPORT_UCX;
+  return SPARCL_TRANSPORT_MPI;
+}
+
+// ------------------------------------------------------------------- data --
+// Each rank's vector is a deterministic function of (seed, size, density,
+// rank), so that -c can rebuild every rank's vector and sum them without MPI.
+
+uint64_t splitmix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+uint64_t seed_of(uint64_t seed, uint64_t n, size_t density_index, uint64_t stream) {
+  return splitmix(splitmix(splitmix(seed) ^ n) ^ (uint64_t(density_index) << 32) ^ stream);
+}
+
+using Rng = std::mt19937_64;
+
+// Uniform integer in [0, n), n >= 1.
+uint64_t below(Rng& rng, uint64_t n) { return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng); }
+
+// One index of [0, n) with probability ~ 1/(i+1)^s: inversion of the
+// continuous power law on [1, n+1) (a close, O(1) approximation of Zipf).
+uint64_t zipf_draw(Rng& rng, uint64_t n, double s) {
+  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  const double top = double(n) + 1.0;
+  double x;
+  if (std::fabs(s - 1.0) < 1e-9) x = std::pow(top, u);
+  else x = std::pow((std::pow(top, 1.0 - s) - 1.0) * u + 1.0, 1.0 / (1.0 - s));
+  const uint64_t i = x < 1.0 ? 0 : uint64_t(x) - 1;
+  return std::min(i, n - 1);
+}
+
+// Selects exactly `need` elements of `pool` (sorted) uniformly at random, keeping their order (Knuth's Algorithm S).
+std::vector<uint32_t> subsample(const std::vector<uint32_t>& pool, size_t need, Rng& rng) {
+  std::vector<uint32_t> out;
+  out.reserve(need);
+  size_t left = pool.size();
+  for (uint32_t x : pool) {
+    if (out.size() == need) break;
+    if (below(rng, left) < need - out.size()) out.push_back(x);
+    --left;
+  }
+  return out;
+}
+
+std::vector<uint32_t> merge_sorted(const std::vector<uint32_t>& a, const std::vector<uint32_t>& b) {
+  std::vector<uint32_t> out(a.size() + b.size());
+  std::merge(a.begin(), a.end(), b.begin(), b.end(), out.begin());
+  return out;
+}
+
+// `base` (sorted, unique, within [0, universe)) plus `count` more distinct
+// elements of [0, universe) drawn uniformly or Zipf-like; sorted.
+std::vector<uint32_t> add_distinct(std::vector<uint32_t> set, uint64_t universe, uint64_t count, bool zipf,
+                                   double s, Rng& rng) {
+  const uint64_t target = std::min<uint64_t>(universe, set.size() + count);
+  double yield = 1.0;
+  for (int round = 0; set.size() < target; ++round) {
+    const uint64_t need = target - set.size(), free = universe - set.size();
+    if ((!zipf && need * 4 > free) || round >= 64) {
+      // Dense request (or a Zipf tail that draws too many repeats): choose
+      // uniformly among all free elements in one O(universe) pass.
+      std::vector<uint32_t> add;
+      add.reserve(need);
+      uint64_t left_need = need, left_free = free;
+      size_t p = 0;
+      for (uint64_t i = 0; i < universe && left_need; ++i) {
+        if (p < set.size() && set[p] == i) {
+          ++p;
+          continue;
+        }
+        if (below(rng, left_free) < left_need) {
+          add.push_back(uint32_t(i));
+          --left_need;
+        }
+        --left_free;
+      }
+      set = merge_sorted(set, add);
+      break;
+    }
+    const uint64_t draws = std::max<uint64_t>(need, uint64_t(std::ceil(double(need) / std::max(yield, 0.02) * 1.05)));
+    std::vector<uint32_t> cand;
+    cand.reserve(draws);
+    for (uint64_t j = 0; j < draws; ++j) cand.push_back(uint32_t(zipf ? zipf_draw(rng, universe, s) : below(rng, universe)));
+    std::sort(cand.begin(), cand.end());
+    cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
+    std::vector<uint32_t> fresh;
+    fresh.reserve(cand.size());
+    std::set_difference(cand.begin(), cand.end(), set.begin(), set.end(), std::back_inserter(fresh));
+    yield = double(fresh.size()) / double(draws);
+    if (fresh.size() > need) fresh = subsample(fresh, need, rng);
+    set = merge_sorted(set, fresh);
+  }
+  return set;
+}
+
+struct Vec {
+  std::vector<uint32_t> idx;
+  std::vector<double> val;  // integers 1..8, converted to the value type
+};
+
+// Rank `rank`'s vector: k = round(density * n) distinct sorted indices.
+Vec generate(const Options& o, uint64_t n, size_t di, int rank) {
+  const uint64_t k = std::min<uint64_t>(n, uint64_t(std::llround(o.densities[di] * double(n))));
+  Rng shared_rng(seed_of(o.seed, n, di, 0)), own_rng(seed_of(o.seed, n, di, uint64_t(rank) + 1));
+  Vec v;
+  uint64_t block = o.dist == Dist::Clustered ? std::max<uint64_t>(1, std::min(o.cluster_len, n)) : 1;
+  const uint64_t blocks = n / block;
+  uint64_t units = (k + block - 1) / block;  // blocks (clustered) or indices to pick
+  if (units > blocks) {  // too dense for whole blocks: pick single indices
+    block = 1;
+    units = k;
+  }
+  const uint64_t universe = n / block;
+  const bool zipf = o.dist == Dist::Zipf;
+  const uint64_t shared = std::min<uint64_t>(units, uint64_t(std::llround(o.overlap * double(units))));
+  std::vector<uint32_t> set = add_distinct({}, universe, shared, zipf, o.zipf_s, shared_rng);
+  set = add_distinct(std::move(set), universe, units - shared, zipf, o.zipf_s, own_rng);
+  if (block == 1) v.idx = std::move(set);
+  else {
+    v.idx.reserve(set.size() * block);
+    for (uint32_t b : set)
+      for (uint64_t j = 0; j < block; ++j) v.idx.push_back(uint32_t(uint64_t(b) * block + j));
+    // Whole blocks overshoot k by less than a block: drop the excess from the last one.
+    if (v.idx.size() > k) v.idx.resize(k);
+  }
+  std::uniform_int_distribution<int> value(1, 8);  // positive: the sum is nonzero exactly on the union
+  v.val.resize(v.idx.size());
+  for (double& x : v.val) x = value(own_rng);
+  return v;
+}
+
+// ------------------------------------------------------------- utilities --
+
+template <class T>
+MPI_Datatype mpi_type() {
+  return std::is_same<T, float>::value ? MPI_FLOAT : MPI_DOUBLE;
+}
+template <class T>
+sparcl_datatype_t sparcl_type() {
+  return std::is_same<T, float>::value ? SPARCL_FLOAT32 : SPARCL_FLOAT64;
+}
+
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* f, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  return buf;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\', out += c;
+    else if (static_cast<unsigned char>(c) < 0x20) out += fmt("\\u%04x", c);
+    else out += c;
+  }
+  return out;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+// ---------------------------------------------------------------- methods --
+
+enum class Kind { DenseAllreduce, AllgatherBaseline, Sparcl };
+
+struct Method {
+  Kind kind;
+  std::string name;       // algorithm column
+  std::string transport;  // transport column
+  Output output = Output::Dense;
+  sparcl_comm_t comm = nullptr;
+};
+
+// Timed iterations at `n` elements: -n at 1M and above, up to 10x that below.
+int iters_at(const Options& o, uint64_t n) {
+  if (o.fixed_iters || n >= (1u << 20)) return o.iters;
+  const double scale = std::min(10.0, double(1u << 20) / double(n));
+  return std::max(o.iters, int(std::lround(o.iters * scale)));
+}
+
+struct Row {
+  uint64_t elements = 0;
+  int iters = 0;
+  double density = 0;
+  uint64_t nnz_rank = 0, result_nnz = 0;
+  std::string algorithm, transport, output, result_form, wire_source, error;
+  double t_avg = 0, t_min = 0, t_max = 0;  // seconds
+  double algbw = 0, busbw = 0, wire_bytes = 0, wire_msgs = 0, wirebw = 0;
+  double x_allreduce = NAN, x_allgather = NAN;
+  long long wrong = -1;  // -1: not checked
+};
+
+struct Run {
+  Options opt;
+  int rank = 0, ranks = 1;
+  MPI_Comm world = MPI_COMM_NULL;
+  std::vector<Method> methods;
+  std::vector<Row> rows;
+  FILE* csv = nullptr;
+  std::string command;
+  bool failed = false;
+};
+
+std::string opt_cell(double x, const char* f) { return std::isnan(x) ? std::string() : fmt(f, x); }
+
+const char* kCsvHeader =
+    "ranks,transport,encoding,dtype,dist,overlap,elements,bytes,density,nnz_rank,result_nnz,algorithm,output,"
+    "result_form,iters,time_avg_us,time_min_us,time_max_us,algbw_GBps,busbw_GBps,wire_bytes,wire_msgs,wire_source,"
+    "wirebw_GBps,speedup_vs_allreduce,speedup_vs_allgather,wrong,error";
+
+std::string csv_row(const Run& r, const Row& w, size_t value_bytes) {
+  std::string s = fmt("%d,%s,%s,%s,%s,%g,%llu,%llu,%g,%llu,%llu,%s,%s,%s,%d,", r.ranks, w.transport.c_str(),
+                      r.opt.encoding.c_str(), r.opt.dtype.c_str(), dist_name(r.opt.dist), r.opt.overlap,
+                      (unsigned long long)w.elements, (unsigned long long)(w.elements * value_bytes), w.density,
+                      (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz, w.algorithm.c_str(),
+                      w.output.c_str(), w.result_form.c_str(), w.iters);
+  s += fmt("%.3f,%.3f,%.3f,%.4f,%.4f,%.0f,%.2f,%s,%.4f,", w.t_avg * 1e6, w.t_min * 1e6, w.t_max * 1e6, w.algbw,
+           w.busbw, w.wire_bytes, w.wire_msgs, w.wire_source.c_str(), w.wirebw);
+  s += opt_cell(w.x_allreduce, "%.4f") + "," + opt_cell(w.x_allgather, "%.4f") + "," +
+       (w.wrong < 0 ? std::string() : std::to_string(w.wrong)) + "," + csv_field(w.error);
+  return s;
+}
+
+std::string json_num(double x, const char* f = "%.6g") { return std::isnan(x) ? "null" : fmt(f, x); }
+
+void write_json(const Run& r, size_t value_bytes, const std::string& started) {
+  if (r.opt.json.empty() || r.rank != 0) return;
+  const std::string tmp = r.opt.json + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (!f) return;
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  std::string d;
+  for (size_t i = 0; i < r.opt.densities.size(); ++i) d += (i ? "," : "") + fmt("%g", r.opt.densities[i]);
+  std::fprintf(f,
+               "{\n  \"tool\": \"sparcl-bench\",\n  \"sparcl_version\": %d,\n  \"command\": \"%s\",\n"
+               "  \"started\": \"%s\",\n  \"host\": \"%s\",\n  \"ranks\": %d,\n  \"dtype\": \"%s\",\n"
+               "  \"encoding\": \"%s\",\n  \"dist\": \"%s\",\n  \"overlap\": %g,\n  \"zipf_s\": %g,\n"
+               "  \"cluster_len\": %llu,\n  \"densities\": [%s],\n  \"iters\": %d,\n  \"warmups\": %d,\n"
+               "  \"time_statistic\": \"%s\",\n  \"check\": %s,\n  \"seed\": %llu,\n  \"rows\": [",
+               sparcl_version(), json_escape(r.command).c_str(), started.c_str(), json_escape(host).c_str(), r.ranks,
+               r.opt.dtype.c_str(), r.opt.encoding.c_str(), dist_name(r.opt.dist), r.opt.overlap, r.opt.zipf_s,
+               (unsigned long long)r.opt.cluster_len, d.c_str(), r.opt.iters, r.opt.warmups,
+               r.opt.median ? "median" : "mean", r.opt.check ? "true" : "false", (unsigned long long)r.opt.seed);
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const Row& w = r.rows[i];
+    std::fprintf(f,
+                 "%s\n    {\"elements\": %llu, \"bytes\": %llu, \"density\": %g, \"nnz_rank\": %llu, "
+                 "\"result_nnz\": %llu, \"iters\": %d, \"algorithm\": \"%s\", \"transport\": \"%s\", \"output\": \"%s\", "
+                 "\"result_form\": \"%s\", \"time_avg_us\": %s, \"time_min_us\": %s, \"time_max_us\": %s, "
+                 "\"algbw_GBps\": %s, \"busbw_GBps\": %s, \"wire_bytes\": %.0f, \"wire_msgs\": %.2f, "
+                 "\"wire_source\": \"%s\", \"wirebw_GBps\": %s, \"speedup_vs_allreduce\": %s, "
+                 "\"speedup_vs_allgather\": %s, \"wrong\": %s, \"error\": \"%s\"}",
+                 i ? "," : "", (unsigned long long)w.elements, (unsigned long long)(w.elements * value_bytes),
+                 w.density, (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz, w.iters, w.algorithm.c_str(),
+                 w.transport.c_str(), w.output.c_str(), w.result_form.c_str(), json_num(w.t_avg * 1e6, "%.3f").c_str(),
+                 json_num(w.t_min * 1e6, "%.3f").c_str(), json_num(w.t_max * 1e6, "%.3f").c_str(),
+                 json_num(w.algbw).c_str(), json_num(w.busbw).c_str(), w.wire_bytes, w.wire_msgs,
+                 w.wire_source.c_str(), json_num(w.wirebw).c_str(), json_num(w.x_allreduce).c_str(),
+                 json_num(w.x_allgather).c_str(), w.wrong < 0 ? "null" : std::to_string(w.wrong).c_str(),
+                 json_escape(w.error).c_str());
+  }
+  std::fprintf(f, "\n  ]\n}\n");
+  std::fclose(f);
+  std::rename(tmp.c_str(), r.opt.json.c_str());
+}
+
+// Sums every rank's vector locally (for -c): independent of MPI and sparcl.
+template <class T>
+std::vector<T> expected_sum(const Run& r, uint64_t n, size_t di) {
+  std::vector<T> sum(static_cast<size_t>(n), T(0));
+  for (int p = 0; p < r.ranks; ++p) {
+    const Vec v = generate(r.opt, n, di, p);
+    for (size_t j = 0; j < v.idx.size(); ++j) sum[v.idx[j]] += T(v.val[j]);
+  }
+  return sum;
+}
+
+template <class T>
+long long count_wrong_dense(const T* out, const std::vector<T>& expect) {
+  long long wrong = 0;
+  for (size_t i = 0; i < expect.size(); ++i) wrong += out[i] != expect[i];
+  return wrong;
+}
+
+// A result object against the expected sum: values, and the shape of a sparse
+// result (sorted unique indices; explicit zeros are allowed where the sum is 0).
+template <class T>
+long long count_wrong_result(sparcl_result_t res, const std::vector<T>& expect) {
+  const uint64_t n = expect.size();
+  if (!res || sparcl_result_dim(res) != n || sparcl_result_value_type(res) != sparcl_type<T>()) return (long long)n;
+  const T* val = static_cast<const T*>(sparcl_result_values(res));
+  const size_t nnz = sparcl_result_nnz(res);
+  if (sparcl_result_is_dense(res)) return nnz == n ? count_wrong_dense(val, expect) : (long long)n;
+  if (sparcl_result_index_type(res) != SPARCL_INDEX_U32) return (long long)n;
+  const uint32_t* idx = static_cast<const uint32_t*>(sparcl_result_indices(res));
+  long long wrong = 0;
+  size_t p = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    T got = 0;
+    if (p < nnz && idx[p] == i) got = val[p++];
+    wrong += got != expect[i];
+  }
+  wrong += (long long)(nnz - p);  // unsorted, repeated or out-of-range indices
+  return wrong;
+}
+
+template <class T>
+uint64_t nonzeros(const T* x, uint64_t n) {
+  uint64_t c = 0;
+  for (uint64_t i = 0; i < n; ++i) c += x[i] != T(0);
+  return c;
+}
+
+double stat_of(std::vector<double> t, bool median) {
+  if (t.empty()) return NAN;
+  if (median) {
+    std::sort(t.begin(), t.end());
+    const size_t m = t.size() / 2;
+    return t.size() % 2 ? t[m] : 0.5 * (t[m - 1] + t[m]);
+  }
+  double s = 0;
+  for (double x : t) s += x;
+  return s / double(t.size());
+}
+
+// --------------------------------------------------------------- one point --
+
+template <class T>
+void run_point(Run& r, uint64_t n, size_t di) {
+  const Options& o = r.opt;
+  const double density = o.densities[di];
+  const Vec v = generate(o, n, di, r.rank);
+  const size_t k = v.idx.size();
+  std::vector<T> val(k);
+  for (size_t j = 0; j < k; ++j) val[j] = T(v.val[j]);
+  // --test-corrupt (for the tests of -c): rank 0 gives sparcl, not the baselines, its first value plus one.
+  std::vector<T> sparcl_val = val;
+  if (o.corrupt && r.rank == 0 && k > 0) sparcl_val[0] += T(1);
+  const sparcl_sparse_t in{n, k, SPARCL_INDEX_U32, v.idx.data(), sparcl_type<T>(), sparcl_val.data(), 0};
+
+  const size_t nm = r.methods.size();
+  bool need_dense_in = false, need_ag = false, need_dense_out = false;
+  for (const Method& m : r.methods) {
+    need_dense_in |= m.kind == Kind::DenseAllreduce;
+    need_ag |= m.kind == Kind::AllgatherBaseline;
+    need_dense_out |= m.kind == Kind::Sparcl && m.output == Output::Dense;
+  }
+  std::vector<T> dense_in, dense_out, ag_out, sp_out;
+  if (need_dense_in) {
+    dense_in.assign(static_cast<size_t>(n), T(0));
+    for (size_t j = 0; j < k; ++j) dense_in[v.idx[j]] = val[j];
+    dense_out.assign(static_cast<size_t>(n), T(0));
+  }
+  // Allgather baseline: buffers sized before timing (the counts are exchanged again inside the timed call).
+  std::vector<int> counts(static_cast<size_t>(r.ranks)), displs(static_cast<size_t>(r.ranks));
+  std::vector<uint32_t> all_idx;
+  std::vector<T> all_val;
+  bool ag_too_big = false;
+  if (need_ag) {
+    const int mine = int(k);
+    MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, r.world);
+    long long total = 0;
+    for (int c : counts) total += c;
+    ag_too_big = total > INT_MAX;
+    if (!ag_too_big) {
+      all_idx.resize(static_cast<size_t>(total));
+      all_val.resize(static_cast<size_t>(total));
+      ag_out.assign(static_cast<size_t>(n), T(0));
+    }
+  }
+  if (need_dense_out) sp_out.assign(static_cast<size_t>(n), T(0));
+
+  // -c: the expected sum, computed locally from every rank's (regenerated) vector.
+  std::vector<T> expect;
+  if (o.check) expect = expected_sum<T>(r, n, di);
+  std::vector<long long> wrong_here(nm, 0);
+
+  std::vector<std::vector<double>> times(nm);
+  std::vector<sparcl_result_t> last(nm, nullptr);
+  std::vector<std::string> errors(nm);
+  std::vector<sparcl_stats_t> stats(nm);
+  const int iters = iters_at(o, n);
+  const int total_iters = o.warmups + iters;
+  for (int it = 0; it < total_iters; ++it) {
+    const bool timed = it >= o.warmups;
+    // Methods interleaved within each iteration, starting with a different
+    // one each time: a change of machine load hits all of them alike, so the
+    // ratios stay meaningful, and no method always follows the same one.
+    for (size_t step = 0; step < nm; ++step) {
+      const size_t mi = (step + size_t(it)) % nm;
+      Method& m = r.methods[mi];
+      if (!errors[mi].empty()) continue;
+      if (m.kind == Kind::Sparcl && it == o.warmups) sparcl_comm_reset_stats(m.comm);
+      sparcl_result_t res = nullptr;
+      sparcl_status_t st = SPARCL_SUCCESS;
+      if (m.kind == Kind::AllgatherBaseline && ag_too_big) {
+        errors[mi] = "more than INT_MAX pairs in total: MPI_Allgatherv counts are int";
+        continue;
+      }
+      MPI_Barrier(r.world);
+      const double t0 = MPI_Wtime();
+      switch (m.kind) {
+        case Kind::DenseAllreduce:
+          MPI_Allreduce(dense_in.data(), dense_out.data(), int(n), mpi_type<T>(), MPI_SUM, r.world);
+          break;
+        case Kind::AllgatherBaseline: {
+          // What Horovod and PyTorch's gloo backend do with sparse tensors:
+          // allgather the counts, allgatherv indices and values, sum locally into a dense vector.
+          const int mine = int(k);
+          MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, r.world);
+          int off = 0;
+          for (int p = 0; p < r.ranks; ++p) displs[size_t(p)] = off, off += counts[size_t(p)];
+          MPI_Allgatherv(v.idx.data(), mine, MPI_UINT32_T, all_idx.data(), counts.data(), displs.data(),
+                         MPI_UINT32_T, r.world);
+          MPI_Allgatherv(val.data(), mine, mpi_type<T>(), all_val.data(), counts.data(), displs.data(),
+                         mpi_type<T>(), r.world);
+          std::memset(static_cast<void*>(ag_out.data()), 0, ag_out.size() * sizeof(T));
+          const size_t tot = size_t(off);
+          for (size_t j = 0; j < tot; ++j) ag_out[all_idx[j]] += all_val[j];
+          break;
+        }
+        case Kind::Sparcl:
+          st = m.output == Output::Sparse ? sparcl_allreduce_sparse(&in, nullptr, &res, m.comm)
+                                          : sparcl_allreduce_sparse(&in, sp_out.data(), nullptr, m.comm);
+          break;
+      }
+      const double dt = MPI_Wtime() - t0;
+      if (st != SPARCL_SUCCESS) {  // fails on every rank alike (sparcl's contract)
+        errors[mi] = std::string(sparcl_strerror(st)) + ": " + sparcl_comm_last_error(m.comm);
+        if (r.rank == 0)
+          std::fprintf(stderr, "sparcl-bench: %s (%s) at %llu elements, density %g: %s\n", m.name.c_str(),
+                       m.transport.c_str(), (unsigned long long)n, density, errors[mi].c_str());
+        continue;
+      }
+      if (timed) times[mi].push_back(dt);
+      if (last[mi]) sparcl_result_free(last[mi]);
+      last[mi] = res;  // kept for the result's form
+      if (it == total_iters - 1) {
+        if (m.kind == Kind::Sparcl) sparcl_comm_stats(m.comm, &stats[mi]);
+        // The last iteration's output, checked before the next method overwrites a shared buffer (untimed).
+        if (o.check) {
+          if (m.kind == Kind::DenseAllreduce) wrong_here[mi] = count_wrong_dense(dense_out.data(), expect);
+          else if (m.kind == Kind::AllgatherBaseline) wrong_here[mi] = count_wrong_dense(ag_out.data(), expect);
+          else if (m.output == Output::Dense) wrong_here[mi] = count_wrong_dense(sp_out.data(), expect);
+          else wrong_here[mi] = count_wrong_result(res, expect);
+        }
+      }
+    }
+  }
+
+  std::vector<long long> wrong(nm, -1);
+  uint64_t result_nnz = 0;
+  bool have_nnz = false;
+  if (o.check) {
+    MPI_Allreduce(wrong_here.data(), wrong.data(), int(nm), MPI_LONG_LONG, MPI_SUM, r.world);
+    for (size_t mi = 0; mi < nm; ++mi)
+      if (!errors[mi].empty()) wrong[mi] = -1;
+    result_nnz = nonzeros(expect.data(), n);
+    have_nnz = true;
+  }
+  if (!have_nnz) {  // nonzeros of the sum from the first output at hand (values are positive: no cancellation)
+    for (size_t mi = 0; mi < nm && !have_nnz; ++mi) {
+      const Method& m = r.methods[mi];
+      if (!errors[mi].empty()) continue;
+      have_nnz = true;
+      if (m.kind == Kind::DenseAllreduce) result_nnz = nonzeros(dense_out.data(), n);
+      else if (m.kind == Kind::AllgatherBaseline) result_nnz = nonzeros(ag_out.data(), n);
+      else if (m.output == Output::Dense) result_nnz = nonzeros(sp_out.data(), n);
+      else result_nnz = nonzeros(static_cast<const T*>(sparcl_result_values(last[mi])), sparcl_result_nnz(last[mi]));
+    }
+  }
+
+  // Per-rank statistics to rank 0: time, wire bytes and messages per call.
+  const size_t value_bytes = sizeof(T);
+  const double P = r.ranks;
+  std::vector<Row> rows(nm);
+  for (size_t mi = 0; mi < nm; ++mi) {
+    const Method& m = r.methods[mi];
+    double mine[3] = {stat_of(times[mi], o.median), 0, 0};
+    if (m.kind == Kind::Sparcl && stats[mi].collectives) {
+      mine[1] = double(stats[mi].bytes_sent) / double(stats[mi].collectives);
+      mine[2] = double(stats[mi].messages_sent) / double(stats[mi].collectives);
+    }
+    std::vector<double> all(size_t(3 * r.ranks));
+    MPI_Gather(mine, 3, MPI_DOUBLE, all.data(), 3, MPI_DOUBLE, 0, r.world);
+    Row& w = rows[mi];
+    w.elements = n;
+    w.iters = iters;
+    w.density = density;
+    w.nnz_rank = k;
+    w.result_nnz = result_nnz;
+    w.algorithm = m.name;
+    w.transport = m.transport;
+    w.output = m.output == Output::Sparse ? "sparse" : "dense";
+    w.error = errors[mi];
+    w.wrong = wrong[mi];
+    if (m.kind == Kind::Sparcl && m.output == Output::Sparse && last[mi])
+      w.result_form = sparcl_result_is_dense(last[mi]) ? "dense" : "sparse";
+    else w.result_form = "dense";
+    if (r.rank != 0) continue;
+    double sum = 0, mn = INFINITY, mx = 0, bytes = 0, msgs = 0;
+    for (int p = 0; p < r.ranks; ++p) {
+      const double t = all[size_t(3 * p)];
+      sum += t, mn = std::min(mn, t), mx = std::max(mx, t);
+      bytes += all[size_t(3 * p + 1)], msgs += all[size_t(3 * p + 2)];
+    }
+    if (!errors[mi].empty()) sum = mn = mx = NAN;
+    w.t_avg = sum / P, w.t_min = mn, w.t_max = mx;
+    // nccl-tests' allreduce formulas on the dense-equivalent size S = elements * value bytes.
+    const double S = double(n) * double(value_bytes);
+    w.algbw = S / w.t_avg / 1e9;
+    w.busbw = w.algbw * (P > 1 ? 2.0 * (P - 1) / P : 1.0);
+    if (m.kind == Kind::Sparcl) {
+      w.wire_bytes = bytes / P, w.wire_msgs = msgs / P, w.wire_source = "stats";
+    } else if (m.kind == Kind::DenseAllreduce) {
+      // Bandwidth-optimal allreduce (ring, Rabenseifner): 2(P-1)/P * S sent per rank.
+      w.wire_bytes = 2.0 * (P - 1) / P * S, w.wire_msgs = 2.0 * (P - 1), w.wire_source = "model";
+    } else {
+      // Counts, then every other rank's indices and values reach each rank.
+      w.wire_bytes = (P - 1) * (4.0 + double(k) * double(sizeof(uint32_t) + value_bytes));
+      w.wire_msgs = 3.0 * (P - 1), w.wire_source = "model";
+    }
+    w.wirebw = w.wire_bytes / w.t_avg / 1e9;
+  }
+  for (sparcl_result_t res : last)
+    if (res) sparcl_result_free(res);
+
+  if (r.rank == 0) {
+    double t_dense = NAN, t_ag = NAN;
+    for (size_t mi = 0; mi < nm; ++mi) {
+      if (r.methods[mi].kind == Kind::DenseAllreduce) t_dense = rows[mi].t_avg;
+      if (r.methods[mi].kind == Kind::AllgatherBaseline) t_ag = rows[mi].t_avg;
+    }
+    for (Row& w : rows) {
+      w.x_allreduce = t_dense / w.t_avg;
+      w.x_allgather = t_ag / w.t_avg;
+    }
+    for (const Row& w : rows) {
+      std::printf("%12llu %8.4g %10llu %10llu  %-18s %-3s %-6s %11.1f %11.1f %11.1f %8.3f %8.3f %12.0f %8.2f %8.2f %8s\n",
+                  (unsigned long long)w.elements, w.density, (unsigned long long)w.nnz_rank,
+                  (unsigned long long)w.result_nnz, w.algorithm.c_str(), w.transport.c_str(),
+                  (w.output == "sparse" ? (w.result_form == "dense" ? "s->d" : "sparse") : "dense"), w.t_avg * 1e6,
+                  w.t_min * 1e6, w.t_max * 1e6, w.algbw, w.busbw, w.wire_bytes, w.x_allreduce, w.x_allgather,
+                  !w.error.empty() ? "error" : w.wrong < 0 ? "-" : std::to_string(w.wrong).c_str());
+      if (r.csv) std::fprintf(r.csv, "%s\n", csv_row(r, w, value_bytes).c_str());
+    }
+    std::fflush(stdout);
+    if (r.csv) std::fflush(r.csv);
+  }
+  for (const Row& w : rows) {
+    if (!w.error.empty() || w.wrong > 0) r.failed = true;
+    if (r.rank == 0) r.rows.push_back(w);
+  }
+}
+
+void print_header(const Run& r) {
+  const Options& o = r.opt;
+  std::printf("# sparcl-bench (sparcl %d): %d ranks, dtype %s, values %s, dist %s", sparcl_version(), r.ranks,
+              o.dtype.c_str(), o.encoding.c_str(), dist_name(o.dist));
+  if (o.dist == Dist::Zipf) std::printf(" (s=%g)", o.zipf_s);
+  if (o.dist == Dist::Clustered) std::printf(" (runs of %llu)", (unsigned long long)o.cluster_len);
+  std::printf(", overlap %g\n", o.overlap);
+  std::printf("# %d warm-up + %d timed iterations per point%s, methods interleaved; time = %s over iterations per "
+              "rank, then avg/min/max over ranks%s\n",
+              o.warmups, o.iters, o.fixed_iters ? "" : " (up to 10x below 1M elements)", o.median ? "median" : "mean",
+              o.check ? "; results checked (-c)" : "");
+  std::printf("# algbw = elements*%zu B / time_avg; busbw = algbw*2(P-1)/P (dense-equivalent, as nccl-tests' "
+              "allreduce); wire = bytes sent per rank per call (sparcl: counters; baselines: model)\n",
+              o.dtype == "float" ? sizeof(float) : sizeof(double));
+  std::printf("# out: sparse = result object timed (s->d: it came back dense), dense = dense receive buffer\n");
+  std::printf("# MPI_Allgatherv = MPI_Allgather of counts + MPI_Allgatherv of indices and values + local sum into a "
+              "dense vector (Horovod, gloo)\n");
+  std::printf("#\n#%11s %8s %10s %10s  %-18s %-3s %-6s %11s %11s %11s %8s %8s %12s %8s %8s %8s\n", "elements",
+              "density", "nnz/rank", "result_nnz", "algorithm", "tr", "out", "time(us)", "min(us)", "max(us)",
+              "algbw", "busbw", "wire(B)", "x_allred", "x_allgat", "#wrong");
+  std::printf("#%11s %8s %10s %10s  %-18s %-3s %-6s %11s %11s %11s %8s %8s %12s %8s %8s %8s\n", "", "", "", "", "",
+              "", "", "avg", "over ranks", "", "(GB/s)", "(GB/s)", "per rank", "speedup", "speedup", "");
+  std::fflush(stdout);
+}
+
+void print_summary(const Run& r) {
+  // Geometric means of the speedups per method, and auto against the best method of each point.
+  std::vector<std::string> names;
+  for (const Method& m : r.methods)
+    names.push_back(m.name + (m.kind == Kind::Sparcl ? std::string("/") + m.transport +
+                                                           (m.output == Output::Sparse ? "/sparse" : "/dense")
+                                                     : std::string()));
+  const size_t nm = r.methods.size();
+  std::printf("#\n# geometric mean over points (speedup > 1: faster than the baseline)\n");
+  std::printf("#   %-36s %10s %10s\n", "method", "x_allred", "x_allgat");
+  for (size_t mi = 0; mi < nm; ++mi) {
+    double la = 0, lg = 0;
+    int na = 0, ng = 0;
+    for (size_t i = mi; i < r.rows.size(); i += nm) {
+      if (std::isfinite(r.rows[i].x_allreduce) && r.rows[i].x_allreduce > 0) la += std::log(r.rows[i].x_allreduce), ++na;
+      if (std::isfinite(r.rows[i].x_allgather) && r.rows[i].x_allgather > 0) lg += std::log(r.rows[i].x_allgather), ++ng;
+    }
+    std::printf("#   %-36s %10s %10s\n", names[mi].c_str(), na ? fmt("%.2f", std::exp(la / na)).c_str() : "-",
+                ng ? fmt("%.2f", std::exp(lg / ng)).c_str() : "-");
+  }
+  for (size_t a = 0; a < nm; ++a) {
+    if (r.methods[a].kind != Kind::Sparcl || r.methods[a].name != "auto") continue;
+    double worst = 0;
+    std::string where;
+    for (size_t base = 0; base + nm <= r.rows.size(); base += nm) {
+      double best = INFINITY;
+      std::string best_name;
+      for (size_t mi = 0; mi < nm; ++mi)
+        if (std::isfinite(r.rows[base + mi].t_avg) && r.rows[base + mi].t_avg < best)
+          best = r.rows[base + mi].t_avg, best_name = names[mi];
+      const double ratio = r.rows[base + a].t_avg / best;
+      if (ratio > worst)
+        worst = ratio, where = fmt("%llu elements, density %g (best: %s)", (unsigned long long)r.rows[base].elements,
+                                   r.rows[base].density, best_name.c_str());
+    }
+    if (worst > 0)
+      std::printf("# %s: at most %.2fx the time of the best method of a point, at %s\n", names[a].c_str(), worst,
+                  where.c_str());
+  }
+  long long wrong = 0;
+  bool checked = false;
+  for (const Row& w : r.rows)
+    if (w.wrong >= 0) wrong += w.wrong, checked = true;
+  if (checked) std::printf("# wrong values in total: %lld\n", wrong);
+}
+
+std::string now_utc() {
+  const std::time_t t = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  Run r;
+  MPI_Comm_dup(MPI_COMM_WORLD, &r.world);
+  MPI_Comm_rank(r.world, &r.rank);
+  MPI_Comm_size(r.world, &r.ranks);
+  auto finish = [&](int code) {
+    MPI_Comm_free(&r.world);
+    MPI_Finalize();
+    return code;
+  };
+
+  bool help = false;
+  try {
+    r.opt = parse(argc, argv, help);
+  } catch (const UsageError& e) {
+    if (r.rank == 0) std::fprintf(stderr, "sparcl-bench: %s\n", e.what.c_str());
+    return finish(2);
+  }
+  if (help) {
+    if (r.rank == 0) usage(stdout);
+    return finish(0);
+  }
+  const Options& o = r.opt;
+  for (int i = 0; i < argc; ++i) r.command += (i ? " " : "") + std::string(argv[i]);
+
+  // -a and -t choose the configuration: environment overrides would silently
+  // turn every communicator into the same one.
+  for (const char* var : {"SPARCL_ALGORITHM", "SPARCL_TRANSPORT"})
+    if (std::getenv(var)) {
+      if (r.rank == 0) std::fprintf(stderr, "sparcl-bench: ignoring %s (use -a and -t)\n", var);
+      unsetenv(var);
+    }
+
+  int files_ok = 1;
+  if (r.rank == 0) {
+    if (!o.csv.empty()) {
+      r.csv = std::fopen(o.csv.c_str(), "w");
+      if (!r.csv) std::fprintf(stderr, "sparcl-bench: cannot write %s: %s\n", o.csv.c_str(), std::strerror(errno));
+      else std::fprintf(r.csv, "%s\n", kCsvHeader);
+      files_ok = r.csv != nullptr;
+    }
+    if (files_ok && !o.json.empty()) {
+      FILE* f = std::fopen(o.json.c_str(), "w");
+      if (!f) std::fprintf(stderr, "sparcl-bench: cannot write %s: %s\n", o.json.c_str(), std::strerror(errno));
+      else std::fclose(f);
+      files_ok = f != nullptr;
+    }
+  }
+  MPI_Bcast(&files_ok, 1, MPI_INT, 0, r.world);
+  if (!files_ok) return finish(2);
+
+  // Methods: the baselines, then one sparcl communicator per (transport, algorithm, output).
+  if (o.base_allreduce) r.methods.push_back({Kind::DenseAllreduce, "MPI_Allreduce", "mpi", Output::Dense, nullptr});
+  if (o.base_allgather) r.methods.push_back({Kind::AllgatherBaseline, "MPI_Allgatherv", "mpi", Output::Dense, nullptr});
+  int unsupported = 0, created = 0;
+  std::vector<sparcl_comm_t> comms;
+  for (const std::string& tr : o.transports) {
+    bool transport_ok = true;
+    for (size_t ai = 0; ai < o.algorithms.size() * o.outputs.size() && transport_ok; ++ai) {
+      const std::string& alg = o.algorithms[ai / o.outputs.size()];
+      const Output out = o.outputs[ai % o.outputs.size()];
+      sparcl_config_t cfg = SPARCL_CONFIG_INIT;
+      cfg.algorithm = algorithm_of(alg);
+      cfg.transport = transport_of(tr);
+      sparcl_comm_t comm = nullptr;
+      const sparcl_status_t st = sparcl_comm_create_mpi(r.world, &cfg, &comm);
+      if (st == SPARCL_ERR_UNSUPPORTED) {  // the same on every rank: creation agrees on its outcome
+        if (r.rank == 0)
+          std::fprintf(stderr, "sparcl-bench: transport %s: %s: %s; skipping it\n", tr.c_str(), sparcl_strerror(st),
+                       sparcl_comm_last_error(nullptr));
+        ++unsupported;
+        transport_ok = false;
+        continue;
+      }
+      if (st != SPARCL_SUCCESS) {
+        if (r.rank == 0)
+          std::fprintf(stderr, "sparcl-bench: sparcl_comm_create_mpi (%s, %s): %s: %s\n", tr.c_str(), alg.c_str(),
+                       sparcl_strerror(st), sparcl_comm_last_error(nullptr));
+        for (sparcl_comm_t c : comms) sparcl_comm_free(c);
+        return finish(1);
+      }
+      ++created;
+      comms.push_back(comm);  // one per method: its traffic counters are its own
+      r.methods.push_back({Kind::Sparcl, alg, tr, out, comm});
+    }
+  }
+  if (created == 0 && unsupported > 0) {
+    if (r.rank == 0) std::fprintf(stderr, "sparcl-bench: none of the transports asked for is in this build\n");
+    return finish(3);
+  }
+
+  const std::vector<uint64_t> sizes = sizes_of(o);
+  const size_t points = sizes.size() * o.densities.size();
+  double weight_total = 0, weight_done = 0;
+  for (uint64_t n : sizes) weight_total += double(n + 4096) * double(o.densities.size());
+  if (r.rank == 0) print_header(r);
+  const std::string started = now_utc();
+  const double t_start = MPI_Wtime();
+  size_t point = 0;
+  for (uint64_t n : sizes) {
+    for (size_t di = 0; di < o.densities.size(); ++di) {
+      const double t0 = MPI_Wtime();
+      if (o.dtype == "float") run_point<float>(r, n, di);
+      else run_point<double>(r, n, di);
+      ++point;
+      weight_done += double(n + 4096);
+      if (r.rank == 0) {
+        write_json(r, o.dtype == "float" ? sizeof(float) : sizeof(double), started);
+        if (!o.quiet) {
+          const double now = MPI_Wtime();
+          std::fprintf(stderr, "sparcl-bench: [%zu/%zu] %llu elements, density %g: %.1f s (elapsed %.0f s, ~%.0f s left)\n",
+                       point, points, (unsigned long long)n, o.densities[di], now - t0, now - t_start,
+                       (now - t_start) * (weight_total - weight_done) / weight_done);
+        }
+      }
+    }
+  }
+  if (r.rank == 0) {
+    print_summary(r);
+    if (r.csv) std::fclose(r.csv);
+  }
+  for (sparcl_comm_t c : comms) sparcl_comm_free(c);
+  int failed = r.failed ? 1 : 0, any = 0;
+  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, r.world);
+  return finish(any ? 1 : 0);
+}
