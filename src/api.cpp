@@ -278,9 +278,15 @@ sparcl_status_t sparcl_comm_free(sparcl_comm_t comm) {
         return record(comm, SPARCL_ERR_INVALID_ARG, "communicator has requests in flight: wait for them first");
   }
   return guarded(nullptr, [&] {
-    // Detached requests finish first; the transport closes only after that.
+    // Detached requests finish first (progress deletes each as it ends);
+    // the transport closes only after that.
     std::unique_lock<std::mutex> lock(comm->mutex);
-    while (!comm->in_flight.empty()) comm->wait_for(comm->in_flight.front(), lock);
+    while (!comm->in_flight.empty()) {
+      comm->progress();
+      lock.unlock();
+      sched_yield();
+      lock.lock();
+    }
     lock.unlock();
     comm->stop_progress_thread();
     comm->transport->close();

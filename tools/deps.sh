@@ -16,8 +16,12 @@ SPARCL_DEPS=(
   libopenmpi-dev openmpi-bin
   # Test framework (GoogleTest sources and prebuilt libraries)
   googletest libgtest-dev
-  # Benchmarks (Google Benchmark)
-  libbenchmark-dev
+  # Benchmarks (Google Benchmark) and their plots (tools/plot)
+  libbenchmark-dev python3-matplotlib
+  # Native transports: libfabric and UCX (with their own benchmark tools)
+  libfabric-dev libfabric-bin libucx-dev ucx-utils
+  # The emulated cluster (ip netns, tc)
+  iproute2
 )
 
 sparcl_install_deps() {
