@@ -9,6 +9,7 @@
 // Formulas and column meanings: docs/benchmarking.md. Uses sparcl's public C
 // API only; the baselines call MPI directly.
 #include <mpi.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -23,8 +24,6 @@
 #include <string>
 #include <type_traits>
 #include <vector>
-
-#include <unistd.h>
 
 #include "sparcl/sparcl_mpi.h"
 
@@ -56,11 +55,12 @@ struct Options {
   std::string csv, json;
 };
 
-const char* const kAlgorithms[] = {"auto", "recursive_doubling", "split_allgather", "split_dense", "ring",
-                                   "halving_doubling"};
+const char* const kAlgorithms[] = {"auto", "recursive_doubling", "split_allgather", "split_dense",
+                                   "ring", "halving_doubling"};
 
 void usage(FILE* f) {
-  std::fprintf(f,
+  std::fprintf(
+      f,
       "usage: mpirun -np P sparcl-bench [options]\n"
       "sizes (elements; K/M/G suffixes are powers of 1024):\n"
       "  -b, --minelements N    smallest vector dimension (default 64K)\n"
@@ -127,10 +127,14 @@ uint64_t parse_count(const std::string& text, const char* flag) {
   if (end == text.c_str() || errno != 0 || !(v >= 0)) bad(std::string(flag) + ": '" + text + "' is not a count");
   double mult = 1;
   const std::string suffix = end;
-  if (suffix == "K" || suffix == "k") mult = 1024.0;
-  else if (suffix == "M" || suffix == "m") mult = 1024.0 * 1024.0;
-  else if (suffix == "G" || suffix == "g") mult = 1024.0 * 1024.0 * 1024.0;
-  else if (!suffix.empty()) bad(std::string(flag) + ": '" + text + "': unknown suffix (use K, M or G)");
+  if (suffix == "K" || suffix == "k")
+    mult = 1024.0;
+  else if (suffix == "M" || suffix == "m")
+    mult = 1024.0 * 1024.0;
+  else if (suffix == "G" || suffix == "g")
+    mult = 1024.0 * 1024.0 * 1024.0;
+  else if (!suffix.empty())
+    bad(std::string(flag) + ": '" + text + "': unknown suffix (use K, M or G)");
   const double n = v * mult;
   if (n > 9.0e18 || n != std::floor(n)) bad(std::string(flag) + ": '" + text + "' is not a whole count");
   return static_cast<uint64_t>(n);
@@ -150,8 +154,10 @@ double parse_fraction(const std::string& text, const char* flag) {
   errno = 0;
   double v = std::strtod(text.c_str(), &end);
   if (end == text.c_str() || errno) bad(std::string(flag) + ": '" + text + "' is not a number");
-  if (std::string(end) == "%") v /= 100;
-  else if (*end) bad(std::string(flag) + ": '" + text + "' is not a number");
+  if (std::string(end) == "%")
+    v /= 100;
+  else if (*end)
+    bad(std::string(flag) + ": '" + text + "' is not a number");
   if (!(v >= 0 && v <= 1)) bad(std::string(flag) + ": '" + text + "' is not within [0, 1]");
   return v;
 }
@@ -173,11 +179,16 @@ Options parse(int argc, char** argv, bool& help) {
       if (i + 1 >= argc) bad(a + " needs a value");
       return argv[++i];
     };
-    if (a == "-h" || a == "--help") help = true;
-    else if (a == "-b" || a == "--minelements") o.min_elements = parse_count(value(), "-b");
-    else if (a == "-e" || a == "--maxelements") o.max_elements = parse_count(value(), "-e");
-    else if (a == "-f" || a == "--stepfactor") o.factor = parse_count(value(), "-f");
-    else if (a == "-i" || a == "--stepelements") o.increment = parse_count(value(), "-i");
+    if (a == "-h" || a == "--help")
+      help = true;
+    else if (a == "-b" || a == "--minelements")
+      o.min_elements = parse_count(value(), "-b");
+    else if (a == "-e" || a == "--maxelements")
+      o.max_elements = parse_count(value(), "-e");
+    else if (a == "-f" || a == "--stepfactor")
+      o.factor = parse_count(value(), "-f");
+    else if (a == "-i" || a == "--stepelements")
+      o.increment = parse_count(value(), "-i");
     else if (a == "-d" || a == "--densities") {
       o.densities.clear();
       for (const auto& d : split(value())) o.densities.push_back(parse_fraction(d, "-d"));
@@ -191,7 +202,8 @@ Options parse(int argc, char** argv, bool& help) {
           continue;
         }
         if (std::find(std::begin(kAlgorithms), std::end(kAlgorithms), s) == std::end(kAlgorithms))
-          bad("-a: unknown algorithm '" + s + "' (auto, recursive_doubling, split_allgather, split_dense, ring, "
+          bad("-a: unknown algorithm '" + s +
+              "' (auto, recursive_doubling, split_allgather, split_dense, ring, "
               "halving_doubling, all)");
         if (std::find(o.algorithms.begin(), o.algorithms.end(), s) == o.algorithms.end()) o.algorithms.push_back(s);
       }
@@ -207,18 +219,24 @@ Options parse(int argc, char** argv, bool& help) {
       o.outputs.clear();
       for (const auto& s : split(value())) {
         Output out;
-        if (s == "sparse") out = Output::Sparse;
-        else if (s == "dense") out = Output::Dense;
-        else bad("--output: '" + s + "' is not sparse or dense");
+        if (s == "sparse")
+          out = Output::Sparse;
+        else if (s == "dense")
+          out = Output::Dense;
+        else
+          bad("--output: '" + s + "' is not sparse or dense");
         if (std::find(o.outputs.begin(), o.outputs.end(), out) == o.outputs.end()) o.outputs.push_back(out);
       }
       if (o.outputs.empty()) bad("--output: nothing given");
     } else if (a == "--baselines") {
       o.base_allreduce = o.base_allgather = false;
       for (const auto& s : split(value())) {
-        if (s == "allreduce") o.base_allreduce = true;
-        else if (s == "allgather") o.base_allgather = true;
-        else if (s != "none") bad("--baselines: '" + s + "' is not allreduce, allgather or none");
+        if (s == "allreduce")
+          o.base_allreduce = true;
+        else if (s == "allgather")
+          o.base_allgather = true;
+        else if (s != "none")
+          bad("--baselines: '" + s + "' is not allreduce, allgather or none");
       }
     } else if (a == "-v" || a == "--values") {
       o.encoding = value();
@@ -233,11 +251,16 @@ Options parse(int argc, char** argv, bool& help) {
       if (o.dtype != "float" && o.dtype != "double") bad("--dtype: '" + o.dtype + "' is not float or double");
     } else if (a == "--dist") {
       const std::string d = value();
-      if (d == "uniform") o.dist = Dist::Uniform;
-      else if (d == "zipf") o.dist = Dist::Zipf;
-      else if (d == "clustered") o.dist = Dist::Clustered;
-      else bad("--dist: '" + d + "' is not uniform, zipf or clustered");
-    } else if (a == "--overlap") o.overlap = parse_fraction(value(), "--overlap");
+      if (d == "uniform")
+        o.dist = Dist::Uniform;
+      else if (d == "zipf")
+        o.dist = Dist::Zipf;
+      else if (d == "clustered")
+        o.dist = Dist::Clustered;
+      else
+        bad("--dist: '" + d + "' is not uniform, zipf or clustered");
+    } else if (a == "--overlap")
+      o.overlap = parse_fraction(value(), "--overlap");
     else if (a == "--zipf-s") {
       const std::string s = value();
       char* end = nullptr;
@@ -246,21 +269,31 @@ Options parse(int argc, char** argv, bool& help) {
     } else if (a == "--cluster-len") {
       o.cluster_len = parse_count(value(), "--cluster-len");
       if (o.cluster_len == 0) bad("--cluster-len must be >= 1");
-    } else if (a == "-n" || a == "--iters") o.iters = parse_int(value(), "-n", 1);
-    else if (a == "-w" || a == "--warmup_iters") o.warmups = parse_int(value(), "-w", 0);
+    } else if (a == "-n" || a == "--iters")
+      o.iters = parse_int(value(), "-n", 1);
+    else if (a == "-w" || a == "--warmup_iters")
+      o.warmups = parse_int(value(), "-w", 0);
     else if (a == "-c" || a == "--check") {
       // nccl-tests takes "-c 0|1"; accept an optional 0/1 too.
       o.check = true;
       if (i + 1 < argc && (std::string(argv[i + 1]) == "0" || std::string(argv[i + 1]) == "1"))
         o.check = std::string(argv[++i]) == "1";
-    } else if (a == "--median") o.median = true;
-    else if (a == "--fixed-iters") o.fixed_iters = true;
-    else if (a == "--test-corrupt") o.corrupt = true;
-    else if (a == "-q" || a == "--quiet") o.quiet = true;
-    else if (a == "--seed") o.seed = parse_count(value(), "--seed");
-    else if (a == "--csv") o.csv = value();
-    else if (a == "--json") o.json = value();
-    else bad("unknown option '" + a + "' (-h for help)");
+    } else if (a == "--median")
+      o.median = true;
+    else if (a == "--fixed-iters")
+      o.fixed_iters = true;
+    else if (a == "--test-corrupt")
+      o.corrupt = true;
+    else if (a == "-q" || a == "--quiet")
+      o.quiet = true;
+    else if (a == "--seed")
+      o.seed = parse_count(value(), "--seed");
+    else if (a == "--csv")
+      o.csv = value();
+    else if (a == "--json")
+      o.json = value();
+    else
+      bad("unknown option '" + a + "' (-h for help)");
   }
   if (o.min_elements < 1) bad("-b must be >= 1");
   if (o.max_elements < o.min_elements) bad("-e must be >= -b");
@@ -283,9 +316,12 @@ std::vector<uint64_t> sizes_of(const Options& o) {
 
 const char* dist_name(Dist d) {
   switch (d) {
-    case Dist::Zipf: return "zipf";
-    case Dist::Clustered: return "clustered";
-    default: return "uniform";
+    case Dist::Zipf:
+      return "zipf";
+    case Dist::Clustered:
+      return "clustered";
+    default:
+      return "uniform";
   }
 }
 
@@ -327,8 +363,10 @@ uint64_t zipf_draw(Rng& rng, uint64_t n, double s) {
   const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
   const double top = double(n) + 1.0;
   double x;
-  if (std::fabs(s - 1.0) < 1e-9) x = std::pow(top, u);
-  else x = std::pow((std::pow(top, 1.0 - s) - 1.0) * u + 1.0, 1.0 / (1.0 - s));
+  if (std::fabs(s - 1.0) < 1e-9)
+    x = std::pow(top, u);
+  else
+    x = std::pow((std::pow(top, 1.0 - s) - 1.0) * u + 1.0, 1.0 / (1.0 - s));
   const uint64_t i = x < 1.0 ? 0 : uint64_t(x) - 1;
   return std::min(i, n - 1);
 }
@@ -354,8 +392,8 @@ std::vector<uint32_t> merge_sorted(const std::vector<uint32_t>& a, const std::ve
 
 // `base` (sorted, unique, within [0, universe)) plus `count` more distinct
 // elements of [0, universe) drawn uniformly or Zipf-like; sorted.
-std::vector<uint32_t> add_distinct(std::vector<uint32_t> set, uint64_t universe, uint64_t count, bool zipf,
-                                   double s, Rng& rng) {
+std::vector<uint32_t> add_distinct(std::vector<uint32_t> set, uint64_t universe, uint64_t count, bool zipf, double s,
+                                   Rng& rng) {
   const uint64_t target = std::min<uint64_t>(universe, set.size() + count);
   double yield = 1.0;
   for (int round = 0; set.size() < target; ++round) {
@@ -384,7 +422,8 @@ std::vector<uint32_t> add_distinct(std::vector<uint32_t> set, uint64_t universe,
     const uint64_t draws = std::max<uint64_t>(need, uint64_t(std::ceil(double(need) / std::max(yield, 0.02) * 1.05)));
     std::vector<uint32_t> cand;
     cand.reserve(draws);
-    for (uint64_t j = 0; j < draws; ++j) cand.push_back(uint32_t(zipf ? zipf_draw(rng, universe, s) : below(rng, universe)));
+    for (uint64_t j = 0; j < draws; ++j)
+      cand.push_back(uint32_t(zipf ? zipf_draw(rng, universe, s) : below(rng, universe)));
     std::sort(cand.begin(), cand.end());
     cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
     std::vector<uint32_t> fresh;
@@ -410,7 +449,7 @@ Vec generate(const Options& o, uint64_t n, size_t di, int rank) {
   uint64_t block = o.dist == Dist::Clustered ? std::max<uint64_t>(1, std::min(o.cluster_len, n)) : 1;
   const uint64_t blocks = n / block;
   uint64_t units = (k + block - 1) / block;  // blocks (clustered) or indices to pick
-  if (units > blocks) {  // too dense for whole blocks: pick single indices
+  if (units > blocks) {                      // too dense for whole blocks: pick single indices
     block = 1;
     units = k;
   }
@@ -419,7 +458,8 @@ Vec generate(const Options& o, uint64_t n, size_t di, int rank) {
   const uint64_t shared = std::min<uint64_t>(units, uint64_t(std::llround(o.overlap * double(units))));
   std::vector<uint32_t> set = add_distinct({}, universe, shared, zipf, o.zipf_s, shared_rng);
   set = add_distinct(std::move(set), universe, units - shared, zipf, o.zipf_s, own_rng);
-  if (block == 1) v.idx = std::move(set);
+  if (block == 1)
+    v.idx = std::move(set);
   else {
     v.idx.reserve(set.size() * block);
     for (uint32_t b : set)
@@ -457,9 +497,12 @@ std::string fmt(const char* f, ...) {
 std::string json_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\', out += c;
-    else if (static_cast<unsigned char>(c) < 0x20) out += fmt("\\u%04x", c);
-    else out += c;
+    if (c == '"' || c == '\\')
+      out += '\\', out += c;
+    else if (static_cast<unsigned char>(c) < 0x20)
+      out += fmt("\\u%04x", c);
+    else
+      out += c;
   }
   return out;
 }
@@ -521,13 +564,13 @@ const char* kCsvHeader =
     "wirebw_GBps,speedup_vs_allreduce,speedup_vs_allgather,wrong,error";
 
 std::string csv_row(const Run& r, const Row& w, size_t value_bytes) {
-  std::string s = fmt("%d,%s,%s,%s,%s,%g,%llu,%llu,%g,%llu,%llu,%s,%s,%s,%d,", r.ranks, w.transport.c_str(),
-                      r.opt.encoding.c_str(), r.opt.dtype.c_str(), dist_name(r.opt.dist), r.opt.overlap,
-                      (unsigned long long)w.elements, (unsigned long long)(w.elements * value_bytes), w.density,
-                      (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz, w.algorithm.c_str(),
-                      w.output.c_str(), w.result_form.c_str(), w.iters);
-  s += fmt("%.3f,%.3f,%.3f,%.4f,%.4f,%.0f,%.2f,%s,%.4f,", w.t_avg * 1e6, w.t_min * 1e6, w.t_max * 1e6, w.algbw,
-           w.busbw, w.wire_bytes, w.wire_msgs, w.wire_source.c_str(), w.wirebw);
+  std::string s =
+      fmt("%d,%s,%s,%s,%s,%g,%llu,%llu,%g,%llu,%llu,%s,%s,%s,%d,", r.ranks, w.transport.c_str(), r.opt.encoding.c_str(),
+          r.opt.dtype.c_str(), dist_name(r.opt.dist), r.opt.overlap, (unsigned long long)w.elements,
+          (unsigned long long)(w.elements * value_bytes), w.density, (unsigned long long)w.nnz_rank,
+          (unsigned long long)w.result_nnz, w.algorithm.c_str(), w.output.c_str(), w.result_form.c_str(), w.iters);
+  s += fmt("%.3f,%.3f,%.3f,%.4f,%.4f,%.0f,%.2f,%s,%.4f,", w.t_avg * 1e6, w.t_min * 1e6, w.t_max * 1e6, w.algbw, w.busbw,
+           w.wire_bytes, w.wire_msgs, w.wire_source.c_str(), w.wirebw);
   s += opt_cell(w.x_allreduce, "%.4f") + "," + opt_cell(w.x_allgather, "%.4f") + "," +
        (w.wrong < 0 ? std::string() : std::to_string(w.wrong)) + "," + csv_field(w.error);
   return s;
@@ -556,21 +599,21 @@ void write_json(const Run& r, size_t value_bytes, const std::string& started) {
                r.opt.median ? "median" : "mean", r.opt.check ? "true" : "false", (unsigned long long)r.opt.seed);
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const Row& w = r.rows[i];
-    std::fprintf(f,
-                 "%s\n    {\"elements\": %llu, \"bytes\": %llu, \"density\": %g, \"nnz_rank\": %llu, "
-                 "\"result_nnz\": %llu, \"iters\": %d, \"algorithm\": \"%s\", \"transport\": \"%s\", \"output\": \"%s\", "
-                 "\"result_form\": \"%s\", \"time_avg_us\": %s, \"time_min_us\": %s, \"time_max_us\": %s, "
-                 "\"algbw_GBps\": %s, \"busbw_GBps\": %s, \"wire_bytes\": %.0f, \"wire_msgs\": %.2f, "
-                 "\"wire_source\": \"%s\", \"wirebw_GBps\": %s, \"speedup_vs_allreduce\": %s, "
-                 "\"speedup_vs_allgather\": %s, \"wrong\": %s, \"error\": \"%s\"}",
-                 i ? "," : "", (unsigned long long)w.elements, (unsigned long long)(w.elements * value_bytes),
-                 w.density, (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz, w.iters, w.algorithm.c_str(),
-                 w.transport.c_str(), w.output.c_str(), w.result_form.c_str(), json_num(w.t_avg * 1e6, "%.3f").c_str(),
-                 json_num(w.t_min * 1e6, "%.3f").c_str(), json_num(w.t_max * 1e6, "%.3f").c_str(),
-                 json_num(w.algbw).c_str(), json_num(w.busbw).c_str(), w.wire_bytes, w.wire_msgs,
-                 w.wire_source.c_str(), json_num(w.wirebw).c_str(), json_num(w.x_allreduce).c_str(),
-                 json_num(w.x_allgather).c_str(), w.wrong < 0 ? "null" : std::to_string(w.wrong).c_str(),
-                 json_escape(w.error).c_str());
+    std::fprintf(
+        f,
+        "%s\n    {\"elements\": %llu, \"bytes\": %llu, \"density\": %g, \"nnz_rank\": %llu, "
+        "\"result_nnz\": %llu, \"iters\": %d, \"algorithm\": \"%s\", \"transport\": \"%s\", \"output\": \"%s\", "
+        "\"result_form\": \"%s\", \"time_avg_us\": %s, \"time_min_us\": %s, \"time_max_us\": %s, "
+        "\"algbw_GBps\": %s, \"busbw_GBps\": %s, \"wire_bytes\": %.0f, \"wire_msgs\": %.2f, "
+        "\"wire_source\": \"%s\", \"wirebw_GBps\": %s, \"speedup_vs_allreduce\": %s, "
+        "\"speedup_vs_allgather\": %s, \"wrong\": %s, \"error\": \"%s\"}",
+        i ? "," : "", (unsigned long long)w.elements, (unsigned long long)(w.elements * value_bytes), w.density,
+        (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz, w.iters, w.algorithm.c_str(),
+        w.transport.c_str(), w.output.c_str(), w.result_form.c_str(), json_num(w.t_avg * 1e6, "%.3f").c_str(),
+        json_num(w.t_min * 1e6, "%.3f").c_str(), json_num(w.t_max * 1e6, "%.3f").c_str(), json_num(w.algbw).c_str(),
+        json_num(w.busbw).c_str(), w.wire_bytes, w.wire_msgs, w.wire_source.c_str(), json_num(w.wirebw).c_str(),
+        json_num(w.x_allreduce).c_str(), json_num(w.x_allgather).c_str(),
+        w.wrong < 0 ? "null" : std::to_string(w.wrong).c_str(), json_escape(w.error).c_str());
   }
   std::fprintf(f, "\n  ]\n}\n");
   std::fclose(f);
@@ -723,10 +766,10 @@ void run_point(Run& r, uint64_t n, size_t di) {
           MPI_Allgather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, r.world);
           int off = 0;
           for (int p = 0; p < r.ranks; ++p) displs[size_t(p)] = off, off += counts[size_t(p)];
-          MPI_Allgatherv(v.idx.data(), mine, MPI_UINT32_T, all_idx.data(), counts.data(), displs.data(),
-                         MPI_UINT32_T, r.world);
-          MPI_Allgatherv(val.data(), mine, mpi_type<T>(), all_val.data(), counts.data(), displs.data(),
-                         mpi_type<T>(), r.world);
+          MPI_Allgatherv(v.idx.data(), mine, MPI_UINT32_T, all_idx.data(), counts.data(), displs.data(), MPI_UINT32_T,
+                         r.world);
+          MPI_Allgatherv(val.data(), mine, mpi_type<T>(), all_val.data(), counts.data(), displs.data(), mpi_type<T>(),
+                         r.world);
           std::memset(static_cast<void*>(ag_out.data()), 0, ag_out.size() * sizeof(T));
           const size_t tot = size_t(off);
           for (size_t j = 0; j < tot; ++j) ag_out[all_idx[j]] += all_val[j];
@@ -752,10 +795,14 @@ void run_point(Run& r, uint64_t n, size_t di) {
         if (m.kind == Kind::Sparcl) sparcl_comm_stats(m.comm, &stats[mi]);
         // The last iteration's output, checked before the next method overwrites a shared buffer (untimed).
         if (o.check) {
-          if (m.kind == Kind::DenseAllreduce) wrong_here[mi] = count_wrong_dense(dense_out.data(), expect);
-          else if (m.kind == Kind::AllgatherBaseline) wrong_here[mi] = count_wrong_dense(ag_out.data(), expect);
-          else if (m.output == Output::Dense) wrong_here[mi] = count_wrong_dense(sp_out.data(), expect);
-          else wrong_here[mi] = count_wrong_result(res, expect);
+          if (m.kind == Kind::DenseAllreduce)
+            wrong_here[mi] = count_wrong_dense(dense_out.data(), expect);
+          else if (m.kind == Kind::AllgatherBaseline)
+            wrong_here[mi] = count_wrong_dense(ag_out.data(), expect);
+          else if (m.output == Output::Dense)
+            wrong_here[mi] = count_wrong_dense(sp_out.data(), expect);
+          else
+            wrong_here[mi] = count_wrong_result(res, expect);
         }
       }
     }
@@ -776,10 +823,14 @@ void run_point(Run& r, uint64_t n, size_t di) {
       const Method& m = r.methods[mi];
       if (!errors[mi].empty()) continue;
       have_nnz = true;
-      if (m.kind == Kind::DenseAllreduce) result_nnz = nonzeros(dense_out.data(), n);
-      else if (m.kind == Kind::AllgatherBaseline) result_nnz = nonzeros(ag_out.data(), n);
-      else if (m.output == Output::Dense) result_nnz = nonzeros(sp_out.data(), n);
-      else result_nnz = nonzeros(static_cast<const T*>(sparcl_result_values(last[mi])), sparcl_result_nnz(last[mi]));
+      if (m.kind == Kind::DenseAllreduce)
+        result_nnz = nonzeros(dense_out.data(), n);
+      else if (m.kind == Kind::AllgatherBaseline)
+        result_nnz = nonzeros(ag_out.data(), n);
+      else if (m.output == Output::Dense)
+        result_nnz = nonzeros(sp_out.data(), n);
+      else
+        result_nnz = nonzeros(static_cast<const T*>(sparcl_result_values(last[mi])), sparcl_result_nnz(last[mi]));
     }
   }
 
@@ -809,7 +860,8 @@ void run_point(Run& r, uint64_t n, size_t di) {
     w.wrong = wrong[mi];
     if (m.kind == Kind::Sparcl && m.output == Output::Sparse && last[mi])
       w.result_form = sparcl_result_is_dense(last[mi]) ? "dense" : "sparse";
-    else w.result_form = "dense";
+    else
+      w.result_form = "dense";
     if (r.rank != 0) continue;
     double sum = 0, mn = INFINITY, mx = 0, bytes = 0, msgs = 0;
     for (int p = 0; p < r.ranks; ++p) {
@@ -849,12 +901,15 @@ void run_point(Run& r, uint64_t n, size_t di) {
       w.x_allgather = t_ag / w.t_avg;
     }
     for (const Row& w : rows) {
-      std::printf("%12llu %8.4g %10llu %10llu  %-18s %-3s %-6s %11.1f %11.1f %11.1f %8.3f %8.3f %12.0f %8.2f %8.2f %8s\n",
-                  (unsigned long long)w.elements, w.density, (unsigned long long)w.nnz_rank,
-                  (unsigned long long)w.result_nnz, w.algorithm.c_str(), w.transport.c_str(),
-                  (w.output == "sparse" ? (w.result_form == "dense" ? "s->d" : "sparse") : "dense"), w.t_avg * 1e6,
-                  w.t_min * 1e6, w.t_max * 1e6, w.algbw, w.busbw, w.wire_bytes, w.x_allreduce, w.x_allgather,
-                  !w.error.empty() ? "error" : w.wrong < 0 ? "-" : std::to_string(w.wrong).c_str());
+      std::printf(
+          "%12llu %8.4g %10llu %10llu  %-18s %-3s %-6s %11.1f %11.1f %11.1f %8.3f %8.3f %12.0f %8.2f %8.2f %8s\n",
+          (unsigned long long)w.elements, w.density, (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz,
+          w.algorithm.c_str(), w.transport.c_str(),
+          (w.output == "sparse" ? (w.result_form == "dense" ? "s->d" : "sparse") : "dense"), w.t_avg * 1e6,
+          w.t_min * 1e6, w.t_max * 1e6, w.algbw, w.busbw, w.wire_bytes, w.x_allreduce, w.x_allgather,
+          !w.error.empty() ? "error"
+          : w.wrong < 0    ? "-"
+                           : std::to_string(w.wrong).c_str());
       if (r.csv) std::fprintf(r.csv, "%s\n", csv_row(r, w, value_bytes).c_str());
     }
     std::fflush(stdout);
@@ -873,21 +928,24 @@ void print_header(const Run& r) {
   if (o.dist == Dist::Zipf) std::printf(" (s=%g)", o.zipf_s);
   if (o.dist == Dist::Clustered) std::printf(" (runs of %llu)", (unsigned long long)o.cluster_len);
   std::printf(", overlap %g\n", o.overlap);
-  std::printf("# %d warm-up + %d timed iterations per point%s, methods interleaved; time = %s over iterations per "
-              "rank, then avg/min/max over ranks%s\n",
-              o.warmups, o.iters, o.fixed_iters ? "" : " (up to 10x below 1M elements)", o.median ? "median" : "mean",
-              o.check ? "; results checked (-c)" : "");
-  std::printf("# algbw = elements*%zu B / time_avg; busbw = algbw*2(P-1)/P (dense-equivalent, as nccl-tests' "
-              "allreduce); wire = bytes sent per rank per call (sparcl: counters; baselines: model)\n",
-              o.dtype == "float" ? sizeof(float) : sizeof(double));
+  std::printf(
+      "# %d warm-up + %d timed iterations per point%s, methods interleaved; time = %s over iterations per "
+      "rank, then avg/min/max over ranks%s\n",
+      o.warmups, o.iters, o.fixed_iters ? "" : " (up to 10x below 1M elements)", o.median ? "median" : "mean",
+      o.check ? "; results checked (-c)" : "");
+  std::printf(
+      "# algbw = elements*%zu B / time_avg; busbw = algbw*2(P-1)/P (dense-equivalent, as nccl-tests' "
+      "allreduce); wire = bytes sent per rank per call (sparcl: counters; baselines: model)\n",
+      o.dtype == "float" ? sizeof(float) : sizeof(double));
   std::printf("# out: sparse = result object timed (s->d: it came back dense), dense = dense receive buffer\n");
-  std::printf("# MPI_Allgatherv = MPI_Allgather of counts + MPI_Allgatherv of indices and values + local sum into a "
-              "dense vector (Horovod, gloo)\n");
+  std::printf(
+      "# MPI_Allgatherv = MPI_Allgather of counts + MPI_Allgatherv of indices and values + local sum into a "
+      "dense vector (Horovod, gloo)\n");
   std::printf("#\n#%11s %8s %10s %10s  %-18s %-3s %-6s %11s %11s %11s %8s %8s %12s %8s %8s %8s\n", "elements",
-              "density", "nnz/rank", "result_nnz", "algorithm", "tr", "out", "time(us)", "min(us)", "max(us)",
-              "algbw", "busbw", "wire(B)", "x_allred", "x_allgat", "#wrong");
-  std::printf("#%11s %8s %10s %10s  %-18s %-3s %-6s %11s %11s %11s %8s %8s %12s %8s %8s %8s\n", "", "", "", "", "",
-              "", "", "avg", "over ranks", "", "(GB/s)", "(GB/s)", "per rank", "speedup", "speedup", "");
+              "density", "nnz/rank", "result_nnz", "algorithm", "tr", "out", "time(us)", "min(us)", "max(us)", "algbw",
+              "busbw", "wire(B)", "x_allred", "x_allgat", "#wrong");
+  std::printf("#%11s %8s %10s %10s  %-18s %-3s %-6s %11s %11s %11s %8s %8s %12s %8s %8s %8s\n", "", "", "", "", "", "",
+              "", "avg", "over ranks", "", "(GB/s)", "(GB/s)", "per rank", "speedup", "speedup", "");
   std::fflush(stdout);
 }
 
@@ -895,9 +953,9 @@ void print_summary(const Run& r) {
   // Geometric means of the speedups per method, and auto against the best method of each point.
   std::vector<std::string> names;
   for (const Method& m : r.methods)
-    names.push_back(m.name + (m.kind == Kind::Sparcl ? std::string("/") + m.transport +
-                                                           (m.output == Output::Sparse ? "/sparse" : "/dense")
-                                                     : std::string()));
+    names.push_back(m.name + (m.kind == Kind::Sparcl
+                                  ? std::string("/") + m.transport + (m.output == Output::Sparse ? "/sparse" : "/dense")
+                                  : std::string()));
   const size_t nm = r.methods.size();
   std::printf("#\n# geometric mean over points (speedup > 1: faster than the baseline)\n");
   std::printf("#   %-36s %10s %10s\n", "method", "x_allred", "x_allgat");
@@ -905,8 +963,10 @@ void print_summary(const Run& r) {
     double la = 0, lg = 0;
     int na = 0, ng = 0;
     for (size_t i = mi; i < r.rows.size(); i += nm) {
-      if (std::isfinite(r.rows[i].x_allreduce) && r.rows[i].x_allreduce > 0) la += std::log(r.rows[i].x_allreduce), ++na;
-      if (std::isfinite(r.rows[i].x_allgather) && r.rows[i].x_allgather > 0) lg += std::log(r.rows[i].x_allgather), ++ng;
+      if (std::isfinite(r.rows[i].x_allreduce) && r.rows[i].x_allreduce > 0)
+        la += std::log(r.rows[i].x_allreduce), ++na;
+      if (std::isfinite(r.rows[i].x_allgather) && r.rows[i].x_allgather > 0)
+        lg += std::log(r.rows[i].x_allgather), ++ng;
     }
     std::printf("#   %-36s %10s %10s\n", names[mi].c_str(), na ? fmt("%.2f", std::exp(la / na)).c_str() : "-",
                 ng ? fmt("%.2f", std::exp(lg / ng)).c_str() : "-");
@@ -984,14 +1044,18 @@ int main(int argc, char** argv) {
   if (r.rank == 0) {
     if (!o.csv.empty()) {
       r.csv = std::fopen(o.csv.c_str(), "w");
-      if (!r.csv) std::fprintf(stderr, "sparcl-bench: cannot write %s: %s\n", o.csv.c_str(), std::strerror(errno));
-      else std::fprintf(r.csv, "%s\n", kCsvHeader);
+      if (!r.csv)
+        std::fprintf(stderr, "sparcl-bench: cannot write %s: %s\n", o.csv.c_str(), std::strerror(errno));
+      else
+        std::fprintf(r.csv, "%s\n", kCsvHeader);
       files_ok = r.csv != nullptr;
     }
     if (files_ok && !o.json.empty()) {
       FILE* f = std::fopen(o.json.c_str(), "w");
-      if (!f) std::fprintf(stderr, "sparcl-bench: cannot write %s: %s\n", o.json.c_str(), std::strerror(errno));
-      else std::fclose(f);
+      if (!f)
+        std::fprintf(stderr, "sparcl-bench: cannot write %s: %s\n", o.json.c_str(), std::strerror(errno));
+      else
+        std::fclose(f);
       files_ok = f != nullptr;
     }
   }
@@ -1026,6 +1090,7 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "sparcl-bench: sparcl_comm_create_mpi (%s, %s): %s: %s\n", tr.c_str(), alg.c_str(),
                        sparcl_strerror(st), sparcl_comm_last_error(nullptr));
         for (sparcl_comm_t c : comms) sparcl_comm_free(c);
+        if (r.csv) std::fclose(r.csv);
         return finish(1);
       }
       ++created;
@@ -1035,6 +1100,7 @@ int main(int argc, char** argv) {
   }
   if (created == 0 && unsupported > 0) {
     if (r.rank == 0) std::fprintf(stderr, "sparcl-bench: none of the transports asked for is in this build\n");
+    if (r.csv) std::fclose(r.csv);
     return finish(3);
   }
 
@@ -1049,15 +1115,18 @@ int main(int argc, char** argv) {
   for (uint64_t n : sizes) {
     for (size_t di = 0; di < o.densities.size(); ++di) {
       const double t0 = MPI_Wtime();
-      if (o.dtype == "float") run_point<float>(r, n, di);
-      else run_point<double>(r, n, di);
+      if (o.dtype == "float")
+        run_point<float>(r, n, di);
+      else
+        run_point<double>(r, n, di);
       ++point;
       weight_done += double(n + 4096);
       if (r.rank == 0) {
         write_json(r, o.dtype == "float" ? sizeof(float) : sizeof(double), started);
         if (!o.quiet) {
           const double now = MPI_Wtime();
-          std::fprintf(stderr, "sparcl-bench: [%zu/%zu] %llu elements, density %g: %.1f s (elapsed %.0f s, ~%.0f s left)\n",
+          std::fprintf(stderr,
+                       "sparcl-bench: [%zu/%zu] %llu elements, density %g: %.1f s (elapsed %.0f s, ~%.0f s left)\n",
                        point, points, (unsigned long long)n, o.densities[di], now - t0, now - t_start,
                        (now - t_start) * (weight_total - weight_done) / weight_done);
         }
