@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "error.hpp"
@@ -53,13 +55,38 @@ struct View {
   const V* val = nullptr;
 };
 
+// An allocator whose resize() leaves new elements uninitialised: merges and
+// densifications overwrite every element they size, and zero-filling first
+// cost a quarter of a sparse allreduce's instructions (callgrind).
+template <class T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <class U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+template <class T>
+using Array = std::vector<T, UninitializedAllocator<T>>;
+
 // Owned stream.
 template <class V, class I>
 struct Stream {
   Range range;
   bool dense = false;
-  std::vector<I> idx;
-  std::vector<V> val;
+  Array<I> idx;
+  Array<V> val;
 
   View<V, I> view() const {
     return View<V, I>{range, dense, val.size(), dense ? nullptr : idx.data(), val.data()};
