@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "block_cache.hpp"
 #include "error.hpp"
 
 namespace sparcl {
@@ -58,6 +59,7 @@ struct View {
 // An allocator whose resize() leaves new elements uninitialised: merges and
 // densifications overwrite every element they size, and zero-filling first
 // cost a quarter of a sparse allreduce's instructions (callgrind).
+// Its memory comes from the block cache (block_cache.hpp).
 template <class T>
 struct UninitializedAllocator : std::allocator<T> {
   template <class U>
@@ -67,6 +69,8 @@ struct UninitializedAllocator : std::allocator<T> {
   UninitializedAllocator() = default;
   template <class U>
   UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  T* allocate(size_t n) { return static_cast<T*>(allocate_block(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) noexcept { release_block(p, n * sizeof(T)); }
   template <class U>
   void construct(U* p) noexcept {
     ::new (static_cast<void*>(p)) U;
