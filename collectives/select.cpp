@@ -4,21 +4,24 @@
 // SPARCL_ALGO_AUTO looks only at what every rank shares (dim, value size, P),
 // never at this rank's nonzeros, so that all ranks make the same choice:
 //   - dense size <= 256 KiB: recursive doubling (log2 P rounds; latency-bound);
-//   - otherwise: sparse ring (2(P-1) rounds; bandwidth-optimal, and the
-//     fastest at 0.1-1% density for P <= 8 in the measurements of
-//     docs/algorithms.md).
+//   - otherwise, P <= 16: split-allgather (two rounds; the fastest of sparcl's
+//     algorithms at 0.1-10% density on P = 4 in bench/results/shm-p4.txt);
+//   - otherwise: sparse ring (bandwidth-optimal, one peer per step instead of
+//     P - 1 at once).
+// A cost model that also weighs the density (which needs the ranks to agree
+// on it first) is future work.
 #include "collective.hpp"
 
 namespace sparcl {
 
 constexpr uint64_t kSmallVectorBytes = 256 * 1024;
+constexpr int kMaxSplitRanks = 16;
 
 sparcl_algorithm_t resolve_algorithm(sparcl_algorithm_t requested, uint64_t dim, size_t value_size,
                                      int ranks) {
-  (void)ranks;
   if (requested != SPARCL_ALGO_AUTO) return requested;
   if (dim * value_size <= kSmallVectorBytes) return SPARCL_ALGO_RECURSIVE_DOUBLING;
-  return SPARCL_ALGO_RING;
+  return ranks <= kMaxSplitRanks ? SPARCL_ALGO_SPLIT_ALLGATHER : SPARCL_ALGO_RING;
 }
 
 template <class V, class I>
