@@ -66,7 +66,7 @@ void run_many(Completion how, bool progress_thread) {
   for (int k = 0; k < kOps; ++k) {
     auto op = std::make_unique<Pending>();
     op->kind = Pending::Kind(k % 4);
-    // Small dims run recursive doubling under auto, large ones the ring.
+    // Small dims run recursive doubling under auto, large ones split-allgather.
     const uint64_t dims[] = {1, 17, 1000, 70001, 200003};
     op->c = Case{dims[shared_rng() % 5], (shared_rng() % 3) * 0.05, Pattern(shared_rng() % 3), true,
                  uint64_t(1000 + k)};
