@@ -2,6 +2,7 @@
 #include "config.hpp"
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 
 #include "error.hpp"
@@ -66,8 +67,12 @@ int64_t parse_timeout_ms(const std::string& text) {
 Config resolve_config(const sparcl_config_t* user) {
   Config c;
   if (user) {
-    if (user->struct_size < sizeof(sparcl_config_t))
+    // Programs built against an older header pass a shorter struct: fields
+    // past its end keep their defaults.
+    constexpr size_t kOldest = offsetof(sparcl_config_t, timeout_ms) + sizeof(int64_t);
+    if (user->struct_size < kOldest)
       fail(SPARCL_ERR_INVALID_ARG, "config.struct_size is too small: initialise it with SPARCL_CONFIG_INIT");
+    auto has = [&](size_t offset, size_t bytes) { return user->struct_size >= offset + bytes; };
     if (raw(user->algorithm) < SPARCL_ALGO_AUTO || raw(user->algorithm) > SPARCL_ALGO_HALVING_DOUBLING)
       fail(SPARCL_ERR_INVALID_ARG, "config.algorithm is not a sparcl_algorithm_t");
     if (raw(user->transport) < SPARCL_TRANSPORT_DEFAULT || raw(user->transport) > SPARCL_TRANSPORT_UCX)
@@ -76,10 +81,11 @@ Config resolve_config(const sparcl_config_t* user) {
     c.algorithm = user->algorithm;
     c.transport = user->transport;
     c.timeout_ms = user->timeout_ms;
-    if (user->progress_thread != 0 && user->progress_thread != 1)
+    const bool has_progress = has(offsetof(sparcl_config_t, progress_thread), sizeof(int));
+    if (has_progress && user->progress_thread != 0 && user->progress_thread != 1)
       fail(SPARCL_ERR_INVALID_ARG, "config.progress_thread must be 0 or 1");
-    c.progress_thread = user->progress_thread == 1;
-    if (user->ofi_provider) {
+    c.progress_thread = has_progress && user->progress_thread == 1;
+    if (has(offsetof(sparcl_config_t, ofi_provider), sizeof(const char*)) && user->ofi_provider) {
       if (!*user->ofi_provider) fail(SPARCL_ERR_INVALID_ARG, "config.ofi_provider is empty");
       c.ofi_provider = user->ofi_provider;
     }

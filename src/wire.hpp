@@ -75,10 +75,12 @@ constexpr uint8_t value_type_code<double>() { return SPARCL_FLOAT64; }
 
 inline size_t pad8(size_t n) { return (n + 7) & ~size_t(7); }
 
-// Payload bytes of a data message.
-inline size_t payload_bytes(bool dense, uint64_t nnz, uint64_t length, size_t index_width,
-                            size_t value_size) {
-  return dense ? length * value_size : pad8(nnz * index_width) + nnz * value_size;
+// Payload bytes of a data message, in 128 bits: a corrupt header may claim
+// counts whose byte size does not fit in 64.
+inline uint128 payload_bytes(bool dense, uint64_t nnz, uint64_t length, size_t index_width, size_t value_size) {
+  if (dense) return uint128(length) * value_size;
+  const uint128 index_bytes = uint128(nnz) * index_width;
+  return ((index_bytes + 7) & ~uint128(7)) + uint128(nnz) * value_size;
 }
 
 WireHeader make_header(const Identity& id, uint16_t step);
@@ -94,7 +96,7 @@ SharedBuffer encode(const Identity& id, uint16_t step, const View<V, I>& v) {
   h.end = v.range.end;
   h.nnz = dense ? v.range.size() : v.nnz;
   auto buf = std::make_shared<Buffer>(sizeof(WireHeader) +
-                                      payload_bytes(dense, h.nnz, v.range.size(), sizeof(I), sizeof(V)));
+                                      size_t(payload_bytes(dense, h.nnz, v.range.size(), sizeof(I), sizeof(V))));
   uint8_t* p = buf->data();
   std::memcpy(p, &h, sizeof h);
   p += sizeof h;
