@@ -14,18 +14,31 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// close(): how long to wait for every peer's barrier message, then for the
-// graceful endpoint closes. The destructor gives dropped requests a moment.
-constexpr std::chrono::milliseconds kBarrierLimit{5000};
-constexpr std::chrono::milliseconds kEndpointCloseLimit{2000};
-constexpr std::chrono::milliseconds kOrphanLimit{1000};
 // connect(): how long to wait for every peer's first message. Endpoints are
 // wired up there, so that later small sends complete at once (an abort notice
-// must leave even when its sender stops calling sparcl).
+// must leave even when its sender then stops calling sparcl for a while).
 constexpr std::chrono::milliseconds kConnectLimit{30000};
-// The `round` of the control messages (in the seq bits of their tag).
-constexpr uint64_t kCloseRound = 0;
+// close(): the barrier that tells that every rank has arrived; then dropped
+// requests finishing and a barrier after that; then the graceful closes of
+// the endpoints. Each is bounded, so that a rank that never comes costs
+// seconds, not a hang.
+constexpr std::chrono::milliseconds kBarrierLimit{5000};
+constexpr std::chrono::milliseconds kDrainLimit{2000};
+constexpr std::chrono::milliseconds kEndpointCloseLimit{2000};
+// The destructor without close() (a failed connect): dropped requests get a moment.
+constexpr std::chrono::milliseconds kOrphanLimit{1000};
+// The `round` of a control message (in the seq bits of its tag).
 constexpr uint64_t kConnectRound = 1;
+constexpr uint64_t kArrivedRound = 2;
+constexpr uint64_t kDrainedRound = 3;
+// Tag and mask that match every data message and abort notice (kinds 0 and
+// 1: the kind's high bit clear), and every control message.
+constexpr uint64_t kKindMask = ~(ucx_tag::kSourceMask | ucx_tag::kSeqMask);
+constexpr ucp_tag_t kCollectiveTags = 0;
+constexpr ucp_tag_t kCollectiveMask = uint64_t(1) << 63;
+constexpr ucp_tag_t kControlTags = ucx_tag::make(ucx_tag::kControl, 0, 0);
+static_assert((ucx_tag::make(ucx_tag::kAbort, 0, 0) & kCollectiveMask) == 0 && (kControlTags & kCollectiveMask) != 0,
+              "kCollectiveMask tells collectives' messages from control messages");
 
 std::string status_text(ucs_status_t status) { return ucs_status_string(status); }
 
@@ -234,9 +247,11 @@ UcxTransport::~UcxTransport() {
         progress();
         sched_yield();
       }
-      discard_unexpected();
+      discard_unexpected(kCollectiveTags, kCollectiveMask);
       close_endpoints(kEndpointCloseLimit);
     }
+    // Control messages of barriers this rank gave up on.
+    discard_unexpected(kControlTags, kKindMask);
     reap_orphans();
     for (auto& o : orphans_) {
       ucp_request_cancel(worker_, o.request);
@@ -265,9 +280,12 @@ void UcxTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
     const ucs_status_t status = ucp_ep_create(worker_, &params, &eps_[size_t(peer)]);
     if (status != UCS_OK) {
       eps_[size_t(peer)] = nullptr;
+      const std::string hint = peer == rank_ ? "UCX_TLS must include a transport that reaches the own process, "
+                                               "such as self"
+                                             : "every rank's UCX_TLS and UCX_NET_DEVICES must leave a transport "
+                                               "in common";
       fail(SPARCL_ERR_TRANSPORT, "UCX cannot reach rank " + std::to_string(peer) + ": ucp_ep_create failed: " +
-                                     status_text(status) + " (" + ucx_settings() +
-                                     "; every rank's UCX_TLS and UCX_NET_DEVICES must leave a transport in common)");
+                                     status_text(status) + " (" + ucx_settings() + "; " + hint + ")");
     }
   }
   const std::vector<int> missing = barrier(kConnectRound, kConnectLimit);
@@ -355,16 +373,28 @@ void UcxTransport::native_allreduce(const void*, void*, size_t, sparcl_datatype_
 void UcxTransport::close() {
   if (closed_) return;
   closed_ = true;
-  // Every peer has entered close() once we have its message: all collectives
-  // are over everywhere, and what is left unexpected belongs to failed ones.
   try {
-    barrier(kCloseRound, kBarrierLimit);
+    // 1. Every peer has entered close() once we have its message: all
+    //    collectives are over everywhere, and every message a peer sent before
+    //    is in our unexpected queue (it travelled ahead of the barrier message).
+    if (barrier(kArrivedRound, kBarrierLimit).empty()) {
+      // 2. The data and abort notices left there belong to failed collectives:
+      //    drop them. For a rendezvous message that tells the sender, whose
+      //    dropped send completes. (Control messages stay: a faster peer's
+      //    message of the next barrier may be there already.)
+      discard_unexpected(kCollectiveTags, kCollectiveMask);
+      // 3. Let dropped requests finish (they may need a peer's progress, and
+      //    every peer progresses until all have passed this point).
+      const auto deadline = Clock::now() + kDrainLimit;
+      while (!orphans_.empty() && Clock::now() < deadline) {
+        progress();
+        sched_yield();
+      }
+      barrier(kDrainedRound, kDrainLimit);
+    }
   } catch (...) {
   }
-  try {
-    discard_unexpected();
-  } catch (...) {
-  }
+  // 4. Nobody needs the endpoints now (or a peer never came).
   try {
     close_endpoints(kEndpointCloseLimit);
   } catch (...) {
@@ -428,20 +458,18 @@ std::vector<int> UcxTransport::barrier(uint64_t round, std::chrono::milliseconds
   return missing;
 }
 
-// Receives and drops what is left in the worker's unexpected queue (messages
-// of collectives that failed), so that UCX does not warn about each when the
-// worker goes. Large ones are truncated rather than transferred.
-void UcxTransport::discard_unexpected() {
+// Receives and drops the messages in the worker's unexpected queue that
+// match `tag`/`mask`, so that UCX does not warn about each when the worker
+// goes. Each is received into nothing: UCX completes it as truncated (a
+// rendezvous message is not transferred; its sender is told, and its send
+// completes).
+void UcxTransport::discard_unexpected(ucp_tag_t tag, ucp_tag_t mask) {
   const ucp_request_param_t param = host_param();
-  constexpr size_t kReceiveUpTo = size_t(1) << 20;
   static uint8_t sink;
   ucp_tag_recv_info_t info;
-  while (ucp_tag_message_h message = ucp_tag_probe_nb(worker_, 0, 0, 1, &info)) {
-    SharedBuffer buf;
-    if (info.length <= kReceiveUpTo) buf = std::make_shared<Buffer>(info.length);
-    ucs_status_ptr_t r = buf ? ucp_tag_msg_recv_nbx(worker_, buf->data(), info.length, message, &param)
-                             : ucp_tag_msg_recv_nbx(worker_, &sink, 0, message, &param);
-    if (UCS_PTR_IS_PTR(r)) adopt({r, std::move(buf)});
+  while (ucp_tag_message_h message = ucp_tag_probe_nb(worker_, tag, mask, 1, &info)) {
+    ucs_status_ptr_t r = ucp_tag_msg_recv_nbx(worker_, &sink, 0, message, &param);
+    if (UCS_PTR_IS_PTR(r)) adopt({r, nullptr});
   }
 }
 

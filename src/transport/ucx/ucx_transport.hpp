@@ -10,7 +10,7 @@
 // by just forgetting it.
 //
 // Tag layout (ucp_tag_t, 64 bits; see docs/transport-ucx.md):
-//   bits 63..62  kind: 0 data, 1 abort notice, 2 control (the close barrier)
+//   bits 63..62  kind: 0 data, 1 abort notice, 2 control (connect and close)
 //   bits 61..38  sender's rank (24 bits): UCX matching has no source filter,
 //                so a receive from one peer matches on these bits and a
 //                receive from any peer masks them out
@@ -92,7 +92,7 @@ class UcxTransport final : public Transport {
   // Control messages (kind kControl) to and from every peer; returns the
   // ranks not heard from (or whose message did not leave) within `limit`.
   std::vector<int> barrier(uint64_t round, std::chrono::milliseconds limit);
-  void discard_unexpected();
+  void discard_unexpected(ucp_tag_t tag, ucp_tag_t mask);
   void close_endpoints(std::chrono::milliseconds limit);
 
   ucp_context_h context_ = nullptr;
