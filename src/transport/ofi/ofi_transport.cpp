@@ -74,6 +74,17 @@ size_t env_size(const char* name, size_t fallback) {
   return size_t(x);
 }
 
+// A duration in ms, 0 allowed.
+long env_ms(const char* name, long fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (*end != '\0' || x < 0 || x > 60000)
+    fail(SPARCL_ERR_INVALID_ARG, std::string(name) + ": '" + v + "' is not a number of milliseconds (0-60000)");
+  return x;
+}
+
 bool env_flag(const char* name) {
   const char* v = std::getenv(name);
   return v && std::strcmp(v, "1") == 0;
@@ -226,7 +237,7 @@ class SendFlow final : public Flow {
     if (done || chunk_ != 0 || status != SPARCL_SUCCESS) return;
     const auto deadline = Clock::now() + kDropLinger;
     while (!header_sent_ && pending > 0 && Clock::now() < deadline) {
-      t.progress();
+      t.progress_locked();
       if (!header_sent_) sched_yield();
     }
   }
@@ -262,9 +273,9 @@ class RecvFlow final : public Flow {
     } else {
       const size_t offset = (ctx.slot - 2) * chunk_;
       if (len != std::min(chunk_, size_ - offset))
-        fail(SPARCL_ERR_CORRUPT, "libfabric " + t.fabric().provider + ": payload chunk of " +
-                                     std::to_string(len) + " bytes from rank " + std::to_string(source_) +
-                                     ", expected " + std::to_string(std::min(chunk_, size_ - offset)));
+        return fail(SPARCL_ERR_CORRUPT, "libfabric " + t.fabric().provider + ": payload chunk of " +
+                                            std::to_string(len) + " bytes from rank " + std::to_string(source_) +
+                                            ", expected " + std::to_string(std::min(chunk_, size_ - offset)));
       if (++chunks_received_ == chunks_of(size_, chunk_)) finish();
     }
   }
@@ -303,17 +314,18 @@ class RecvFlow final : public Flow {
   void on_header(size_t len) {
     header_received_ = true;
     const std::string from = "libfabric " + t.fabric().provider + ": message from ";
-    if (len < kPrefixBytes) fail(SPARCL_ERR_CORRUPT, from + "a peer is too short for a header");
+    if (len < kPrefixBytes) return fail(SPARCL_ERR_CORRUPT, from + "a peer is too short for a header");
     const Prefix p = read_prefix(header_->data.get());
     if (p.magic != kHeaderMagic)
-      fail(SPARCL_ERR_CORRUPT, from + "a peer has a bad header (a different sparcl version?)");
+      return fail(SPARCL_ERR_CORRUPT, from + "a peer has a bad header (another sparcl version?)");
     if (p.source >= uint32_t(t.size()) || (peer_ != kAnyPeer && p.source != uint32_t(peer_)))
-      fail(SPARCL_ERR_CORRUPT, from + "a peer claims to come from rank " + std::to_string(p.source));
+      return fail(SPARCL_ERR_CORRUPT, from + "a peer claims to come from rank " + std::to_string(p.source));
     source_ = int(p.source);
     size_ = p.size;
-    if (size_ <= kInlineBytes) {
-      if (len != kPrefixBytes + size_ || p.chunk != 0)
-        fail(SPARCL_ERR_CORRUPT, from + "rank " + std::to_string(source_) + " has an inconsistent length");
+    const bool inline_data = size_ <= kInlineBytes;
+    if (inline_data ? len != kPrefixBytes + size_ || p.chunk != 0 : len != kPrefixBytes || p.chunk == 0)
+      return fail(SPARCL_ERR_CORRUPT, from + "rank " + std::to_string(source_) + " has an inconsistent length");
+    if (inline_data) {
       if (!orphan) {
         buffer_ = Buffer(size_);
         if (size_ > 0) std::memcpy(buffer_.data(), header_->data.get() + kPrefixBytes, size_);
@@ -322,8 +334,6 @@ class RecvFlow final : public Flow {
       done = true;
       return;
     }
-    if (len != kPrefixBytes || p.chunk == 0)
-      fail(SPARCL_ERR_CORRUPT, from + "rank " + std::to_string(source_) + " has an inconsistent length");
     chunk_ = p.chunk;
     // Receive straight into the message's buffer; posted before the
     // clear-to-send, so the payload never arrives unexpected.
@@ -421,12 +431,15 @@ class OfiSend final : public Request {
   explicit OfiSend(std::shared_ptr<SendFlow> f) : f_(std::move(f)) {}
   ~OfiSend() override {
     try {
+      auto lock = f_->t.guard();
       f_->drop();
+      f_.reset();  // under the lock: freeing a flow closes memory registrations
     } catch (...) {
       // never throw from a destructor; the flow finishes in the background
     }
   }
   bool test() override {
+    auto lock = f_->t.guard();
     f_->check();
     return f_->done;
   }
@@ -440,17 +453,26 @@ class OfiRecv final : public RecvRequest {
   explicit OfiRecv(std::shared_ptr<RecvFlow> f) : f_(std::move(f)) {}
   ~OfiRecv() override {
     try {
+      auto lock = f_->t.guard();
       f_->withdraw();
+      f_.reset();  // under the lock: freeing a flow closes memory registrations
     } catch (...) {
       // never throw from a destructor; the flow finishes in the background
     }
   }
   bool test() override {
+    auto lock = f_->t.guard();
     f_->check();
     return f_->done;
   }
-  Buffer take() override { return f_->take(); }
-  int source() const override { return f_->source(); }
+  Buffer take() override {
+    auto lock = f_->t.guard();
+    return f_->take();
+  }
+  int source() const override {
+    auto lock = f_->t.guard();
+    return f_->source();
+  }
 
  private:
   std::shared_ptr<RecvFlow> f_;
@@ -489,6 +511,7 @@ OfiTransport::OfiTransport(std::unique_ptr<Fabric> fabric, int rank, int size, s
 
 OfiTransport::~OfiTransport() {
   try {
+    stop_keeper();
     // The endpoint goes first: afterwards the provider touches none of our
     // buffers, and flows (with their registrations) can be freed.
     fab_->close_endpoint();
@@ -654,6 +677,7 @@ void OfiTransport::fail_everything(const std::string& message) {
 }
 
 std::unique_ptr<Request> OfiTransport::isend(int peer, const Tag& tag, SharedBuffer data) {
+  auto lock = guard();
   if (peer < 0 || peer >= size_) fail(SPARCL_ERR_INTERNAL, "send to rank " + std::to_string(peer) + " out of range");
   if (!broken_.empty()) fail(SPARCL_ERR_TRANSPORT, broken_);
   if (!data) data = std::make_shared<Buffer>();
@@ -664,6 +688,7 @@ std::unique_ptr<Request> OfiTransport::isend(int peer, const Tag& tag, SharedBuf
 }
 
 std::unique_ptr<RecvRequest> OfiTransport::irecv(int peer, const Tag& tag) {
+  auto lock = guard();
   if (peer != kAnyPeer && (peer < 0 || peer >= size_))
     fail(SPARCL_ERR_INTERNAL, "receive from rank " + std::to_string(peer) + " out of range");
   if (!broken_.empty()) fail(SPARCL_ERR_TRANSPORT, broken_);
@@ -674,6 +699,12 @@ std::unique_ptr<RecvRequest> OfiTransport::irecv(int peer, const Tag& tag) {
 }
 
 void OfiTransport::progress() {
+  auto lock = guard();
+  last_progress_ = Clock::now();
+  progress_locked();
+}
+
+void OfiTransport::progress_locked() {
   flush();
   for (int i = 0; i < 64 && poll(); ++i) {
   }
@@ -692,7 +723,7 @@ std::string OfiTransport::barrier(bool wire_up) {
   flow->start();
   const auto deadline = Clock::now() + (wire_up ? Clock::duration(kWireUpTimeout) : Clock::duration(kCloseTimeout));
   for (;;) {
-    progress();
+    progress_locked();
     if (flow->finished() || Clock::now() > deadline) break;
     sched_yield();
   }
@@ -707,17 +738,39 @@ std::string OfiTransport::barrier(bool wire_up) {
               " s" + (wire_up ? " while connecting" : " while closing");
   flow->orphan = true;
   flow->cancel_all();
-  progress();
+  progress_locked();
   return problem;
 }
 
 void OfiTransport::wire_up() {
-  if (size_ < 2) return;
-  const std::string problem = barrier(true);
-  if (!problem.empty()) fail(SPARCL_ERR_TRANSPORT, problem);
+  if (size_ > 1) {
+    auto lock = guard();
+    const std::string problem = barrier(true);
+    if (!problem.empty()) fail(SPARCL_ERR_TRANSPORT, problem);
+  }
+  if (fab_->idle_progress.count() > 0) keeper_ = std::thread([this] { keep_progressing(); });
+}
+
+void OfiTransport::keep_progressing() {
+  auto lock = guard();
+  while (!stop_) {
+    wake_.wait_for(lock, fab_->idle_progress);
+    if (!stop_ && Clock::now() - last_progress_ >= fab_->idle_progress) progress_locked();
+  }
+}
+
+void OfiTransport::stop_keeper() {
+  if (!keeper_.joinable()) return;
+  {
+    auto lock = guard();
+    stop_ = true;
+  }
+  wake_.notify_all();
+  keeper_.join();
 }
 
 void OfiTransport::close() {
+  auto lock = guard();
   if (closed_) return;
   closed_ = true;
   if (size_ < 2 || !fab_->ep) return;
@@ -770,6 +823,10 @@ OfiEndpoint::OfiEndpoint(const Config& config) : fab_(std::make_unique<ofi::Fabr
   hints.p->tx_attr->msg_order = FI_ORDER_SAS;
   hints.p->rx_attr->msg_order = FI_ORDER_SAS;
   hints.p->domain_attr->threading = FI_THREAD_DOMAIN;  // the caller serializes all calls
+  // We read the completion queue often enough; providers that can do without
+  // a progress thread (sockets) then do, which matters when ranks share cores.
+  hints.p->domain_attr->control_progress = FI_PROGRESS_MANUAL;
+  hints.p->domain_attr->data_progress = FI_PROGRESS_MANUAL;
   hints.p->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
   hints.p->fabric_attr->prov_name = strdup(provider.c_str());  // freed by fi_freeinfo
   if (!hints.p->fabric_attr->prov_name) fail(SPARCL_ERR_NO_MEMORY, "out of memory");
@@ -792,6 +849,11 @@ OfiEndpoint::OfiEndpoint(const Config& config) : fab_(std::make_unique<ofi::Fabr
   fab_->prov_key = (info->domain_attr->mr_mode & FI_MR_PROV_KEY) != 0;
   fab_->chunk_bytes = ofi::env_size("SPARCL_OFI_CHUNK_BYTES", ofi::kDefaultChunkBytes);
   if (info->ep_attr->max_msg_size > 0) fab_->chunk_bytes = std::min(fab_->chunk_bytes, info->ep_attr->max_msg_size);
+  // Providers that run their reliability protocol in the process (ofi_rxd)
+  // need the receiver to progress after its receive completed, or a lost
+  // acknowledgement stalls the sender: give them the idle progress thread.
+  const bool user_space_reliability = provider.find("rxd") != std::string::npos;
+  fab_->idle_progress = std::chrono::milliseconds(ofi::env_ms("SPARCL_OFI_IDLE_PROGRESS_MS", user_space_reliability ? 2 : 0));
   if (info->ep_attr->max_msg_size < ofi::kBounceBytes)
     fail(SPARCL_ERR_UNSUPPORTED, "libfabric provider '" + provider + "' limits messages to " +
                                      std::to_string(info->ep_attr->max_msg_size) + " bytes; sparcl needs " +

@@ -14,7 +14,7 @@
 //   message, whatever the message size.
 // - The 64-bit libfabric tag holds the low 32 bits of the sequence number,
 //   27 bits of the communicator id, the abort bit and a 2-bit kind (header,
-//   payload, clear-to-send, close). FI_ORDER_SAS keeps equal tags from one
+//   payload, clear-to-send, control). FI_ORDER_SAS keeps equal tags from one
 //   peer in order, which the engine relies on (see transport.hpp).
 // - Every posted operation has its own fi_context2 inside a Flow (one per
 //   request). Flows stay alive while the provider holds any of their
@@ -22,16 +22,24 @@
 //   cancelled (or, once its header has arrived, drained and discarded).
 // - Posts that meet -FI_EAGAIN wait in a FIFO (which keeps their order) and
 //   are retried while the completion queue is read.
+// - connect() exchanges a message with every rank (all connections are made
+//   at creation); close() does it again as a barrier (5 s bound).
+// - For providers whose reliability runs in the process (ofi_rxd) an idle
+//   progress thread reads the completion queue when the caller does not; a
+//   mutex serializes it with the caller's calls.
 #pragma once
 
 #include <rdma/fabric.h>
 #include <rdma/fi_domain.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -44,6 +52,7 @@ namespace ofi {
 enum class Kind : uint64_t { Header = 0, Payload = 1, Cts = 2, Close = 3 };
 
 // Tag layout: [0,32) seq, [32,59) comm_id, 59 abort, [60,62) kind, 62-63 zero.
+// Kind Close carries the control messages: seq 0 close, seq 1 wire-up.
 constexpr int kSeqBits = 32;
 constexpr int kCommBits = 27;
 constexpr int kAbortShift = kSeqBits + kCommBits;  // 59
@@ -69,6 +78,8 @@ struct Fabric {
   bool local_mr = false;    // FI_MR_LOCAL: buffers must be registered
   bool prov_key = true;     // FI_MR_PROV_KEY: the provider picks MR keys
   size_t chunk_bytes = kDefaultChunkBytes;
+  // Period of the idle progress thread; zero: none.
+  std::chrono::milliseconds idle_progress{0};
 
   Fabric() = default;
   Fabric(const Fabric&) = delete;
@@ -117,7 +128,9 @@ class OfiTransport final : public Transport {
   // (called by connect(), on every rank). Throws when a rank does not answer.
   void wire_up();
 
-  // --- used by the flows (ofi_transport.cpp) ---
+  // --- used by the requests and flows (ofi_transport.cpp); callers hold guard() ---
+  std::unique_lock<std::mutex> guard() const { return std::unique_lock<std::mutex>(mutex_); }
+  void progress_locked();
   const Fabric& fabric() const { return *fab_; }
   fi_addr_t addr(int rank) const { return addrs_[size_t(rank)]; }
   std::unique_ptr<Bounce> get_bounce();
@@ -151,6 +164,11 @@ class OfiTransport final : public Transport {
   void fail_everything(const std::string& message);
   // A message to and from every other rank, bounded in time; "" or what went wrong.
   std::string barrier(bool wire_up);
+  // The idle progress thread: reads the completion queue when the caller has
+  // not for a while (providers whose reliability protocol runs in the
+  // process, like ofi_rxd, must answer retransmissions even then).
+  void keep_progressing();
+  void stop_keeper();
 
   std::unique_ptr<Fabric> fab_;
   int rank_, size_;
@@ -163,6 +181,13 @@ class OfiTransport final : public Transport {
   std::unordered_map<Flow*, std::shared_ptr<Flow>> live_;
   std::vector<std::unique_ptr<Bounce>> bounces_;  // free, registered
   uint64_t next_key_ = 1;
+
+  // Serializes the caller's calls with the idle progress thread.
+  mutable std::mutex mutex_;
+  std::thread keeper_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace ofi
