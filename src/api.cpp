@@ -272,7 +272,7 @@ sparcl_status_t sparcl_comm_create(int rank, int size, sparcl_bootstrap_allgathe
 sparcl_status_t sparcl_comm_free(sparcl_comm_t comm) {
   if (!comm) return null_comm();
   {
-    std::lock_guard<std::mutex> lock(comm->mutex);
+    auto lock = comm->lock();
     for (const sparcl_request* r : comm->in_flight)
       if (!r->detached)
         return record(comm, SPARCL_ERR_INVALID_ARG, "communicator has requests in flight: wait for them first");
@@ -280,7 +280,7 @@ sparcl_status_t sparcl_comm_free(sparcl_comm_t comm) {
   return guarded(nullptr, [&] {
     // Detached requests finish first (progress deletes each as it ends);
     // the transport closes only after that.
-    std::unique_lock<std::mutex> lock(comm->mutex);
+    auto lock = comm->lock();
     while (!comm->in_flight.empty()) {
       comm->progress();
       lock.unlock();
@@ -333,42 +333,42 @@ sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm) {
 sparcl_status_t sparcl_iallreduce_sparse(const sparcl_sparse_t* send, void* dense_recv, sparcl_result_t* result,
                                          sparcl_comm_t comm, sparcl_request_t* request) {
   if (!comm) return null_comm();
-  std::lock_guard<std::mutex> lock(comm->mutex);
+  auto lock = comm->lock();
   return guarded(comm, [&] { *request = start_allreduce_sparse(comm, send, dense_recv, result, request); });
 }
 
 sparcl_status_t sparcl_allreduce_sparse(const sparcl_sparse_t* send, void* dense_recv, sparcl_result_t* result,
                                         sparcl_comm_t comm) {
   if (!comm) return null_comm();
-  std::unique_lock<std::mutex> lock(comm->mutex);
+  auto lock = comm->lock();
   return guarded(comm, [&] { run_to_end(start_allreduce_sparse(comm, send, dense_recv, result, &dense_recv), lock); });
 }
 
 sparcl_status_t sparcl_iallgather_sparse(const sparcl_sparse_t* send, sparcl_result_t* results,
                                          sparcl_result_t* merged, sparcl_comm_t comm, sparcl_request_t* request) {
   if (!comm) return null_comm();
-  std::lock_guard<std::mutex> lock(comm->mutex);
+  auto lock = comm->lock();
   return guarded(comm, [&] { *request = start_allgather_sparse(comm, send, results, merged, request); });
 }
 
 sparcl_status_t sparcl_allgather_sparse(const sparcl_sparse_t* send, sparcl_result_t* results,
                                         sparcl_result_t* merged, sparcl_comm_t comm) {
   if (!comm) return null_comm();
-  std::unique_lock<std::mutex> lock(comm->mutex);
+  auto lock = comm->lock();
   return guarded(comm, [&] { run_to_end(start_allgather_sparse(comm, send, results, merged, &results), lock); });
 }
 
 sparcl_status_t sparcl_iallreduce(const void* sendbuf, void* recvbuf, size_t count, sparcl_datatype_t datatype,
                                   sparcl_op_t op, sparcl_comm_t comm, sparcl_request_t* request) {
   if (!comm) return null_comm();
-  std::lock_guard<std::mutex> lock(comm->mutex);
+  auto lock = comm->lock();
   return guarded(comm, [&] { *request = start_allreduce(comm, sendbuf, recvbuf, count, datatype, op, request); });
 }
 
 sparcl_status_t sparcl_allreduce(const void* sendbuf, void* recvbuf, size_t count, sparcl_datatype_t datatype,
                                  sparcl_op_t op, sparcl_comm_t comm) {
   if (!comm) return null_comm();
-  std::unique_lock<std::mutex> lock(comm->mutex);
+  auto lock = comm->lock();
   return guarded(comm, [&] { run_to_end(start_allreduce(comm, sendbuf, recvbuf, count, datatype, op, &recvbuf), lock); });
 }
 
@@ -382,7 +382,7 @@ sparcl_status_t sparcl_test(sparcl_request_t* request, int* completed) {
     return SPARCL_SUCCESS;
   }
   sparcl_comm* comm = (*request)->comm;
-  std::lock_guard<std::mutex> lock(comm->mutex);
+  auto lock = comm->lock();
   if (!(*request)->done) comm->progress();
   if (!(*request)->done) return SPARCL_SUCCESS;
   *completed = 1;
@@ -393,7 +393,7 @@ sparcl_status_t sparcl_wait(sparcl_request_t* request) {
   if (!request) return record(nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
   if (!*request) return SPARCL_SUCCESS;
   sparcl_comm* comm = (*request)->comm;
-  std::unique_lock<std::mutex> lock(comm->mutex);
+  auto lock = comm->lock();
   comm->wait_for(*request, lock);
   return release(request);
 }
@@ -434,7 +434,7 @@ sparcl_status_t sparcl_request_free(sparcl_request_t* request) {
   if (!*request) return SPARCL_SUCCESS;
   sparcl_request* r = *request;
   *request = nullptr;
-  std::lock_guard<std::mutex> lock(r->comm->mutex);
+  auto lock = r->comm->lock();
   if (r->done)
     delete r;
   else

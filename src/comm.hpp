@@ -9,6 +9,7 @@
 // enabled, on a background thread; a mutex serializes the two.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -54,6 +55,15 @@ struct sparcl_comm {
   void start_progress_thread();
   void stop_progress_thread();
 
+  // Takes `mutex` for a caller's API call. The progress thread steps aside
+  // while such a call waits, so callers are never starved by its spinning.
+  std::unique_lock<std::mutex> lock() {
+    ++callers_waiting_;
+    std::unique_lock<std::mutex> l(mutex);
+    --callers_waiting_;
+    return l;
+  }
+
   std::mutex mutex;  // guards everything above against the progress thread
   std::list<sparcl_request*> in_flight;
 
@@ -62,6 +72,7 @@ struct sparcl_comm {
   std::condition_variable wake_;  // requests were submitted, or stop
   std::thread progress_thread_;
   bool stop_ = false;
+  std::atomic<int> callers_waiting_{0};
 };
 
 struct sparcl_request {
