@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -262,4 +263,15 @@ BENCHMARK(IndicesEncode)->Name("Indices/Encode")->Apply(IndexArgs);
 BENCHMARK(IndicesDecode)->Name("Indices/Decode")->Apply(IndexArgs);
 BENCHMARK(IndicesMemcpy)->Name("Indices/Memcpy")->Apply(IndexArgs);
 
-BENCHMARK_MAIN();
+// SPARCL_BENCH_BASELINE=1 runs the baseline x86-64 kernels instead of the
+// AVX2 ones (to see what a machine without AVX2 gets).
+int main(int argc, char** argv) {
+  const char* baseline = std::getenv("SPARCL_BENCH_BASELINE");
+  if (baseline && *baseline && *baseline != '0') cz::avx2_enabled() = false;
+  benchmark::AddCustomContext("sparcl_kernels", cz::avx2_enabled() ? "avx2" : "baseline x86-64");
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

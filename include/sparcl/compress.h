@@ -137,7 +137,9 @@ sparcl_status_t sparcl_compressor_free(sparcl_compressor_t compressor);
  *                    belong to the compressor and stay valid until its next
  *                    compress call or its free. `out` can be passed as is to
  *                    sparcl_allreduce_sparse() or sparcl_allgather_sparse().
- * @return SPARCL_ERR_INVALID_ARG also when a QSGD encoding meets NaN or Inf
+ * @return SPARCL_ERR_INVALID_ARG also when a QSGD encoding meets NaN or Inf.
+ *         After a failure nothing was sent and the gradient stays in the
+ *         residual (after a NaN, clear it with sparcl_compressor_reset()).
  */
 sparcl_status_t sparcl_compress(sparcl_compressor_t compressor, const float *grad, sparcl_sparse_t *out);
 

@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The C API of include/sparcl/compress.h. Every entry point catches
+// everything (src/guard.hpp): no exception crosses it.
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "compressor.hpp"
+#include "guard.hpp"
+#include "input.hpp"
+#include "sparcl/compress.h"
+
+using namespace sparcl;
+using sparcl::compress::Compressor;
+using sparcl::compress::CompressorOptions;
+
+struct sparcl_compressor {
+  sparcl_compressor(const CompressorOptions& o, uint64_t dim, uint32_t stream)
+      : impl(o, dim), rounding_stream(stream) {}
+  Compressor impl;
+  uint32_t rounding_stream;
+};
+
+namespace {
+
+CompressorOptions options_from(const sparcl_compressor_config_t& c) {
+  const int method = raw(c.method);
+  if (method < SPARCL_COMPRESS_NONE || method > SPARCL_COMPRESS_RANDOMK)
+    fail(SPARCL_ERR_INVALID_ARG, "config.method is not a sparcl_compress_method_t");
+  const int values = raw(c.values);
+  if (!compress::is_value_codec(values))
+    fail(SPARCL_ERR_INVALID_ARG, "config.values is not a sparcl_value_encoding_t");
+  if (c.error_feedback != 0 && c.error_feedback != 1)
+    fail(SPARCL_ERR_INVALID_ARG, "config.error_feedback must be 0 or 1");
+  if (c.k == 0 && !(c.density > 0.0 && c.density <= 1.0))
+    fail(SPARCL_ERR_INVALID_ARG, "config.density must lie in (0, 1] (or set config.k)");
+  if (!(c.threshold >= 0.0f)) fail(SPARCL_ERR_INVALID_ARG, "config.threshold must be >= 0 (and not NaN)");
+  if (c.bucket_size == 0) fail(SPARCL_ERR_INVALID_ARG, "config.bucket_size must be at least 1");
+  if (c.quantization_bucket == 0) fail(SPARCL_ERR_INVALID_ARG, "config.quantization_bucket must be at least 1");
+  if (!(c.momentum >= 0.0f && c.momentum < 1.0f)) fail(SPARCL_ERR_INVALID_ARG, "config.momentum must lie in [0, 1)");
+  if (c.momentum > 0.0f && !c.error_feedback)
+    fail(SPARCL_ERR_INVALID_ARG, "config.momentum needs config.error_feedback = 1");
+  CompressorOptions o;
+  o.method = compress::Method(method);
+  o.k = c.k;
+  o.density = c.density;
+  o.threshold = c.threshold;
+  o.bucket = c.bucket_size;
+  o.codec = compress::ValueCodec(values);
+  o.quant_bucket = c.quantization_bucket;
+  o.error_feedback = c.error_feedback == 1;
+  o.momentum = c.momentum;
+  o.seed = c.seed;
+  return o;
+}
+
+// The compressor's current selection as a caller-facing sparse vector.
+sparcl_sparse_t as_sparse(const sparcl_compressor& c, const compress::Selection& sel) {
+  sparcl_sparse_t s{};
+  s.dim = c.impl.dim();
+  s.nnz = sel.size();
+  s.index_type = SPARCL_INDEX_U32;
+  s.indices = sel.idx.data();
+  s.value_type = SPARCL_FLOAT32;
+  s.values = sel.val.data();
+  s.flags = 0;
+  return s;
+}
+
+sparcl_status_t null_compressor() { return record(nullptr, SPARCL_ERR_INVALID_ARG, "compressor is NULL"); }
+
+// Rounding streams: ranks use their rank (< 2^31); sparcl_compress() callers
+// their config.rounding_stream, kept apart from the ranks' by bit 32.
+uint64_t local_stream(uint32_t s) { return (uint64_t(1) << 32) | s; }
+
+template <class I>
+void scatter(const sparcl_sparse_t& s, float* dense) {
+  const I* idx = static_cast<const I*>(s.indices);
+  const float* val = static_cast<const float*>(s.values);
+  const bool unsorted = s.flags & SPARCL_SPARSE_UNSORTED;
+  for (size_t k = 0; k < s.nnz; ++k) {
+    const uint64_t i = uint64_t(idx[k]);
+    if (i >= s.dim)
+      fail(SPARCL_ERR_INVALID_ARG, "index " + std::to_string(i) + " at position " + std::to_string(k) +
+                                       " is >= dim " + std::to_string(s.dim));
+    if (!unsorted && k > 0 && idx[k] <= idx[k - 1])
+      fail(SPARCL_ERR_INVALID_ARG,
+           std::string(idx[k] == idx[k - 1] ? "duplicate" : "unsorted") + " index " + std::to_string(i) +
+               " at position " + std::to_string(k) +
+               " (indices must be strictly increasing, or set SPARCL_SPARSE_UNSORTED)");
+  }
+  std::fill(dense, dense + s.dim, 0.0f);
+  if (unsorted)
+    for (size_t k = 0; k < s.nnz; ++k) dense[idx[k]] += val[k];
+  else
+    for (size_t k = 0; k < s.nnz; ++k) dense[idx[k]] = val[k];
+}
+
+}  // namespace
+
+extern "C" {
+
+sparcl_status_t sparcl_compressor_config_init(sparcl_compressor_config_t* config) {
+  if (!config) return record(nullptr, SPARCL_ERR_INVALID_ARG, "config is NULL");
+  *config = sparcl_compressor_config_t SPARCL_COMPRESSOR_CONFIG_INIT;
+  return SPARCL_SUCCESS;
+}
+
+sparcl_status_t sparcl_compressor_create(const sparcl_compressor_config_t* config, uint64_t dim,
+                                         sparcl_compressor_t* compressor) {
+  if (!compressor) return record(nullptr, SPARCL_ERR_INVALID_ARG, "compressor is NULL");
+  *compressor = nullptr;
+  return guarded(nullptr, [&] {
+    sparcl_compressor_config_t c = SPARCL_COMPRESSOR_CONFIG_INIT;
+    if (config) {
+      // Configs from older headers are shorter: fields past their end keep
+      // their defaults. This is the first version: every field is required.
+      constexpr size_t kOldest = offsetof(sparcl_compressor_config_t, rounding_stream) + sizeof(uint32_t);
+      if (config->struct_size < kOldest)
+        fail(SPARCL_ERR_INVALID_ARG,
+             "config.struct_size is too small: initialise it with SPARCL_COMPRESSOR_CONFIG_INIT");
+      std::memcpy(&c, config, std::min(config->struct_size, sizeof c));
+      c.struct_size = sizeof c;
+    }
+    *compressor = new sparcl_compressor(options_from(c), dim, c.rounding_stream);
+  });
+}
+
+sparcl_status_t sparcl_compressor_free(sparcl_compressor_t compressor) {
+  delete compressor;
+  return SPARCL_SUCCESS;
+}
+
+sparcl_status_t sparcl_compress(sparcl_compressor_t compressor, const float* grad, sparcl_sparse_t* out) {
+  if (!compressor) return null_compressor();
+  return guarded(nullptr, [&] {
+    require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "grad is NULL");
+    require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
+    const auto& sel = compressor->impl.compress(grad, local_stream(compressor->rounding_stream));
+    *out = as_sparse(*compressor, sel);
+  });
+}
+
+sparcl_status_t sparcl_decompress(const sparcl_sparse_t* sparse, float* dense) {
+  return guarded(nullptr, [&] {
+    check_sparse_header(sparse);
+    require(raw(sparse->value_type) == SPARCL_FLOAT32, SPARCL_ERR_INVALID_ARG,
+            "sparcl_decompress writes float32: value_type must be SPARCL_FLOAT32");
+    require(dense != nullptr, SPARCL_ERR_INVALID_ARG, "dense is NULL");
+    if (raw(sparse->index_type) == SPARCL_INDEX_U32)
+      scatter<uint32_t>(*sparse, dense);
+    else
+      scatter<uint64_t>(*sparse, dense);
+  });
+}
+
+sparcl_status_t sparcl_allreduce_compressed(sparcl_comm_t comm, sparcl_compressor_t compressor, const float* grad,
+                                            float* out) {
+  if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL");
+  sparcl_sparse_t send{};
+  const sparcl_status_t local = guarded(comm, [&] {
+    require(compressor != nullptr, SPARCL_ERR_INVALID_ARG, "compressor is NULL");
+    require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "grad is NULL");
+    require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
+    int rank = 0;
+    if (sparcl_comm_rank(comm, &rank) != SPARCL_SUCCESS) fail(SPARCL_ERR_INTERNAL, "cannot read the rank");
+    send = as_sparse(*compressor, compressor->impl.compress(grad, uint64_t(rank)));
+  });
+  if (local == SPARCL_SUCCESS) {
+    const sparcl_status_t st = sparcl_allreduce_sparse(&send, out, nullptr, comm);
+    if (st != SPARCL_SUCCESS) compressor->impl.unsend();  // nothing was delivered: keep it for the next step
+    return st;
+  }
+
+  // Compression failed here. The collective still takes its sequence number
+  // on this rank, and the other ranks, which would otherwise wait for this
+  // one, get the real error through an abort notice.
+  {
+    auto lock = comm->lock();
+    const uint64_t dim = compressor ? compressor->impl.dim() : 0;
+    const Identity id = comm->next_identity(Kind::Allreduce, 0, dim, SPARCL_FLOAT32, index_width_for(dim));
+    send_abort_notices(*comm->transport, id, local, comm->last_error);
+  }
+  return local;
+}
+
+float* sparcl_compressor_residual(sparcl_compressor_t compressor) {
+  return compressor ? compressor->impl.residual() : nullptr;
+}
+
+sparcl_status_t sparcl_compressor_reset(sparcl_compressor_t compressor) {
+  if (!compressor) return null_compressor();
+  compressor->impl.reset();
+  return SPARCL_SUCCESS;
+}
+
+}  // extern "C"
