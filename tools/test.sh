@@ -29,7 +29,8 @@ ctest --test-dir build --output-on-failure --timeout 600 -j1 "$@"
 
 # The threaded tests again, under ThreadSanitizer (tests/tsan.supp lists
 # what is suppressed in Open MPI, which is not instrumented), over the MPI
-# transport: UCX's memory hooks crash TSan-instrumented processes.
+# transport only: with libfabric and UCX linked in, the instrumented tests
+# died with SIGSEGV before any test ran (not investigated yet).
 echo "==> [4/4] ThreadSanitizer build (build-tsan/) and the threaded tests"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARCL_SANITIZE=thread \
   -DSPARCL_BUILD_BENCH=OFF -DSPARCL_TEST_DIRS=mpi -DSPARCL_WERROR=ON \
