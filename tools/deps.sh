@@ -22,6 +22,12 @@ SPARCL_DEPS=(
   libfabric-dev libfabric-bin libucx-dev ucx-utils
   # The emulated cluster (ip netns, tc)
   iproute2
+  # Mini-trainer: GEMM, gzip'd IDX files, and its two data sets
+  libopenblas-dev zlib1g-dev dataset-fashion-mnist r-bioc-bladderbatch
+  # PyTorch plugin and its tests (Debian's torch runs under /usr/bin/python3)
+  python3-torch python3-pytest
+  # Fuzzing (libFuzzer) and LeakSanitizer runtimes
+  clang libclang-rt-14-dev
 )
 
 sparcl_install_deps() {
