@@ -13,6 +13,7 @@
 #include "comm_create.hpp"
 #include "guard.hpp"
 #include "input.hpp"
+#include "start.hpp"
 #include "sparcl/sparcl.h"
 
 using namespace sparcl;
@@ -119,6 +120,10 @@ const char* sparcl_strerror(sparcl_status_t status) {
   }
   return "unknown status";
 }
+
+}  // extern "C"
+
+namespace sparcl {
 
 // Ends a completed request: frees it and returns its status, recording its
 // error on the communicator.
@@ -250,6 +255,10 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
   });
   return comm->submit(std::move(request));
 }
+
+}  // namespace sparcl
+
+extern "C" {
 
 int sparcl_version(void) { return SPARCL_VERSION_CODE; }
 

@@ -21,6 +21,7 @@ void finish(sparcl_request& r) {
       r.message = "out of memory while delivering a result";
     }
   }
+  if (r.status != SPARCL_SUCCESS && r.on_failure) r.on_failure();
   r.done = true;
 }
 }  // namespace

@@ -80,6 +80,9 @@ struct sparcl_request {
   std::unique_ptr<sparcl::Operation> op;
   // Writes the outputs after success; may throw (e.g. out of memory).
   std::function<void()> deliver;
+  // Runs once if the request ends without success (its outputs were not
+  // written); must not throw.
+  std::function<void()> on_failure;
   std::shared_ptr<void> keep;  // storage the operation reads (converted input)
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 

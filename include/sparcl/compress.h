@@ -180,6 +180,25 @@ sparcl_status_t sparcl_decompress(const sparcl_sparse_t *sparse, float *dense);
 sparcl_status_t sparcl_allreduce_compressed(sparcl_comm_t comm, sparcl_compressor_t compressor, const float *grad,
                                             float *out);
 
+/**
+ * Starts sparcl_allreduce_compressed() and returns a request that
+ * sparcl_test(), sparcl_wait() and the other completion calls of sparcl.h
+ * complete. Compression happens in this call; `out` is written when the
+ * request completes. Until then the caller keeps `out` alive and does not use
+ * the compressor (no compress, reset or residual access): the message being
+ * sent lives in it, and a failed request puts its values back into the
+ * residual when it completes. Collectives on `comm` are started in the same
+ * order on every rank, as always.
+ *
+ * @param comm        communicator
+ * @param compressor  this rank's compressor for the tensor
+ * @param grad        dim float32 values (read during this call only)
+ * @param out         dim float32 values, written in full on completion
+ * @param request     receives the request
+ */
+sparcl_status_t sparcl_iallreduce_compressed(sparcl_comm_t comm, sparcl_compressor_t compressor, const float *grad,
+                                             float *out, sparcl_request_t *request);
+
 /** The compressor's residual (dim values), or NULL without error feedback. It
  *  may be read or written between steps, e.g. to checkpoint it. */
 float *sparcl_compressor_residual(sparcl_compressor_t compressor);

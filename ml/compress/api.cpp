@@ -10,6 +10,7 @@
 #include "compressor.hpp"
 #include "guard.hpp"
 #include "input.hpp"
+#include "start.hpp"
 #include "sparcl/compress.h"
 
 using namespace sparcl;
@@ -98,6 +99,45 @@ void scatter(const sparcl_sparse_t& s, float* dense) {
     for (size_t k = 0; k < s.nnz; ++k) dense[idx[k]] = val[k];
 }
 
+// Starts the compressed allreduce (caller holds the communicator's lock).
+// The request puts the step's values back into the residual if it fails,
+// so that a retried step loses nothing.
+sparcl_request* start_compressed(sparcl_comm* comm, sparcl_compressor* compressor, const float* grad, float* out,
+                                 const void* request_slot) {
+  sparcl_sparse_t send{};
+  const auto local_failure = [&](sparcl_status_t status, const std::string& message) {
+    // Compression failed here. The collective still takes its sequence
+    // number on this rank, and the other ranks, which would otherwise wait
+    // for this one, get the real error through an abort notice.
+    const uint64_t dim = compressor ? compressor->impl.dim() : 0;
+    const Identity id = comm->next_identity(Kind::Allreduce, 0, dim, SPARCL_FLOAT32, index_width_for(dim));
+    send_abort_notices(*comm->transport, id, status, message);
+  };
+  try {
+    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+    require(compressor != nullptr, SPARCL_ERR_INVALID_ARG, "compressor is NULL");
+    require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "grad is NULL");
+    require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
+    send = as_sparse(*compressor, compressor->impl.compress(grad, uint64_t(comm->transport->rank())));
+  } catch (const Error& e) {
+    local_failure(e.status(), e.what());
+    throw;
+  } catch (const std::bad_alloc&) {
+    local_failure(SPARCL_ERR_NO_MEMORY, "out of memory");
+    throw;
+  }
+  sparcl_request* r = nullptr;
+  try {
+    r = start_allreduce_sparse(comm, &send, out, nullptr, request_slot);
+  } catch (...) {
+    compressor->impl.unsend();  // nothing was delivered: keep it for the next step
+    throw;
+  }
+  // Set before the lock is released, so before the engine can end the request.
+  r->on_failure = [compressor] { compressor->impl.unsend(); };
+  return r;
+}
+
 }  // namespace
 
 extern "C" {
@@ -159,31 +199,15 @@ sparcl_status_t sparcl_decompress(const sparcl_sparse_t* sparse, float* dense) {
 sparcl_status_t sparcl_allreduce_compressed(sparcl_comm_t comm, sparcl_compressor_t compressor, const float* grad,
                                             float* out) {
   if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL");
-  sparcl_sparse_t send{};
-  const sparcl_status_t local = guarded(comm, [&] {
-    require(compressor != nullptr, SPARCL_ERR_INVALID_ARG, "compressor is NULL");
-    require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "grad is NULL");
-    require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
-    int rank = 0;
-    if (sparcl_comm_rank(comm, &rank) != SPARCL_SUCCESS) fail(SPARCL_ERR_INTERNAL, "cannot read the rank");
-    send = as_sparse(*compressor, compressor->impl.compress(grad, uint64_t(rank)));
-  });
-  if (local == SPARCL_SUCCESS) {
-    const sparcl_status_t st = sparcl_allreduce_sparse(&send, out, nullptr, comm);
-    if (st != SPARCL_SUCCESS) compressor->impl.unsend();  // nothing was delivered: keep it for the next step
-    return st;
-  }
+  auto lock = comm->lock();
+  return guarded(comm, [&] { run_to_end(start_compressed(comm, compressor, grad, out, &out), lock); });
+}
 
-  // Compression failed here. The collective still takes its sequence number
-  // on this rank, and the other ranks, which would otherwise wait for this
-  // one, get the real error through an abort notice.
-  {
-    auto lock = comm->lock();
-    const uint64_t dim = compressor ? compressor->impl.dim() : 0;
-    const Identity id = comm->next_identity(Kind::Allreduce, 0, dim, SPARCL_FLOAT32, index_width_for(dim));
-    send_abort_notices(*comm->transport, id, local, comm->last_error);
-  }
-  return local;
+sparcl_status_t sparcl_iallreduce_compressed(sparcl_comm_t comm, sparcl_compressor_t compressor, const float* grad,
+                                             float* out, sparcl_request_t* request) {
+  if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL");
+  auto lock = comm->lock();
+  return guarded(comm, [&] { *request = start_compressed(comm, compressor, grad, out, request); });
 }
 
 float* sparcl_compressor_residual(sparcl_compressor_t compressor) {

@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -257,6 +258,79 @@ TEST(AllreduceCompressed, FailureOnOneRankFailsAll) {
     EXPECT_EQ(sparcl_allreduce_compressed(comm.get(), fresh.get(), g.data(), out.data()), SPARCL_SUCCESS)
         << sparcl_comm_last_error(comm.get());
   }
+}
+
+// The non-blocking form: several tensors in flight at once, completed in
+// reverse order, give bit for bit what the blocking call gives on twin
+// compressors fed the same gradients.
+TEST(AllreduceCompressed, NonBlockingEqualsBlocking) {
+  Comm comm;
+  ASSERT_EQ(comm.status(), SPARCL_SUCCESS);
+  const int r = world_rank();
+  const std::vector<uint64_t> dims = {1000, 65536, 300007};
+  sparcl_compressor_config_t cfg = SPARCL_COMPRESSOR_CONFIG_INIT;
+  cfg.density = 0.02;
+  cfg.values = SPARCL_VALUES_QSGD8;
+  std::vector<std::unique_ptr<Compressor>> nonblocking, blocking;
+  for (uint64_t d : dims) {
+    nonblocking.emplace_back(new Compressor(cfg, d));
+    blocking.emplace_back(new Compressor(cfg, d));
+  }
+  for (int step = 0; step < 3; ++step) {
+    std::vector<std::vector<float>> g, out;
+    std::vector<sparcl_request_t> req(dims.size(), nullptr);
+    for (size_t k = 0; k < dims.size(); ++k) {
+      g.push_back(gradient(dims[k], r, step * 10 + int(k)));
+      out.emplace_back(dims[k], -1.0f);
+      EXPECT_EQ(sparcl_iallreduce_compressed(comm.get(), nonblocking[k]->get(), g[k].data(), out[k].data(), &req[k]),
+                SPARCL_SUCCESS)
+          << sparcl_comm_last_error(comm.get());
+    }
+    for (size_t k = dims.size(); k-- > 0;) {
+      EXPECT_EQ(sparcl_wait(&req[k]), SPARCL_SUCCESS) << sparcl_comm_last_error(comm.get());
+      EXPECT_EQ(req[k], nullptr);
+    }
+    for (size_t k = 0; k < dims.size(); ++k) {
+      std::vector<float> expected(dims[k]);
+      EXPECT_EQ(sparcl_allreduce_compressed(comm.get(), blocking[k]->get(), g[k].data(), expected.data()),
+                SPARCL_SUCCESS);
+      EXPECT_EQ(std::memcmp(expected.data(), out[k].data(), dims[k] * sizeof(float)), 0) << "tensor " << k;
+    }
+  }
+}
+
+// A request that fails in the collective (here the ranks disagree on dim)
+// puts the step back into the residual when it completes.
+TEST(AllreduceCompressed, FailedRequestKeepsTheStep) {
+  Comm comm;
+  ASSERT_EQ(comm.status(), SPARCL_SUCCESS);
+  if (world_size() < 2) GTEST_SKIP() << "needs two ranks";
+  const int r = world_rank();
+  const uint64_t dim = 5000 + (r == 1 ? 1 : 0);
+  sparcl_compressor_config_t cfg = SPARCL_COMPRESSOR_CONFIG_INIT;
+  Compressor c(cfg, dim);
+  const auto g = gradient(dim, r, 5);
+  std::vector<float> out(dim);
+  sparcl_request_t req = nullptr;
+  EXPECT_EQ(sparcl_iallreduce_compressed(comm.get(), c.get(), g.data(), out.data(), &req), SPARCL_SUCCESS);
+  EXPECT_EQ(sparcl_wait(&req), SPARCL_ERR_MISMATCH) << sparcl_comm_last_error(comm.get());
+  const float* res = sparcl_compressor_residual(c.get());
+  size_t differ = 0;
+  for (uint64_t i = 0; i < dim; ++i) differ += std::memcmp(&res[i], &g[i], 4) != 0;
+  EXPECT_EQ(differ, 0u);
+  // A NULL request pointer fails on every rank, and the communicator still works.
+  const sparcl_status_t st =
+      sparcl_iallreduce_compressed(comm.get(), c.get(), g.data(), out.data(), r == 1 ? nullptr : &req);
+  if (r == 1) {
+    EXPECT_EQ(st, SPARCL_ERR_INVALID_ARG);
+  } else {
+    EXPECT_EQ(st, SPARCL_SUCCESS);
+    EXPECT_NE(sparcl_wait(&req), SPARCL_SUCCESS);
+  }
+  Compressor fresh(cfg, 5000);
+  std::vector<float> g2 = gradient(5000, r, 6), out2(5000);
+  EXPECT_EQ(sparcl_allreduce_compressed(comm.get(), fresh.get(), g2.data(), out2.data()), SPARCL_SUCCESS)
+      << sparcl_comm_last_error(comm.get());
 }
 
 }  // namespace
