@@ -64,15 +64,7 @@ typedef enum sparcl_compress_method {
   SPARCL_COMPRESS_RANDOMK = 5
 } sparcl_compress_method_t;
 
-/** How the selected values are represented when they are sent. */
-typedef enum sparcl_value_encoding {
-  SPARCL_VALUES_RAW = 0,   /**< float32 */
-  SPARCL_VALUES_FP16 = 1,  /**< IEEE half, round to nearest even (overflow: +-Inf) */
-  SPARCL_VALUES_BF16 = 2,  /**< bfloat16, round to nearest even */
-  SPARCL_VALUES_QSGD8 = 3, /**< QSGD, 8 bits per value (levels -127..127), per-bucket max-norm scale */
-  SPARCL_VALUES_QSGD4 = 4, /**< QSGD, 4 bits per value (levels -7..7) */
-  SPARCL_VALUES_QSGD2 = 5  /**< QSGD, 2 bits per value (levels -1, 0, 1) */
-} sparcl_value_encoding_t;
+/* sparcl_value_encoding_t, the value encodings, is declared in sparcl.h. */
 
 /**
  * Compressor configuration. Initialise with ::SPARCL_COMPRESSOR_CONFIG_INIT

@@ -103,10 +103,29 @@ typedef enum sparcl_transport {
 } sparcl_transport_t;
 
 /**
+ * How values travel on the wire (and, for compressors, how selected values
+ * are represented). Lossy encodings apply to float32 vectors; every
+ * reduction is done in float32 after decoding, and partial sums are
+ * re-encoded at each hop (QSGD stochastically, so the expected result is the
+ * exact sum). Results stay bitwise identical on every rank. Float64 vectors
+ * always travel raw.
+ */
+typedef enum sparcl_value_encoding {
+  SPARCL_VALUES_RAW = 0,   /**< the values themselves (float32 or float64) */
+  SPARCL_VALUES_FP16 = 1,  /**< IEEE half, round to nearest even (overflow: +-Inf) */
+  SPARCL_VALUES_BF16 = 2,  /**< bfloat16, round to nearest even */
+  SPARCL_VALUES_QSGD8 = 3, /**< QSGD, 8 bits per value (levels -127..127), per-bucket max-norm scale */
+  SPARCL_VALUES_QSGD4 = 4, /**< QSGD, 4 bits per value (levels -7..7) */
+  SPARCL_VALUES_QSGD2 = 5  /**< QSGD, 2 bits per value (levels -1, 0, 1) */
+} sparcl_value_encoding_t;
+
+/**
  * Communicator configuration. Initialise with ::SPARCL_CONFIG_INIT, then set
- * fields. Environment variables (SPARCL_ALGORITHM, SPARCL_TIMEOUT_MS) override
- * the fields; the README lists them. All ranks must pass equal configurations
- * (checked when the communicator is created).
+ * fields. Environment variables (SPARCL_ALGORITHM, SPARCL_TIMEOUT_MS,
+ * SPARCL_TRANSPORT, SPARCL_OFI_PROVIDER, SPARCL_PROGRESS_THREAD,
+ * SPARCL_ENCODING, SPARCL_QSGD_BUCKET, SPARCL_CHECKSUM) override the fields;
+ * the README lists them. All ranks must pass equal configurations (checked
+ * when the communicator is created: SPARCL_ERR_MISMATCH).
  */
 typedef struct sparcl_config {
   size_t struct_size;             /**< sizeof(sparcl_config_t), for ABI growth */
@@ -115,11 +134,15 @@ typedef struct sparcl_config {
   int64_t timeout_ms;             /**< per-operation timeout; 0 waits forever; default 1800000 */
   const char *ofi_provider;       /**< libfabric provider, e.g. "tcp;ofi_rxm" (the default when NULL) */
   int progress_thread;            /**< 1: a background thread progresses operations; default 0 */
+  sparcl_value_encoding_t encoding; /**< values of float32 vectors on the wire; default SPARCL_VALUES_RAW */
+  size_t quantization_bucket;     /**< QSGD encodings: values per scale, 1..2^32-1; default 512 */
+  int checksum;                   /**< 1: a CRC32C over every message, so that corruption in transit
+                                       fails with SPARCL_ERR_CORRUPT; default 0 */
 } sparcl_config_t;
 
 /** Default configuration. */
 #define SPARCL_CONFIG_INIT \
-  { sizeof(sparcl_config_t), SPARCL_ALGO_AUTO, SPARCL_TRANSPORT_DEFAULT, 1800000, NULL, 0 }
+  { sizeof(sparcl_config_t), SPARCL_ALGO_AUTO, SPARCL_TRANSPORT_DEFAULT, 1800000, NULL, 0, SPARCL_VALUES_RAW, 512, 0 }
 
 /** Flags of a sparse input vector. */
 enum {
