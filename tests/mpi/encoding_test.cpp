@@ -4,7 +4,7 @@
 // (dense output, result object, allgather); fp16 and bf16 results within the
 // error of their roundings; QSGD unbiased over repeated runs; float64
 // vectors unchanged (they travel raw); ranks that disagree on the encoding,
-// its bucket or checksums are told so at creation.
+// its bucket or checksums are told so.
 //
 // Error bounds. A value passes through at most H roundings on its way to the
 // result (H per algorithm below), each of a partial sum whose magnitude is at
@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include "mpi_test.hpp"
+#include "sparcl/compress.h"
 
 using namespace sparcl_testing;
 
@@ -274,6 +275,32 @@ TEST(EncodingConfig, RanksThatDisagreeAreToldAtCreation) {
   c.quantization_bucket = first ? 256 : 512;
   Comm comm(c);
   EXPECT_EQ(comm.status(), SPARCL_SUCCESS) << sparcl_comm_last_error(nullptr);
+}
+
+// Compressors with different value encodings in one compressed allreduce:
+// every rank fails with SPARCL_ERR_MISMATCH naming the encoding, and the
+// communicator goes on working.
+TEST(EncodingConfig, CompressorsThatDisagreeAreAMismatch) {
+  if (world_size() == 1) GTEST_SKIP() << "needs two ranks";
+  Comm comm;
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  const uint64_t dim = 5000;
+  sparcl_compressor_config_t cc = SPARCL_COMPRESSOR_CONFIG_INIT;
+  cc.values = world_rank() == 0 ? SPARCL_VALUES_FP16 : SPARCL_VALUES_BF16;
+  sparcl_compressor_t compressor = nullptr;
+  ASSERT_EQ(sparcl_compressor_create(&cc, dim, &compressor), SPARCL_SUCCESS);
+  std::vector<float> g(dim), out(dim);
+  for (uint64_t i = 0; i < dim; ++i) g[i] = float(std::sin(double(i))) * float(world_rank() + 1);
+  EXPECT_EQ(sparcl_allreduce_compressed(comm.get(), compressor, g.data(), out.data()), SPARCL_ERR_MISMATCH);
+  EXPECT_NE(std::string(comm.error()).find("encoding"), std::string::npos) << comm.error();
+  all_ranks(true);
+  sparcl_compressor_free(compressor);
+  // Bad input does not end the communicator.
+  std::vector<uint64_t> idx = {uint64_t(world_rank())};
+  std::vector<float> val = {1.0f};
+  sparcl_sparse_t in{64, 1, SPARCL_INDEX_U64, idx.data(), SPARCL_FLOAT32, val.data(), 0};
+  std::vector<float> sum(64);
+  EXPECT_EQ(sparcl_allreduce_sparse(&in, sum.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
 }
 
 }  // namespace
