@@ -65,7 +65,7 @@ typedef enum sparcl_status {
   SPARCL_ERR_NO_MEMORY = -4,   /**< an allocation failed */
   SPARCL_ERR_UNSUPPORTED = -5, /**< valid request that this build or transport cannot do */
   SPARCL_ERR_TIMEOUT = -6,     /**< the operation did not complete within the timeout */
-  SPARCL_ERR_CORRUPT = -7,     /**< a message from a peer failed validation */
+  SPARCL_ERR_CORRUPT = -7,     /**< a message from a peer failed validation or its checksum */
   SPARCL_ERR_PEER_FAILED = -8, /**< a peer reported a failure of its own */
   SPARCL_ERR_INTERNAL = -9     /**< a bug in sparcl; please report it */
 } sparcl_status_t;
@@ -137,7 +137,9 @@ typedef struct sparcl_config {
   sparcl_value_encoding_t encoding; /**< values of float32 vectors on the wire; default SPARCL_VALUES_RAW */
   size_t quantization_bucket;     /**< QSGD encodings: values per scale, 1..2^32-1; default 512 */
   int checksum;                   /**< 1: a CRC32C over every message, so that corruption in transit
-                                       fails with SPARCL_ERR_CORRUPT; default 0 */
+                                       fails with SPARCL_ERR_CORRUPT on every rank (costs 8 bytes per
+                                       message and a closing barrier of ceil(log2 P) empty messages
+                                       per collective); default 0 */
 } sparcl_config_t;
 
 /** Default configuration. */
@@ -241,9 +243,11 @@ sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm);
  * Sum of the ranks' sparse vectors.
  *
  * The result goes to exactly one of `dense_recv` (dim values of `send->value_type`,
- * written in full) or `result` (a new library-owned result). Sums of values
- * that are exactly representable are exact; the result is bitwise identical on
- * every rank.
+ * written in full) or `result` (a new library-owned result). With raw values
+ * (the default encoding) sums of values that are exactly representable are
+ * exact; with a lossy config.encoding (float32 vectors) every hop rounds, within
+ * the bounds of docs/compression.md. Either way the result is bitwise
+ * identical on every rank.
  *
  * @param send        this rank's vector
  * @param dense_recv  dense output, or NULL
@@ -254,7 +258,9 @@ sparcl_status_t sparcl_allreduce_sparse(const sparcl_sparse_t *send, void *dense
                                         sparcl_result_t *result, sparcl_comm_t comm);
 
 /**
- * Every rank receives every rank's sparse vector.
+ * Every rank receives every rank's sparse vector. With a lossy
+ * config.encoding (float32 vectors) each vector is rounded once, by its rank,
+ * and every rank, that one included, receives the rounded form.
  *
  * @param send      this rank's vector
  * @param results   array of comm-size handles; results[i] receives rank i's vector
