@@ -191,6 +191,8 @@ class Communicator:
         config.progress_thread = 1 if progress_thread else 0
 
         rank, size = dist.get_rank(group), dist.get_world_size(group)
+        if rank < 0:
+            raise ValueError("this process is not a member of the process group")
         failure = []
 
         def allgather(send, recv, nbytes, _ctx):
