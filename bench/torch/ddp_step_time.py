@@ -63,15 +63,31 @@ class Data:
         return self.mean + 0.5 * torch.tanh(z @ self.basis) + 0.1 * torch.randn(self.batch, GENES, generator=g)
 
 
+def no_exchange_hook(_, bucket) -> torch.futures.Future[torch.Tensor]:
+    """Each rank keeps its own gradient: the step without any exchange (the floor of the others)."""
+    future = torch.futures.Future()
+    future.set_result(bucket.buffer())
+    return future
+
+
 def run_method(method, args, comm, data, writer):
     rank, size = dist.get_rank(), dist.get_world_size()
     ddp = DDP(autoencoder())
-    if method == "sparcl-topk":
-        ddp.register_comm_hook(st.TopKState(comm, density=args.density, values=args.values), st.topk_hook)
+    momentum = 0.9
+    if method == "no-exchange":
+        ddp.register_comm_hook(None, no_exchange_hook)
+    elif method == "sparcl-topk":
+        # DGC's momentum correction: the momentum is applied before selection, the optimizer is plain SGD.
+        correction = {"momentum": momentum} if args.momentum_correction else {}
+        state = st.TopKState(comm, density=args.density, values=args.values, start_iter=args.start_iter,
+                             **correction)
+        ddp.register_comm_hook(state, st.topk_hook)
+        if args.momentum_correction:
+            momentum = 0.0
     elif method == "sparcl-dense":
         ddp.register_comm_hook(comm, st.allreduce_hook)
-    optimizer = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=0.9)
-    times, losses = [], []
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=momentum)
+    times, losses, elapsed_total = [], [], []
     for step in range(args.warmup + args.steps):
         x = data(step)
         sent_before = comm.stats()["bytes_sent"]
@@ -92,6 +108,7 @@ def run_method(method, args, comm, data, writer):
         if timed:
             times.append(step_ms)
         losses.append(mean_loss)
+        elapsed_total.append((elapsed_total[-1] if elapsed_total else 0.0) + step_ms / 1e3)
         if rank == 0:
             writer.writerow([method, step, int(timed), "%.2f" % step_ms, "%.6f" % mean_loss, sent])
             if args.verbose:
@@ -101,18 +118,55 @@ def run_method(method, args, comm, data, writer):
     gc.collect()
     tail = max(1, len(losses) // 5)
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
-            "final_loss": statistics.mean(losses[-tail:]), "losses": losses}
+            "final_loss": statistics.mean(losses[-tail:]), "losses": losses, "seconds": elapsed_total}
+
+
+def reached(result, target, window=5):
+    """First step (and the seconds of training until then) where the running mean of `window`
+    losses is at most `target`; None if never."""
+    losses = result["losses"]
+    for end in range(window, len(losses) + 1):
+        if statistics.mean(losses[end - window:end]) <= target:
+            return end - 1, result["seconds"][end - 1]
+    return None
+
+
+def summary(results):
+    """Markdown table: step times against default DDP and the no-exchange floor, and the
+    loss curves against default DDP's."""
+    base, floor = results.get("default"), results.get("no-exchange")
+    target = None
+    if base:
+        target = statistics.mean(base["losses"][-5:])  # its final loss, over the window of reached()
+    lines = ["| method | median step (ms) | min-max (ms) | speedup vs default | exchange time per step (ms) "
+             "| loss, last 20%% of steps | vs default | reaches default's final loss (%s) at step (s of training) |"
+             % ("%.4f" % target if target else "-"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for method, r in results.items():
+        speedup = "%.2fx" % (base["median_ms"] / r["median_ms"]) if base else "-"
+        exchange = "%.0f" % (r["median_ms"] - floor["median_ms"]) if floor and method != "no-exchange" else "-"
+        comparable = base and method != "no-exchange"  # without an exchange the ranks train apart
+        ratio = "%.3f" % (r["final_loss"] / base["final_loss"]) if comparable else "-"
+        hit = reached(r, target) if comparable else None
+        when = "%d (%.0f s)" % hit if hit else ("not within the run" if comparable else "-")
+        lines.append("| %s | %.1f | %.1f-%.1f | %s | %s | %.5f | %s | %s |" % (
+            method, r["median_ms"], r["min_ms"], r["max_ms"], speedup, exchange, r["final_loss"], ratio, when))
+    return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", default="default,sparcl-dense,sparcl-topk",
-                        help="comma-separated: default (DDP's gloo allreduce), sparcl-dense, sparcl-topk")
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per method")
+    parser.add_argument("--methods", default="default,sparcl-dense,sparcl-topk,no-exchange",
+                        help="comma-separated: default (DDP's gloo allreduce), sparcl-dense, sparcl-topk, "
+                             "no-exchange (no gradient exchange at all: the floor of the step time)")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per method")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (DDP rebuilds its buckets)")
     parser.add_argument("--batch", type=int, default=4, help="samples per rank and step")
     parser.add_argument("--density", type=float, default=0.01)
     parser.add_argument("--values", default="raw")
+    parser.add_argument("--start-iter", type=int, default=0, help="top-k: dense steps first (TopKState.start_iter)")
+    parser.add_argument("--momentum-correction", action="store_true",
+                        help="top-k: momentum 0.9 in the compressor (DGC), plain SGD in the optimizer")
     parser.add_argument("--lr", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     parser.add_argument("--transport", choices=["ucx", "ofi"], default=None)
@@ -124,7 +178,7 @@ def main():
     args = parser.parse_args()
     methods = args.methods.split(",")
     for m in methods:
-        if m not in ("default", "sparcl-dense", "sparcl-topk"):
+        if m not in ("default", "sparcl-dense", "sparcl-topk", "no-exchange"):
             parser.error("unknown method %r" % m)
 
     torch.set_num_threads(args.threads)
@@ -135,10 +189,11 @@ def main():
     params = sum(p.numel() for p in autoencoder().parameters())
     if rank == 0:
         print("sparcl %s (%s), torch %s: %d ranks, autoencoder %d-1024-64-1024-%d (%d parameters, %.0f MB), "
-              "batch %d per rank, %d+%d steps per method, top-k density %g (%s values), SGD lr %g momentum 0.9, "
-              "%d torch thread(s) per rank" % (sparcl.version(), sparcl.library_path(), torch.__version__, size,
-                                               GENES, GENES, params, params * 4 / 1e6, args.batch, args.warmup,
-                                               args.steps, args.density, args.values, args.lr, args.threads),
+              "batch %d per rank, %d+%d steps per method, top-k density %g (%s values, start_iter %d%s), SGD lr %g "
+              "momentum 0.9, %d torch thread(s) per rank" %
+              (sparcl.version(), sparcl.library_path(), torch.__version__, size, GENES, GENES, params,
+               params * 4 / 1e6, args.batch, args.warmup, args.steps, args.density, args.values, args.start_iter,
+               ", momentum correction" if args.momentum_correction else "", args.lr, args.threads),
               flush=True)
     out = open(args.csv, "w", newline="") if rank == 0 else open(os.devnull, "w")
     with out:
@@ -150,16 +205,7 @@ def main():
             out.flush()
     comm.close()
     if rank == 0:
-        base = results.get("default")
-        print("\n| method | median step (ms) | min-max (ms) | speedup vs default DDP | loss, last 20% of steps "
-              "| vs default |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for method, r in results.items():
-            speedup = "%.2fx" % (base["median_ms"] / r["median_ms"]) if base else "-"
-            ratio = "%.3f" % (r["final_loss"] / base["final_loss"]) if base else "-"
-            print("| %s | %.1f | %.1f-%.1f | %s | %.5f | %s |" % (method, r["median_ms"], r["min_ms"], r["max_ms"],
-                                                                 speedup, r["final_loss"], ratio))
-        sys.stdout.flush()
+        print("\n" + summary(results), flush=True)
     st.finalize_distributed()
 
 
