@@ -159,7 +159,7 @@ def main():
     parser.add_argument("--methods", default="default,sparcl-dense,sparcl-topk,no-exchange",
                         help="comma-separated: default (DDP's gloo allreduce), sparcl-dense, sparcl-topk, "
                              "no-exchange (no gradient exchange at all: the floor of the step time)")
-    parser.add_argument("--steps", type=int, default=60, help="timed steps per method")
+    parser.add_argument("--steps", type=int, default=80, help="timed steps per method")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (DDP rebuilds its buckets)")
     parser.add_argument("--batch", type=int, default=4, help="samples per rank and step")
     parser.add_argument("--density", type=float, default=0.01)
@@ -167,7 +167,7 @@ def main():
     parser.add_argument("--start-iter", type=int, default=0, help="top-k: dense steps first (TopKState.start_iter)")
     parser.add_argument("--momentum-correction", action="store_true",
                         help="top-k: momentum 0.9 in the compressor (DGC), plain SGD in the optimizer")
-    parser.add_argument("--lr", type=float, default=0.2)
+    parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     parser.add_argument("--transport", choices=["ucx", "ofi"], default=None)
     parser.add_argument("--poll-interval", type=float, default=None,

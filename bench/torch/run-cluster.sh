@@ -45,7 +45,7 @@ command=(tools/emulate-cluster.sh -n "$HOSTS" -r "$RATE" -t "$TIMEOUT" --subnet 
 {
   echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ), sparcl $(git rev-parse --short HEAD 2>/dev/null || echo '?')," \
     "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "# command: bench/torch/run-cluster.sh -n $HOSTS -r $RATE -t $TIMEOUT ${*:+-- $*}"
+  echo "# command: bench/torch/run-cluster.sh -n $HOSTS -r $RATE -t $TIMEOUT${*:+ -- $*}"
   echo "# runs:    ${command[*]}"
 } | tee "$out.txt"
 "${command[@]}" 2>&1 | tee -a "$out.txt"
