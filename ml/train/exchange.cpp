@@ -41,13 +41,20 @@ const char* comm_mode_name(CommMode mode) {
 
 GradientExchange::GradientExchange(const ExchangeConfig& config, MPI_Comm mpi, sparcl_comm_t comm,
                                    const std::vector<size_t>& tensor_sizes)
-    : config_(config), mpi_(mpi), comm_(comm), sizes_(tensor_sizes), compressors_(tensor_sizes.size(), nullptr) {
+    : config_(config),
+      mpi_(mpi),
+      comm_(comm),
+      sizes_(tensor_sizes),
+      compressors_(tensor_sizes.size(), nullptr),
+      started_(tensor_sizes.size(), nullptr) {
   if (!comm_) throw std::invalid_argument("gradient exchange: the sparcl communicator is NULL");
   MPI_Comm_size(mpi_, &ranks_);
   for (size_t n : sizes_)
     if (n == 0 || n > size_t(INT32_MAX))
       throw std::invalid_argument("gradient exchange: tensor of " + std::to_string(n) +
                                   " entries (must be 1 .. 2^31-1)");
+  if (config_.mode == CommMode::DenseMpi)
+    for (size_t n : sizes_) mpi_sums_.emplace_back(n, 0.0f);
   if (!compressed_mode()) return;
   if (!(config_.density > 0.0 && config_.density <= 1.0))
     throw std::invalid_argument("--density must lie in (0, 1], got " + std::to_string(config_.density));
@@ -87,9 +94,10 @@ void GradientExchange::start(size_t t, float* grad) {
   Stopwatch watch(seconds_);
   if (t >= sizes_.size()) throw std::invalid_argument("gradient exchange: no tensor " + std::to_string(t));
   const size_t n = sizes_[t];
+  started_[t] = grad;
   if (config_.mode == CommMode::DenseMpi) {
     MPI_Request r;
-    MPI_Iallreduce(MPI_IN_PLACE, grad, int(n), MPI_FLOAT, MPI_SUM, mpi_, &r);
+    MPI_Iallreduce(grad, mpi_sums_[t].data(), int(n), MPI_FLOAT, MPI_SUM, mpi_, &r);
     mpi_requests_.push_back(r);
     mpi_bytes_ += uint64_t(2.0 * double(ranks_ - 1) / double(ranks_) * 4.0 * double(n));
     return;
@@ -101,6 +109,12 @@ void GradientExchange::start(size_t t, float* grad) {
     check(sparcl_iallreduce(SPARCL_IN_PLACE, grad, n, SPARCL_FLOAT32, SPARCL_SUM, comm_, &r), "sparcl_iallreduce");
   }
   requests_.push_back(r);
+}
+
+const float* GradientExchange::sum(size_t t) const {
+  if (t >= sizes_.size() || !started_[t])
+    throw std::invalid_argument("gradient exchange: tensor " + std::to_string(t) + " was not started");
+  return config_.mode == CommMode::DenseMpi ? mpi_sums_[t].data() : started_[t];
 }
 
 void GradientExchange::progress() {

@@ -12,8 +12,9 @@
 // its backward pass has produced it, progress() between layers, wait_all()
 // before the optimizer step. Tensors smaller than `dense_below` entries go
 // through the dense sparcl allreduce in the compressed modes (as DGC leaves
-// small layers uncompressed), and set_compression(false) sends everything
-// dense (warm-up epochs).
+// small layers uncompressed: 1 MiB costs ~12 ms at 1 Gbit/s, and top-k of a
+// small layer such as the autoencoder's bottleneck slows convergence most),
+// and set_compression(false) sends everything dense (warm-up epochs).
 #pragma once
 
 #include <mpi.h>
@@ -39,7 +40,7 @@ struct ExchangeConfig {
   CommMode mode = CommMode::DenseMpi;
   double density = 0.01;     ///< topk, topk-q
   int bits = 8;              ///< topk-q: 4 or 8
-  size_t dense_below = 32768;  ///< compressed modes: smaller tensors go dense
+  size_t dense_below = 262144;  ///< compressed modes: smaller tensors go dense (1 MiB of floats)
 };
 
 class GradientExchange {
@@ -52,10 +53,15 @@ class GradientExchange {
   GradientExchange(const GradientExchange&) = delete;
   GradientExchange& operator=(const GradientExchange&) = delete;
 
-  /// Starts summing tensor t (`grad`, tensor_sizes[t] floats) over the ranks,
-  /// in place. Every rank starts the same tensors in the same order; `grad`
-  /// stays untouched by the caller until wait_all().
+  /// Starts summing tensor t (`grad`, tensor_sizes[t] floats) over the ranks.
+  /// Every rank starts the same tensors in the same order; `grad` stays
+  /// untouched by the caller until wait_all().
   void start(size_t t, float* grad);
+  /// Where the sum of tensor t is after wait_all(): `grad` itself (sparcl
+  /// sums in place), or for dense-mpi a buffer of the exchange's own
+  /// (MPI_Iallreduce out of place: Open MPI's libnbc runs its ring algorithm
+  /// only then; in place it falls back to a binomial tree, 2x slower at 1 Gbit/s).
+  const float* sum(size_t t) const;
   /// Lets the operations in flight advance (tests them once).
   void progress();
   /// Waits for every operation started since the last wait_all().
@@ -81,6 +87,8 @@ class GradientExchange {
   std::vector<size_t> sizes_;
   std::vector<sparcl_compressor_t> compressors_;
   std::vector<MPI_Request> mpi_requests_;
+  std::vector<std::vector<float>> mpi_sums_;  // dense-mpi: receive buffers
+  std::vector<float*> started_;               // grad of each tensor's last start()
   std::vector<sparcl_request_t> requests_;
   bool compress_ = true;
   double seconds_ = 0.0;

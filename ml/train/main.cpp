@@ -35,13 +35,13 @@ const char* const kUsage =
     "  --density F          topk/topk-q: fraction of each tensor sent (default 0.01)\n"
     "  --bits B             topk-q: QSGD bits per value, 4 or 8 (default 8)\n"
     "  --warmup-epochs N    topk/topk-q: exchange dense for the first N epochs (default 0)\n"
-    "  --dense-below N      topk/topk-q: tensors of fewer entries go dense (default 32768)\n"
+    "  --dense-below N      topk/topk-q: tensors of fewer entries go dense (default 262144)\n"
     "  --progress-thread    sparcl's background progress thread (MPI_THREAD_MULTIPLE)\n"
     "training:\n"
     "  --epochs N           (default 10)\n"
     "  --batch N            samples per rank per step (default: autoencoder 2, cnn 8)\n"
     "  --optimizer NAME     sgd or adam (default: autoencoder adam, cnn sgd)\n"
-    "  --lr F               learning rate (default: adam 1e-4, sgd 0.05)\n"
+    "  --lr F               learning rate (default: adam 1e-3, sgd 0.02)\n"
     "  --momentum F         sgd momentum (default 0.9)\n"
     "  --seed N             initialisation, shuffling, split (default 1)\n"
     "  --eval-every N       evaluate every N steps as well as at each epoch's end\n"
@@ -167,7 +167,7 @@ Options parse(int argc, char** argv) {
   if (!o.batch_set) o.train.batch = ae ? 2 : 8;
   if (o.train.batch == 0) usage_error("--batch must be at least 1");
   if (!o.optimizer_set) o.train.optimizer.kind = ae ? nn::OptimizerConfig::Kind::Adam : nn::OptimizerConfig::Kind::Sgd;
-  if (!o.lr_set) o.train.optimizer.lr = o.train.optimizer.kind == nn::OptimizerConfig::Kind::Adam ? 1e-4f : 0.05f;
+  if (!o.lr_set) o.train.optimizer.lr = o.train.optimizer.kind == nn::OptimizerConfig::Kind::Adam ? 1e-3f : 0.02f;
   if (ae && o.data.empty()) usage_error("--workload autoencoder needs --data FILE (made by tools/export-bladder)");
   if (!ae && o.data.empty()) o.data = data::kFashionMnistDir;
   if (!ae && !o.saliency.empty()) usage_error("--saliency is for the autoencoder");
@@ -192,6 +192,42 @@ data::Samples subset(const data::Samples& s, const std::vector<size_t>& which) {
     if (!s.labels.empty()) out.labels.push_back(s.labels[i]);
   }
   return out;
+}
+
+// Mean epoch time over the epochs that show the steady state: from epoch 2
+// on (the first pays for first touches of the buffers and connection setup),
+// and in a compressed run only the compressed epochs (not the dense
+// warm-up). tools/plot --train applies the same rule.
+struct EpochTimes {
+  double mean_s = 0, comm_share = 0;
+  size_t counted = 0;
+};
+
+EpochTimes epoch_times(const std::vector<train::LogRow>& log) {
+  struct Epoch {
+    double time = 0, comm = 0;
+    bool compressed = false;
+  };
+  std::vector<Epoch> epochs(log.back().epoch + 1);
+  bool any_compressed = false;
+  for (const train::LogRow& r : log) {
+    epochs[r.epoch].time += r.interval_s;
+    epochs[r.epoch].comm += r.comm_s;
+    epochs[r.epoch].compressed = r.compressed;
+    any_compressed |= r.compressed;
+  }
+  EpochTimes et;
+  double time = 0, comm = 0;
+  for (int pass = 0; pass < 2 && et.counted == 0; ++pass)  // pass 1: everything, if nothing qualified
+    for (size_t e = 1; e < epochs.size(); ++e) {
+      if (pass == 0 && ((e == 1 && epochs.size() > 2) || (any_compressed && !epochs[e].compressed))) continue;
+      time += epochs[e].time;
+      comm += epochs[e].comm;
+      ++et.counted;
+    }
+  et.mean_s = time / double(et.counted);
+  et.comm_share = time > 0 ? comm / time : 0;
+  return et;
 }
 
 int compare_saliency(const std::string& a, const std::string& b) {
@@ -262,31 +298,14 @@ int run(int argc, char** argv) {
     train::Trainer trainer(*model, ae ? train::Task::Reconstruct : train::Task::Classify, train_set, test_set, o.train,
                            MPI_COMM_WORLD, comm);
     const auto& log = trainer.run();
-    // Summary: per-epoch time after the first epoch (which pays for first touches and connection setup).
-    double epoch_time = 0, comm_time = 0;
-    size_t epochs_counted = 0;
-    for (size_t i = 0; i < log.size(); ++i) {
-      const bool epoch_end = i + 1 == log.size() || log[i + 1].epoch != log[i].epoch;
-      if (!epoch_end || (log[i].epoch == 1 && log.back().epoch > 1)) continue;
-      // The epoch's time: its rows since the previous epoch's end.
-      double t = 0, c = 0;
-      for (size_t j = i + 1; j-- > 0 && log[j].epoch == log[i].epoch;) {
-        t += log[j].interval_s;
-        c += log[j].comm_s;
-      }
-      epoch_time += t;
-      comm_time += c;
-      ++epochs_counted;
-    }
+    const EpochTimes et = epoch_times(log);
     if (rank == 0) {
       const train::LogRow& last = log.back();
       std::printf("summary: %s, comm %s", o.workload.c_str(), train::comm_mode_name(ex.mode));
       if (compressed) std::printf(" density %g", ex.density);
       if (ex.mode == train::CommMode::TopKQ) std::printf(" %d-bit", ex.bits);
-      std::printf(", %d ranks, %zu epochs, %zu steps, %.1f s training; epoch time %.3f s (mean of %zu%s), comm %.0f%%",
-                  ranks, last.epoch, last.step, last.wall_s, epochs_counted ? epoch_time / double(epochs_counted) : 0.0,
-                  epochs_counted, log.back().epoch > 1 ? ", from epoch 2" : "",
-                  epoch_time > 0 ? 100 * comm_time / epoch_time : 0.0);
+      std::printf(", %d ranks, %zu epochs, %zu steps, %.1f s training; epoch time %.3f s (mean of %zu), comm %.0f%%",
+                  ranks, last.epoch, last.step, last.wall_s, et.mean_s, et.counted, 100 * et.comm_share);
       if (ae)
         std::printf("; train MSE %.5f, held-out MSE %.5f\n", last.train_eval.loss, last.test.loss);
       else if (trainer.time_to_target() >= 0)

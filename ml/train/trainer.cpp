@@ -105,7 +105,7 @@ void Trainer::step(const std::vector<size_t>& order, size_t lo, size_t len) {
   exchange_.wait_all();
   for (size_t t = 0; t < model_.trainable().size(); ++t) {
     nn::Layer& l = model_.layer(model_.trainable()[t]);
-    optimizer_.step(t, l.params().data(), l.grads().data());
+    optimizer_.step(t, l.params().data(), exchange_.sum(t));
   }
 }
 
