@@ -103,9 +103,10 @@ for net in $NETS; do
       grep '^summary' "$OUT/$name.txt"
       csvs+=("$OUT/$name.csv")
     done
-    title="sparcl-train $wl, $RANKS ranks, $([[ $net == shm ]] && echo 'shared memory' || echo "emulated cluster at $RATE")"
-    /usr/bin/python3 tools/plot --train "${csvs[@]}" -o "$OUT/$net-$wl.png" --title "$title" --table \
-      --target "$([[ $QUICK == 1 && $wl == cnn ]] && echo 0.70 || echo 0.88)" >"$OUT/$net-$wl.md"
+    where="shared memory"
+    [[ $net == cluster ]] && where="emulated $RANKS-host cluster, ${RATE/gbit/ Gbit/s} links"
+    /usr/bin/python3 tools/plot --train "${csvs[@]}" -o "$OUT/$net-$wl.png" --title "sparcl-train $wl, $RANKS ranks, $where" \
+      --table --target "$([[ $QUICK == 1 && $wl == cnn ]] && echo 0.70 || echo 0.88)" | grep -v '^plot: wrote' >"$OUT/$net-$wl.md"
   done
 done
 
@@ -122,12 +123,15 @@ done >"$OUT/saliency.txt"
 {
   cat "$OUT/commands.txt"
   echo
-  for f in "$OUT"/*-*.md; do
-    [[ -s $f ]] || continue
-    echo "## $(basename "$f" .md)"
-    echo
-    cat "$f"
-    echo
+  for net in $NETS; do
+    for wl in $ONLY; do
+      f=$OUT/$net-$wl.md
+      [[ -s $f ]] || continue
+      echo "## $wl, $([[ $net == shm ]] && echo 'shared memory' || echo "emulated cluster at $RATE") ($net-$wl.png)"
+      echo
+      cat "$f"
+      echo
+    done
   done
   echo "## node saliency (bottleneck, cancer vs normal)"
   echo
