@@ -78,10 +78,14 @@ GradientExchange::GradientExchange(const ExchangeConfig& config, MPI_Comm mpi, s
 }
 
 GradientExchange::~GradientExchange() {
-  // Requests still in flight (after an exception) are completed first: the
-  // compressors and buffers they use must outlive them.
-  if (!mpi_requests_.empty()) MPI_Waitall(int(mpi_requests_.size()), mpi_requests_.data(), MPI_STATUSES_IGNORE);
-  if (!requests_.empty()) sparcl_waitall(requests_.size(), requests_.data(), nullptr);
+  if (!mpi_requests_.empty() || !requests_.empty()) {
+    // Unwinding after an error with collectives in flight: waiting for them
+    // could hang (the peers may never complete them), and freeing what they
+    // write into or read from could crash the process before it reports the
+    // error. The caller aborts right after; leave both to the exit.
+    mpi_sums_leaked_on_error_ = new std::vector<std::vector<float>>(std::move(mpi_sums_));
+    return;
+  }
   for (sparcl_compressor_t c : compressors_) sparcl_compressor_free(c);
 }
 

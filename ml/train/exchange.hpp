@@ -49,6 +49,8 @@ class GradientExchange {
   /// Throws std::invalid_argument (bad config) or std::runtime_error (sparcl).
   GradientExchange(const ExchangeConfig& config, MPI_Comm mpi, sparcl_comm_t comm,
                    const std::vector<size_t>& tensor_sizes);
+  /// Frees the compressors. After an error with operations still in flight
+  /// it leaves them and their buffers alone (the program is expected to abort).
   ~GradientExchange();
   GradientExchange(const GradientExchange&) = delete;
   GradientExchange& operator=(const GradientExchange&) = delete;
@@ -89,6 +91,7 @@ class GradientExchange {
   std::vector<MPI_Request> mpi_requests_;
   std::vector<std::vector<float>> mpi_sums_;  // dense-mpi: receive buffers
   std::vector<float*> started_;               // grad of each tensor's last start()
+  std::vector<std::vector<float>>* mpi_sums_leaked_on_error_ = nullptr;  // see the destructor
   std::vector<sparcl_request_t> requests_;
   bool compress_ = true;
   double seconds_ = 0.0;

@@ -293,7 +293,6 @@ int run(int argc, char** argv) {
     std::fflush(stdout);
   }
 
-  int rc = 0;
   {
     train::Trainer trainer(*model, ae ? train::Task::Reconstruct : train::Task::Classify, train_set, test_set, o.train,
                            MPI_COMM_WORLD, comm);
@@ -338,7 +337,7 @@ int run(int argc, char** argv) {
     }
   }
   sparcl_comm_free(comm);
-  return rc;
+  return 0;
 }
 
 }  // namespace
