@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "comm.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <sched.h>
 
 #include "ml/compress/common.hpp"
@@ -72,12 +74,16 @@ sparcl_request* sparcl_comm::submit(std::unique_ptr<sparcl_request> request) {
   return r;
 }
 
-void sparcl_comm::progress() {
+bool sparcl_comm::progress() {
   transport->progress();
   const auto now = Clock::now();
+  bool moved = false;
   for (auto it = in_flight.begin(); it != in_flight.end();) {
     sparcl_request* r = *it;
-    if (!r->op->advance() && now > r->deadline)
+    const uint64_t moves = r->op->moves();
+    const bool ended = r->op->advance();
+    moved = moved || r->op->moves() != moves;
+    if (!ended && now > r->deadline)
       r->op->abort(SPARCL_ERR_TIMEOUT, "collective did not complete within " + std::to_string(config.timeout_ms) +
                                            " ms (SPARCL_TIMEOUT_MS)");
     if (!r->op->done()) {
@@ -87,7 +93,9 @@ void sparcl_comm::progress() {
     finish(*r);
     it = in_flight.erase(it);
     if (r->detached) delete r;
+    moved = true;
   }
+  return moved;
 }
 
 void sparcl_comm::wait_for(sparcl_request* request, std::unique_lock<std::mutex>& lock) {
@@ -114,13 +122,31 @@ void sparcl_comm::stop_progress_thread() {
 }
 
 void sparcl_comm::progress_loop() {
+  // While nothing moves (the data is on the wire, or a peer is late), the
+  // thread first spins a little, then sleeps for growing intervals, so that a
+  // caller computing on the same core keeps it; a submit or a stop wakes it at
+  // once. The cap bounds the extra latency of background progress; a caller
+  // that waits progresses on its own thread without any sleep.
+  constexpr int kSpinPasses = 64;
+  constexpr auto kFirstSleep = std::chrono::microseconds(16);
+  constexpr auto kMaxSleep = std::chrono::microseconds(256);
   std::unique_lock<std::mutex> lock(mutex);
+  int idle_passes = 0;
+  auto sleep = kFirstSleep;
   while (!stop_) {
     if (in_flight.empty()) {
       wake_.wait(lock, [this] { return stop_ || !in_flight.empty(); });
       continue;
     }
-    progress();
+    if (progress()) {
+      idle_passes = 0;
+      sleep = kFirstSleep;
+    } else if (++idle_passes > kSpinPasses) {
+      const size_t before = in_flight.size();
+      wake_.wait_for(lock, sleep, [&] { return stop_ || in_flight.size() != before; });
+      sleep = std::min(sleep * 2, kMaxSleep);
+      continue;
+    }
     // Yield only to a caller waiting for the lock: a thread that yields on
     // every pass loses its core to a computing caller for a whole time slice,
     // and communication then barely moves while the caller computes

@@ -46,8 +46,9 @@ struct sparcl_comm {
   // Takes ownership of a started request and puts it in flight.
   sparcl_request* submit(std::unique_ptr<sparcl_request> request);
 
-  // Advances every request in flight once. Caller holds `mutex`.
-  void progress();
+  // Advances every request in flight once; true if any of them moved.
+  // Caller holds `mutex`.
+  bool progress();
 
   // Blocks until `request` completes (progressing all requests meanwhile).
   // Caller holds `lock` on `mutex`.

@@ -41,6 +41,7 @@ bool Operation::advance() {
       abort(SPARCL_ERR_INTERNAL, e.what());
     }
     if (!moved) break;
+    ++moves_;
   }
   return done();
 }

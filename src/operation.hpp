@@ -72,6 +72,10 @@ class Operation {
   void abort(sparcl_status_t status, const std::string& message);
 
   bool done() const { return state_ != State::Running; }
+  // How many times advance() found something to do (a message sent or
+  // received, a round finished): the progress thread backs off while it stays
+  // the same.
+  uint64_t moves() const { return moves_; }
   sparcl_status_t status() const { return status_; }
   const std::string& message() const { return message_; }
   const Identity& identity() const { return id_; }
@@ -110,6 +114,7 @@ class Operation {
   size_t pending_recvs_ = 0;
   std::unique_ptr<RecvRequest> abort_notice_;
   Traffic* traffic_ = nullptr;
+  uint64_t moves_ = 0;
 };
 
 // Tells every other rank that collective `id` failed on this rank. Used when a
