@@ -22,7 +22,12 @@ const char* method_name(Method m) {
   return "unknown";
 }
 
-Compressor::Compressor(const CompressorOptions& options, uint64_t dim) : options_(options), dim_(dim) {
+uint64_t rounding_seed(uint64_t seed, uint64_t step, uint64_t stream) {
+  return derive_seed(seed, step, stream ^ 0x51554E54ull);
+}
+
+Compressor::Compressor(const CompressorOptions& options, uint64_t dim, bool host_state)
+    : options_(options), dim_(dim) {
   const CompressorOptions& o = options_;
   require(dim >= 1, SPARCL_ERR_INVALID_ARG, "compressor dim must be at least 1");
   if (dim > uint64_t(UINT32_MAX))
@@ -52,6 +57,7 @@ Compressor::Compressor(const CompressorOptions& options, uint64_t dim) : options
   require(o.momentum >= 0.0f && o.momentum < 1.0f, SPARCL_ERR_INVALID_ARG, "momentum must lie in [0, 1)");
   require(o.momentum == 0.0f || o.error_feedback, SPARCL_ERR_INVALID_ARG,
           "momentum correction needs error feedback");
+  if (!host_state) return;
   if (o.error_feedback) residual_.assign(size_t(dim), 0.0f);
   if (o.momentum > 0.0f) velocity_.assign(size_t(dim), 0.0f);
 }
@@ -72,6 +78,8 @@ void Compressor::unsend() {
 
 const Selection& Compressor::compress(const float* grad, uint64_t stream) {
   require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "gradient is NULL");
+  require(!options_.error_feedback || !residual_.empty(), SPARCL_ERR_INTERNAL,
+          "this compressor's state lives on a GPU: its steps run there");
   const size_t n = size_t(dim_);
   const CompressorOptions& o = options_;
   const float* acc = grad;
@@ -102,8 +110,7 @@ const Selection& Compressor::compress(const float* grad, uint64_t stream) {
 
   const size_t m = sel.size();
   if (o.codec != ValueCodec::Raw)
-    round_trip_values(o.codec, sel.val.data(), m, o.quant_bucket, derive_seed(o.seed, step_, stream ^ 0x51554E54ull),
-                      scratch_);
+    round_trip_values(o.codec, sel.val.data(), m, o.quant_bucket, rounding_seed(o.seed, step_, stream), scratch_);
   if (o.error_feedback) {
     float* r = residual_.data();
     const uint32_t* idx = sel.idx.data();

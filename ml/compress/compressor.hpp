@@ -49,11 +49,17 @@ struct CompressorOptions {
   double tolerance = kApproxTolerance;  // Method::ApproxTopK
 };
 
+// The seed of a step's stochastic rounding: a function of (seed, step,
+// stream), the same wherever the step runs (CPU or GPU).
+uint64_t rounding_seed(uint64_t seed, uint64_t step, uint64_t stream);
+
 class Compressor {
  public:
   // Validates the options (SPARCL_ERR_INVALID_ARG naming the bad one;
-  // SPARCL_ERR_UNSUPPORTED for dim >= 2^32).
-  Compressor(const CompressorOptions& options, uint64_t dim);
+  // SPARCL_ERR_UNSUPPORTED for dim >= 2^32). With host_state false the
+  // residual and momentum are not allocated (a GPU holds them, ml/cuda/):
+  // the compressor then only carries the validated options and k.
+  Compressor(const CompressorOptions& options, uint64_t dim, bool host_state = true);
 
   // One step on grad[0, dim). The selection is valid until the next call.
   // `stream` selects the stochastic rounding stream (e.g. the rank), so
