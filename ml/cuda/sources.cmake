@@ -14,10 +14,14 @@ set(SPARCL_CUDA AUTO CACHE STRING "CUDA kernels and device buffers (ON, OFF, AUT
 set_property(CACHE SPARCL_CUDA PROPERTY STRINGS AUTO ON OFF)
 
 set(SPARCL_HAVE_CUDA 0)
-if(NOT SPARCL_CUDA STREQUAL "OFF")
+if(SPARCL_CUDA STREQUAL "ON" AND SPARCL_SANITIZE)
+  # The sanitizer flags go to every compiler, and nvcc takes none of them.
+  message(FATAL_ERROR "SPARCL_CUDA=ON cannot be combined with SPARCL_SANITIZE: use SPARCL_CUDA=AUTO (off then) or OFF")
+endif()
+if(NOT SPARCL_CUDA STREQUAL "OFF" AND NOT SPARCL_SANITIZE)
   include(CheckLanguage)
   check_language(CUDA)
-  if(CMAKE_CUDA_COMPILER AND (SPARCL_CUDA STREQUAL "ON" OR NOT SPARCL_SANITIZE))
+  if(CMAKE_CUDA_COMPILER)
     set(SPARCL_HAVE_CUDA 1)
   elseif(SPARCL_CUDA STREQUAL "ON")
     message(FATAL_ERROR "SPARCL_CUDA=ON but no CUDA compiler (nvcc) was found: set CMAKE_CUDA_COMPILER")
