@@ -2,6 +2,7 @@
 // The C API of include/sparcl/compress.h. Every entry point catches
 // everything (src/guard.hpp): no exception crosses it.
 #include <algorithm>
+#include <cstdint>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -131,7 +132,13 @@ sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* c
     require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
     if (stream) bind_stream(*compressor, stream->stream);
     if (compressor->backend) staged = compressor->backend->result_slot(out);
-    send = compress_step(*compressor, grad, uint64_t(comm->transport->rank()));
+    // A host compressor leaves the values to the collective, which encodes
+    // them with the compressor's encoding and reports what each piece
+    // became, so the residual keeps exactly the error of what went on the
+    // wire. A device compressor still rounds on the GPU.
+    send = compressor->backend
+               ? compressor->backend->compress(grad, uint64_t(comm->transport->rank()))
+               : as_sparse(*compressor, compressor->impl.compress(grad, uint64_t(comm->transport->rank()), false));
   } catch (const Error& e) {
     local_failure(e.status(), e.what());
     throw;
@@ -139,10 +146,19 @@ sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* c
     local_failure(SPARCL_ERR_NO_MEMORY, "out of memory");
     throw;
   }
-  sparcl_request* r = nullptr;
+  const compress::CompressorOptions& o = compressor->impl.options();
+  CompressedCall call;
+  call.encoding = o.codec;
+  // Messages hold fewer than 2^32 values, so a larger bucket is the same as 2^32 - 1.
+  call.bucket = compress::qsgd_bits(o.codec) ? uint32_t(std::min<size_t>(o.quant_bucket, UINT32_MAX)) : 0;
   CompressorBackend* backend = compressor->backend.get();
+  if (!backend)
+    call.input_sent = [compressor](size_t first, size_t count, const float* received) {
+      compressor->impl.sent_as(first, count, received);
+    };
+  sparcl_request* r = nullptr;
   try {
-    r = start_allreduce_sparse(comm, &send, staged ? nullptr : out, staged, request_slot);
+    r = start_allreduce_sparse(comm, &send, staged ? nullptr : out, staged, request_slot, &call);
   } catch (...) {
     unsend_step(*compressor);  // nothing was delivered: keep it for the next step
     throw;

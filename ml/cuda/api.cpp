@@ -75,7 +75,8 @@ void require_host_buffers(const void* a, const void* b, const char* call) {
 }
 
 sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, void* dense_recv,
-                                       sparcl_result_t* result, const void* request_slot, const StreamArg* stream) {
+                                       sparcl_result_t* result, const void* request_slot, const StreamArg* stream,
+                                       const CompressedCall* compressed) {
   auto staging = std::make_shared<Staging>();
   sparcl_sparse_t host{};
   bool device_out = false;
@@ -117,7 +118,7 @@ sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t*
     throw;
   }
   sparcl_request* r = sparcl::start_allreduce_sparse(comm, send ? &host : nullptr, device_out ? nullptr : dense_recv,
-                                                     device_out ? &staging->result : result, request_slot);
+                                                     device_out ? &staging->result : result, request_slot, compressed);
   r->keep = std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<Staging>>>(std::move(r->keep), staging);
   if (device_out)
     r->deliver = [deliver = std::move(r->deliver), staging, dense_recv, s, device, synchronous = stream == nullptr] {

@@ -17,6 +17,7 @@ struct sparcl_request;
 namespace sparcl {
 
 struct StreamArg;
+struct CompressedCall;
 
 namespace cuda {
 
@@ -28,9 +29,11 @@ bool any_device_buffer(const sparcl_sparse_t* send, const void* dense_recv);
 // memory) is written on the GPU from the sparse or dense sum. Ordered on
 // `stream` when one is given; otherwise on the legacy default stream, and
 // the request completes only once dense_recv is written. A `result` is a
-// host result, as always.
+// host result, as always. `compressed` is passed on to the host collective
+// (src/start.hpp).
 sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, void* dense_recv,
-                                       sparcl_result_t* result, const void* request_slot, const StreamArg* stream);
+                                       sparcl_result_t* result, const void* request_slot, const StreamArg* stream,
+                                       const CompressedCall* compressed = nullptr);
 
 // Throws SPARCL_ERR_UNSUPPORTED naming `call` if a or b (either may be NULL)
 // is GPU memory: for the collectives that take host buffers only.

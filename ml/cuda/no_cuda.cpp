@@ -28,7 +28,7 @@ bool any_device_buffer(const sparcl_sparse_t*, const void*) { return false; }
 void require_host_buffers(const void*, const void*, const char*) {}
 
 sparcl_request* start_allreduce_sparse(sparcl_comm*, const sparcl_sparse_t*, void*, sparcl_result_t*, const void*,
-                                       const StreamArg*) {
+                                       const StreamArg*, const CompressedCall*) {
   fail(SPARCL_ERR_UNSUPPORTED, std::string("GPU buffers: ") + kNoCuda);  // unreachable: no buffer is GPU memory
 }
 
