@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "scalar.hpp"
 #include "src/error.hpp"
 
 namespace sparcl {
@@ -24,6 +25,19 @@ const char* method_name(Method m) {
 
 uint64_t rounding_seed(uint64_t seed, uint64_t step, uint64_t stream) {
   return derive_seed(seed, step, stream ^ 0x51554E54ull);
+}
+
+void require_encodable(ValueCodec codec, const uint32_t* idx, const float* val, size_t m) {
+  if (!qsgd_bits(codec)) return;
+  for (size_t j = 0; j < m; ++j)
+    if (magnitude_key(val[j]) >= kInfKey)
+      fail(SPARCL_ERR_INVALID_ARG, "QSGD cannot encode " + std::string(std::isnan(val[j]) ? "NaN" : "Inf") +
+                                       " (value at index " + std::to_string(idx[j]) + ")");
+}
+
+void require_reportable(bool collective_encodes, size_t first, size_t count, size_t selected) {
+  if (!collective_encodes || first > selected || count > selected - first)
+    fail(SPARCL_ERR_INTERNAL, "sent_as() outside the selection of a step the collective encodes");
 }
 
 Compressor::Compressor(const CompressorOptions& options, uint64_t dim, bool host_state)
@@ -81,16 +95,12 @@ void Compressor::unsend() {
 }
 
 void Compressor::sent_as(size_t first, size_t count, const float* received) {
-  if (rounded_here_ || first > selection_.size() || count > selection_.size() - first)
-    fail(SPARCL_ERR_INTERNAL, "sent_as() outside the selection of a step the collective encodes");
+  require_reportable(!rounded_here_, first, count, selection_.size());
   if (residual_.empty()) return;
   float* r = residual_.data();
   const uint32_t* idx = selection_.idx.data() + first;
   const float* acc = selection_.val.data() + first;
-  for (size_t j = 0; j < count; ++j) {
-    const float left = acc[j] - received[j];
-    r[idx[j]] = std::isfinite(left) ? left : 0.0f;
-  }
+  for (size_t j = 0; j < count; ++j) r[idx[j]] = unsent_part(acc[j], received[j]);
 }
 
 const Selection& Compressor::compress(const float* grad, uint64_t stream, bool round_here) {
@@ -129,12 +139,7 @@ const Selection& Compressor::compress(const float* grad, uint64_t stream, bool r
   const bool rounded = round_here && o.codec != ValueCodec::Raw;
   if (rounded)
     round_trip_values(o.codec, sel.val.data(), m, o.quant_bucket, rounding_seed(o.seed, step_, stream), scratch_);
-  if (!round_here && qsgd_bits(o.codec)) {  // fail now, before any collective starts
-    for (size_t j = 0; j < m; ++j)
-      if (!std::isfinite(sel.val[j]))
-        fail(SPARCL_ERR_INVALID_ARG, "QSGD cannot encode " + std::string(std::isnan(sel.val[j]) ? "NaN" : "Inf") +
-                                         " (value at index " + std::to_string(sel.idx[j]) + ")");
-  }
+  if (!round_here) require_encodable(o.codec, sel.idx.data(), sel.val.data(), m);  // before any collective starts
   rounded_here_ = round_here;
   if (o.error_feedback) {
     float* r = residual_.data();
@@ -143,10 +148,7 @@ const Selection& Compressor::compress(const float* grad, uint64_t stream, bool r
     if (!rounded) {
       for (size_t j = 0; j < m; ++j) r[idx[j]] = 0.0f;  // sent == acc exactly
     } else {
-      for (size_t j = 0; j < m; ++j) {
-        const float left = r[idx[j]] - val[j];
-        r[idx[j]] = std::isfinite(left) ? left : 0.0f;
-      }
+      for (size_t j = 0; j < m; ++j) r[idx[j]] = unsent_part(r[idx[j]], val[j]);
     }
     if (o.momentum > 0.0f) {
       float* u = velocity_.data();

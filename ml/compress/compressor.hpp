@@ -57,6 +57,16 @@ struct CompressorOptions {
 // stream), the same wherever the step runs (CPU or GPU).
 uint64_t rounding_seed(uint64_t seed, uint64_t step, uint64_t stream);
 
+// The checks of a step whose values a collective encodes, shared with the
+// GPU's compressor (ml/cuda/). Before the collective starts: QSGD cannot
+// encode NaN or Inf, so `codec` rejects the selection (idx, val)[0, m) with
+// SPARCL_ERR_INVALID_ARG naming the index of the first one.
+void require_encodable(ValueCodec codec, const uint32_t* idx, const float* val, size_t m);
+// A report of sent_as() must name entries [first, first + count) of the
+// `selected` entries of a step the collective encodes
+// (SPARCL_ERR_INTERNAL otherwise).
+void require_reportable(bool collective_encodes, size_t first, size_t count, size_t selected);
+
 class Compressor {
  public:
   // Validates the options (SPARCL_ERR_INVALID_ARG naming the bad one;

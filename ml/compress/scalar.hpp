@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // The scalar arithmetic of the compression kernels that runs both on the CPU
 // (ml/compress/) and, compiled by nvcc, on the GPU (ml/cuda/): magnitude
-// keys, the counter-based random numbers, the fp16/bf16 conversions and the
-// QSGD level of one value. One definition for both, so that the GPU's codes
-// are the CPU's bit for bit. None of these functions computes a*b+c (which
-// nvcc would fuse into one rounding), and no GPU kernel is built with
-// flush-to-zero, so every float operation rounds as it does on the CPU.
+// keys, the counter-based random numbers, the fp16/bf16 conversions, the
+// QSGD level of one value and what error feedback keeps of a sent value.
+// One definition for both, so that the GPU's codes are the CPU's bit for
+// bit. None of these functions computes a*b+c (which nvcc would fuse into
+// one rounding), and no GPU kernel is built with flush-to-zero, so every
+// float operation rounds as it does on the CPU.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +49,15 @@ SPARCL_HD float bits_float(uint32_t b) {
 SPARCL_HD uint32_t magnitude_key(float x) { return float_bits(x) & 0x7FFFFFFFu; }
 
 constexpr uint32_t kInfKey = 0x7F800000u;
+
+// What error feedback keeps of the accumulated value `acc` once `sent` went
+// out for it (sent as the receivers decode it): acc - sent, or 0 where that
+// is not finite (a value that overflowed to Inf, an Inf or NaN that was
+// sent), so that one bad step does not poison the later ones.
+SPARCL_HD float unsent_part(float acc, float sent) {
+  const float left = acc - sent;
+  return magnitude_key(left) < kInfKey ? left : 0.0f;
+}
 
 // --- counter-based random numbers (no state: the n-th draw is a function of
 // (key, n), so any draw can be recomputed anywhere) ---
