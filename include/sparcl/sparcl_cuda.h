@@ -9,13 +9,16 @@
  *        stream-ordered variants of the compressed and sparse allreduce.
  *
  * Only the sparse payload crosses to the host: a device compressor selects
- * (top-k, approximate top-k, threshold, random-k or all entries) and encodes
- * the values (fp16, bf16, QSGD) on the GPU, copies the indices and the
- * encoded values to pinned host memory, and the host collective sends them;
- * the sum is written back to device memory from its sparse form (zeros and
- * a scatter) or, when the sum is dense, as one copy. Every step gives the
- * same bits as the host compressor of compress.h on the same data (same
- * selections, ties, NaN ranking, QSGD codes and rounding streams); see
+ * (top-k, approximate top-k, threshold, random-k or all entries) on the GPU
+ * and copies the indices and values to pinned host memory. In the
+ * compressed allreduce the host collective encodes the values on the wire
+ * (float32 values cross PCIe), and the residual, on the GPU, keeps what it
+ * reports the wire lost; sparcl_compress_stream() encodes them on the GPU
+ * (fp16, bf16, QSGD) and only the encoded bytes cross. The sum is written
+ * back to device memory from its sparse form (zeros and a scatter) or, when
+ * the sum is dense, as one copy. Every step gives the same bits as the host
+ * compressor of compress.h on the same data (same selections, ties, NaN
+ * ranking, QSGD codes and rounding streams, same residual); see
  * docs/cuda.md.
  *
  * Streams: a `_stream` call is ordered on `stream` like a kernel launched on
@@ -23,10 +26,11 @@
  * call (it waits for that work, since the network is driven from the host),
  * and the writes to device outputs (the sum, the residual) are queued on the
  * stream, so work queued after the call sees them; the call may return
- * before they have run. The calls of compress.h and sparcl.h without a
- * stream use the legacy default stream and return (or complete) only once
- * their device outputs are written. The stream must belong to the device of
- * the compressor (or of the buffers).
+ * before they have run. A compressor's next step, on any stream, runs after
+ * the writes of its last one to the residual. The calls of compress.h and
+ * sparcl.h without a stream use the legacy default stream and return (or
+ * complete) only once their device outputs are written. The stream must
+ * belong to the device of the compressor (or of the buffers).
  *
  * Where sparcl was built without CUDA, or no CUDA driver or device is
  * present, every function here returns SPARCL_ERR_UNSUPPORTED (and
@@ -66,10 +70,10 @@ int sparcl_cuda_device_count(void);
 /**
  * Creates a compressor (see sparcl_compressor_create()) whose residual and
  * momentum live in the memory of CUDA device `device`, and whose steps run
- * on that device. Its `grad` arguments must be device memory of that device
- * (or managed memory); the `out` of its compressed allreduce device, managed
- * or pinned host memory. sparcl_compressor_residual() returns a device
- * pointer for it.
+ * on that device. Its `grad` arguments must be memory that device can read
+ * (its device memory, managed memory, or pinned host memory); the `out` of
+ * its compressed allreduce device memory of that device or managed memory.
+ * sparcl_compressor_residual() returns a device pointer for it.
  *
  * Methods: SPARCL_COMPRESS_TOPK_BUCKET is not available on the device
  * (SPARCL_ERR_UNSUPPORTED); every other method and value encoding is.
@@ -106,9 +110,9 @@ sparcl_status_t sparcl_allreduce_compressed_stream(sparcl_comm_t comm, sparcl_co
 /**
  * Starts sparcl_allreduce_compressed_stream(): the compression runs in this
  * call (which waits for it); the collective goes on as a request, and when a
- * completion call (sparcl_test(), sparcl_wait(), ...) completes it, the write
- * of `out` is queued on `stream`. The rules of sparcl_iallreduce_compressed()
- * apply.
+ * completion call (sparcl_test(), sparcl_wait(), ...) completes it, the writes
+ * of `out` and of the residual are queued on `stream`. The rules of
+ * sparcl_iallreduce_compressed() apply.
  */
 sparcl_status_t sparcl_iallreduce_compressed_stream(sparcl_comm_t comm, sparcl_compressor_t compressor,
                                                     const float *grad, float *out, cudaStream_t stream,

@@ -70,9 +70,16 @@ sparcl_status_t null_compressor() { return record(nullptr, SPARCL_ERR_INVALID_AR
 // --- compressors whose state lives on a GPU (sparcl_compressor_create_cuda,
 // ml/cuda/): their backend runs the step and stages the sum ---
 
-sparcl_sparse_t compress_step(sparcl_compressor& c, const float* grad, uint64_t stream) {
-  if (c.backend) return c.backend->compress(grad, stream);
-  return as_sparse(c, c.impl.compress(grad, stream));
+sparcl_sparse_t compress_step(sparcl_compressor& c, const float* grad, uint64_t stream, bool round_here) {
+  if (c.backend) return c.backend->compress(grad, stream, round_here);
+  return as_sparse(c, c.impl.compress(grad, stream, round_here));
+}
+
+void sent_as_step(sparcl_compressor& c, size_t first, size_t count, const float* received) {
+  if (c.backend)
+    c.backend->sent_as(first, count, received);
+  else
+    c.impl.sent_as(first, count, received);
 }
 
 void unsend_step(sparcl_compressor& c) {
@@ -132,13 +139,10 @@ sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* c
     require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
     if (stream) bind_stream(*compressor, stream->stream);
     if (compressor->backend) staged = compressor->backend->result_slot(out);
-    // A host compressor leaves the values to the collective, which encodes
-    // them with the compressor's encoding and reports what each piece
-    // became, so the residual keeps exactly the error of what went on the
-    // wire. A device compressor still rounds on the GPU.
-    send = compressor->backend
-               ? compressor->backend->compress(grad, uint64_t(comm->transport->rank()))
-               : as_sparse(*compressor, compressor->impl.compress(grad, uint64_t(comm->transport->rank()), false));
+    // The collective encodes the values with the compressor's encoding and
+    // reports what each piece became, so the residual keeps exactly the
+    // error of what went on the wire.
+    send = compress_step(*compressor, grad, uint64_t(comm->transport->rank()), false);
   } catch (const Error& e) {
     local_failure(e.status(), e.what());
     throw;
@@ -151,12 +155,11 @@ sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* c
   call.encoding = o.codec;
   // Messages hold fewer than 2^32 values, so a larger bucket is the same as 2^32 - 1.
   call.bucket = compress::qsgd_bits(o.codec) ? uint32_t(std::min<size_t>(o.quant_bucket, UINT32_MAX)) : 0;
-  CompressorBackend* backend = compressor->backend.get();
-  if (!backend)
-    call.input_sent = [compressor](size_t first, size_t count, const float* received) {
-      compressor->impl.sent_as(first, count, received);
-    };
+  call.input_sent = [compressor](size_t first, size_t count, const float* received) {
+    sent_as_step(*compressor, first, count, received);
+  };
   sparcl_request* r = nullptr;
+  CompressorBackend* backend = compressor->backend.get();
   try {
     r = start_allreduce_sparse(comm, &send, staged ? nullptr : out, staged, request_slot, &call);
   } catch (...) {
@@ -166,6 +169,7 @@ sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* c
   // Set before the lock is released, so before the engine can end the request.
   if (backend) r->deliver = [deliver = std::move(r->deliver), backend, out] {
     deliver();
+    backend->settle();
     backend->write_sum(out);
   };
   r->on_failure = [compressor] { unsend_step(*compressor); };
@@ -211,7 +215,7 @@ sparcl_status_t sparcl_compress(sparcl_compressor_t compressor, const float* gra
   return guarded(nullptr, [&] {
     require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "grad is NULL");
     require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
-    *out = compress_step(*compressor, grad, local_stream(compressor->rounding_stream));
+    *out = compress_step(*compressor, grad, local_stream(compressor->rounding_stream), true);
   });
 }
 

@@ -22,10 +22,16 @@ namespace sparcl {
 class CompressorBackend {
  public:
   virtual ~CompressorBackend() = default;
-  // One step on grad: the sent vector, in host memory that the backend owns
-  // until its next step.
-  virtual sparcl_sparse_t compress(const float* grad, uint64_t rounding_stream) = 0;
-  // Compressor::unsend() of the last step. Never throws.
+  // Compressor::compress(grad, rounding_stream, round_here): the sent vector,
+  // in host memory that the backend owns until its next step.
+  virtual sparcl_sparse_t compress(const float* grad, uint64_t rounding_stream, bool round_here) = 0;
+  // Compressor::sent_as() of the last step (a step of round_here false). The
+  // residual takes what it reports at settle().
+  virtual void sent_as(size_t first, size_t count, const float* received) = 0;
+  // Once the collective of the last step has succeeded: the residual keeps
+  // what sent_as() reported, as Compressor::sent_as() leaves it.
+  virtual void settle() = 0;
+  // Compressor::unsend() of the last step (also after settle()). Never throws.
   virtual void unsend() noexcept = 0;
   virtual float* residual() = 0;
   virtual void reset() = 0;

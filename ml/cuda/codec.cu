@@ -37,14 +37,9 @@ __global__ void accumulate_kernel(float* r, float* u, const float* g, uint64_t n
 __global__ void settle_kernel(float* r, float* u, const uint32_t* idx, const float* sent, uint64_t m, bool raw,
                               const unsigned long long* failed) {
   const uint64_t j = thread_index();
-  if (j >= m || *failed != kNoPosition) return;
+  if (j >= m || (failed && *failed != kNoPosition)) return;
   const uint32_t i = idx[j];
-  if (raw) {
-    r[i] = 0.0f;
-  } else {
-    const float left = __fsub_rn(r[i], sent[j]);
-    r[i] = isfinite(left) ? left : 0.0f;
-  }
+  r[i] = raw ? 0.0f : unsent_part(r[i], sent[j]);
   if (u) u[i] = 0.0f;
 }
 

@@ -26,9 +26,10 @@ void accumulate(float* d_residual, float* d_velocity, const float* d_grad, size_
                 cudaStream_t stream);
 
 // After a step sent values at idx[0, m): residual[idx[j]] = 0 with raw
-// values, else residual[idx[j]] - sent[j], or 0 where that is not finite;
-// velocity[idx[j]] = 0 (d_velocity may be null). Does nothing if
-// *d_failed != kNoPosition (the encoding failed).
+// values (d_sent is not read), else unsent_part(residual[idx[j]], sent[j])
+// (ml/compress/scalar.hpp); velocity[idx[j]] = 0 (d_velocity may be null).
+// Does nothing if d_failed is not null and *d_failed != kNoPosition (the
+// encoding failed).
 void settle(float* d_residual, float* d_velocity, const uint32_t* d_idx, const float* d_sent, size_t m, bool raw,
             const unsigned long long* d_failed, cudaStream_t stream);
 

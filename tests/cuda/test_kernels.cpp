@@ -5,7 +5,8 @@
 // path; exact and approximate top-k, threshold, all and random-k on every
 // test distribution (ties, all equal, NaN/Inf, denormals, a misleading
 // sample) from 1 to 2^26 entries; error feedback with momentum over several
-// steps; scatters. Every test skips where no GPU is found.
+// steps, rounded on the GPU or settled from what a collective reports;
+// scatters. Every test skips where no GPU is found.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -249,10 +250,35 @@ TEST(GpuSelect, ThresholdAllAndRandomKMatchTheCpu) {
 
 // --- error feedback, through the compressors ---
 
+std::vector<float> device_residual(cu::DeviceCompressor& gpu, uint64_t dim) {
+  std::vector<float> r(dim);
+  cu::check(cudaMemcpy(r.data(), gpu.residual(), dim * 4, cudaMemcpyDeviceToHost), "download");
+  return r;
+}
+
+// What a collective reports for a step whose values it encodes: the first
+// half of the selection received rounded to eighths (one entry as Inf, whose
+// residual must be 0), then the rest but its first entry (never reported:
+// it reached the sum exactly) rounded to quarters.
+void report_like_a_collective(const cz::Selection& sel, cz::Compressor& cpu, cu::DeviceCompressor& gpu) {
+  const size_t m = sel.size(), half = m / 2;
+  std::vector<float> received(m);
+  for (size_t j = 0; j < m; ++j)
+    received[j] = j == 3 ? INFINITY : std::nearbyint(sel.val[j] * (j < half ? 8 : 4)) / (j < half ? 8 : 4);
+  const auto both = [&](size_t first, size_t count) {
+    cpu.sent_as(first, count, received.data() + first);
+    gpu.sent_as(first, count, received.data() + first);
+  };
+  both(0, half);
+  if (half + 1 < m) both(half + 1, m - half - 1);
+  gpu.settle();
+}
+
 // The host compressor and the device compressor, stepped on the same
 // gradients: sent vectors and residuals equal bit for bit at every step.
-TEST(GpuCompressor, StepsMatchTheHostCompressor) {
-  SKIP_WITHOUT_GPU();
+// round_here false is the compressed allreduce's step: the values go
+// unrounded, and the residual settles from what the collective reports.
+void expect_steps_match(bool round_here) {
   using cz::Method;
   for (Method method : {Method::None, Method::TopK, Method::ApproxTopK, Method::Threshold, Method::RandomK})
     for (cz::ValueCodec codec : kCodecs)
@@ -276,67 +302,82 @@ TEST(GpuCompressor, StepsMatchTheHostCompressor) {
             auto g = make_data(step % 2 ? Dist::Cauchy : Dist::Normal, size_t(dim), uint64_t(step) * 31 + dim);
             if (codec == cz::ValueCodec::Fp16 && dim > 1) g[dim / 2] = 1e6f;  // overflows fp16: residual 0, not Inf
             const Device<float> dg(g);
-            const cz::Selection& c = cpu.compress(g.data(), 5);
-            const sparcl_sparse_t s = gpu.compress(dg.get(), 5);
+            const cz::Selection& c = cpu.compress(g.data(), 5, round_here);
+            const sparcl_sparse_t s = gpu.compress(dg.get(), 5, round_here);
             ASSERT_EQ(s.nnz, c.size());
             EXPECT_EQ(std::vector<uint32_t>(static_cast<const uint32_t*>(s.indices),
                                             static_cast<const uint32_t*>(s.indices) + s.nnz),
                       indices_of(c));
             EXPECT_EQ(gpu_test::bits_of(static_cast<const float*>(s.values), s.nnz),
                       gpu_test::bits_of(c.val.data(), c.size()));
+            if (!round_here && step != 2) report_like_a_collective(c, cpu, gpu);  // step 2: nothing reported
             if (o.error_feedback) {
-              std::vector<float> r(dim);
-              ASSERT_CUDA(cudaMemcpy(r.data(), gpu.residual(), dim * 4, cudaMemcpyDeviceToHost));
-              ASSERT_EQ(gpu_test::bits_of(r.data(), dim), gpu_test::bits_of(cpu.residual(), dim));
+              ASSERT_EQ(gpu_test::bits_of(device_residual(gpu, dim).data(), dim),
+                        gpu_test::bits_of(cpu.residual(), dim));
             }
           }
-          // A failed collective: both put the last step back.
+          // A failed collective (after the reports, here): both put the last step back.
           cpu.unsend();
           gpu.unsend();
           if (o.error_feedback) {
-            std::vector<float> r(dim);
-            ASSERT_CUDA(cudaMemcpy(r.data(), gpu.residual(), dim * 4, cudaMemcpyDeviceToHost));
-            EXPECT_EQ(gpu_test::bits_of(r.data(), dim), gpu_test::bits_of(cpu.residual(), dim));
+            EXPECT_EQ(gpu_test::bits_of(device_residual(gpu, dim).data(), dim),
+                      gpu_test::bits_of(cpu.residual(), dim));
           }
         }
 }
 
-// NaN under QSGD: the same error as the CPU; the gradient stays in the
-// residual and the step does not count, so the next steps still match.
+TEST(GpuCompressor, StepsMatchTheHostCompressor) {
+  SKIP_WITHOUT_GPU();
+  expect_steps_match(true);
+}
+
+TEST(GpuCompressor, StepsForTheWireMatchTheHostCompressor) {
+  SKIP_WITHOUT_GPU();
+  expect_steps_match(false);
+}
+
+// NaN under QSGD, rounded here or left to the wire: the same error as the
+// CPU; the gradient stays in the residual and the step does not count, so
+// the next steps still match.
 TEST(GpuCompressor, QsgdNanFailsLikeTheCpu) {
   SKIP_WITHOUT_GPU();
-  cz::CompressorOptions o;
-  o.method = cz::Method::TopK;
-  o.density = 0.05;
-  o.codec = cz::ValueCodec::Qsgd4;
-  const uint64_t dim = 10000;
-  cz::Compressor cpu(o, dim);
-  cu::DeviceCompressor gpu(o, dim, cpu.k(), 0);
-  auto g = make_data(Dist::Normal, dim, 1);
-  g[4321] = std::numeric_limits<float>::quiet_NaN();
-  const Device<float> bad(g);
-  std::string cpu_message, gpu_message;
-  try {
-    cpu.compress(g.data(), 0);
-  } catch (const sparcl::Error& e) {
-    cpu_message = e.what();
+  for (bool round_here : {true, false}) {
+    SCOPED_TRACE(round_here ? "rounded here" : "left to the wire");
+    cz::CompressorOptions o;
+    o.method = cz::Method::TopK;
+    o.density = 0.05;
+    o.codec = cz::ValueCodec::Qsgd4;
+    const uint64_t dim = 10000;
+    cz::Compressor cpu(o, dim);
+    cu::DeviceCompressor gpu(o, dim, cpu.k(), 0);
+    auto g = make_data(Dist::Normal, dim, 1);
+    g[4321] = std::numeric_limits<float>::quiet_NaN();
+    const Device<float> bad(g);
+    std::string cpu_message, gpu_message;
+    try {
+      cpu.compress(g.data(), 0, round_here);
+    } catch (const sparcl::Error& e) {
+      cpu_message = e.what();
+    }
+    try {
+      gpu.compress(bad.get(), 0, round_here);
+    } catch (const sparcl::Error& e) {
+      EXPECT_EQ(e.status(), SPARCL_ERR_INVALID_ARG);
+      gpu_message = e.what();
+    }
+    EXPECT_FALSE(gpu_message.empty());
+    EXPECT_EQ(gpu_message, cpu_message);
+    EXPECT_EQ(gpu_test::bits_of(device_residual(gpu, dim).data(), dim), gpu_test::bits_of(cpu.residual(), dim));
+    cpu.reset();
+    gpu.reset();
+    g[4321] = 1.0f;
+    const Device<float> good(g);
+    const cz::Selection& c = cpu.compress(g.data(), 0, round_here);
+    const sparcl_sparse_t s = gpu.compress(good.get(), 0, round_here);
+    ASSERT_EQ(s.nnz, c.size());
+    EXPECT_EQ(gpu_test::bits_of(static_cast<const float*>(s.values), s.nnz),
+              gpu_test::bits_of(c.val.data(), c.size()));
   }
-  try {
-    gpu.compress(bad.get(), 0);
-  } catch (const sparcl::Error& e) {
-    EXPECT_EQ(e.status(), SPARCL_ERR_INVALID_ARG);
-    gpu_message = e.what();
-  }
-  EXPECT_FALSE(gpu_message.empty());
-  EXPECT_EQ(gpu_message, cpu_message);
-  cpu.reset();
-  gpu.reset();
-  g[4321] = 1.0f;
-  const Device<float> good(g);
-  const cz::Selection& c = cpu.compress(g.data(), 0);
-  const sparcl_sparse_t s = gpu.compress(good.get(), 0);
-  ASSERT_EQ(s.nnz, c.size());
-  EXPECT_EQ(gpu_test::bits_of(static_cast<const float*>(s.values), s.nnz), gpu_test::bits_of(c.val.data(), c.size()));
 }
 
 TEST(GpuCompressor, RejectsHostGradientsAndBucketedTopK) {
@@ -344,7 +385,8 @@ TEST(GpuCompressor, RejectsHostGradientsAndBucketedTopK) {
   cz::CompressorOptions o;
   cu::DeviceCompressor gpu(o, 100, 1, 0);
   std::vector<float> g(100, 1.0f);
-  EXPECT_EQ(status_of([&] { gpu.compress(g.data(), 0); }), SPARCL_ERR_INVALID_ARG);
+  EXPECT_EQ(status_of([&] { gpu.compress(g.data(), 0, true); }), SPARCL_ERR_INVALID_ARG);
+  EXPECT_EQ(status_of([&] { gpu.compress(g.data(), 0, false); }), SPARCL_ERR_INVALID_ARG);
   o.method = cz::Method::TopKBucket;
   EXPECT_EQ(status_of([&] { cu::DeviceCompressor bucketed(o, 100, 1, 0); }), SPARCL_ERR_UNSUPPORTED);
 }
