@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -13,10 +14,20 @@
 
 namespace gpu_test {
 
-#define SKIP_WITHOUT_GPU()                                                                              \
-  do {                                                                                                  \
-    if (sparcl::cuda::device_count() == 0)                                                              \
-      GTEST_SKIP() << "no CUDA device (no GPU or no driver here): this test runs only on a GPU machine"; \
+// On a GPU machine, SPARCL_TEST_REQUIRE_GPU=1 turns the skip into a failure,
+// so that a driver too old for the CUDA 13 runtime cannot pass as success.
+inline bool gpu_required() {
+  const char* v = std::getenv("SPARCL_TEST_REQUIRE_GPU");
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+
+#define SKIP_WITHOUT_GPU()                                                                               \
+  do {                                                                                                   \
+    if (sparcl::cuda::device_count() == 0) {                                                             \
+      if (gpu_test::gpu_required()) FAIL() << "no CUDA device, and SPARCL_TEST_REQUIRE_GPU is set";       \
+      GTEST_SKIP() << "no CUDA device (no GPU, no driver, or a driver older than CUDA 13 here): this test " \
+                      "runs only on a GPU machine";                                                      \
+    }                                                                                                    \
   } while (0)
 
 #define ASSERT_CUDA(call) ASSERT_EQ((call), cudaSuccess) << #call

@@ -14,6 +14,7 @@
 #include <mpi.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -81,10 +82,16 @@ TEST(CudaCollectivesWithoutGpu, StreamCallsFailEverywhereAndChangeNothing) {
 
 #if SPARCL_TEST_CUDA
 
-#define SKIP_WITHOUT_GPU()                                                                              \
-  do {                                                                                                  \
-    if (sparcl_cuda_device_count() == 0)                                                                \
-      GTEST_SKIP() << "no CUDA device (no GPU or no driver here): this test runs only on a GPU machine"; \
+// As tests/cuda/gpu_util.hpp's, through the public API.
+#define SKIP_WITHOUT_GPU()                                                                               \
+  do {                                                                                                   \
+    if (sparcl_cuda_device_count() == 0) {                                                               \
+      const char* required = std::getenv("SPARCL_TEST_REQUIRE_GPU");                                     \
+      if (required && *required && std::strcmp(required, "0") != 0)                                      \
+        FAIL() << "no CUDA device, and SPARCL_TEST_REQUIRE_GPU is set";                                  \
+      GTEST_SKIP() << "no CUDA device (no GPU, no driver, or a driver older than CUDA 13 here): this test " \
+                      "runs only on a GPU machine";                                                      \
+    }                                                                                                    \
   } while (0)
 
 template <class T>
