@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "../collectives/collective.hpp"
+#include "../ml/cuda/dispatch.hpp"
 #include "comm.hpp"
 #include "comm_create.hpp"
 #include "guard.hpp"
@@ -148,6 +149,9 @@ void run_to_end(sparcl_request* r, std::unique_lock<std::mutex>& lock) {
 sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, void* dense_recv,
                                        sparcl_result_t* result, const void* request_slot,
                                        const CompressedCall* compressed) {
+  // GPU buffers (CUDA builds): ml/cuda/ stages them through host memory and comes back here.
+  if (cuda::any_device_buffer(send, dense_recv))
+    return cuda::start_allreduce_sparse(comm, send, dense_recv, result, request_slot, nullptr, compressed);
   if (result) *result = nullptr;
   const uint64_t dim = send ? send->dim : 0;
   const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
@@ -202,6 +206,7 @@ sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t*
     require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
     check_sparse_header(send);
     require(results != nullptr, SPARCL_ERR_INVALID_ARG, "results is NULL");
+    cuda::require_host_buffers(send->indices, send->values, "sparcl_allgather_sparse");
   });
   auto request = std::make_unique<sparcl_request>();
   dispatch(vt, dim, [&](auto v, auto i) {
@@ -238,6 +243,7 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
   if (!sparse_path) {
     require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
     require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
+    cuda::require_host_buffers(src, recvbuf, "sparcl_allreduce");
     require(value_size(type) != 0, SPARCL_ERR_INVALID_ARG, "unknown datatype");
     require(reduction >= SPARCL_SUM && reduction <= SPARCL_MIN, SPARCL_ERR_INVALID_ARG, "unknown reduction op");
     comm->transport->native_allreduce(src, recvbuf, count, datatype, op);
@@ -250,6 +256,7 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
   checked(comm, id, [&] {
     require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
     require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
+    cuda::require_host_buffers(src, recvbuf, "sparcl_allreduce");
   });
   auto request = std::make_unique<sparcl_request>();
   dispatch(uint8_t(type), count, [&](auto v, auto i) {

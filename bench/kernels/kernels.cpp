@@ -12,6 +12,9 @@
 //                selection; bytes = 4 * nnz (the raw uint32 indices).
 //   Crc32c/*     the checksum of the wire format (src/crc32c.hpp) over 4 N
 //                bytes: the SSE4.2 instruction and the portable tables.
+//   HostBufferCheck   what the sparse allreduce pays, per call, to learn that
+//                its buffers are host memory (ml/cuda/dispatch.hpp; in builds
+//                without CUDA a constant).
 //
 // Run with --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 // and compare medians: the machine may be shared.
@@ -28,6 +31,7 @@
 
 #include "ml/compress/codec.hpp"
 #include "ml/compress/select.hpp"
+#include "ml/cuda/dispatch.hpp"
 #include "src/crc32c.hpp"
 
 namespace {
@@ -255,6 +259,20 @@ void SizeArgs(benchmark::internal::Benchmark* b) {
 
 }  // namespace
 
+void HostBufferCheck(benchmark::State& state) {
+  std::vector<uint32_t> idx(16, 1);
+  std::vector<float> val(16, 1.0f), dense(16);
+  sparcl_sparse_t s{};
+  s.dim = 16;
+  s.nnz = 16;
+  s.index_type = SPARCL_INDEX_U32;
+  s.indices = idx.data();
+  s.value_type = SPARCL_FLOAT32;
+  s.values = val.data();
+  for (auto _ : state) benchmark::DoNotOptimize(sparcl::cuda::any_device_buffer(&s, dense.data()));
+}
+
+BENCHMARK(HostBufferCheck);
 BENCHMARK(Memcpy)->Apply(SizeArgs);
 BENCHMARK(Read)->Apply(SizeArgs);
 BENCHMARK(NthElement)->Apply(SelectArgs);

@@ -204,7 +204,12 @@ sparcl_status_t sparcl_iallreduce_compressed(sparcl_comm_t comm, sparcl_compress
                                              float *out, sparcl_request_t *request);
 
 /** The compressor's residual (dim values), or NULL without error feedback. It
- *  may be read or written between steps, e.g. to checkpoint it. */
+ *  may be read or written between steps, e.g. to checkpoint it. For a
+ *  compressor of sparcl_compressor_create_cuda() (sparcl_cuda.h) it is device
+ *  memory that the steps write on their CUDA stream: after a `_stream` call,
+ *  access it in that stream's order (from work queued on it, or after
+ *  cudaStreamSynchronize()); a call without a stream has written it when it
+ *  returns (a request: when it completes). */
 float *sparcl_compressor_residual(sparcl_compressor_t compressor);
 
 /** Zeroes the residual and the momentum, and restarts the step count. */

@@ -10,6 +10,7 @@
 
 #include "compressor.hpp"
 #include "guard.hpp"
+#include "handle.hpp"
 #include "input.hpp"
 #include "start.hpp"
 #include "sparcl/compress.h"
@@ -17,13 +18,6 @@
 using namespace sparcl;
 using sparcl::compress::Compressor;
 using sparcl::compress::CompressorOptions;
-
-struct sparcl_compressor {
-  sparcl_compressor(const CompressorOptions& o, uint64_t dim, uint32_t stream)
-      : impl(o, dim), rounding_stream(stream) {}
-  Compressor impl;
-  uint32_t rounding_stream;
-};
 
 namespace {
 
@@ -73,6 +67,28 @@ sparcl_sparse_t as_sparse(const sparcl_compressor& c, const compress::Selection&
 
 sparcl_status_t null_compressor() { return record(nullptr, SPARCL_ERR_INVALID_ARG, "compressor is NULL"); }
 
+// --- compressors whose state lives on a GPU (sparcl_compressor_create_cuda,
+// ml/cuda/): their backend runs the step and stages the sum ---
+
+sparcl_sparse_t compress_step(sparcl_compressor& c, const float* grad, uint64_t stream, bool round_here) {
+  if (c.backend) return c.backend->compress(grad, stream, round_here);
+  return as_sparse(c, c.impl.compress(grad, stream, round_here));
+}
+
+void sent_as_step(sparcl_compressor& c, size_t first, size_t count, const float* received) {
+  if (c.backend)
+    c.backend->sent_as(first, count, received);
+  else
+    c.impl.sent_as(first, count, received);
+}
+
+void unsend_step(sparcl_compressor& c) {
+  if (c.backend)
+    c.backend->unsend();
+  else
+    c.impl.unsend();
+}
+
 // Rounding streams: ranks use their rank (< 2^31); sparcl_compress() callers
 // their config.rounding_stream, kept apart from the ranks' by bit 32.
 uint64_t local_stream(uint32_t s) { return (uint64_t(1) << 32) | s; }
@@ -100,12 +116,14 @@ void scatter(const sparcl_sparse_t& s, float* dense) {
     for (size_t k = 0; k < s.nnz; ++k) dense[idx[k]] = val[k];
 }
 
-// Starts the compressed allreduce (caller holds the communicator's lock).
+}  // namespace
+
 // The request puts the step's values back into the residual if it fails,
 // so that a retried step loses nothing.
-sparcl_request* start_compressed(sparcl_comm* comm, sparcl_compressor* compressor, const float* grad, float* out,
-                                 const void* request_slot) {
+sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* compressor, const float* grad,
+                                         float* out, const void* request_slot, const StreamArg* stream) {
   sparcl_sparse_t send{};
+  sparcl_result_t* staged = nullptr;  // a backend's place for the sum
   const auto local_failure = [&](sparcl_status_t status, const std::string& message) {
     // Compression failed here. The collective still takes its sequence
     // number on this rank, and the other ranks, which would otherwise wait
@@ -119,10 +137,12 @@ sparcl_request* start_compressed(sparcl_comm* comm, sparcl_compressor* compresso
     require(compressor != nullptr, SPARCL_ERR_INVALID_ARG, "compressor is NULL");
     require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "grad is NULL");
     require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
+    if (stream) bind_stream(*compressor, stream->stream);
+    if (compressor->backend) staged = compressor->backend->result_slot(out);
     // The collective encodes the values with the compressor's encoding and
     // reports what each piece became, so the residual keeps exactly the
     // error of what went on the wire.
-    send = as_sparse(*compressor, compressor->impl.compress(grad, uint64_t(comm->transport->rank()), false));
+    send = compress_step(*compressor, grad, uint64_t(comm->transport->rank()), false);
   } catch (const Error& e) {
     local_failure(e.status(), e.what());
     throw;
@@ -136,21 +156,39 @@ sparcl_request* start_compressed(sparcl_comm* comm, sparcl_compressor* compresso
   // Messages hold fewer than 2^32 values, so a larger bucket is the same as 2^32 - 1.
   call.bucket = compress::qsgd_bits(o.codec) ? uint32_t(std::min<size_t>(o.quant_bucket, UINT32_MAX)) : 0;
   call.input_sent = [compressor](size_t first, size_t count, const float* received) {
-    compressor->impl.sent_as(first, count, received);
+    sent_as_step(*compressor, first, count, received);
   };
   sparcl_request* r = nullptr;
+  CompressorBackend* backend = compressor->backend.get();
   try {
-    r = start_allreduce_sparse(comm, &send, out, nullptr, request_slot, &call);
+    r = start_allreduce_sparse(comm, &send, staged ? nullptr : out, staged, request_slot, &call);
   } catch (...) {
-    compressor->impl.unsend();  // nothing was delivered: keep it for the next step
+    unsend_step(*compressor);  // nothing was delivered: keep it for the next step
     throw;
   }
   // Set before the lock is released, so before the engine can end the request.
-  r->on_failure = [compressor] { compressor->impl.unsend(); };
+  if (backend) r->deliver = [deliver = std::move(r->deliver), backend, out] {
+    deliver();
+    backend->settle();
+    backend->write_sum(out);
+  };
+  r->on_failure = [compressor] { unsend_step(*compressor); };
   return r;
 }
 
-}  // namespace
+sparcl_compressor* sparcl::new_compressor(const sparcl_compressor_config_t* config, uint64_t dim, bool host_state) {
+  sparcl_compressor_config_t c = SPARCL_COMPRESSOR_CONFIG_INIT;
+  if (config) {
+    // Configs from older headers are shorter: fields past their end keep
+    // their defaults. This is the first version: every field is required.
+    constexpr size_t kOldest = offsetof(sparcl_compressor_config_t, rounding_stream) + sizeof(uint32_t);
+    if (config->struct_size < kOldest)
+      fail(SPARCL_ERR_INVALID_ARG, "config.struct_size is too small: initialise it with SPARCL_COMPRESSOR_CONFIG_INIT");
+    std::memcpy(&c, config, std::min(config->struct_size, sizeof c));
+    c.struct_size = sizeof c;
+  }
+  return new sparcl_compressor(options_from(c), dim, c.rounding_stream, host_state);
+}
 
 extern "C" {
 
@@ -164,20 +202,7 @@ sparcl_status_t sparcl_compressor_create(const sparcl_compressor_config_t* confi
                                          sparcl_compressor_t* compressor) {
   if (!compressor) return record(nullptr, SPARCL_ERR_INVALID_ARG, "compressor is NULL");
   *compressor = nullptr;
-  return guarded(nullptr, [&] {
-    sparcl_compressor_config_t c = SPARCL_COMPRESSOR_CONFIG_INIT;
-    if (config) {
-      // Configs from older headers are shorter: fields past their end keep
-      // their defaults. This is the first version: every field is required.
-      constexpr size_t kOldest = offsetof(sparcl_compressor_config_t, rounding_stream) + sizeof(uint32_t);
-      if (config->struct_size < kOldest)
-        fail(SPARCL_ERR_INVALID_ARG,
-             "config.struct_size is too small: initialise it with SPARCL_COMPRESSOR_CONFIG_INIT");
-      std::memcpy(&c, config, std::min(config->struct_size, sizeof c));
-      c.struct_size = sizeof c;
-    }
-    *compressor = new sparcl_compressor(options_from(c), dim, c.rounding_stream);
-  });
+  return guarded(nullptr, [&] { *compressor = new_compressor(config, dim, true); });
 }
 
 sparcl_status_t sparcl_compressor_free(sparcl_compressor_t compressor) {
@@ -190,8 +215,7 @@ sparcl_status_t sparcl_compress(sparcl_compressor_t compressor, const float* gra
   return guarded(nullptr, [&] {
     require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "grad is NULL");
     require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
-    const auto& sel = compressor->impl.compress(grad, local_stream(compressor->rounding_stream));
-    *out = as_sparse(*compressor, sel);
+    *out = compress_step(*compressor, grad, local_stream(compressor->rounding_stream), true);
   });
 }
 
@@ -212,24 +236,29 @@ sparcl_status_t sparcl_allreduce_compressed(sparcl_comm_t comm, sparcl_compresso
                                             float* out) {
   if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL");
   auto lock = comm->lock();
-  return guarded(comm, [&] { run_to_end(start_compressed(comm, compressor, grad, out, &out), lock); });
+  return guarded(comm, [&] { run_to_end(start_compressed(comm, compressor, grad, out, &out, nullptr), lock); });
 }
 
 sparcl_status_t sparcl_iallreduce_compressed(sparcl_comm_t comm, sparcl_compressor_t compressor, const float* grad,
                                              float* out, sparcl_request_t* request) {
   if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL");
   auto lock = comm->lock();
-  return guarded(comm, [&] { *request = start_compressed(comm, compressor, grad, out, request); });
+  return guarded(comm, [&] { *request = start_compressed(comm, compressor, grad, out, request, nullptr); });
 }
 
 float* sparcl_compressor_residual(sparcl_compressor_t compressor) {
-  return compressor ? compressor->impl.residual() : nullptr;
+  if (!compressor) return nullptr;
+  return compressor->backend ? compressor->backend->residual() : compressor->impl.residual();
 }
 
 sparcl_status_t sparcl_compressor_reset(sparcl_compressor_t compressor) {
   if (!compressor) return null_compressor();
-  compressor->impl.reset();
-  return SPARCL_SUCCESS;
+  return guarded(nullptr, [&] {
+    if (compressor->backend)
+      compressor->backend->reset();
+    else
+      compressor->impl.reset();
+  });
 }
 
 }  // extern "C"

@@ -18,43 +18,7 @@ namespace {
 
 constexpr size_t kSegment = 2048;  // values quantised at a time (codes staged on the stack)
 
-// --- float16 / bfloat16 (branch-free, so that the bulk loops vectorise) ---
-
-inline uint16_t fp16_from_bits(uint32_t u) {
-  const uint32_t sign = u & 0x80000000u;
-  u ^= sign;
-  // Normal results: re-bias the exponent and round the 13 dropped bits to
-  // nearest even; a carry out of the mantissa bumps the exponent (up to Inf).
-  const uint32_t normal = (u - (uint32_t(127 - 15) << 23) + 0xFFFu + ((u >> 13) & 1u)) >> 13;
-  // Subnormal results (|x| < 2^-14): adding 0.5 (2^-1) aligns the value's
-  // bits to the half's subnormal grid and lets the FPU round to nearest even.
-  const float magic = bits_float(uint32_t(127 - 1) << 23);
-  const uint32_t sub = float_bits(bits_float(u) + magic) - float_bits(magic);
-  // Inf stays Inf; NaN keeps the top 10 payload bits and becomes quiet.
-  const uint32_t special = u > 0x7F800000u ? (0x7E00u | ((u >> 13) & 0x3FFu)) : 0x7C00u;
-  uint32_t o = u >= 0x47800000u ? special : (u < 0x38800000u ? sub : normal);
-  return uint16_t(o | (sign >> 16));
-}
-
-inline uint32_t fp16_to_bits(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  const uint32_t em = h & 0x7FFFu;
-  const uint32_t exp = em & 0x7C00u;
-  // Normal: re-bias. Subnormal: the mantissa times 2^-24, exactly, through
-  // an integer-to-float conversion. Inf/NaN: all-ones exponent, payload
-  // kept, NaN made quiet.
-  const uint32_t normal = (em << 13) + (uint32_t(127 - 15) << 23);
-  const uint32_t sub = float_bits(float(int32_t(em)) * 0x1p-24f);
-  const uint32_t special = 0x7F800000u | ((em & 0x3FFu) << 13) | ((em & 0x3FFu) ? 0x00400000u : 0u);
-  const uint32_t o = exp == 0x7C00u ? special : (exp == 0 ? sub : normal);
-  return o | sign;
-}
-
-inline uint16_t bf16_from_bits(uint32_t u) {
-  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-  const uint32_t nan = (u >> 16) | 0x0040u;
-  return uint16_t((u & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
-}
+// --- float16 / bfloat16: the scalar conversions of scalar.hpp, in bulk ---
 
 // Bulk conversions through a stack buffer (the byte streams may be unaligned).
 // Each kernel has a baseline and an AVX2 build (see common.hpp).
@@ -111,7 +75,7 @@ void decode_bf16(const uint8_t* in, size_t n, float* out) {
   for (size_t s = 0; s < n; s += kSegment) {
     const size_t len = std::min(kSegment, n - s);
     std::memcpy(buf, in + 2 * s, 2 * len);
-    for (size_t i = 0; i < len; ++i) out[s + i] = bits_float(uint32_t(buf[i]) << 16);
+    for (size_t i = 0; i < len; ++i) out[s + i] = bits_float(bf16_to_bits(buf[i]));
   }
 }
 
@@ -131,24 +95,12 @@ SPARCL_TARGET_AVX2 uint32_t max_key_avx2(const float* x, size_t len) { return ma
 #endif
 
 // Levels + s of x[0, len), scaled by inv = s / scale (finite), rounded up
-// with probability equal to the fractional part; draws from counters c0 + i.
-// Comparisons of non-negative floats are done on their bits (same order),
-// which keeps the loop free of floating-point compares.
+// with probability equal to the fractional part (qsgd_code of scalar.hpp);
+// draws from counters c0 + i.
 template <int S>
 SPARCL_ALWAYS_INLINE void quantize_kernel(const float* x, size_t len, float inv, uint32_t c0, Key32 key,
                                           uint8_t* codes) {
-  const int32_t sbits = int32_t(float_bits(float(S)));
-  for (size_t i = 0; i < len; ++i) {
-    const uint32_t vb = float_bits(x[i]);
-    const float a0 = bits_float(vb & 0x7FFFFFFFu) * inv;
-    const int32_t ab = int32_t(float_bits(a0));
-    const float a = bits_float(uint32_t(ab < sbits ? ab : sbits));  // |x| <= scale, but the product may round above s
-    const int32_t l = int32_t(a);
-    const float f = a - float(l);
-    const float u = float(int32_t(draw32(key, c0 + uint32_t(i)) >> 8)) * 0x1p-24f;
-    const int32_t level = l + (int32_t(float_bits(u)) < int32_t(float_bits(f)) ? 1 : 0);
-    codes[i] = uint8_t(vb >> 31 ? S - level : S + level);
-  }
+  for (size_t i = 0; i < len; ++i) codes[i] = qsgd_code<S>(float_bits(x[i]), inv, draw32(key, c0 + uint32_t(i)));
 }
 template <int S>
 void quantize_base(const float* x, size_t len, float inv, uint32_t c0, Key32 key, uint8_t* codes) {
@@ -172,14 +124,7 @@ void quantize(const float* x, size_t len, float inv, uint32_t c0, Key32 key, uin
 template <int S>
 void quantize_tiny_scale(const float* x, size_t len, float scale, uint32_t c0, Key32 key, uint8_t* codes) {
   const double inv = double(S) / double(scale);
-  for (size_t i = 0; i < len; ++i) {
-    const double a = std::min(std::fabs(double(x[i])) * inv, double(S));
-    const int32_t l = int32_t(a);
-    const double f = a - double(l);
-    const double u = double(draw32(key, c0 + uint32_t(i)) >> 8) * 0x1p-24;
-    const int32_t level = l + (u < f ? 1 : 0);
-    codes[i] = uint8_t(x[i] < 0.0f ? S - level : S + level);
-  }
+  for (size_t i = 0; i < len; ++i) codes[i] = qsgd_code_tiny<S>(x[i], inv, draw32(key, c0 + uint32_t(i)));
 }
 
 // ORs codes[0, len) (B bits each) into the code area at value position `pos`.
@@ -284,8 +229,7 @@ void decode_qsgd(const uint8_t* in, size_t n, size_t bucket, float* out) {
       corrupt("QSGD scale of bucket " + std::to_string(b) + " is negative or not finite");
     const float scale = bits_float(bits);
     const float step = scale / float(S);
-    // A step below FLT_MIN would lose bits: such buckets decode in double.
-    const bool tiny = scale < float(S) * std::numeric_limits<float>::min();
+    const bool tiny = qsgd_tiny_step<S>(scale);  // such buckets decode in double
     const size_t first = b * bucket, len = std::min(bucket, n - first);
     for (size_t s = 0; s < len; s += kSegment) {
       const size_t seg = std::min(kSegment, len - s);
@@ -295,9 +239,9 @@ void decode_qsgd(const uint8_t* in, size_t n, size_t bucket, float* out) {
       if (bad) corrupt("QSGD code out of range in bucket " + std::to_string(b));
       float* o = out + first + s;
       if (!tiny)
-        for (size_t i = 0; i < seg; ++i) o[i] = float(int32_t(codes[i]) - S) * step;
+        for (size_t i = 0; i < seg; ++i) o[i] = qsgd_value<S>(codes[i], step);
       else
-        for (size_t i = 0; i < seg; ++i) o[i] = float(double(int32_t(codes[i]) - S) * double(scale) / S);
+        for (size_t i = 0; i < seg; ++i) o[i] = qsgd_value_tiny<S>(codes[i], scale);
     }
   }
   if (B != 8 && (n * B) % 8) {
@@ -426,7 +370,7 @@ void round_trip_values(ValueCodec codec, float* values, size_t n, size_t bucket,
 uint16_t float_to_fp16(float x) { return fp16_from_bits(float_bits(x)); }
 float fp16_to_float(uint16_t h) { return bits_float(fp16_to_bits(h)); }
 uint16_t float_to_bf16(float x) { return bf16_from_bits(float_bits(x)); }
-float bf16_to_float(uint16_t h) { return bits_float(uint32_t(h) << 16); }
+float bf16_to_float(uint16_t h) { return bits_float(bf16_to_bits(h)); }
 
 IndexPlan plan_indices(const uint32_t* idx, size_t n, uint64_t begin, uint64_t end) {
   check_index_range(begin, end);

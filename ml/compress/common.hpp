@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Pieces shared by the compression kernels: magnitude keys of floats, the
-// counter-based random numbers, and an uninitialised growable array.
+// Pieces shared by the compression kernels: run-time ISA dispatch, the
+// scalar arithmetic of scalar.hpp (magnitude keys, counter-based random
+// numbers), and an uninitialised growable array.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,8 @@
 #include <new>
 #include <type_traits>
 #include <utility>
+
+#include "scalar.hpp"
 
 // Kernels with an AVX2 variant are compiled twice (baseline x86-64 and
 // target("avx2")) and picked at run time; results are bit-identical (no FMA).
@@ -50,67 +53,6 @@ inline bool& avx2_enabled() {
   static bool yes = false;
 #endif
   return yes;
-}
-
-inline uint32_t float_bits(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, sizeof b);
-  return b;
-}
-
-inline float bits_float(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, sizeof x);
-  return x;
-}
-
-// The magnitude key of a float: its bits without the sign. As unsigned
-// integers, keys order like |x| for every finite value and infinity, and every
-// NaN (whatever its payload) has a key above +Inf's (0x7F800000). All
-// selection in ml/compress/ compares keys, never floats, so the order is total.
-inline uint32_t magnitude_key(float x) { return float_bits(x) & 0x7FFFFFFFu; }
-
-constexpr uint32_t kInfKey = 0x7F800000u;
-
-// --- counter-based random numbers (no state: the n-th draw is a function of
-// (key, n), so any draw can be recomputed anywhere) ---
-
-// SplitMix64's finaliser: a bijection on 64-bit words with full avalanche.
-inline uint64_t mix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// MurmurHash3's 32-bit finaliser: a bijection on 32-bit words.
-inline uint32_t fmix32(uint32_t h) {
-  h ^= h >> 16;
-  h *= 0x85EBCA6Bu;
-  h ^= h >> 13;
-  h *= 0xC2B2AE35u;
-  h ^= h >> 16;
-  return h;
-}
-
-// Key of a stream of 32-bit draws, derived from a 64-bit seed.
-struct Key32 {
-  uint32_t a, b;
-};
-inline Key32 key32(uint64_t seed) {
-  const uint64_t m = mix64(seed);
-  return Key32{uint32_t(m), uint32_t(m >> 32)};
-}
-
-// Draw number `counter` of the stream `key`: fmix32 of the counter keyed by
-// (a, b). Two 32-bit multiplies, so loops over it vectorise. Within a stream
-// the draws are a bijection of the counters (every 32-bit value once per
-// 2^32 draws); streams of unrelated keys look independent.
-inline uint32_t draw32(Key32 key, uint32_t counter) { return fmix32((counter ^ key.a) + key.b); }
-
-// A 64-bit seed for a sub-stream, e.g. (seed, step) or (seed, step, rank).
-inline uint64_t derive_seed(uint64_t seed, uint64_t a, uint64_t b = 0) {
-  return mix64(mix64(seed ^ mix64(a)) + b);
 }
 
 // Uniform integer in [0, range) from a 64-bit draw (Lemire's multiply-shift;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "scalar.hpp"
 #include "src/error.hpp"
 
 namespace sparcl {
@@ -22,7 +23,25 @@ const char* method_name(Method m) {
   return "unknown";
 }
 
-Compressor::Compressor(const CompressorOptions& options, uint64_t dim) : options_(options), dim_(dim) {
+uint64_t rounding_seed(uint64_t seed, uint64_t step, uint64_t stream) {
+  return derive_seed(seed, step, stream ^ 0x51554E54ull);
+}
+
+void require_encodable(ValueCodec codec, const uint32_t* idx, const float* val, size_t m) {
+  if (!qsgd_bits(codec)) return;
+  for (size_t j = 0; j < m; ++j)
+    if (magnitude_key(val[j]) >= kInfKey)
+      fail(SPARCL_ERR_INVALID_ARG, "QSGD cannot encode " + std::string(std::isnan(val[j]) ? "NaN" : "Inf") +
+                                       " (value at index " + std::to_string(idx[j]) + ")");
+}
+
+void require_reportable(bool collective_encodes, size_t first, size_t count, size_t selected) {
+  if (!collective_encodes || first > selected || count > selected - first)
+    fail(SPARCL_ERR_INTERNAL, "sent_as() outside the selection of a step the collective encodes");
+}
+
+Compressor::Compressor(const CompressorOptions& options, uint64_t dim, bool host_state)
+    : options_(options), dim_(dim) {
   const CompressorOptions& o = options_;
   require(dim >= 1, SPARCL_ERR_INVALID_ARG, "compressor dim must be at least 1");
   if (dim > uint64_t(UINT32_MAX))
@@ -52,6 +71,7 @@ Compressor::Compressor(const CompressorOptions& options, uint64_t dim) : options
   require(o.momentum >= 0.0f && o.momentum < 1.0f, SPARCL_ERR_INVALID_ARG, "momentum must lie in [0, 1)");
   require(o.momentum == 0.0f || o.error_feedback, SPARCL_ERR_INVALID_ARG,
           "momentum correction needs error feedback");
+  if (!host_state) return;
   if (o.error_feedback) residual_.assign(size_t(dim), 0.0f);
   if (o.momentum > 0.0f) velocity_.assign(size_t(dim), 0.0f);
 }
@@ -75,20 +95,18 @@ void Compressor::unsend() {
 }
 
 void Compressor::sent_as(size_t first, size_t count, const float* received) {
-  if (rounded_here_ || first > selection_.size() || count > selection_.size() - first)
-    fail(SPARCL_ERR_INTERNAL, "sent_as() outside the selection of a step the collective encodes");
+  require_reportable(!rounded_here_, first, count, selection_.size());
   if (residual_.empty()) return;
   float* r = residual_.data();
   const uint32_t* idx = selection_.idx.data() + first;
   const float* acc = selection_.val.data() + first;
-  for (size_t j = 0; j < count; ++j) {
-    const float left = acc[j] - received[j];
-    r[idx[j]] = std::isfinite(left) ? left : 0.0f;
-  }
+  for (size_t j = 0; j < count; ++j) r[idx[j]] = unsent_part(acc[j], received[j]);
 }
 
 const Selection& Compressor::compress(const float* grad, uint64_t stream, bool round_here) {
   require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "gradient is NULL");
+  require(!options_.error_feedback || !residual_.empty(), SPARCL_ERR_INTERNAL,
+          "this compressor's state lives on a GPU: its steps run there");
   const size_t n = size_t(dim_);
   const CompressorOptions& o = options_;
   const float* acc = grad;
@@ -120,14 +138,8 @@ const Selection& Compressor::compress(const float* grad, uint64_t stream, bool r
   const size_t m = sel.size();
   const bool rounded = round_here && o.codec != ValueCodec::Raw;
   if (rounded)
-    round_trip_values(o.codec, sel.val.data(), m, o.quant_bucket, derive_seed(o.seed, step_, stream ^ 0x51554E54ull),
-                      scratch_);
-  if (!round_here && qsgd_bits(o.codec)) {  // fail now, before any collective starts
-    for (size_t j = 0; j < m; ++j)
-      if (!std::isfinite(sel.val[j]))
-        fail(SPARCL_ERR_INVALID_ARG, "QSGD cannot encode " + std::string(std::isnan(sel.val[j]) ? "NaN" : "Inf") +
-                                         " (value at index " + std::to_string(sel.idx[j]) + ")");
-  }
+    round_trip_values(o.codec, sel.val.data(), m, o.quant_bucket, rounding_seed(o.seed, step_, stream), scratch_);
+  if (!round_here) require_encodable(o.codec, sel.idx.data(), sel.val.data(), m);  // before any collective starts
   rounded_here_ = round_here;
   if (o.error_feedback) {
     float* r = residual_.data();
@@ -136,10 +148,7 @@ const Selection& Compressor::compress(const float* grad, uint64_t stream, bool r
     if (!rounded) {
       for (size_t j = 0; j < m; ++j) r[idx[j]] = 0.0f;  // sent == acc exactly
     } else {
-      for (size_t j = 0; j < m; ++j) {
-        const float left = r[idx[j]] - val[j];
-        r[idx[j]] = std::isfinite(left) ? left : 0.0f;
-      }
+      for (size_t j = 0; j < m; ++j) r[idx[j]] = unsent_part(r[idx[j]], val[j]);
     }
     if (o.momentum > 0.0f) {
       float* u = velocity_.data();

@@ -53,11 +53,27 @@ struct CompressorOptions {
   double tolerance = kApproxTolerance;  // Method::ApproxTopK
 };
 
+// The seed of a step's stochastic rounding: a function of (seed, step,
+// stream), the same wherever the step runs (CPU or GPU).
+uint64_t rounding_seed(uint64_t seed, uint64_t step, uint64_t stream);
+
+// The checks of a step whose values a collective encodes, shared with the
+// GPU's compressor (ml/cuda/). Before the collective starts: QSGD cannot
+// encode NaN or Inf, so `codec` rejects the selection (idx, val)[0, m) with
+// SPARCL_ERR_INVALID_ARG naming the index of the first one.
+void require_encodable(ValueCodec codec, const uint32_t* idx, const float* val, size_t m);
+// A report of sent_as() must name entries [first, first + count) of the
+// `selected` entries of a step the collective encodes
+// (SPARCL_ERR_INTERNAL otherwise).
+void require_reportable(bool collective_encodes, size_t first, size_t count, size_t selected);
+
 class Compressor {
  public:
   // Validates the options (SPARCL_ERR_INVALID_ARG naming the bad one;
-  // SPARCL_ERR_UNSUPPORTED for dim >= 2^32).
-  Compressor(const CompressorOptions& options, uint64_t dim);
+  // SPARCL_ERR_UNSUPPORTED for dim >= 2^32). With host_state false the
+  // residual and momentum are not allocated (a GPU holds them, ml/cuda/):
+  // the compressor then only carries the validated options and k.
+  Compressor(const CompressorOptions& options, uint64_t dim, bool host_state = true);
 
   // One step on grad[0, dim). The selection is valid until the next call.
   // `stream` selects the stochastic rounding stream (e.g. the rank), so

@@ -330,40 +330,28 @@ void select_dense_cut(const float* x, size_t n, size_t k, size_t kmax, Selection
   append_cut<false>(x, nullptr, n, cut, out);
 }
 
-// Stratified sample of x: one entry at a pseudo-random position in each of
-// s equal strata (the positions are fixed, so selections are deterministic).
-// Stratum j is [j*step, (j+1)*step) >> 32 with step = n * 2^32 / s (fixed
-// point, no division per sample).
-inline uint64_t sample_position(uint64_t step, Key32 key, size_t j) {
-  const uint64_t lo = (uint64_t(j) * step) >> 32, hi = (uint64_t(j + 1) * step) >> 32;
-  return lo + ((uint64_t(draw32(key, uint32_t(j))) * (hi - lo)) >> 32);
-}
-
+// Stratified sample of x (stratified_position of scalar.hpp; the positions
+// are fixed, so selections are deterministic).
 void take_sample(const float* x, size_t n, size_t s, PodArray<float>& sample) {
   sample.resize(s);
   float* out = sample.data();
   const uint64_t step = (uint64_t(n) << 32) / s;
-  const Key32 key = key32(kSampleSeed);
-  for (size_t j = 0; j < s; ++j) out[j] = x[sample_position(step, key, j)];
+  const Key32 key = topk_sample_key();
+  for (size_t j = 0; j < s; ++j) out[j] = x[stratified_position(step, key, j)];
 }
 
 // Approximate top-k among c > kmax candidates: a threshold from an evenly
-// strided subsample of the candidates aims at the middle of [k, kmax]; one
-// compaction of the candidates applies it. Returns false (out unspecified)
-// if the subsample is too small for the window or the count misses it.
+// strided subsample of the candidates (topk_subsample_plan) aims at the middle
+// of [k, kmax]; one compaction of the candidates applies it. Returns false
+// (out unspecified) if the subsample is too small for the window or the count
+// misses it.
 bool refine_by_subsample(const Selection& cand, size_t k, size_t kmax, Selection& out, SelectWorkspace& ws) {
   const size_t c = cand.size();
-  const size_t s = std::min<size_t>(c, 4096);
-  const double target = (double(k) + double(kmax)) / 2;
-  const double rank = std::round(target * double(s) / double(c));
-  // Standard deviation of the resulting count: binomial on the subsample.
-  const double p = rank / double(s);
-  const double sd = std::sqrt(double(s) * p * (1 - p)) * double(c) / double(s);
-  if (rank < 1 || 3 * sd > double(kmax - k) / 2) return false;
+  size_t s = 0, r = 0;
+  if (!topk_subsample_plan(c, k, kmax, s, r)) return false;
   ws.keys.resize(s);
   uint32_t* keys = ws.keys.data();
   for (size_t j = 0; j < s; ++j) keys[j] = magnitude_key(cand.val[size_t(uint64_t(j) * c / s)]);
-  const size_t r = size_t(rank);
   std::nth_element(keys, keys + (r - 1), keys + s, std::greater<uint32_t>());
   out.clear();
   out.reserve(c);
@@ -386,15 +374,9 @@ void select_by_magnitude(const float* x, size_t n, size_t k, size_t kmax, Select
   }
   const size_t s = topk_sample_size(n);
   take_sample(x, n, s, ws.sample);
-  const double mu = double(k) * double(s) / double(n);  // expected sample entries at or above the k-th
-  const double slack = double(kmax - k) / double(k);    // relative room above k
   Selection& cand = ws.candidates;
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    // Aim for a count a few standard deviations above k (so that it is
-    // rarely below), and for the middle of [k, kmax] when that is higher.
-    const double sigmas = kSampleSigmas * (attempt + 1);
-    const double margin = std::max(sigmas * std::sqrt(mu), mu * slack / 2) + 1 + 4 * attempt;
-    const double rank = std::ceil(mu + margin);
+  for (int attempt = 0; attempt < kTopkSampleAttempts; ++attempt) {
+    const double rank = topk_sample_rank(n, s, k, kmax, attempt);
     if (rank >= double(s)) break;
     // A cut of the sample at `rank` (its key is at most the rank-th largest).
     const uint32_t t = radix_cut(ws.sample.data(), s, size_t(rank), size_t(rank), ws).key;
@@ -424,8 +406,32 @@ void select_by_magnitude(const float* x, size_t n, size_t k, size_t kmax, Select
 
 size_t topk_sample_size(size_t n) { return n < kSmall ? 0 : std::max(kMinSample, n >> kSampleShift); }
 
+Key32 topk_sample_key() { return key32(kSampleSeed); }
+
 uint64_t topk_sample_position(size_t n, size_t s, size_t j) {
-  return sample_position((uint64_t(n) << 32) / s, key32(kSampleSeed), j);
+  return stratified_position((uint64_t(n) << 32) / s, topk_sample_key(), j);
+}
+
+double topk_sample_rank(size_t n, size_t s, size_t k, size_t kmax, int attempt) {
+  const double mu = double(k) * double(s) / double(n);  // expected sample entries at or above the k-th
+  const double slack = double(kmax - k) / double(k);    // relative room above k
+  // Aim for a count a few standard deviations above k (so that it is
+  // rarely below), and for the middle of [k, kmax] when that is higher.
+  const double sigmas = kSampleSigmas * (attempt + 1);
+  const double margin = std::max(sigmas * std::sqrt(mu), mu * slack / 2) + 1 + 4 * attempt;
+  return std::ceil(mu + margin);
+}
+
+bool topk_subsample_plan(size_t c, size_t k, size_t kmax, size_t& s, size_t& rank) {
+  s = std::min<size_t>(c, 4096);
+  const double target = (double(k) + double(kmax)) / 2;
+  const double r = std::round(target * double(s) / double(c));
+  // Standard deviation of the resulting count: binomial on the subsample.
+  const double p = r / double(s);
+  const double sd = std::sqrt(double(s) * p * (1 - p)) * double(c) / double(s);
+  if (r < 1 || 3 * sd > double(kmax - k) / 2) return false;
+  rank = size_t(r);
+  return true;
 }
 
 size_t approx_topk_max_count(size_t k, double tolerance) {
@@ -516,15 +522,9 @@ void select_threshold(const float* x, size_t n, float t, Selection& out) {
   append_cut<false>(x, nullptr, n, Cut{magnitude_key(t), false, 0}, out);
 }
 
-void select_randomk(const float* x, size_t n, size_t k, uint64_t seed, uint64_t step, Selection& out,
-                    SelectWorkspace& ws) {
+void randomk_indices(size_t n, size_t k, uint64_t seed, uint64_t step, uint32_t* out, SelectWorkspace& ws) {
   check_size(n);
-  out.clear();
-  if (k == 0) return;
-  if (k >= n) {
-    select_all(x, n, out);
-    return;
-  }
+  if (k == 0 || k >= n) fail(SPARCL_ERR_INTERNAL, "randomk_indices: k out of range");
   // Floyd's algorithm: for j = n-k .. n-1 draw t in [0, j]; take t, or j if
   // t is already taken. Every k-subset is equally likely; O(k) draws, and a
   // bitmap of n bits gives the indices in order.
@@ -538,21 +538,31 @@ void select_randomk(const float* x, size_t n, size_t k, uint64_t seed, uint64_t 
     const uint64_t pick = (bits[t >> 6] >> (t & 63)) & 1 ? j : t;
     bits[pick >> 6] |= uint64_t(1) << (pick & 63);
   }
-  out.resize(k);
-  uint32_t* oi = out.idx.data();
-  float* ov = out.val.data();
   size_t c = 0;
   for (size_t w = 0; w < words; ++w) {
     uint64_t m = bits[w];
     while (m) {
-      const size_t i = w * 64 + size_t(__builtin_ctzll(m));
+      out[c++] = uint32_t(w * 64 + size_t(__builtin_ctzll(m)));
       m &= m - 1;
-      oi[c] = uint32_t(i);
-      ov[c] = x[i];
-      ++c;
     }
   }
   if (c != k) fail(SPARCL_ERR_INTERNAL, "random-k selected the wrong count");
+}
+
+void select_randomk(const float* x, size_t n, size_t k, uint64_t seed, uint64_t step, Selection& out,
+                    SelectWorkspace& ws) {
+  check_size(n);
+  out.clear();
+  if (k == 0) return;
+  if (k >= n) {
+    select_all(x, n, out);
+    return;
+  }
+  out.resize(k);
+  uint32_t* oi = out.idx.data();
+  randomk_indices(n, k, seed, step, oi, ws);
+  float* ov = out.val.data();
+  for (size_t j = 0; j < k; ++j) ov[j] = x[oi[j]];
 }
 
 void select_all(const float* x, size_t n, Selection& out) {

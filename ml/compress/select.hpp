@@ -108,11 +108,23 @@ void select_all(const float* x, size_t n, Selection& out);
 // The k-th largest magnitude key of x[0..n) (1 <= k <= n), by radix select.
 uint32_t kth_largest_key(const float* x, size_t n, size_t k, SelectWorkspace& ws);
 
-// Internal, for tests: the number of sampled entries for a vector of n
-// entries (0 when n is small enough to select without sampling) and the
-// position of sample j of s.
+// The k indices select_randomk picks (0 < k < n), sorted, into out[0, k).
+void randomk_indices(size_t n, size_t k, uint64_t seed, uint64_t step, uint32_t* out, SelectWorkspace& ws);
+
+// The plan of the sampled top-k, shared with the GPU's (ml/cuda/) so that
+// both make the same choices: the number of sampled entries for a vector of
+// n entries (0 when n is small enough to select without sampling), the key
+// of the sample's positions and the position of sample j of s; the rank in
+// the sample whose key is the candidates' threshold at each attempt; and, for
+// approximate top-k among c > kmax candidates, the strided subsample of s
+// candidates and the rank in it aimed at the middle of [k, kmax] (false when
+// the subsample cannot resolve the window).
+constexpr int kTopkSampleAttempts = 2;
 size_t topk_sample_size(size_t n);
+Key32 topk_sample_key();
 uint64_t topk_sample_position(size_t n, size_t s, size_t j);
+double topk_sample_rank(size_t n, size_t s, size_t k, size_t kmax, int attempt);
+bool topk_subsample_plan(size_t c, size_t k, size_t kmax, size_t& s, size_t& rank);
 
 }  // namespace compress
 }  // namespace sparcl
