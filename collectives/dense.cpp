@@ -64,9 +64,13 @@ class NativeDense final : public AllreduceOp<V, I> {
       io.recv((r - d + p) % p);
       return;
     }
+    // Counted as a ring allreduce sends: 2 (P-1) messages of N/P values (what
+    // MPI really sends depends on the algorithm it picks).
+    const uint64_t bytes = 2 * uint64_t(p - 1) * (this->id_.dim / uint64_t(p)) * sizeof(V);
     io.await(this->transport_.native_iallreduce(buffers_->send->val.data(), buffers_->sum->val.data(),
                                                 size_t(this->id_.dim), sparcl_datatype_t(value_type_code<V>()),
-                                                buffers_));
+                                                buffers_),
+             2 * uint64_t(p - 1), bytes);
     native_.release();
   }
 

@@ -98,6 +98,10 @@ void Operation::start_round() {
     recvs_.push_back(transport_.irecv(io.recvs[i], tag(false)));
   }
   awaits_ = std::move(io.awaits);
+  if (traffic_) {
+    traffic_->messages += io.awaited_messages;
+    traffic_->bytes += io.awaited_bytes;
+  }
   pending_recvs_ = io.recvs.size() + awaits_.size();
   round_posted_ = true;
 }

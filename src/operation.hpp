@@ -40,7 +40,13 @@ class RoundIO {
  public:
   void send(int peer, SharedBuffer data) { sends.push_back({peer, std::move(data)}); }
   void recv(int peer) { recvs.push_back(peer); }
-  void await(std::unique_ptr<Request> request) { awaits.push_back(std::move(request)); }
+  // `messages` and `bytes`: what the transport's collective sends from this
+  // rank, as far as sparcl can tell, for the traffic counters.
+  void await(std::unique_ptr<Request> request, uint64_t messages, uint64_t bytes) {
+    awaits.push_back(std::move(request));
+    awaited_messages += messages;
+    awaited_bytes += bytes;
+  }
 
   struct Send {
     int peer;
@@ -49,6 +55,7 @@ class RoundIO {
   std::vector<Send> sends;
   std::vector<int> recvs;
   std::vector<std::unique_ptr<Request>> awaits;
+  uint64_t awaited_messages = 0, awaited_bytes = 0;
 };
 
 // Traffic counters, kept per communicator.
