@@ -4,12 +4,13 @@
 # emulated 4-host cluster at 10 Gbit/s, shared memory, emulated cluster at
 # 1 Gbit/s; P=4, 64K..64M elements (factor 4), 0.1/1/10% density, every
 # algorithm and both baselines, results checked. Run from the repository root
-# after building into $BUILD (default build). Each writes .csv/.json/.txt/.png.
+# after building into $BUILD (default build); MAX=16M stops at 16M elements.
+# Each writes .csv/.json/.txt/.png and a -table.md (tools/plot --table).
 set -u
 BUILD=${BUILD:-build}
 BENCH="$PWD/$BUILD/bench/cli/sparcl-bench"
 OUT=bench/results
-ARGS=(-b 64K -e 64M -f 4 -d 0.001,0.01,0.1 -a all -n 3 -w 1 --median -c)
+ARGS=(-b 64K -e "${MAX:-64M}" -f 4 -d 0.001,0.01,0.1 -a all -n 3 -w 1 --median -c)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 
 run() {  # name, then the command that runs sparcl-bench with its arguments
