@@ -1,8 +1,16 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Sparse allgather on a ring: in step s rank r passes on the vector of rank
-// r-s (its own at s = 0) and receives that of rank r-s-1. Received vectors
-// are forwarded as they arrived, without re-encoding; a rank's own vector is
-// held as the others decode it.
+// Sparse allgather, and the allreduce built on it: every rank's vector goes
+// to every rank (GatherSteps in collective.hpp: one direct round up to
+// kDirectGatherRanks ranks, else a ring that forwards received vectors
+// without re-encoding); a rank's own vector is held as the others decode it.
+//
+// The allgather-based allreduce (what Horovod and PyTorch's gloo do with
+// sparse tensors) then sums the P vectors locally, in rank order, so that
+// every rank adds the same values in the same order: bitwise identical
+// results. Each value is rounded once on the wire, by its own rank. Its
+// volume grows with P ((P-1) k per rank), but it has the fewest rounds and
+// does no merging between them: the best at small sizes and, at few ranks,
+// wherever the union of the vectors is not much smaller than their sum.
 #include "collective.hpp"
 
 namespace sparcl {
@@ -15,25 +23,72 @@ AllgatherOp<V, I>::AllgatherOp(Transport& t, const Identity& id, const View<V, I
 
 template <class V, class I>
 void AllgatherOp<V, I>::post(int round, RoundIO& io) {
-  const int p = size(), r = rank();
-  // Its own vector goes out once, encoded (and kept as its receivers will
-  // decode it); received ones are forwarded as they came.
-  Held<V, I>& out = vectors_[size_t((r - round + p) % p)];
-  SharedBuffer msg = send_and_keep(id_, uint16_t(round), out, r, [&](const View<V, I>& v) {
-    return encode(id_, uint16_t(round), v, own_stream(r));
+  const int r = rank();
+  GatherSteps<V, I>::post(round, r, size(), vectors_, io, [&](int step, Held<V, I>& h) {
+    return send_and_keep(id_, uint16_t(step), h, r,
+                         [&](const View<V, I>& v) { return encode(id_, uint16_t(step), v, own_stream(r)); });
   });
-  io.send((r + 1) % p, std::move(msg));
-  io.recv((r + p - 1) % p);
 }
 
 template <class V, class I>
 void AllgatherOp<V, I>::consume(int round, std::vector<Received>& messages) {
-  const int p = size();
-  const int origin = (rank() - round - 1 + 2 * p) % p;
-  vectors_[size_t(origin)] = Held<V, I>::of_message(messages[0], Range{0, id_.dim});
+  GatherSteps<V, I>::consume(round, rank(), size(), vectors_, messages, id_.dim);
 }
 
-#define SPARCL_INSTANTIATE(V, I) template class AllgatherOp<V, I>;
+namespace {
+
+template <class V, class I>
+class AllgatherAllreduce final : public AllreduceOp<V, I> {
+  using Base = AllreduceOp<V, I>;
+
+ public:
+  AllgatherAllreduce(Transport& t, const Identity& id, const View<V, I>& input)
+      : Base(t, id, input), vectors_(size_t(t.size())) {
+    vectors_[size_t(t.rank())] = Held<V, I>::of_input(input);
+  }
+
+  uint64_t inputs_nonzeros() const override { return inputs_nonzeros_; }
+
+ protected:
+  int rounds() const override { return GatherSteps<V, I>::rounds(this->size()); }
+
+  void post(int round, RoundIO& io) override {
+    const int r = this->rank();
+    GatherSteps<V, I>::post(round, r, this->size(), vectors_, io, [&](int step, Held<V, I>& h) {
+      return this->message_for(step, h, own_stream(r));
+    });
+  }
+
+  void consume(int round, std::vector<Received>& messages) override {
+    GatherSteps<V, I>::consume(round, this->rank(), this->size(), vectors_, messages, this->id_.dim);
+  }
+
+  void finish() override {
+    std::vector<View<V, I>> views;
+    for (const auto& h : vectors_) {
+      views.push_back(h.view);
+      inputs_nonzeros_ += count_nonzeros(h.view);
+    }
+    this->pieces_ = {this->size() == 1 ? vectors_[0] : Held<V, I>::of_stream(merge_all(views))};
+  }
+
+ private:
+  std::vector<Held<V, I>> vectors_;
+  uint64_t inputs_nonzeros_ = 0;
+};
+
+}  // namespace
+
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_allgather_allreduce(Transport& t, const Identity& id,
+                                                            const View<V, I>& input) {
+  return std::make_unique<AllgatherAllreduce<V, I>>(t, id, input);
+}
+
+#define SPARCL_INSTANTIATE(V, I)                                                                    \
+  template class AllgatherOp<V, I>;                                                                 \
+  template std::unique_ptr<AllreduceOp<V, I>> make_allgather_allreduce(Transport&, const Identity&, \
+                                                                       const View<V, I>&);
 SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
 
 }  // namespace sparcl

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "../src/operation.hpp"
@@ -52,7 +53,7 @@ Held<V, I> as_received(const SharedBuffer& sent, Range range, int self) {
 template <class V, class I, class EncodeFn>
 SharedBuffer send_and_keep(const Identity& id, uint16_t step, Held<V, I>& h, int self, EncodeFn&& encode_fn) {
   if (h.message) {
-    set_step(*h.message, step);
+    set_step(*h.message, uint16_t(id.step_base + step));
     return h.message;
   }
   SharedBuffer msg = encode_fn(h.view);
@@ -65,6 +66,9 @@ SharedBuffer send_and_keep(const Identity& id, uint16_t step, Held<V, I>& h, int
 // [first, first + count) of the input, and their values as received.
 template <class V>
 using InputSentFn = std::function<void(size_t first, size_t count, const V* received)>;
+
+template <class V, class I>
+class AutoAllreduce;
 
 // Base of the allreduce algorithms: input in, disjoint result pieces out.
 //
@@ -80,6 +84,15 @@ class AllreduceOp : public Operation {
   // Called for every piece of the input that goes out encoded on its own
   // (lossy encodings only), e.g. for error feedback.
   void report_input_sent(InputSentFn<V> fn) { input_sent_ = std::move(fn); }
+  // The algorithm runs on `dense`, the densified form of `sparse`: pieces
+  // of it that go out on their own are reported as entries of `sparse`.
+  void run_on_densified(const View<V, I>& sparse, std::shared_ptr<const Stream<V, I>> dense) {
+    sparse_input_ = sparse;
+    densified_ = std::move(dense);
+  }
+  // After success: the nonzero values of all ranks' inputs together, where
+  // the algorithm saw every input (the allgather); 0 where it did not.
+  virtual uint64_t inputs_nonzeros() const { return 0; }
 
  protected:
   Range whole() const { return Range{0, id_.dim}; }
@@ -99,10 +112,24 @@ class AllreduceOp : public Operation {
 
   View<V, I> input_;
   std::vector<Held<V, I>> pieces_;
+  InputSentFn<V> input_sent_;
 
  private:
+  friend class AutoAllreduce<V, I>;  // runs an algorithm of its choice inside itself
+
   void report_if_input(const View<V, I>& v, const SharedBuffer& msg) const {
     std::less_equal<const V*> le;
+    if (densified_ && v.dense && v.nnz && le(input_.val, v.val) && le(v.val + v.nnz, input_.val + input_.nnz)) {
+      // A dense piece of the densified input: its entries are those of the
+      // caller's sparse input inside the piece's range.
+      const View<V, I> part = slice(sparse_input_, v.range);
+      if (part.nnz == 0) return;
+      const Held<V, I> got = as_received<V, I>(msg, v.range, rank());
+      std::vector<V> at(part.nnz);
+      for (size_t k = 0; k < part.nnz; ++k) at[k] = got.view.val[uint64_t(part.idx[k]) - v.range.begin];
+      input_sent_(size_t(part.val - sparse_input_.val), part.nnz, at.data());
+      return;
+    }
     if (v.nnz == 0 || v.dense || input_.dense || !le(input_.val, v.val) || !le(v.val + v.nnz, input_.val + input_.nnz))
       return;
     const Held<V, I> got = as_received<V, I>(msg, v.range, rank());
@@ -115,7 +142,50 @@ class AllreduceOp : public Operation {
     }
   }
 
-  InputSentFn<V> input_sent_;
+  View<V, I> sparse_input_;                        // with densified_: the caller's input
+  std::shared_ptr<const Stream<V, I>> densified_;  // what input_ views, if the algorithm densified it
+};
+
+// How every rank's vector reaches every rank, for the sparse allgather and
+// the allgather-based allreduce: up to kDirectGatherRanks ranks each sends
+// its vector to all others in one round (latency-bound sizes pay one round,
+// not P - 1); beyond, a ring of P - 1 steps that forwards received vectors
+// as they came (one peer per step).
+constexpr int kDirectGatherRanks = 16;
+inline bool gather_is_direct(int ranks) { return ranks <= kDirectGatherRanks; }
+
+// The steps of that exchange over `vectors` (rank order; this rank's own in
+// place). `message_for(round, held)` makes the message that sends `held`
+// (send_and_keep: this rank's own vector encoded and kept as its receivers
+// will decode it, a received one forwarded as it came).
+template <class V, class I>
+struct GatherSteps {
+  static int rounds(int ranks) { return ranks == 1 ? 0 : gather_is_direct(ranks) ? 1 : ranks - 1; }
+
+  template <class MessageFn>
+  static void post(int round, int rank, int ranks, std::vector<Held<V, I>>& vectors, RoundIO& io,
+                   MessageFn&& message_for) {
+    if (gather_is_direct(ranks)) {
+      const SharedBuffer own = message_for(round, vectors[size_t(rank)]);
+      for (int j = 1; j < ranks; ++j) {  // destinations rotated by rank
+        io.send((rank + j) % ranks, own);
+        io.recv((rank + ranks - j) % ranks);
+      }
+      return;
+    }
+    // Ring: step s passes on the vector of rank r - s (its own at s = 0)
+    // and receives that of rank r - s - 1.
+    io.send((rank + 1) % ranks, message_for(round, vectors[size_t((rank - round + ranks) % ranks)]));
+    io.recv((rank + ranks - 1) % ranks);
+  }
+
+  static void consume(int round, int rank, int ranks, std::vector<Held<V, I>>& vectors,
+                      std::vector<Received>& messages, uint64_t dim) {
+    for (size_t j = 0; j < messages.size(); ++j) {
+      const int origin = gather_is_direct(ranks) ? messages[j].peer : (rank - round - 1 + 2 * ranks) % ranks;
+      vectors[size_t(origin)] = Held<V, I>::of_message(messages[j], Range{0, dim});
+    }
+  }
 };
 
 // Sparse allgather: every rank's vector, in rank order.
@@ -126,7 +196,7 @@ class AllgatherOp : public Operation {
   const std::vector<Held<V, I>>& vectors() const { return vectors_; }
 
  protected:
-  int rounds() const override { return size() - 1; }
+  int rounds() const override { return GatherSteps<V, I>::rounds(size()); }
   void post(int round, RoundIO& io) override;
   void consume(int round, std::vector<Received>& messages) override;
   void finish() override {}
@@ -144,15 +214,77 @@ template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> make_ring(Transport&, const Identity&, const View<V, I>&);
 template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling(Transport&, const Identity&, const View<V, I>&);
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_allgather_allreduce(Transport&, const Identity&, const View<V, I>&);
 
-// The allreduce algorithm for `requested` (resolving SPARCL_ALGO_AUTO by the
-// documented rule, which looks only at values that all ranks share).
-sparcl_algorithm_t resolve_algorithm(sparcl_algorithm_t requested, uint64_t dim, size_t value_size,
-                                     int ranks);
+// The order in which a communicator's allreduces start collectives of the
+// transport's own (MPI_Iallreduce). MPI matches those by the order they are
+// started in, not by a tag, so every rank must start them in the same order:
+// that of the calls' start (sequence numbers), which all ranks share. Every
+// allreduce that may run one takes a slot when it starts; the dense
+// algorithm begins (its barrier, then the collective) only when every earlier
+// slot is released, and releases its own once it has started the collective.
+// Any other outcome (another algorithm chosen, a failure) releases the slot.
+class NativeOrder {
+ public:
+  uint64_t take() {
+    open_.insert(next_);
+    return next_++;
+  }
+  void release(uint64_t n) { open_.erase(n); }
+  bool first(uint64_t n) const { return open_.empty() || *open_.begin() == n; }
 
+ private:
+  std::set<uint64_t> open_;  // slots taken and not released
+  uint64_t next_ = 0;
+};
+
+class NativeSlot {
+ public:
+  NativeSlot() = default;
+  explicit NativeSlot(std::shared_ptr<NativeOrder> order) : order_(std::move(order)), n_(order_->take()) {}
+  NativeSlot(NativeSlot&& o) noexcept : order_(std::move(o.order_)), n_(o.n_) { o.order_.reset(); }
+  NativeSlot& operator=(NativeSlot&& o) noexcept {
+    if (this != &o) {
+      release();
+      order_ = std::move(o.order_);
+      n_ = o.n_;
+      o.order_.reset();
+    }
+    return *this;
+  }
+  NativeSlot(const NativeSlot&) = delete;
+  NativeSlot& operator=(const NativeSlot&) = delete;
+  ~NativeSlot() { release(); }
+
+  // True once every earlier slot is released (always for an empty slot).
+  bool first() const { return !order_ || order_->first(n_); }
+  void release() {
+    if (order_) order_->release(n_);
+    order_.reset();
+  }
+
+ private:
+  std::shared_ptr<NativeOrder> order_;
+  uint64_t n_ = 0;
+};
+
+// Whether the dense algorithm runs on the transport's own allreduce for this
+// collective: raw values, no checksums (MPI's allreduce carries neither
+// sparcl's encodings nor its CRCs) and a transport that has one.
+bool dense_is_native(const Transport& t, const Identity& id);
+
+// The dense algorithm; `native` orders its native collective (NativeOrder).
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_dense(Transport&, const Identity&, const View<V, I>&, NativeSlot native);
+
+// The allreduce algorithm `algorithm` (not SPARCL_ALGO_AUTO: see auto.hpp);
+// `native` is the call's slot in the NativeOrder (used by the dense
+// algorithm, released by the others).
 template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> make_allreduce(sparcl_algorithm_t algorithm, Transport& t,
-                                                  const Identity& id, const View<V, I>& input);
+                                                  const Identity& id, const View<V, I>& input,
+                                                  NativeSlot native = NativeSlot{});
 
 // Instantiates X(V, I) for every supported value and index type.
 #define SPARCL_FOR_EACH_TYPE(X) \

@@ -8,6 +8,7 @@
 #include <string>
 #include <type_traits>
 
+#include "../collectives/auto.hpp"
 #include "../collectives/collective.hpp"
 #include "../ml/cuda/dispatch.hpp"
 #include "comm.hpp"
@@ -102,6 +103,32 @@ void write_pieces(const std::vector<Held<V, I>>& pieces, void* dense) {
 
 sparcl_status_t null_comm() { return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL"); }
 
+std::shared_ptr<AutoState> auto_state_of(sparcl_comm* comm) {
+  if (!comm->auto_state) comm->auto_state = std::make_shared<AutoState>(comm->config.auto_params);
+  return comm->auto_state;
+}
+
+// The place of an allreduce of `dim` values of `value_type` in auto's
+// records (empty unless the communicator's algorithm is auto).
+AutoTicket auto_ticket(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {
+  if (comm->config.algorithm == SPARCL_ALGO_DENSE) {
+    AutoTicket t;
+    t.native = auto_state_of(comm)->native_slot();
+    return t;
+  }
+  if (comm->config.algorithm != SPARCL_ALGO_AUTO) return AutoTicket{};
+  return auto_state_of(comm)->start(dim, value_type, value_size(value_type), comm->transport->size());
+}
+
+// The operation of an allreduce: auto's, or the configured algorithm.
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_allreduce_op(sparcl_comm* comm, const Identity& id, const View<V, I>& input,
+                                                     AutoTicket& ticket) {
+  if (comm->config.algorithm == SPARCL_ALGO_AUTO)
+    return make_auto_allreduce<V, I>(*comm->transport, id, input, auto_state_of(comm), std::move(ticket));
+  return make_allreduce<V, I>(comm->config.algorithm, *comm->transport, id, input, std::move(ticket.native));
+}
+
 }  // namespace
 
 extern "C" {
@@ -146,6 +173,14 @@ void run_to_end(sparcl_request* r, std::unique_lock<std::mutex>& lock) {
 
 // `request_slot` is where the caller wants the request (checked for NULL so
 // that a missing pointer fails on every rank like any other bad argument).
+void fail_allreduce_start(sparcl_comm* comm, uint64_t dim, uint8_t value_type, sparcl_status_t status,
+                          const std::string& message) {
+  const Identity id = comm->next_identity(Kind::Allreduce, uint8_t(comm->config.algorithm), dim, value_type,
+                                          index_width_for(dim));
+  auto_ticket(comm, dim, value_type).fail();
+  send_abort_notices(*comm->transport, id, status, message);
+}
+
 sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, void* dense_recv,
                                        sparcl_result_t* result, const void* request_slot,
                                        const CompressedCall* compressed) {
@@ -155,9 +190,9 @@ sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t*
   if (result) *result = nullptr;
   const uint64_t dim = send ? send->dim : 0;
   const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
-  const sparcl_algorithm_t algorithm =
-      resolve_algorithm(comm->config.algorithm, dim, value_size(vt), comm->transport->size());
-  Identity id = comm->next_identity(Kind::Allreduce, uint8_t(algorithm), dim, vt, index_width_for(dim));
+  Identity id = comm->next_identity(Kind::Allreduce, uint8_t(comm->config.algorithm), dim, vt, index_width_for(dim));
+  // Taken before the checks: a call that fails here still has its place (its ticket marks it failed).
+  AutoTicket ticket = auto_ticket(comm, dim, vt);
   if (compressed) {
     id.encoding = compressed->encoding;
     id.bucket = compressed->bucket;
@@ -177,15 +212,16 @@ sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t*
     using I = typename decltype(i)::type;
     auto in = std::make_shared<Input<V, I>>();
     checked(comm, id, [&] { make_input(*send, *in); });
-    auto op = make_allreduce<V, I>(algorithm, *comm->transport, id, in->view);
+    auto op = make_allreduce_op<V, I>(comm, id, in->view, ticket);
     if constexpr (std::is_same<V, float>::value)
       if (compressed) op->report_input_sent(compressed->input_sent);
     const AllreduceOp<V, I>* reduce = op.get();
-    request->deliver = [reduce, dense_recv, result, dim] {
+    request->deliver = [comm, reduce, dense_recv, result, dim] {
       if (dense_recv)
         write_pieces(reduce->pieces(), dense_recv);
       else
         *result = new_result(reduce->pieces(), Range{0, dim});
+      comm->last_algorithm = sparcl_algorithm_t(reduce->identity().algorithm);
     };
     request->op = std::move(op);
     request->keep = in;
@@ -249,10 +285,9 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
     comm->transport->native_allreduce(src, recvbuf, count, datatype, op);
     return comm->submit(sparcl_request::completed(comm));
   }
-  const sparcl_algorithm_t algorithm =
-      resolve_algorithm(comm->config.algorithm, count, value_size(type), comm->transport->size());
-  const Identity id =
-      comm->next_identity(Kind::Allreduce, uint8_t(algorithm), count, uint8_t(type), index_width_for(count));
+  const Identity id = comm->next_identity(Kind::Allreduce, uint8_t(comm->config.algorithm), count, uint8_t(type),
+                                          index_width_for(count));
+  AutoTicket ticket = auto_ticket(comm, count, uint8_t(type));
   checked(comm, id, [&] {
     require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
     require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
@@ -264,9 +299,12 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
     using I = typename decltype(i)::type;
     auto in = std::make_shared<Input<V, I>>();
     make_dense_input(static_cast<const V*>(src), count, *in);
-    auto reduce_op = make_allreduce<V, I>(algorithm, *comm->transport, id, in->view);
+    auto reduce_op = make_allreduce_op<V, I>(comm, id, in->view, ticket);
     const AllreduceOp<V, I>* reduce = reduce_op.get();
-    request->deliver = [reduce, recvbuf] { write_pieces(reduce->pieces(), recvbuf); };
+    request->deliver = [comm, reduce, recvbuf] {
+      write_pieces(reduce->pieces(), recvbuf);
+      comm->last_algorithm = sparcl_algorithm_t(reduce->identity().algorithm);
+    };
     request->op = std::move(reduce_op);
     request->keep = in;
   });
@@ -345,6 +383,25 @@ sparcl_status_t sparcl_comm_stats(sparcl_comm_t comm, sparcl_stats_t* stats) {
   stats->messages_sent = comm->traffic.messages;
   stats->bytes_sent = comm->traffic.bytes;
   return SPARCL_SUCCESS;
+}
+
+sparcl_status_t sparcl_comm_last_algorithm(sparcl_comm_t comm, sparcl_algorithm_t* algorithm) {
+  if (!comm) return null_comm();
+  if (!algorithm) return record(comm, SPARCL_ERR_INVALID_ARG, "algorithm is NULL");
+  auto lock = comm->lock();
+  *algorithm = comm->last_algorithm;
+  return SPARCL_SUCCESS;
+}
+
+const char* sparcl_comm_auto_model(sparcl_comm_t comm) {
+  if (!comm) return "";
+  auto lock = comm->lock();
+  try {
+    comm->auto_model_text = auto_state_of(comm)->describe();
+  } catch (...) {
+    comm->auto_model_text = "(out of memory)";
+  }
+  return comm->auto_model_text.c_str();
 }
 
 sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm) {

@@ -67,6 +67,7 @@ struct SharedConfig {
   int32_t checksum;
   uint64_t ordinal_candidate;
   char ofi_provider[52];
+  char auto_params[96];
 };
 
 // Communicators this process has created: rank 0's count names a new
@@ -98,6 +99,8 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
       fail(SPARCL_ERR_UNSUPPORTED, "the MPI transport needs a communicator from sparcl_comm_create_mpi()");
     if (cfg.ofi_provider.size() >= sizeof(SharedConfig::ofi_provider))
       fail(SPARCL_ERR_INVALID_ARG, "OFI provider name is too long");
+    if (cfg.auto_params.size() >= sizeof(SharedConfig::auto_params))
+      fail(SPARCL_ERR_INVALID_ARG, "SPARCL_AUTO_PARAMS is too long");
   });
 
   SharedConfig mine{};
@@ -109,6 +112,7 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
   mine.checksum = cfg.checksum ? 1 : 0;
   mine.ordinal_candidate = communicators_created.fetch_add(1);
   std::strncpy(mine.ofi_provider, cfg.ofi_provider.c_str(), sizeof mine.ofi_provider - 1);
+  std::strncpy(mine.auto_params, cfg.auto_params.c_str(), sizeof mine.auto_params - 1);
   const std::vector<uint8_t> all = boot.allgather(&mine, sizeof mine);
   uint32_t comm_id = 0;
   uint64_t ordinal = 0;
@@ -135,6 +139,9 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
       fail(SPARCL_ERR_MISMATCH, who + " configured a QSGD bucket of " + std::to_string(theirs.quantization_bucket) +
                                     " values, this rank " + std::to_string(mine.quantization_bucket) +
                                     " (check SPARCL_QSGD_BUCKET on every rank)");
+    if (std::strncmp(theirs.auto_params, mine.auto_params, sizeof mine.auto_params) != 0 &&
+        cfg.algorithm == SPARCL_ALGO_AUTO)
+      fail(SPARCL_ERR_MISMATCH, who + " set other cost model parameters (check SPARCL_AUTO_PARAMS on every rank)");
     if (theirs.checksum != mine.checksum)
       fail(SPARCL_ERR_MISMATCH, who + (theirs.checksum ? " turned checksums on" : " turned checksums off") +
                                     ", this rank " + (mine.checksum ? "on" : "off") + " (check SPARCL_CHECKSUM on every rank)");

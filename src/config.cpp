@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "error.hpp"
+#include "collectives/cost_model.hpp"
 #include "ml/compress/codec.hpp"
 
 namespace sparcl {
@@ -23,6 +24,8 @@ constexpr AlgorithmName kAlgorithms[] = {
     {SPARCL_ALGO_SPLIT_DENSE, "split_dense"},
     {SPARCL_ALGO_RING, "ring"},
     {SPARCL_ALGO_HALVING_DOUBLING, "halving_doubling"},
+    {SPARCL_ALGO_ALLGATHER, "allgather"},
+    {SPARCL_ALGO_DENSE, "dense"},
 };
 }  // namespace
 
@@ -31,7 +34,8 @@ sparcl_algorithm_t parse_algorithm(const std::string& text) {
     if (text == a.name) return a.algorithm;
   fail(SPARCL_ERR_INVALID_ARG,
        "unknown algorithm '" + text +
-           "' (expected auto, recursive_doubling, split_allgather, split_dense, ring or halving_doubling)");
+           "' (expected auto, recursive_doubling, split_allgather, split_dense, ring, halving_doubling, allgather or "
+           "dense)");
 }
 
 const char* algorithm_name(sparcl_algorithm_t algorithm) {
@@ -120,7 +124,7 @@ Config resolve_config(const sparcl_config_t* user) {
     if (user->struct_size < kOldest)
       fail(SPARCL_ERR_INVALID_ARG, "config.struct_size is too small: initialise it with SPARCL_CONFIG_INIT");
     auto has = [&](size_t offset, size_t bytes) { return user->struct_size >= offset + bytes; };
-    if (raw(user->algorithm) < SPARCL_ALGO_AUTO || raw(user->algorithm) > SPARCL_ALGO_HALVING_DOUBLING)
+    if (raw(user->algorithm) < SPARCL_ALGO_AUTO || raw(user->algorithm) > SPARCL_ALGO_DENSE)
       fail(SPARCL_ERR_INVALID_ARG, "config.algorithm is not a sparcl_algorithm_t");
     if (raw(user->transport) < SPARCL_TRANSPORT_DEFAULT || raw(user->transport) > SPARCL_TRANSPORT_UCX)
       fail(SPARCL_ERR_INVALID_ARG, "config.transport is not a sparcl_transport_t");
@@ -158,6 +162,14 @@ Config resolve_config(const sparcl_config_t* user) {
   env_value("SPARCL_ENCODING", c.encoding, parse_encoding);
   env_value("SPARCL_QSGD_BUCKET", c.quantization_bucket, parse_quantization_bucket);
   env_flag("SPARCL_CHECKSUM", c.checksum);
+  if (const char* v = std::getenv("SPARCL_AUTO_PARAMS")) {
+    try {
+      parse_machine_params(v);
+    } catch (const Error& e) {
+      fail(e.status(), std::string("SPARCL_AUTO_PARAMS: ") + e.what());
+    }
+    c.auto_params = v;
+  }
   if (const char* v = std::getenv("SPARCL_OFI_PROVIDER")) {
     if (!*v) fail(SPARCL_ERR_INVALID_ARG, "SPARCL_OFI_PROVIDER is empty");
     c.ofi_provider = v;

@@ -19,6 +19,7 @@ struct Config {
   sparcl_value_encoding_t encoding = SPARCL_VALUES_RAW;  // of float32 vectors on the wire
   uint32_t quantization_bucket = 512;                     // QSGD values per scale
   bool checksum = false;                                  // CRC32C over every message
+  std::string auto_params;  // SPARCL_AUTO_PARAMS: the cost model's parameters ("" = calibrate)
 };
 
 // Validates `user` (NULL: defaults) and applies the environment.

@@ -18,12 +18,18 @@ void send_abort_notices(Transport& transport, const Identity& id, sparcl_status_
   }
 }
 
+void Operation::end_with_failure() {
+  state_ = State::Failed;
+  recvs_.clear();
+  awaits_.clear();  // the transport finishes a dropped collective of its own
+  failed();
+}
+
 void Operation::abort(sparcl_status_t status, const std::string& message) {
   if (done()) return;
-  state_ = State::Failed;
   status_ = status;
   message_ = message;
-  recvs_.clear();
+  end_with_failure();
   abort_notice_.reset();
   send_abort_notices(transport_, id_, status, message);
 }
@@ -56,11 +62,10 @@ bool Operation::check_abort_notice() {
   if (!(h.flags & kFlagAbort) || h.comm_id != id_.comm_id || h.seq != id_.seq)
     fail(SPARCL_ERR_CORRUPT, "malformed abort notice from rank " + std::to_string(peer));
   // The peer has already told everyone: end here without another round of notices.
-  state_ = State::Failed;
   status_ = h.status < 0 && h.status >= SPARCL_ERR_INTERNAL ? sparcl_status_t(h.status)
                                                              : SPARCL_ERR_PEER_FAILED;
   message_ = abort_text(msg, h);
-  recvs_.clear();
+  end_with_failure();
   return true;
 }
 
@@ -93,12 +98,18 @@ void Operation::start_round() {
     received_[i].peer = io.recvs[i];
     recvs_.push_back(transport_.irecv(io.recvs[i], tag(false)));
   }
-  pending_recvs_ = io.recvs.size();
+  awaits_ = std::move(io.awaits);
+  if (traffic_) {
+    traffic_->messages += io.awaited_messages;
+    traffic_->bytes += io.awaited_bytes;
+  }
+  pending_recvs_ = io.recvs.size() + awaits_.size();
   round_posted_ = true;
 }
 
 bool Operation::step() {
   if (!started_) {
+    if (!ready()) return false;
     started_ = true;
     if (size() > 1) abort_notice_ = transport_.irecv(kAnyPeer, tag(true));
     if (rounds() + barrier_rounds() > 0xFFFF) fail(SPARCL_ERR_UNSUPPORTED, "too many steps for one collective");
@@ -130,9 +141,16 @@ bool Operation::step() {
       check_identity(r.header, id_, uint16_t(round_), r.peer);
       if (round_ >= rounds()) check_ack(*r.buffer, r.header, r.peer);
     }
+    for (auto& a : awaits_) {
+      if (!a || !a->test()) continue;
+      a.reset();
+      --pending_recvs_;
+      moved = true;
+    }
     if (pending_recvs_ == 0) {
       if (round_ < rounds()) consume(round_, received_);
       received_.clear();
+      awaits_.clear();
       ++round_;
       round_posted_ = false;
       moved = true;

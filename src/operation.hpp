@@ -34,11 +34,19 @@ struct Received {
   SharedBuffer buffer;
 };
 
-// The sends and receives an algorithm posts for one round.
+// The sends and receives an algorithm posts for one round, and transfers it
+// started itself (a transport's own collective) that the round waits for.
 class RoundIO {
  public:
   void send(int peer, SharedBuffer data) { sends.push_back({peer, std::move(data)}); }
   void recv(int peer) { recvs.push_back(peer); }
+  // `messages` and `bytes`: what the transport's collective sends from this
+  // rank, as far as sparcl can tell, for the traffic counters.
+  void await(std::unique_ptr<Request> request, uint64_t messages, uint64_t bytes) {
+    awaits.push_back(std::move(request));
+    awaited_messages += messages;
+    awaited_bytes += bytes;
+  }
 
   struct Send {
     int peer;
@@ -46,6 +54,8 @@ class RoundIO {
   };
   std::vector<Send> sends;
   std::vector<int> recvs;
+  std::vector<std::unique_ptr<Request>> awaits;
+  uint64_t awaited_messages = 0, awaited_bytes = 0;
 };
 
 // Traffic counters, kept per communicator.
@@ -87,6 +97,12 @@ class Operation {
   virtual void consume(int round, std::vector<Received>& messages) = 0;
   // Called once after the last round: produce the result.
   virtual void finish() = 0;
+  // False while the operation waits for something outside it before its
+  // first round (auto's choice waits for an earlier collective's outcome).
+  // Nothing is posted until it returns true.
+  virtual bool ready() { return true; }
+  // Called once if the operation ends without success.
+  virtual void failed() noexcept {}
 
   int rank() const { return transport_.rank(); }
   int size() const { return transport_.size(); }
@@ -99,6 +115,7 @@ class Operation {
   bool step();  // one attempt to progress; true if anything changed
   void start_round();
   bool check_abort_notice();
+  void end_with_failure();
   Tag tag(bool abort) const { return Tag{id_.comm_id, id_.seq, abort}; }
   int barrier_rounds() const;
 
@@ -110,6 +127,7 @@ class Operation {
   bool round_posted_ = false;
   std::vector<std::unique_ptr<Request>> sends_;
   std::vector<std::unique_ptr<RecvRequest>> recvs_;
+  std::vector<std::unique_ptr<Request>> awaits_;
   std::vector<Received> received_;
   size_t pending_recvs_ = 0;
   std::unique_ptr<RecvRequest> abort_notice_;

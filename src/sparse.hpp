@@ -118,6 +118,14 @@ View<V, I> slice(const View<V, I>& v, Range r) {
   return out;
 }
 
+// Entries of v whose value is not zero (NaN counts as nonzero).
+template <class V, class I>
+uint64_t count_nonzeros(const View<V, I>& v) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < v.nnz; ++i) n += v.val[i] != V(0);
+  return n;
+}
+
 // acc[i - v.range.begin] += v[i] for the entries of v; acc covers v.range.
 template <class V, class I>
 void add_into_dense(const View<V, I>& v, V* acc) {

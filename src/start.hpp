@@ -5,6 +5,7 @@
 #pragma once
 
 #include <mutex>
+#include <string>
 
 #include "../collectives/collective.hpp"
 #include "comm.hpp"
@@ -28,6 +29,12 @@ struct CompressedCall {
   uint32_t bucket = 0;  // QSGD values per scale (0 for the other encodings)
   InputSentFn<float> input_sent;
 };
+
+// A sparse allreduce that failed on this rank before it could start (bad
+// input, compression failed): it takes its sequence number and its place in
+// auto's records as the others' does, and tells the other ranks.
+void fail_allreduce_start(sparcl_comm* comm, uint64_t dim, uint8_t value_type, sparcl_status_t status,
+                          const std::string& message);
 
 // Starts sparcl_allreduce_sparse(). `request_slot` is where the caller wants
 // the request; it is checked for NULL so that a missing pointer fails on every

@@ -31,7 +31,7 @@ WireHeader make_header(const Identity& id, uint16_t step) {
   h.encoding = uint8_t(id.encoding);
   h.kind = uint8_t(id.kind);
   h.algorithm = id.algorithm;
-  h.step = step;
+  h.step = uint16_t(id.step_base + step);
   h.comm_id = id.comm_id;
   h.bucket = id.bucket;
   h.seq = id.seq;

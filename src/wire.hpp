@@ -84,6 +84,10 @@ struct Identity {
   uint32_t bucket = 0;        // QSGD values per scale; 0 for the other encodings
   bool checksum = false;      // every message carries the CRC32C trailer
   uint64_t rounding_key = 0;  // seeds this collective's stochastic rounding (not sent)
+  // Added to the step of every message (not sent as such): an algorithm that
+  // runs after other rounds of the same collective (auto's calibration)
+  // numbers its own rounds from 0.
+  uint16_t step_base = 0;
 };
 
 template <class V>

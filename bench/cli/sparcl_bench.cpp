@@ -57,8 +57,10 @@ struct Options {
   std::string csv, json;
 };
 
+// Indexed by sparcl_algorithm_t.
 const char* const kAlgorithms[] = {"auto", "recursive_doubling", "split_allgather", "split_dense",
-                                   "ring", "halving_doubling"};
+                                   "ring", "halving_doubling", "allgather", "dense"};
+constexpr int kAlgorithmCount = int(sizeof kAlgorithms / sizeof kAlgorithms[0]);
 // Indexed by sparcl_value_encoding_t.
 const char* const kEncodings[] = {"raw", "fp16", "bf16", "qsgd8", "qsgd4", "qsgd2"};
 
@@ -94,8 +96,8 @@ void usage(FILE* f) {
       "                         the compressors' encodings\n"
       "  --seed S               random seed (default 1)\n"
       "what to run:\n"
-      "  -a, --algorithms LIST  auto,recursive_doubling,split_allgather,split_dense,ring,halving_doubling\n"
-      "                         or all (default auto); one sparcl communicator per algorithm\n"
+      "  -a, --algorithms LIST  auto,recursive_doubling,split_allgather,split_dense,ring,halving_doubling,\n"
+      "                         allgather,dense or all (default auto); one sparcl communicator per algorithm\n"
       "  -t, --transports LIST  mpi (default), ofi, ucx: sparcl_config_t.transport\n"
       "  --output LIST          sparcl output that is timed: sparse (result object, default) and/or dense\n"
       "                         (a dense receive buffer)\n"
@@ -222,7 +224,7 @@ Options parse(int argc, char** argv, bool& help) {
         if (std::find(std::begin(kAlgorithms), std::end(kAlgorithms), s) == std::end(kAlgorithms))
           bad("-a: unknown algorithm '" + s +
               "' (auto, recursive_doubling, split_allgather, split_dense, ring, "
-              "halving_doubling, all)");
+              "halving_doubling, allgather, dense, all)");
         if (std::find(o.algorithms.begin(), o.algorithms.end(), s) == o.algorithms.end()) o.algorithms.push_back(s);
       }
       if (o.algorithms.empty()) bad("-a: no algorithms");
@@ -363,7 +365,7 @@ const char* dist_name(Dist d) {
 }
 
 sparcl_algorithm_t algorithm_of(const std::string& name) {
-  for (int k = 0; k < 6; ++k)
+  for (int k = 0; k < kAlgorithmCount; ++k)
     if (name == kAlgorithms[k]) return static_cast<sparcl_algorithm_t>(k);
   return SPARCL_ALGO_AUTO;
 }
@@ -594,6 +596,7 @@ struct Row {
   double dense_bytes = 0, x_bytes = NAN;  // a dense ring allreduce's bytes per rank, and that / wire_bytes
   double x_allreduce = NAN, x_allgather = NAN;
   long long wrong = -1;  // -1: not checked
+  std::string chosen;    // sparcl rows: the algorithm(s) that ran (what auto chose), e.g. "ring" or "ring:4,allgather:1"
 };
 
 struct Run {
@@ -612,7 +615,7 @@ std::string opt_cell(double x, const char* f) { return std::isnan(x) ? std::stri
 const char* kCsvHeader =
     "ranks,transport,encoding,dtype,dist,overlap,elements,bytes,density,nnz_rank,result_nnz,algorithm,output,"
     "result_form,iters,time_avg_us,time_min_us,time_max_us,algbw_GBps,busbw_GBps,wire_bytes,wire_msgs,wire_source,"
-    "wirebw_GBps,speedup_vs_allreduce,speedup_vs_allgather,wrong,error,dense_ring_bytes,x_bytes";
+    "wirebw_GBps,speedup_vs_allreduce,speedup_vs_allgather,wrong,error,dense_ring_bytes,x_bytes,chosen";
 
 std::string csv_row(const Run& r, const Row& w, size_t value_bytes) {
   std::string s =
@@ -624,7 +627,7 @@ std::string csv_row(const Run& r, const Row& w, size_t value_bytes) {
            w.wire_bytes, w.wire_msgs, w.wire_source.c_str(), w.wirebw);
   s += opt_cell(w.x_allreduce, "%.4f") + "," + opt_cell(w.x_allgather, "%.4f") + "," +
        (w.wrong < 0 ? std::string() : std::to_string(w.wrong)) + "," + csv_field(w.error) + "," +
-       fmt("%.0f", w.dense_bytes) + "," + opt_cell(w.x_bytes, "%.2f");
+       fmt("%.0f", w.dense_bytes) + "," + opt_cell(w.x_bytes, "%.2f") + "," + csv_field(w.chosen);
   return s;
 }
 
@@ -663,7 +666,7 @@ void write_json(const Run& r, size_t value_bytes, const std::string& started) {
         "\"algbw_GBps\": %s, \"busbw_GBps\": %s, \"wire_bytes\": %.0f, \"wire_msgs\": %.2f, "
         "\"wire_source\": \"%s\", \"wirebw_GBps\": %s, \"speedup_vs_allreduce\": %s, "
         "\"speedup_vs_allgather\": %s, \"wrong\": %s, \"error\": \"%s\", \"dense_ring_bytes\": %.0f, "
-        "\"x_bytes\": %s}",
+        "\"x_bytes\": %s, \"chosen\": \"%s\"}",
         i ? "," : "", (unsigned long long)w.elements, (unsigned long long)(w.elements * value_bytes), w.density,
         (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz, w.iters, w.algorithm.c_str(),
         w.transport.c_str(), w.output.c_str(), w.encoding.c_str(), w.result_form.c_str(),
@@ -672,7 +675,7 @@ void write_json(const Run& r, size_t value_bytes, const std::string& started) {
         json_num(w.busbw).c_str(), w.wire_bytes, w.wire_msgs, w.wire_source.c_str(), json_num(w.wirebw).c_str(),
         json_num(w.x_allreduce).c_str(), json_num(w.x_allgather).c_str(),
         w.wrong < 0 ? "null" : std::to_string(w.wrong).c_str(), json_escape(w.error).c_str(), w.dense_bytes,
-        json_num(w.x_bytes, "%.4g").c_str());
+        json_num(w.x_bytes, "%.4g").c_str(), json_escape(w.chosen).c_str());
   }
   std::fprintf(f, "\n  ]\n}\n");
   std::fclose(f);
@@ -773,10 +776,25 @@ struct PointData {
   std::vector<std::string> errors;
   std::vector<long long> wrong;            // over all ranks; -1: not checked
   std::vector<std::string> result_form;
+  std::vector<std::vector<int>> chosen;    // sparcl methods: timed calls per algorithm that ran
 
   explicit PointData(size_t methods)
-      : times(methods), stats(methods), errors(methods), wrong(methods, -1), result_form(methods, "dense") {}
+      : times(methods), stats(methods), errors(methods), wrong(methods, -1), result_form(methods, "dense"),
+        chosen(methods, std::vector<int>(kAlgorithmCount, 0)) {}
 };
+
+// "ring", or "ring:4,allgather:1" where the calls did not all run the same algorithm.
+std::string chosen_text(const std::vector<int>& counts) {
+  std::string one, all;
+  int kinds = 0;
+  for (int a = 0; a < kAlgorithmCount; ++a) {
+    if (!counts[size_t(a)]) continue;
+    ++kinds;
+    one = kAlgorithms[a];
+    all += (all.empty() ? "" : ",") + one + ":" + std::to_string(counts[size_t(a)]);
+  }
+  return kinds == 1 ? one : all;
+}
 
 // Gathers every rank's figures on rank 0, which prints the rows and keeps
 // them for the summary.
@@ -809,6 +827,7 @@ void report_point(Run& r, const PointData& d) {
     w.error = d.errors[mi];
     w.wrong = d.wrong[mi];
     w.result_form = d.result_form[mi];
+    if (counted) w.chosen = chosen_text(d.chosen[mi]);
     if (r.rank != 0) continue;
     double sum = 0, mn = INFINITY, mx = 0, bytes = 0, msgs = 0;
     for (int p = 0; p < r.ranks; ++p) {
@@ -849,7 +868,7 @@ void report_point(Run& r, const PointData& d) {
     for (const Row& w : rows) {
       std::printf(
           "%12llu %8.4g %10llu %10llu  %-24s %-3s %-6s %-5s %11.1f %11.1f %11.1f %8.3f %8.3f %12.0f %8.2f %8.2f "
-          "%8.2f %8s\n",
+          "%8.2f %8s%s\n",
           (unsigned long long)w.elements, w.density, (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz,
           w.algorithm.c_str(), w.transport.c_str(),
           (w.output == "sparse" ? (w.result_form == "dense" ? "s->d" : "sparse") : "dense"), w.encoding.c_str(),
@@ -857,7 +876,8 @@ void report_point(Run& r, const PointData& d) {
           w.x_allgather,
           !w.error.empty() ? "error"
           : w.wrong < 0    ? "-"
-                           : std::to_string(w.wrong).c_str());
+                           : std::to_string(w.wrong).c_str(),
+          w.algorithm == "auto" && !w.chosen.empty() ? ("  -> " + w.chosen).c_str() : "");
       if (r.csv) std::fprintf(r.csv, "%s\n", csv_row(r, w, d.value_bytes).c_str());
     }
     std::fflush(stdout);
@@ -886,6 +906,9 @@ bool timed_call(Run& r, PointData& d, size_t mi, bool timed, Call&& call) {
     return false;
   }
   if (timed) d.times[mi].push_back(dt);
+  sparcl_algorithm_t ran = SPARCL_ALGO_AUTO;
+  if (timed && m.comm && sparcl_comm_last_algorithm(m.comm, &ran) == SPARCL_SUCCESS && int(ran) < kAlgorithmCount)
+    ++d.chosen[mi][size_t(ran)];
   return true;
 }
 
@@ -1167,20 +1190,27 @@ void print_summary(const Run& r) {
     if (r.methods[a].kind != Kind::Sparcl || r.methods[a].name != "auto" || r.methods[a].encoding != "raw") continue;
     double worst = 0;
     std::string where;
+    int points = 0, within = 0;
     for (size_t base = 0; base + nm <= r.rows.size(); base += nm) {
       double best = INFINITY;
       std::string best_name;
       for (size_t mi = 0; mi < nm; ++mi)
-        if (std::isfinite(r.rows[base + mi].t_avg) && r.rows[base + mi].t_avg < best)
+        if (mi != a && std::isfinite(r.rows[base + mi].t_avg) && r.rows[base + mi].t_avg < best)
           best = r.rows[base + mi].t_avg, best_name = names[mi];
       const double ratio = r.rows[base + a].t_avg / best;
+      if (!std::isfinite(ratio)) continue;
+      ++points;
+      within += ratio <= 1.10;
       if (ratio > worst)
         worst = ratio, where = fmt("%llu elements, density %g (best: %s)", (unsigned long long)r.rows[base].elements,
                                    r.rows[base].density, best_name.c_str());
     }
-    if (worst > 0)
-      std::printf("# %s: at most %.2fx the time of the best method of a point, at %s\n", names[a].c_str(), worst,
-                  where.c_str());
+    if (worst > 0) {
+      std::printf("# %s: at most %.2fx the time of the best other method of a point, at %s\n", names[a].c_str(),
+                  worst, where.c_str());
+      std::printf("# %s: within 10%% of the best other method at %d of %d points\n", names[a].c_str(), within, points);
+    }
+    std::printf("# %s: cost model %s\n", names[a].c_str(), sparcl_comm_auto_model(r.methods[a].comm));
   }
   long long wrong = 0;
   bool checked = false;

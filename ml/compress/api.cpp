@@ -128,9 +128,7 @@ sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* c
     // Compression failed here. The collective still takes its sequence
     // number on this rank, and the other ranks, which would otherwise wait
     // for this one, get the real error through an abort notice.
-    const uint64_t dim = compressor ? compressor->impl.dim() : 0;
-    const Identity id = comm->next_identity(Kind::Allreduce, 0, dim, SPARCL_FLOAT32, index_width_for(dim));
-    send_abort_notices(*comm->transport, id, status, message);
+    fail_allreduce_start(comm, compressor ? compressor->impl.dim() : 0, SPARCL_FLOAT32, status, message);
   };
   try {
     require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");

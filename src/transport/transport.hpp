@@ -73,6 +73,23 @@ class Transport {
   virtual void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
                                 sparcl_op_t op) = 0;
 
+  // A non-blocking dense SUM allreduce of `count` float32 or float64 values
+  // by the transport itself (MPI: MPI_Iallreduce on a communicator of its
+  // own), for sparcl's dense algorithm. has_native_iallreduce() depends on
+  // the transport and the count alone, so all ranks agree on it. `keep`
+  // holds the buffers: the transport keeps it until the operation is
+  // complete, also when the request is destroyed before that. Every rank
+  // must start these in the same order.
+  virtual bool has_native_iallreduce(uint64_t count) const {
+    (void)count;
+    return false;
+  }
+  virtual std::unique_ptr<Request> native_iallreduce(const void* send, void* recv, size_t count,
+                                                     sparcl_datatype_t type, std::shared_ptr<const void> keep) {
+    (void)send, (void)recv, (void)count, (void)type, (void)keep;
+    fail(SPARCL_ERR_UNSUPPORTED, std::string("the ") + name() + " transport has no allreduce of its own");
+  }
+
   // Collective: called on every rank when the communicator is freed, before
   // the transport is destroyed, so that no rank tears down connections that
   // a peer still uses. Must not throw.

@@ -63,6 +63,8 @@ TEST_P(Checksums, CorruptionFailsEveryRankNamingTheSender) {
 
 TEST_P(Checksums, WithoutChecksumsCorruptionGoesUnnoticed) {
   if (world_size() == 1) GTEST_SKIP() << "needs two ranks";
+  if (GetParam() == SPARCL_ALGO_DENSE)
+    GTEST_SKIP() << "without checksums dense runs MPI's own allreduce: no sparcl message carries values";
   auto owned = corrupting_comm(GetParam(), false);
   const Comm& comm = *owned;
   ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();

@@ -23,17 +23,19 @@ TEST(ParseAlgorithm, EveryName) {
   EXPECT_EQ(sparcl::parse_algorithm("split_dense"), SPARCL_ALGO_SPLIT_DENSE);
   EXPECT_EQ(sparcl::parse_algorithm("ring"), SPARCL_ALGO_RING);
   EXPECT_EQ(sparcl::parse_algorithm("halving_doubling"), SPARCL_ALGO_HALVING_DOUBLING);
+  EXPECT_EQ(sparcl::parse_algorithm("allgather"), SPARCL_ALGO_ALLGATHER);
+  EXPECT_EQ(sparcl::parse_algorithm("dense"), SPARCL_ALGO_DENSE);
 }
 
 TEST(ParseAlgorithm, NamesRoundTrip) {
-  for (int a = SPARCL_ALGO_AUTO; a <= SPARCL_ALGO_HALVING_DOUBLING; ++a) {
+  for (int a = SPARCL_ALGO_AUTO; a <= SPARCL_ALGO_DENSE; ++a) {
     const auto alg = sparcl_algorithm_t(a);
     const std::string name = sparcl::algorithm_name(alg);
     EXPECT_NE(name, "unknown") << a;
     EXPECT_EQ(sparcl::parse_algorithm(name), alg) << name;
   }
-  EXPECT_STREQ(sparcl::algorithm_name(sparcl_algorithm_t(6)), "unknown");
-  EXPECT_STREQ(sparcl::algorithm_name(sparcl_algorithm_t(7)), "unknown");
+  EXPECT_STREQ(sparcl::algorithm_name(sparcl_algorithm_t(SPARCL_ALGO_DENSE + 1)), "unknown");
+  EXPECT_STREQ(sparcl::algorithm_name(sparcl_algorithm_t(99)), "unknown");
 }
 
 TEST(ParseAlgorithm, UnknownNames) {
@@ -163,7 +165,7 @@ TEST_F(ResolveConfig, UserFields) {
   EXPECT_TRUE(sparcl::resolve_config(&cfg).progress_thread);
   cfg.progress_thread = 0;
 
-  for (int a = SPARCL_ALGO_AUTO; a <= SPARCL_ALGO_HALVING_DOUBLING; ++a) {
+  for (int a = SPARCL_ALGO_AUTO; a <= SPARCL_ALGO_DENSE; ++a) {
     cfg.algorithm = sparcl_algorithm_t(a);
     EXPECT_EQ(sparcl::resolve_config(&cfg).algorithm, sparcl_algorithm_t(a));
   }
@@ -192,7 +194,7 @@ TEST_F(ResolveConfig, BadUserFields) {
     EXPECT_NE(msg.find("struct_size"), std::string::npos) << msg;
   }
   // Out-of-range enum values, as a C caller may store them.
-  for (int bad : {-1, 6, 7, 99, int(0x80000000u)}) {
+  for (int bad : {-1, SPARCL_ALGO_DENSE + 1, 99, int(0x80000000u)}) {
     cfg = SPARCL_CONFIG_INIT;
     set_raw(cfg.algorithm, bad);
     const std::string msg = expect_error([&] { sparcl::resolve_config(&cfg); }, SPARCL_ERR_INVALID_ARG);

@@ -98,6 +98,28 @@ class MpiRecv final : public RecvRequest {
   SharedBuffer buf_;
 };
 
+// MPI_Iallreduce's request.
+class MpiCollective final : public Request {
+ public:
+  MpiCollective(MpiTransport& t, MPI_Request r, std::shared_ptr<const void> keep)
+      : t_(t), req_(r), keep_(std::move(keep)) {}
+  ~MpiCollective() override {
+    if (req_ != MPI_REQUEST_NULL) t_.adopt_collective({req_, std::move(keep_)});
+  }
+  bool test() override {
+    if (req_ == MPI_REQUEST_NULL) return true;
+    int done = 0;
+    t_.check(MPI_Test(&req_, &done, MPI_STATUS_IGNORE), "MPI_Test of MPI_Iallreduce");
+    if (done) keep_.reset();
+    return done;
+  }
+
+ private:
+  MpiTransport& t_;
+  MPI_Request req_;
+  std::shared_ptr<const void> keep_;
+};
+
 }  // namespace
 
 MpiTransport::MpiTransport(MPI_Comm comm) : comm_(comm) {
@@ -113,17 +135,22 @@ MpiTransport::MpiTransport(MPI_Comm comm) : comm_(comm) {
     comm_ = MPI_COMM_NULL;  // still the caller's to free
     fail(SPARCL_ERR_UNSUPPORTED, "MPI_TAG_UB of this MPI is too small for sparcl");
   }
+  check(MPI_Comm_dup(comm_, &native_comm_), "MPI_Comm_dup");
 }
 
 MpiTransport::~MpiTransport() {
   // Give dropped requests a moment to finish, then cancel what is left.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  while (!orphans_.empty() && std::chrono::steady_clock::now() < deadline) progress();
+  while (!(orphans_.empty() && collective_orphans_.empty()) && std::chrono::steady_clock::now() < deadline)
+    progress();
   for (auto& o : orphans_) {
     MPI_Cancel(&o.request);
     MPI_Request_free(&o.request);
     new SharedBuffer(std::move(o.buffer));  // MPI may still write into it: never free it
   }
+  // A collective that a peer never joined cannot be cancelled or freed.
+  for (auto& o : collective_orphans_) new std::shared_ptr<const void>(std::move(o.keep));
+  if (native_comm_ != MPI_COMM_NULL) MPI_Comm_free(&native_comm_);
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
@@ -190,17 +217,39 @@ void MpiTransport::close() {
   discard_unexpected();
 }
 
-void MpiTransport::progress() {
-  for (size_t i = 0; i < orphans_.size();) {
+namespace {
+// Tests every request of `orphans` and drops those that completed.
+template <class T>
+void test_orphans(std::vector<T>& orphans) {
+  for (size_t i = 0; i < orphans.size();) {
     int done = 0;
-    MPI_Test(&orphans_[i].request, &done, MPI_STATUS_IGNORE);
+    MPI_Test(&orphans[i].request, &done, MPI_STATUS_IGNORE);
     if (done) {
-      orphans_[i] = std::move(orphans_.back());
-      orphans_.pop_back();
+      orphans[i] = std::move(orphans.back());
+      orphans.pop_back();
     } else {
       ++i;
     }
   }
+}
+}  // namespace
+
+void MpiTransport::progress() {
+  test_orphans(orphans_);
+  test_orphans(collective_orphans_);
+}
+
+bool MpiTransport::has_native_iallreduce(uint64_t count) const { return count <= uint64_t(INT_MAX); }
+
+std::unique_ptr<Request> MpiTransport::native_iallreduce(const void* send, void* recv, size_t count,
+                                                         sparcl_datatype_t type, std::shared_ptr<const void> keep) {
+  if (!has_native_iallreduce(count)) fail(SPARCL_ERR_UNSUPPORTED, "count too large for MPI_Iallreduce");
+  if (type != SPARCL_FLOAT32 && type != SPARCL_FLOAT64) fail(SPARCL_ERR_INVALID_ARG, "MPI_Iallreduce of other than float types");
+  MPI_Request req;
+  check(MPI_Iallreduce(send, recv, int(count), type == SPARCL_FLOAT32 ? MPI_FLOAT : MPI_DOUBLE, MPI_SUM,
+                       native_comm_, &req),
+        "MPI_Iallreduce");
+  return std::make_unique<MpiCollective>(*this, req, std::move(keep));
 }
 
 void MpiTransport::native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,

@@ -26,6 +26,9 @@ class MpiTransport final : public Transport {
   void progress() override;
   void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
                         sparcl_op_t op) override;
+  bool has_native_iallreduce(uint64_t count) const override;
+  std::unique_ptr<Request> native_iallreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
+                                             std::shared_ptr<const void> keep) override;
   void close() override;
 
   MPI_Comm comm() const { return comm_; }
@@ -39,12 +42,25 @@ class MpiTransport final : public Transport {
   };
   void adopt(Orphan orphan) { orphans_.push_back(std::move(orphan)); }
 
+  // A collective request dropped before completion: it cannot be cancelled
+  // (MPI forbids it), so it is tested in progress() and, if still pending
+  // when the transport goes, left to MPI with its buffers.
+  struct CollectiveOrphan {
+    MPI_Request request;
+    std::shared_ptr<const void> keep;
+  };
+  void adopt_collective(CollectiveOrphan orphan) { collective_orphans_.push_back(std::move(orphan)); }
+
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
+  // Dup of comm_ for the native collectives, so that they never match the
+  // closing barrier on comm_ (or anything else) out of order.
+  MPI_Comm native_comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 0;
   int seq_bits_ = 0;
   void discard_unexpected();
   std::vector<Orphan> orphans_;
+  std::vector<CollectiveOrphan> collective_orphans_;
 };
 
 }  // namespace sparcl

@@ -1,0 +1,412 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// SPARCL_ALGO_AUTO (see auto.hpp): the per-communicator state, the
+// calibration rounds, and the operation that chooses and runs an algorithm.
+#include "auto.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <tuple>
+
+#include "ml/compress/codec.hpp"
+
+namespace sparcl {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> x) {
+  if (x.empty()) return 0;
+  std::sort(x.begin(), x.end());
+  const size_t m = x.size() / 2;
+  return x.size() % 2 ? x[m] : 0.5 * (x[m - 1] + x[m]);
+}
+
+// Sum of the nonzeros of P vectors at independent uniform positions whose
+// union holds u of dim entries.
+double independent_inputs_nonzeros(double u, double dim, int ranks) {
+  if (dim <= 0 || u <= 0) return 0;
+  const double rho = 1 - std::pow(std::max(0.0, 1 - u / dim), 1.0 / ranks);
+  return ranks * rho * dim;
+}
+
+// Bytes per value on the wire in `id`'s encoding.
+template <class V>
+double wire_value_bytes(const Identity& id) {
+  if (id.encoding == Encoding::Raw) return double(sizeof(V));
+  const size_t n = size_t(1) << 20;
+  return double(compress::encoded_values_size(id.encoding, n, id.bucket ? id.bucket : 1)) / double(n);
+}
+
+// Seconds per merged entry and per element of a dense pass on this rank:
+// two interleaved sparse streams of 128K entries each (indices split between
+// them by a hash bit, so that branches are as unpredictable as in real
+// merges), and a dense add of 256K values. Best of three.
+void measure_local_speed(double& merge_s, double& pass_s) {
+  constexpr size_t n = size_t(1) << 17;
+  Stream<float, uint32_t> a, b;
+  a.range = b.range = Range{0, 8 * n};  // a quarter full: the merge stays sparse
+  uint64_t h = 0x9e3779b97f4a7c15ULL;
+  for (uint32_t i = 0; i < uint32_t(2 * n); ++i) {
+    h ^= h << 13, h ^= h >> 7, h ^= h << 17;
+    Stream<float, uint32_t>& s = (h & 1) ? a : b;
+    s.idx.push_back(4 * i + uint32_t((h >> 1) & 3));
+    s.val.push_back(1.0f);
+  }
+  Array<float> x(2 * n), acc(2 * n);
+  std::fill(x.begin(), x.end(), 1.0f);
+  std::fill(acc.begin(), acc.end(), 0.0f);
+  const View<float, uint32_t> dense{Range{0, 2 * n}, true, 2 * n, nullptr, x.data()};
+  double best_merge = INFINITY, best_pass = INFINITY;
+  for (int rep = 0; rep < 3; ++rep) {
+    const double t0 = now_s();
+    const Stream<float, uint32_t> m = merge(a.view(), b.view());
+    const double t1 = now_s();
+    add_into_dense(dense, acc.data());
+    const double t2 = now_s();
+    if (m.val.size() != 2 * n) fail(SPARCL_ERR_INTERNAL, "calibration merge lost entries");
+    best_merge = std::min(best_merge, t1 - t0);
+    best_pass = std::min(best_pass, t2 - t1);
+  }
+  merge_s = best_merge / double(2 * n);
+  pass_s = best_pass / double(2 * n);
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ state --
+
+AutoTicket::~AutoTicket() { fail(); }
+
+void AutoTicket::fail() {
+  if (own && !own->done) own->done = true, own->known = false;
+  if (params_own && !params_own->done) params_own->done = true, params_own->calibrated = false;
+  own.reset();
+  params_own.reset();
+  native.release();
+}
+
+AutoState::AutoState(const std::string& fixed_params) {
+  if (!fixed_params.empty()) {
+    settled_ = parse_machine_params(fixed_params);
+    source_ = "SPARCL_AUTO_PARAMS";
+  }
+}
+
+AutoTicket AutoState::start(uint64_t dim, uint8_t value_type, size_t value_size, int ranks) {
+  AutoTicket t;
+  auto& slot = latest_[{dim, value_type}];
+  t.previous = slot;
+  t.own = std::make_shared<DensityRecord>();
+  slot = t.own;
+  t.params_before = params_head_;
+  t.settled = settled_;
+  t.native = NativeSlot(native_order_);
+  if (ranks > 1 && value_size && dim >= kCalibrationBytes / value_size) {
+    t.params_own = std::make_shared<ParamsRecord>();
+    params_head_ = t.params_own;
+  }
+  return t;
+}
+
+bool AutoState::ShapeKey::operator<(const ShapeKey& o) const {
+  return std::tie(dim, ranks, value_bytes, wire_value_bytes, native, params.round_s, params.message_s, params.byte_s,
+                  params.merge_s, params.pass_s) < std::tie(o.dim, o.ranks, o.value_bytes, o.wire_value_bytes,
+                                                             o.native, o.params.round_s, o.params.message_s,
+                                                             o.params.byte_s, o.params.merge_s, o.params.pass_s);
+}
+
+bool AutoState::depends_on_density(const MachineParams& p, const Workload& w) {
+  const ShapeKey key{w.dim, w.ranks, w.value_bytes, w.wire_value_bytes, w.native_dense, p};
+  auto it = depends_.find(key);
+  if (it != depends_.end()) return it->second;
+  if (depends_.size() > 4096) depends_.clear();  // a cache, not a record: bounded
+  return depends_[key] = choice_depends_on_density(p, w);
+}
+
+std::string AutoState::describe() const {
+  return source_ + ": " + sparcl::describe(settled_ ? *settled_ : default_machine_params());
+}
+
+// -------------------------------------------------------------- operation --
+
+namespace {
+
+// Calibration rounds (all ranks take part; rank 0 times them):
+//   kSmallRing rounds: each rank sends an empty message to r+1, receives from r-1;
+//   kAllToAll rounds:  each rank sends an empty message to every other;
+//   kLargeRing rounds: a dense message of kLargeBytes to r+1;
+//   one round:         rank 0 measures its merge and pass speeds and sends all five figures to every rank.
+// The first small round absorbs the ranks' skew and is not used.
+constexpr int kSmallRing = 6, kAllToAll = 3, kLargeRing = 3;
+constexpr int kCalibrationRounds = kSmallRing + kAllToAll + kLargeRing + 1;
+constexpr size_t kLargeBytes = 256 * 1024;
+constexpr size_t kFigures = 5;
+
+}  // namespace
+
+// Declared in collective.hpp (a friend of AllreduceOp: it runs the chosen
+// algorithm's rounds inside its own).
+template <class V, class I>
+class AutoAllreduce final : public AllreduceOp<V, I> {
+  using Base = AllreduceOp<V, I>;
+
+ public:
+  AutoAllreduce(Transport& t, const Identity& id, const View<V, I>& input, std::shared_ptr<AutoState> state,
+                AutoTicket ticket)
+      : Base(t, id, input), state_(std::move(state)), ticket_(std::move(ticket)), encoding_(id.encoding),
+        bucket_(id.bucket) {}
+
+  uint64_t inputs_nonzeros() const override { return inner_ ? inner_->inputs_nonzeros() : 0; }
+
+ protected:
+  bool ready() override {
+    if (inner_) return inner_->ready();
+    if (calibrating_) return true;
+    if (!params_ready_ && !resolve_params()) return false;
+    if (calibrate_) {
+      // The choice comes after the calibration rounds: the density record
+      // must be complete by then.
+      if (ticket_.previous && !ticket_.previous->done) return false;
+      // It may choose the native dense algorithm after calibrating, with no
+      // wait between: wait for its NativeOrder turn first.
+      if (!ticket_.native.first()) return false;
+      begin_calibration();
+      return true;
+    }
+    return choose();
+  }
+
+  int rounds() const override {
+    const int own = calibrating_ ? kCalibrationRounds : 0;
+    return own + (inner_ ? inner_->rounds() : calibrating_ ? 1 : 0);
+  }
+
+  void post(int round, RoundIO& io) override {
+    if (calibrating_ && round < kCalibrationRounds) return calibration_post(round, io);
+    inner_->post(round - first_inner_round(), io);
+  }
+
+  void consume(int round, std::vector<Received>& messages) override {
+    if (calibrating_ && round < kCalibrationRounds) return calibration_consume(round, messages);
+    inner_->consume(round - first_inner_round(), messages);
+  }
+
+  void finish() override {
+    inner_->finish();
+    this->pieces_ = inner_->pieces();
+    // What the next call of this (dim, type) learns: the union (nonzero
+    // values of the result, which is bitwise alike on every rank) and, where
+    // the algorithm saw every input, how much they overlapped.
+    DensityRecord& rec = *ticket_.own;
+    uint64_t u = 0;
+    for (const auto& p : this->pieces_) u += count_nonzeros(p.view);
+    rec.union_nnz = u;
+    const uint64_t inputs = inner_->inputs_nonzeros();
+    const double independent = independent_inputs_nonzeros(double(u), double(this->id_.dim), this->size());
+    if (inputs > 0 && independent > 0)
+      rec.overlap = double(inputs) / independent;
+    else
+      rec.overlap = used_record_ && ticket_.previous->known ? ticket_.previous->overlap : 1.0;
+    rec.known = true;
+    rec.done = true;
+    ticket_.own.reset();
+  }
+
+  void failed() noexcept override {
+    ticket_.fail();
+    if (inner_) inner_->failed();
+  }
+
+ private:
+  int first_inner_round() const { return calibrating_ ? kCalibrationRounds : 0; }
+
+  // Settles the machine parameters this call uses: false while it waits for
+  // an earlier large call that may be calibrating.
+  bool resolve_params() {
+    if (ticket_.settled) {
+      set_params(*ticket_.settled, true);
+      return true;
+    }
+    const auto& before = ticket_.params_before;
+    if (before && !before->done) return false;
+    if (before && before->calibrated) {
+      set_params(before->params, true);
+      return true;
+    }
+    if (ticket_.params_own) {  // a large call and nobody has calibrated: this one does
+      calibrate_ = true;
+      params_ready_ = true;
+      return true;
+    }
+    set_params(default_machine_params(), false);
+    return true;
+  }
+
+  void set_params(const MachineParams& p, bool calibrated) {
+    params_ = p;
+    params_ready_ = true;
+    if (ticket_.params_own) {
+      ticket_.params_own->params = p;
+      ticket_.params_own->calibrated = calibrated;
+      ticket_.params_own->done = true;
+      ticket_.params_own.reset();
+    }
+  }
+
+  // The model's view of this call from the previous call's record.
+  Workload workload(bool use_record) const {
+    const double dim = double(this->id_.dim);
+    const int p = this->size();
+    const bool native = dense_is_native(this->transport_, inner_identity(SPARCL_ALGO_DENSE));
+    const double wire = wire_value_bytes<V>(inner_identity(SPARCL_ALGO_DENSE));
+    const auto& rec = ticket_.previous;
+    if (!use_record || !rec || !rec->known)
+      return independent_workload(p, this->id_.dim, double(sizeof(V)), wire, kDefaultDensity * dim, native);
+    Workload w = independent_workload(p, this->id_.dim, double(sizeof(V)), wire, 0, native);
+    const double u = double(rec->union_nnz);
+    const double inputs = std::clamp(rec->overlap * independent_inputs_nonzeros(u, dim, p), u, double(p) * u);
+    w.rank_nnz = inputs / p;
+    w.union_nnz = u;
+    return w;
+  }
+
+  Identity inner_identity(sparcl_algorithm_t algorithm) const {
+    Identity id = this->id_;
+    id.algorithm = uint8_t(algorithm);
+    id.encoding = encoding_;
+    id.bucket = bucket_;
+    id.step_base = uint16_t(first_inner_round());
+    return id;
+  }
+
+  // Chooses and builds the algorithm; false while the choice waits for the
+  // previous call's density.
+  bool choose() {
+    // Whether to use the record is decided from values all ranks share, not
+    // from whether it happens to be complete here already.
+    const bool use_record = ticket_.previous && state_->depends_on_density(params_, workload(false));
+    if (use_record && !ticket_.previous->done) return false;
+    used_record_ = use_record;
+    const sparcl_algorithm_t a = cheapest_algorithm(params_, workload(use_record));
+    this->id_.algorithm = uint8_t(a);
+    inner_ = make_allreduce<V, I>(a, this->transport_, inner_identity(a), this->input_, std::move(ticket_.native));
+    if (this->input_sent_) inner_->report_input_sent(this->input_sent_);
+    return inner_->ready();
+  }
+
+  void begin_calibration() {
+    calibrating_ = true;
+    // Calibration messages travel raw: the figures must arrive exactly.
+    this->id_.encoding = Encoding::Raw;
+    this->id_.bucket = 0;
+    large_values_ = std::max<size_t>(kFigures, std::min<size_t>(size_t(this->id_.dim), kLargeBytes / sizeof(V)));
+    zeros_.assign(large_values_, V(0));
+    started_.assign(kCalibrationRounds, 0);
+    took_.assign(kCalibrationRounds, 0);
+  }
+
+  void calibration_post(int round, RoundIO& io) {
+    const int p = this->size(), r = this->rank();
+    started_[size_t(round)] = now_s();
+    if (round < kSmallRing) {
+      io.send((r + 1) % p, encode_ack(this->id_, uint16_t(round)));
+      io.recv((r + p - 1) % p);
+    } else if (round < kSmallRing + kAllToAll) {
+      for (int j = 1; j < p; ++j) {
+        io.send((r + j) % p, encode_ack(this->id_, uint16_t(round)));
+        io.recv((r + p - j) % p);
+      }
+    } else if (round < kSmallRing + kAllToAll + kLargeRing) {
+      const View<V, I> zeros{Range{0, large_values_}, true, large_values_, nullptr, zeros_.data()};
+      io.send((r + 1) % p, encode(this->id_, uint16_t(round), zeros));
+      io.recv((r + p - 1) % p);
+    } else if (r == 0) {
+      V figures[kFigures];
+      measure(figures);
+      const View<V, I> v{Range{0, kFigures}, true, kFigures, nullptr, figures};
+      SharedBuffer msg = encode(this->id_, uint16_t(round), v);
+      for (int j = 1; j < p; ++j) io.send(j, msg);
+      figures_ = as_received<V, I>(msg, Range{0, kFigures}, r);  // exactly what the others get
+    } else {
+      io.recv(0);
+    }
+  }
+
+  void calibration_consume(int round, std::vector<Received>& messages) {
+    took_[size_t(round)] = now_s() - started_[size_t(round)];
+    const int last = kCalibrationRounds - 1;
+    for (const auto& m : messages) {
+      if (round < kSmallRing + kAllToAll) {
+        check_ack(*m.buffer, m.header, m.peer);
+      } else if (round < last) {
+        (void)Held<V, I>::of_message(m, Range{0, large_values_});  // validated, then dropped
+      } else {
+        figures_ = Held<V, I>::of_message(m, Range{0, kFigures});
+      }
+    }
+    if (round != last) return;
+    const V* f = figures_.view.val;
+    MachineParams p;
+    p.round_s = double(f[0]), p.message_s = double(f[1]), p.byte_s = double(f[2]);
+    p.merge_s = double(f[3]), p.pass_s = double(f[4]);
+    state_->settle(p);
+    this->id_.encoding = encoding_;
+    this->id_.bucket = bucket_;
+    set_params(p, true);
+    choose();  // the density record was complete before calibration started
+  }
+
+  // Rank 0: the figures from its timings.
+  void measure(V* figures) const {
+    const int p = this->size();
+    auto durations = [&](int first, int count) {
+      return std::vector<double>(took_.begin() + first, took_.begin() + first + count);
+    };
+    const double round = median(durations(1, kSmallRing - 1));
+    const double all = median(durations(kSmallRing, kAllToAll));
+    const double large = median(durations(kSmallRing + kAllToAll, kLargeRing));
+    const double bytes = double(sizeof(WireHeader) + large_values_ * sizeof(V));
+    double merge_s = 0, pass_s = 0;
+    measure_local_speed(merge_s, pass_s);
+    const double floor = 1e-12;
+    figures[0] = V(std::max(round, 1e-7));
+    figures[1] = V(p > 2 ? std::max((all - round) / (p - 2), floor) : floor);
+    figures[2] = V(std::max((large - round) / bytes, floor));
+    figures[3] = V(std::max(merge_s, floor));
+    figures[4] = V(std::max(pass_s, floor));
+  }
+
+  std::shared_ptr<AutoState> state_;
+  AutoTicket ticket_;
+  Encoding encoding_;  // the configured encoding and bucket (calibration runs raw)
+  uint32_t bucket_;
+  std::unique_ptr<AllreduceOp<V, I>> inner_;
+  MachineParams params_;
+  bool params_ready_ = false;
+  bool calibrate_ = false;    // this call calibrates (decided in ready())
+  bool calibrating_ = false;  // its calibration rounds are under way or done
+  bool used_record_ = false;  // the choice waited for (and used) the previous call's record
+  size_t large_values_ = 0;
+  Array<V> zeros_;
+  std::vector<double> started_, took_;
+  Held<V, I> figures_;
+};
+
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_auto_allreduce(Transport& t, const Identity& id, const View<V, I>& input,
+                                                       std::shared_ptr<AutoState> state, AutoTicket ticket) {
+  return std::make_unique<AutoAllreduce<V, I>>(t, id, input, std::move(state), std::move(ticket));
+}
+
+#define SPARCL_INSTANTIATE(V, I)                                                                            \
+  template std::unique_ptr<AllreduceOp<V, I>> make_auto_allreduce(Transport&, const Identity&,            \
+                                                                  const View<V, I>&, std::shared_ptr<AutoState>, \
+                                                                  AutoTicket);
+SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
+
+}  // namespace sparcl

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// SPARCL_ALGO_AUTO chooses the same algorithm on every rank: blocking calls
+// whose density changes from call to call (the choice follows the previous
+// call's density), and many non-blocking calls in flight, with fixed cost
+// model parameters and with the communicator's own calibration; and the
+// dense algorithm's native collectives with many calls in flight. Ranks that
+// chose differently would fail with SPARCL_ERR_MISMATCH (the algorithm is in
+// every message header); results are checked exactly.
+#include <cstdlib>
+#include <random>
+#include <set>
+
+#include "mpi_test.hpp"
+
+using namespace sparcl_testing;
+
+namespace {
+
+// A 1 Gbit/s-like machine (docs/algorithms.md): at 4 ranks and 64K values the
+// choice changes between 0.1% and 50% density.
+constexpr const char* kSlowLink = "100,10,8,5,1";
+
+// SPARCL_AUTO_PARAMS for the communicators made in its scope ("" unsets it).
+class AutoParams {
+ public:
+  explicit AutoParams(const char* value) {
+    if (const char* old = std::getenv("SPARCL_AUTO_PARAMS")) old_ = old, had_ = true;
+    if (*value)
+      setenv("SPARCL_AUTO_PARAMS", value, 1);
+    else
+      unsetenv("SPARCL_AUTO_PARAMS");
+  }
+  ~AutoParams() {
+    if (had_)
+      setenv("SPARCL_AUTO_PARAMS", old_.c_str(), 1);
+    else
+      unsetenv("SPARCL_AUTO_PARAMS");
+  }
+
+ private:
+  std::string old_;
+  bool had_ = false;
+};
+
+TEST(AutoChoice, SameOnEveryRankAndFollowsTheDensity) {
+  const AutoParams fixed(kSlowLink);
+  Comm comm(SPARCL_ALGO_AUTO);
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();
+  EXPECT_NE(std::string(sparcl_comm_auto_model(comm.get())).find("SPARCL_AUTO_PARAMS"), std::string::npos);
+  const int p = world_size(), r = world_rank();
+  // Each density twice: the second call of a pair chooses by the first's.
+  const double densities[] = {0.001, 0.001, 0.5, 0.5, 0.01, 0.01, 0.5, 0.5, 0.001, 0.001};
+  std::set<int> seen;
+  for (size_t n = 0; n < std::size(densities); ++n) {
+    const Case c{65536, densities[n], Pattern::Overlapping, true, 7000 + n};
+    const SparseVec<float> v = make_vector<float>(c, r, p);
+    const sparcl_sparse_t in = v.as_input();
+    std::vector<float> out(c.dim);
+    ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
+    EXPECT_EQ(count_wrong<float>(c, p, out), 0u) << c.describe();
+    sparcl_algorithm_t chosen = SPARCL_ALGO_AUTO;
+    ASSERT_EQ(sparcl_comm_last_algorithm(comm.get(), &chosen), SPARCL_SUCCESS);
+    EXPECT_TRUE(same_on_all_ranks(&chosen, sizeof chosen)) << "call " << n;
+    if (p > 1) {
+      EXPECT_NE(chosen, SPARCL_ALGO_AUTO);
+    }
+    if (n % 2) seen.insert(int(chosen));
+  }
+  // At 4 ranks the model (kSlowLink) picks another algorithm at 50% than at 0.1%.
+  if (p == 4) {
+    EXPECT_GE(seen.size(), 2u);
+  }
+}
+
+// 48 calls in flight with densities that change from call to call, over dims
+// that calibrate (256 KiB and more) and dims that do not; sparse and dense
+// inputs; completed in reverse start order.
+void run_in_flight(const char* params, bool progress_thread, sparcl_algorithm_t algorithm = SPARCL_ALGO_AUTO) {
+  const AutoParams fixed(params);
+  Comm comm(algorithm, 120000, progress_thread);
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();
+  const int p = world_size(), r = world_rank();
+  constexpr int kOps = 48;
+  std::mt19937 shared_rng(99);  // the same calls on every rank
+  const uint64_t dims[] = {1000, 65536, 131072};
+  const double densities[] = {0.0, 0.001, 0.01, 0.1, 0.6};
+  std::vector<Case> cases;
+  std::vector<SparseVec<float>> inputs;
+  std::vector<std::vector<float>> outputs;
+  std::vector<sparcl_request_t> requests(kOps, nullptr);
+  for (int k = 0; k < kOps; ++k) {
+    cases.push_back(Case{dims[shared_rng() % 3], densities[shared_rng() % 5], Pattern(shared_rng() % 3), true,
+                         uint64_t(500 + k)});
+    inputs.push_back(make_vector<float>(cases.back(), r, p));
+  }
+  outputs.resize(kOps);
+  for (int k = 0; k < kOps; ++k) {
+    outputs[size_t(k)].assign(cases[size_t(k)].dim, 0.0f);
+    sparcl_status_t st;
+    if (k % 3 == 2) {  // a dense input
+      for (size_t j = 0; j < inputs[size_t(k)].idx.size(); ++j)
+        outputs[size_t(k)][inputs[size_t(k)].idx[j]] = inputs[size_t(k)].val[j];
+      st = sparcl_iallreduce(SPARCL_IN_PLACE, outputs[size_t(k)].data(), cases[size_t(k)].dim, SPARCL_FLOAT32,
+                             SPARCL_SUM, comm.get(), &requests[size_t(k)]);
+    } else {
+      const sparcl_sparse_t in = inputs[size_t(k)].as_input();
+      st = sparcl_iallreduce_sparse(&in, outputs[size_t(k)].data(), nullptr, comm.get(), &requests[size_t(k)]);
+    }
+    ASSERT_EQ(st, SPARCL_SUCCESS) << comm.error();
+  }
+  for (int k = kOps - 1; k >= 0; --k) {
+    EXPECT_EQ(sparcl_wait(&requests[size_t(k)]), SPARCL_SUCCESS) << "call " << k << ": " << comm.error();
+    EXPECT_EQ(count_wrong<float>(cases[size_t(k)], p, outputs[size_t(k)]), 0u) << cases[size_t(k)].describe();
+  }
+  if (algorithm == SPARCL_ALGO_AUTO && !*params) {
+    const std::string model = sparcl_comm_auto_model(comm.get());
+    if (p > 1) {
+      EXPECT_NE(model.find("calibrated"), std::string::npos) << model;
+    }
+    EXPECT_TRUE(same_on_all_ranks(model.data(), model.size())) << model;
+  }
+}
+
+TEST(AutoChoice, ManyInFlightWithFixedParameters) { run_in_flight(kSlowLink, false); }
+TEST(AutoChoice, ManyInFlightWhileCalibrating) { run_in_flight("", false); }
+TEST(AutoChoice, ManyInFlightWhileCalibratingWithProgressThread) { run_in_flight("", true); }
+
+// The dense algorithm starts MPI_Iallreduce, which MPI matches by start
+// order: with many in flight, every rank must start them in the calls' order
+// (NativeOrder), whatever order their barriers complete in.
+TEST(DenseAlgorithm, ManyInFlight) { run_in_flight("", false, SPARCL_ALGO_DENSE); }
+TEST(DenseAlgorithm, ManyInFlightWithProgressThread) { run_in_flight("", true, SPARCL_ALGO_DENSE); }
+
+}  // namespace
