@@ -30,7 +30,7 @@ struct Options {
 void usage() {
   std::fprintf(stderr,
                "usage: sparcl-demo [-n elements] [-d density] [-r repetitions] [-a algorithm]\n"
-               "  algorithm: auto recursive_doubling split_allgather split_dense ring halving_doubling\n");
+               "  algorithm: auto recursive_doubling split_allgather split_dense ring halving_doubling allgather dense\n");
 }
 
 bool parse(int argc, char** argv, Options& o) {
@@ -48,9 +48,10 @@ bool parse(int argc, char** argv, Options& o) {
 }
 
 sparcl_algorithm_t algorithm_of(const std::string& name) {
+  // In the order of sparcl_algorithm_t.
   const char* names[] = {"auto", "recursive_doubling", "split_allgather", "split_dense", "ring",
-                         "halving_doubling"};
-  for (int k = 0; k < 6; ++k)
+                         "halving_doubling", "allgather", "dense"};
+  for (int k = 0; k < int(sizeof(names) / sizeof(names[0])); ++k)
     if (name == names[k]) return sparcl_algorithm_t(k);
   return sparcl_algorithm_t(-1);
 }

@@ -45,7 +45,7 @@ OP_SUM = 1
 
 # Names accepted by the Python API, as the environment variables spell them.
 ALGORITHMS = {"auto": 0, "recursive_doubling": 1, "split_allgather": 2, "split_dense": 3, "ring": 4,
-              "halving_doubling": 5}
+              "halving_doubling": 5, "allgather": 6, "dense": 7}
 TRANSPORTS = {"mpi": 1, "ofi": 2, "ucx": 3}
 COMPRESS_METHODS = {"none": 0, "topk": 1, "topk_bucket": 2, "approx_topk": 3, "threshold": 4, "randomk": 5}
 VALUE_ENCODINGS = {"raw": 0, "fp16": 1, "bf16": 2, "qsgd8": 3, "qsgd4": 4, "qsgd2": 5}

@@ -152,11 +152,11 @@ class Communicator:
 
     transport: "ucx", "ofi" (libfabric) or None (SPARCL_TRANSPORT, else UCX, else libfabric)
     algorithm: "auto", "recursive_doubling", "split_allgather", "split_dense", "ring",
-        "halving_doubling" or None (SPARCL_ALGORITHM, else auto)
+        "halving_doubling", "allgather", "dense" or None (SPARCL_ALGORITHM, else auto)
     ofi_provider: libfabric provider, e.g. "tcp;ofi_rxm" (the default) or "shm"
     timeout_ms: limit of each collective (0: none); None: SPARCL_TIMEOUT_MS, else 30 min
-    progress_thread: let sparcl progress collectives on a thread of its own (spins: only
-        where cores are free)
+    progress_thread: let sparcl progress collectives on a thread of its own (it spins
+        while collectives move and sleeps up to 256 us while they wait on the network)
     poll_interval: seconds the worker waits between progress calls while collectives are in
         flight and nothing new was queued
 
