@@ -47,6 +47,7 @@ struct Prefix {
   uint64_t chunk;   // payload chunk size when the data follows separately, else 0
   uint64_t order;   // Header and Control: the sender's count of such messages to this receiver
   uint64_t key;     // Header and Control: what software matching matches (make_tag of kind Header or Control)
+  uint64_t transfer;  // header of a large message: the sender's clear-to-send id; clear-to-send: the payload's id
 };
 static_assert(sizeof(Prefix) == kPrefixBytes, "prefix layout");
 static_assert(std::is_trivially_copyable<Prefix>::value, "prefix layout");
@@ -96,6 +97,10 @@ bool env_flag(const char* name) {
 constexpr size_t kOrderOffset = offsetof(Prefix, order);
 
 Kind kind_of(uint64_t key) { return Kind((key >> kKindShift) & 3); }
+
+uint64_t transfer_tag(Kind kind, uint64_t id) {
+  return (id & ((uint64_t(1) << kKindShift) - 1)) | (uint64_t(kind) << kKindShift);
+}
 
 uint64_t make_tag(const Tag& tag, Kind kind) {
   const uint64_t seq = tag.seq & ((uint64_t(1) << kSeqBits) - 1);
@@ -188,11 +193,12 @@ class SendFlow final : public Flow {
       data_.reset();  // copied
     } else {
       // The clear-to-send receive goes first, so that the answer is never unexpected.
+      cts_id_ = t.next_transfer();
       t.submit(*this, slot(1), false, cts_->data.get(), kBounceBytes, cts_->mr.desc(), t.addr(peer_),
-               make_tag(tag_, Kind::Cts));
+               transfer_tag(Kind::Cts, cts_id_));
     }
     write_prefix(header_->data.get(), Prefix{kHeaderMagic, uint32_t(t.rank()), size_, inline_data ? 0 : chunk_, 0,
-                                             make_tag(tag_, Kind::Header)});
+                                             make_tag(tag_, Kind::Header), cts_id_});
     t.submit(*this, slot(0), true, header_->data.get(), kPrefixBytes + (inline_data ? size_ : 0),
              header_->mr.desc(), t.addr(peer_), kHeaderWireTag, peer_);
   }
@@ -215,7 +221,7 @@ class SendFlow final : public Flow {
       for (size_t i = 0; i < n; ++i) {
         const size_t offset = i * chunk_;
         t.submit(*this, slot(2 + i), true, data_->data() + offset, std::min(chunk_, size_ - offset), mr_.desc(),
-                 t.addr(peer_), make_tag(tag_, Kind::Payload));
+                 t.addr(peer_), transfer_tag(Kind::Payload, p.transfer));
       }
     } else {
       ++chunks_sent_;
@@ -255,6 +261,7 @@ class SendFlow final : public Flow {
   SharedBuffer data_;
   size_t size_;
   size_t chunk_ = 0;  // 0: the data travels inside the header message
+  uint64_t cts_id_ = 0;
   std::unique_ptr<Bounce> header_, cts_;
   Mr mr_;
   bool header_sent_ = false, cts_received_ = false;
@@ -287,6 +294,7 @@ class RecvFlow final : public Flow {
     chunk_ = p.chunk;
     // Receive straight into the message's buffer; posted before the
     // clear-to-send, so the payload never arrives unexpected.
+    const uint64_t payload_id = t.next_transfer();
     buffer_ = Buffer(size_);
     t.register_memory(mr_, buffer_.data(), size_, FI_RECV);
     cts_ = t.get_bounce();
@@ -294,11 +302,11 @@ class RecvFlow final : public Flow {
     for (size_t i = 0; i < n; ++i) {
       const size_t offset = i * chunk_;
       t.submit(*this, slot(2 + i), false, buffer_.data() + offset, std::min(chunk_, size_ - offset), mr_.desc(),
-               t.addr(source_), make_tag(tag_, Kind::Payload));
+               t.addr(source_), transfer_tag(Kind::Payload, payload_id));
     }
-    write_prefix(cts_->data.get(), Prefix{kCtsMagic, uint32_t(t.rank()), size_, chunk_, 0, 0});
+    write_prefix(cts_->data.get(), Prefix{kCtsMagic, uint32_t(t.rank()), size_, chunk_, 0, 0, payload_id});
     t.submit(*this, slot(1), true, cts_->data.get(), kPrefixBytes, cts_->mr.desc(), t.addr(source_),
-             make_tag(tag_, Kind::Cts));
+             transfer_tag(Kind::Cts, p.transfer));
   }
 
   void on_complete(Ctx& ctx, size_t len) override {
@@ -369,7 +377,7 @@ class BarrierFlow final : public Flow {
       if (p == t.rank()) continue;
       left_ += 2;
       uint8_t* msg = mem_.get() + size_t(p) * kPrefixBytes;
-      write_prefix(msg, Prefix{magic_, uint32_t(t.rank()), 0, 0, 0, tag_});
+      write_prefix(msg, Prefix{magic_, uint32_t(t.rank()), 0, 0, 0, tag_, 0});
       t.submit(*this, slot(size_t(p)), true, msg, kPrefixBytes, mr_.desc(), t.addr(p), kHeaderWireTag, p);
     }
     for (int p = 0; p < t.size(); ++p)
@@ -759,7 +767,7 @@ void OfiTransport::soft_cancel(Flow& flow, uint64_t tag) {
 }
 
 void OfiTransport::arrive(const uint8_t* data, size_t len) {
-  const Prefix p = len >= kPrefixBytes ? read_prefix(data) : Prefix{0, 0, 0, 0, 0, 0};
+  const Prefix p = len >= kPrefixBytes ? read_prefix(data) : Prefix{0, 0, 0, 0, 0, 0, 0};
   const bool known = p.magic == kHeaderMagic ? kind_of(p.key) == Kind::Header
                                              : (p.magic == kCloseMagic || p.magic == kWireUpMagic) &&
                                                    kind_of(p.key) == Kind::Control;

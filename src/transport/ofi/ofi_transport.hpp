@@ -5,7 +5,7 @@
 // describes the design; in short:
 //
 // - A sparcl message of unknown size travels as a small header message (a
-//   40-byte prefix with the sender's rank, the total size, an order stamp
+//   48-byte prefix with the sender's rank, the total size, an order stamp
 //   and the matching key, followed by the whole message when it fits in
 //   16 KiB). A larger message is sent only after the receiver has posted
 //   buffers for it: the receiver answers the header with a clear-to-send
@@ -17,10 +17,10 @@
 //   receiver) undo completions reported out of order. So a message waits
 //   unexpected only in sparcl (its header, at most 16 KiB), never holds up
 //   later messages in the provider (ofi_rxd would), whatever its size.
-// - Payload and clear-to-send messages carry the low 32 bits of the sequence
-//   number, 27 bits of the communicator id, the abort bit and their kind in
-//   the 64-bit tag, and meet receives posted for exactly that tag and
-//   sender; FI_ORDER_SAS keeps a message's chunks in order.
+// - Payload and clear-to-send messages carry an id of their one message in
+//   the 64-bit tag (chosen by their receiver) and meet receives posted for
+//   exactly that tag and sender; FI_ORDER_SAS keeps a message's chunks in
+//   order.
 // - Every posted operation has its own fi_context2 inside a Flow (one per
 //   request). Flows stay alive while the provider holds any of their
 //   buffers, so a dropped send finishes on its own and a dropped receive is
@@ -55,8 +55,12 @@ namespace sparcl {
 namespace ofi {
 
 // Message kinds. Payload and Cts messages never arrive unexpected; they
-// travel with the tag make_tag(tag, kind) and meet receives posted for
-// exactly that tag and sender. Header and Control messages may arrive before
+// travel with transfer_tag(kind, id), an id that the receiving side chose
+// for this one message and sent in the header (Cts) or the clear-to-send
+// (Payload), and meet the receives posted for exactly that tag and sender:
+// two large messages in flight between one pair of ranks cannot take each
+// other's clear-to-send or payload, however the provider orders completions.
+// Header and Control messages may arrive before
 // their receive is posted: they all travel with one tag, kHeaderWireTag, land
 // in the wildcard receives, and are matched in software on the key in their
 // prefix (make_tag of kind Header or Control). No receive ever uses an ignore
@@ -65,20 +69,22 @@ namespace ofi {
 // receive's own, which lost messages sent while the wildcard pool was empty.
 enum class Kind : uint64_t { Header = 0, Payload = 1, Control = 2, Cts = 3 };
 
-// Tag layout: [0,32) seq, [32,59) comm_id, 59 abort, [60,62) kind, 62-63 zero.
-// Kind Control: the messages of close() (seq 0) and of the wire-up (seq 1).
+// Keys of Header and Control messages: [0,32) seq, [32,59) comm_id, 59 abort,
+// [60,62) kind, 62-63 zero. Kind Control: the messages of close() (seq 0) and
+// of the wire-up (seq 1). Tags of Payload and Cts: [0,60) id, [60,62) kind.
 constexpr int kSeqBits = 32;
 constexpr int kCommBits = 27;
 constexpr int kAbortShift = kSeqBits + kCommBits;  // 59
 constexpr int kKindShift = kAbortShift + 1;        // 60
 uint64_t make_tag(const Tag& tag, Kind kind);
+uint64_t transfer_tag(Kind kind, uint64_t id);
 // The tag of every Header and Control message (never that of a Payload or
 // Cts message, whose kind bits are not zero).
 constexpr uint64_t kHeaderWireTag = 0;
 
 // Sizes of the protocol (the same on every rank: part of the wire protocol).
 constexpr size_t kBounceBytes = 16384;                        // a header message at most
-constexpr size_t kPrefixBytes = 40;                           // see Prefix in the .cpp
+constexpr size_t kPrefixBytes = 48;                           // see Prefix in the .cpp
 constexpr size_t kInlineBytes = kBounceBytes - kPrefixBytes;  // larger messages use clear-to-send
 constexpr size_t kDefaultChunkBytes = size_t(64) << 20;      // payload chunk (a sender's choice)
 
@@ -173,6 +179,8 @@ class OfiTransport final : public Transport {
   void soft_cancel(Flow& flow, uint64_t tag);
   // A wildcard receive completed: puts the message in order and matches it.
   void arrive(const uint8_t* data, size_t len);
+  // A new id for the Cts or Payload messages of one large message.
+  uint64_t next_transfer() { return next_transfer_++; }
   void fail_everything(const std::string& message);
   // Reads the completion queue once; false when it was empty.
   bool poll();
@@ -212,6 +220,7 @@ class OfiTransport final : public Transport {
   std::unordered_map<Flow*, std::shared_ptr<Flow>> live_;
   std::vector<std::unique_ptr<Bounce>> bounces_;  // free, registered
   uint64_t next_key_ = 1;
+  uint64_t next_transfer_ = 0;
 
   // Software matching (see soft_post).
   struct SoftRecv {
