@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Transport over MPI point-to-point on a communicator of its own (a dup of the
-// caller's, made by sparcl_comm_create_mpi). Receives of unknown size use MPI_Improbe + MPI_Imrecv; messages
+// caller's, made by sparcl_comm_create_mpi). Receives of unknown size use
+// MPI_Improbe + MPI_Imrecv, probing in post order (probe_order.hpp); messages
 // past 2 GiB use a derived datatype so that counts stay within int.
 #pragma once
 
@@ -8,6 +9,7 @@
 
 #include <vector>
 
+#include "../probe_order.hpp"
 #include "../transport.hpp"
 
 namespace sparcl {
@@ -39,12 +41,15 @@ class MpiTransport final : public Transport {
   };
   void adopt(Orphan orphan) { orphans_.push_back(std::move(orphan)); }
 
+  ProbeOrder& probe_order() { return probe_order_; }
+
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 0;
   int seq_bits_ = 0;
   void discard_unexpected();
   std::vector<Orphan> orphans_;
+  ProbeOrder probe_order_;
 };
 
 }  // namespace sparcl

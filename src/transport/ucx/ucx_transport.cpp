@@ -97,20 +97,25 @@ class UcxSend final : public Request {
 
 class UcxRecv final : public RecvRequest {
  public:
-  UcxRecv(UcxTransport& t, ucp_tag_t tag, ucp_tag_t mask) : t_(t), tag_(tag), mask_(mask) {}
+  UcxRecv(UcxTransport& t, int peer, ucp_tag_t tag, ucp_tag_t mask) : t_(t), peer_(peer), tag_(tag), mask_(mask) {
+    t_.probe_order().post(key(), this);
+  }
   ~UcxRecv() override {
     // Not matched yet: nothing was posted to UCX, so there is nothing to withdraw.
+    if (!matched_) t_.probe_order().leave(key(), this);
     if (req_) t_.adopt({req_, std::move(buf_)});
   }
   bool test() override {
     if (done_) return true;
     if (error_) throw *error_;
     if (!matched_) {
+      if (!t_.probe_order().may_probe(key(), this)) return false;
       ucp_tag_recv_info_t info;
       std::memset(&info, 0, sizeof info);
       ucp_tag_message_h message = ucp_tag_probe_nb(t_.worker(), tag_, mask_, /*remove=*/1, &info);
       if (!message) return false;
       matched_ = true;
+      t_.probe_order().leave(key(), this);
       source_ = ucx_tag::source_of(info.sender_tag);
       bytes_ = info.length;
       try {
@@ -140,7 +145,9 @@ class UcxRecv final : public RecvRequest {
   int source() const override { return source_; }
 
  private:
+  ProbeOrder::Key key() const { return {peer_, tag_}; }
   UcxTransport& t_;
+  int peer_;
   ucp_tag_t tag_, mask_;
   bool matched_ = false, done_ = false;
   int source_ = -1;
@@ -319,9 +326,9 @@ std::unique_ptr<Request> UcxTransport::isend(int peer, const Tag& tag, SharedBuf
 }
 
 std::unique_ptr<RecvRequest> UcxTransport::irecv(int peer, const Tag& tag) {
-  if (peer == kAnyPeer) return std::make_unique<UcxRecv>(*this, tag_for(tag, 0), ~ucx_tag::kSourceMask);
+  if (peer == kAnyPeer) return std::make_unique<UcxRecv>(*this, kAnyPeer, tag_for(tag, 0), ~ucx_tag::kSourceMask);
   check_peer(peer, "receive from");
-  return std::make_unique<UcxRecv>(*this, tag_for(tag, peer), ucx_tag::kFullMask);
+  return std::make_unique<UcxRecv>(*this, peer, tag_for(tag, peer), ucx_tag::kFullMask);
 }
 
 void* UcxTransport::receive_probed(ucp_tag_message_h message, size_t length, int source, SharedBuffer& buffer) {

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "../probe_order.hpp"
 #include "../transport.hpp"
 
 namespace sparcl {
@@ -69,6 +70,7 @@ class UcxTransport final : public Transport {
   void close() override;
 
   ucp_worker_h worker() const { return worker_; }
+  ProbeOrder& probe_order() { return probe_order_; }
 
   // Receives a message that ucp_tag_probe_nb removed from the worker into a
   // new buffer of `length` bytes. Returns the UCX request (nullptr when it
@@ -100,6 +102,7 @@ class UcxTransport final : public Transport {
   int rank_ = 0, size_ = 0;
   std::vector<ucp_ep_h> eps_;
   std::vector<Orphan> orphans_;
+  ProbeOrder probe_order_;
   bool closed_ = false;
 };
 
