@@ -81,6 +81,11 @@ class Transport {
   // the transport is destroyed, so that no rank tears down connections that
   // a peer still uses. Must not throw.
   virtual void close() {}
+
+  // Local: called instead of close() when the communicator is aborted
+  // (sparcl_comm_abort), when peers may be dead or hung. The destructor that
+  // follows waits for no peer beyond a short bound. Must not throw.
+  virtual void abort() {}
 };
 
 // A transport before it knows its peers. Creating a communicator opens an

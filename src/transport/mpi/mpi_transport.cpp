@@ -120,8 +120,9 @@ MpiTransport::MpiTransport(MPI_Comm comm) : comm_(comm) {
 }
 
 MpiTransport::~MpiTransport() {
-  // Give dropped requests a moment to finish, then cancel what is left.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  // Give dropped requests a moment to finish (unless aborted: their peer may
+  // be dead), then cancel what is left.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(aborted_ ? 0 : 1);
   while (!orphans_.empty() && std::chrono::steady_clock::now() < deadline) progress();
   for (auto& o : orphans_) {
     MPI_Cancel(&o.request);

@@ -29,6 +29,7 @@ class MpiTransport final : public Transport {
   void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
                         sparcl_op_t op) override;
   void close() override;
+  void abort() override { aborted_ = true; }
 
   MPI_Comm comm() const { return comm_; }
   int mpi_tag(const Tag& tag) const;
@@ -50,6 +51,7 @@ class MpiTransport final : public Transport {
   void discard_unexpected();
   std::vector<Orphan> orphans_;
   ProbeOrder probe_order_;
+  bool aborted_ = false;  // sparcl_comm_abort: dropped requests get no grace period
 };
 
 }  // namespace sparcl
