@@ -25,8 +25,6 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kCloseTimeout = std::chrono::seconds(5);
 // connect() waits this long for the other ranks.
 constexpr auto kWireUpTimeout = std::chrono::seconds(60);
-// A dropped small send waits this long to leave.
-constexpr auto kDropLinger = std::chrono::seconds(1);
 // Bounce buffers kept for reuse.
 constexpr size_t kBouncePool = 64;
 // flush() gives up after this many -FI_EAGAIN in a row (and retries on the next call).
@@ -206,6 +204,7 @@ class SendFlow final : public Flow {
   void on_complete(Ctx& ctx, size_t len) override {
     if (ctx.slot == 0) {
       header_sent_ = true;
+      t.unstall(peer_);
       t.put_bounce(std::move(header_));
     } else if (ctx.slot == 1) {
       const Prefix p = read_prefix(cts_->data.get());
@@ -243,16 +242,21 @@ class SendFlow final : public Flow {
 
   // The request is dropped before completion: the flow finishes in the
   // background. A message that fits in the header message (an abort notice,
-  // typically) is pushed out first: the caller may not call into sparcl again
-  // for a long time, and its peers are waiting for it.
+  // typically) is first handed to the provider, should it be pushing back
+  // (-FI_EAGAIN): the caller may not call into sparcl again for a long time,
+  // and its peers are waiting for it. (Not until it completes: a send to a
+  // dead peer may never complete, and once posted the providers here move
+  // it on their own or from the idle progress thread.)
   void drop() {
     orphan = true;
     if (done || chunk_ != 0 || status != SPARCL_SUCCESS) return;
-    const auto deadline = Clock::now() + kDropLinger;
-    while (!header_sent_ && pending > 0 && Clock::now() < deadline) {
+    if (t.stalled(peer_)) return;  // it did not take the last one either: dead, most likely
+    const auto deadline = Clock::now() + t.fabric().drop_linger;
+    while (ctxs[0].state == Ctx::Queued && Clock::now() < deadline) {
       t.progress_locked();
-      if (!header_sent_) sched_yield();
+      if (ctxs[0].state == Ctx::Queued) sched_yield();
     }
+    if (ctxs[0].state == Ctx::Queued) t.stall(peer_);
   }
 
  private:
@@ -550,6 +554,7 @@ OfiTransport::OfiTransport(std::unique_ptr<Fabric> fabric, int rank, int size, s
       addrs_(std::move(addrs)),
       next_out_(size_t(size), 0),
       next_in_(size_t(size), 0),
+      stalled_(size_t(size), false),
       early_(size_t(size)) {}
 
 OfiTransport::~OfiTransport() {
@@ -1008,6 +1013,8 @@ OfiEndpoint::OfiEndpoint(const Config& config) : fab_(std::make_unique<ofi::Fabr
   // acknowledgement stalls the sender: give them the idle progress thread.
   const bool user_space_reliability = provider.find("rxd") != std::string::npos;
   fab_->idle_progress = std::chrono::milliseconds(ofi::env_ms("SPARCL_OFI_IDLE_PROGRESS_MS", user_space_reliability ? 2 : 0));
+  if (config.timeout_ms > 0)
+    fab_->drop_linger = std::min(fab_->drop_linger, std::chrono::milliseconds(std::max<int64_t>(1, config.timeout_ms / 4)));
   if (info->ep_attr->max_msg_size < ofi::kBounceBytes)
     fail(SPARCL_ERR_UNSUPPORTED, "libfabric provider '" + provider + "' limits messages to " +
                                      std::to_string(info->ep_attr->max_msg_size) + " bytes; sparcl needs " +

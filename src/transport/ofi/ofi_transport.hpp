@@ -104,6 +104,10 @@ struct Fabric {
   size_t wildcards = 64;  // wildcard receives kept posted
   // Period of the idle progress thread; zero: none.
   std::chrono::milliseconds idle_progress{0};
+  // How long a dropped small send (an abort notice) may wait to be posted:
+  // 1 s, or a quarter of a shorter collective timeout, so that a rank that
+  // gives up returns well within twice its timeout.
+  std::chrono::milliseconds drop_linger{1000};
 
   Fabric() = default;
   Fabric(const Fabric&) = delete;
@@ -181,6 +185,12 @@ class OfiTransport final : public Transport {
   void arrive(const uint8_t* data, size_t len);
   // A new id for the Cts or Payload messages of one large message.
   uint64_t next_transfer() { return next_transfer_++; }
+  // A dropped send to `peer` could not be posted within its linger: later
+  // drops to that peer do not wait (a dead peer costs one linger, not one
+  // per abort notice). Cleared when a send to it completes.
+  void stall(int peer) { stalled_[size_t(peer)] = true; }
+  bool stalled(int peer) const { return stalled_[size_t(peer)]; }
+  void unstall(int peer) { stalled_[size_t(peer)] = false; }
   void fail_everything(const std::string& message);
   // Reads the completion queue once; false when it was empty.
   bool poll();
@@ -236,6 +246,7 @@ class OfiTransport final : public Transport {
   std::unordered_map<uint64_t, std::deque<SoftRecv>> posted_;      // by tag, in post order
   std::unordered_map<uint64_t, std::deque<Message>> unexpected_;  // by tag, in arrival order
   std::vector<uint64_t> next_out_, next_in_;                       // order stamps per peer
+  std::vector<bool> stalled_;                                      // see stall()
   std::vector<std::map<uint64_t, Message>> early_;                 // arrived before their turn
 
   // Serializes the caller's calls with the idle progress thread.
