@@ -27,7 +27,7 @@ constexpr auto kCloseTimeout = std::chrono::seconds(5);
 constexpr auto kWireUpTimeout = std::chrono::seconds(60);
 // Bounce buffers kept for reuse.
 constexpr size_t kBouncePool = 64;
-// flush() gives up after this many -FI_EAGAIN in a row (and retries on the next call).
+// flush() gives up after this many -FI_EAGAIN (and retries on the next call).
 constexpr int kMaxStalls = 32;
 
 constexpr uint32_t kHeaderMagic = 0x31484653;  // "SFH1"
@@ -96,6 +96,22 @@ constexpr size_t kOrderOffset = offsetof(Prefix, order);
 
 Kind kind_of(uint64_t key) { return Kind((key >> kKindShift) & 3); }
 
+// Errors with which providers end operations to a peer that is gone.
+bool is_peer_loss(int err) {
+  switch (err) {
+    case FI_ECONNREFUSED:
+    case FI_ECONNRESET:
+    case FI_ECONNABORTED:
+    case FI_ENOTCONN:
+    case FI_EHOSTUNREACH:
+    case FI_ENETUNREACH:
+    case FI_ETIMEDOUT:
+      return true;
+    default:
+      return false;
+  }
+}
+
 uint64_t transfer_tag(Kind kind, uint64_t id) {
   return (id & ((uint64_t(1) << kKindShift) - 1)) | (uint64_t(kind) << kKindShift);
 }
@@ -135,6 +151,8 @@ struct Flow : std::enable_shared_from_this<Flow> {
 
   virtual void on_complete(Ctx& ctx, size_t len) = 0;
   virtual void on_error(Ctx& ctx, int err, const std::string& what) = 0;
+  // The rank this flow exchanges with, once known (kAnyPeer: several or none).
+  virtual int peer() const { return kAnyPeer; }
   // A Header or Control message matched by the flow's soft_post(); `data` is
   // valid during the call only.
   virtual void on_message(int, const uint8_t*, size_t) {}
@@ -192,13 +210,13 @@ class SendFlow final : public Flow {
     } else {
       // The clear-to-send receive goes first, so that the answer is never unexpected.
       cts_id_ = t.next_transfer();
-      t.submit(*this, slot(1), false, cts_->data.get(), kBounceBytes, cts_->mr.desc(), t.addr(peer_),
+      t.submit(*this, slot(1), false, cts_->data.get(), kBounceBytes, cts_->mr.desc(), peer_,
                transfer_tag(Kind::Cts, cts_id_));
     }
     write_prefix(header_->data.get(), Prefix{kHeaderMagic, uint32_t(t.rank()), size_, inline_data ? 0 : chunk_, 0,
                                              make_tag(tag_, Kind::Header), cts_id_});
     t.submit(*this, slot(0), true, header_->data.get(), kPrefixBytes + (inline_data ? size_ : 0),
-             header_->mr.desc(), t.addr(peer_), kHeaderWireTag, peer_);
+             header_->mr.desc(), peer_, kHeaderWireTag, true);
   }
 
   void on_complete(Ctx& ctx, size_t len) override {
@@ -220,7 +238,7 @@ class SendFlow final : public Flow {
       for (size_t i = 0; i < n; ++i) {
         const size_t offset = i * chunk_;
         t.submit(*this, slot(2 + i), true, data_->data() + offset, std::min(chunk_, size_ - offset), mr_.desc(),
-                 t.addr(peer_), transfer_tag(Kind::Payload, p.transfer));
+                 peer_, transfer_tag(Kind::Payload, p.transfer));
       }
     } else {
       ++chunks_sent_;
@@ -232,13 +250,15 @@ class SendFlow final : public Flow {
     }
   }
 
-  void on_error(Ctx& ctx, int, const std::string& what) override {
-    if (!orphan)
-      fail(SPARCL_ERR_TRANSPORT, "libfabric " + t.fabric().provider + ": " +
-                                     (ctx.slot == 1 ? "clear-to-send from" : "send to") + " rank " +
-                                     std::to_string(peer_) + " failed: " + what);
+  void on_error(Ctx& ctx, int err, const std::string& what) override {
+    const std::string text = "libfabric " + t.fabric().provider + ": " +
+                             (ctx.slot == 1 ? "clear-to-send from" : "send to") + " rank " + std::to_string(peer_) +
+                             " failed: " + what;
+    if (!orphan) fail(is_peer_loss(err) ? SPARCL_ERR_PEER_FAILED : SPARCL_ERR_TRANSPORT, text);
     cancel_all();
+    if (is_peer_loss(err)) t.peer_lost(peer_, text);
   }
+  int peer() const override { return peer_; }
 
   // The request is dropped before completion: the flow finishes in the
   // background. A message that fits in the header message (an abort notice,
@@ -278,7 +298,13 @@ class RecvFlow final : public Flow {
  public:
   RecvFlow(OfiTransport& transport, int peer, const Tag& tag) : Flow(transport), peer_(peer), tag_(tag) {}
 
-  void start() { t.soft_post(*this, peer_, make_tag(tag_, Kind::Header)); }
+  void start() {
+    t.soft_post(*this, peer_, make_tag(tag_, Kind::Header));
+    // What a lost peer sent before is still received; nothing more comes.
+    if (!header_received_ && peer_ != kAnyPeer && t.lost(peer_))
+      fail(SPARCL_ERR_PEER_FAILED, t.loss_of(peer_));
+  }
+  int peer() const override { return header_received_ ? source_ : peer_; }
 
   void on_message(int source, const uint8_t* data, size_t len) override {
     header_received_ = true;
@@ -306,10 +332,10 @@ class RecvFlow final : public Flow {
     for (size_t i = 0; i < n; ++i) {
       const size_t offset = i * chunk_;
       t.submit(*this, slot(2 + i), false, buffer_.data() + offset, std::min(chunk_, size_ - offset), mr_.desc(),
-               t.addr(source_), transfer_tag(Kind::Payload, payload_id));
+               source_, transfer_tag(Kind::Payload, payload_id));
     }
     write_prefix(cts_->data.get(), Prefix{kCtsMagic, uint32_t(t.rank()), size_, chunk_, 0, 0, payload_id});
-    t.submit(*this, slot(1), true, cts_->data.get(), kPrefixBytes, cts_->mr.desc(), t.addr(source_),
+    t.submit(*this, slot(1), true, cts_->data.get(), kPrefixBytes, cts_->mr.desc(), source_,
              transfer_tag(Kind::Cts, p.transfer));
   }
 
@@ -330,12 +356,14 @@ class RecvFlow final : public Flow {
     }
   }
 
-  void on_error(Ctx& ctx, int, const std::string& what) override {
+  void on_error(Ctx& ctx, int err, const std::string& what) override {
     // Payload receives stay posted: the sender, answered already, sends the
-    // payload, which must not arrive unexpected.
-    fail(SPARCL_ERR_TRANSPORT, "libfabric " + t.fabric().provider + ": " +
-                                   (ctx.slot == 1 ? "clear-to-send to" : "receive from") + " rank " +
-                                   std::to_string(source_) + " failed: " + what);
+    // payload, which must not arrive unexpected (unless the sender is gone).
+    const std::string text = "libfabric " + t.fabric().provider + ": " +
+                             (ctx.slot == 1 ? "clear-to-send to" : "receive from") + " rank " +
+                             std::to_string(source_) + " failed: " + what;
+    fail(is_peer_loss(err) ? SPARCL_ERR_PEER_FAILED : SPARCL_ERR_TRANSPORT, text);
+    if (is_peer_loss(err)) t.peer_lost(source_, text);
   }
 
   // The request is dropped before completion. Before its header has arrived
@@ -382,7 +410,7 @@ class BarrierFlow final : public Flow {
       left_ += 2;
       uint8_t* msg = mem_.get() + size_t(p) * kPrefixBytes;
       write_prefix(msg, Prefix{magic_, uint32_t(t.rank()), 0, 0, 0, tag_, 0});
-      t.submit(*this, slot(size_t(p)), true, msg, kPrefixBytes, mr_.desc(), t.addr(p), kHeaderWireTag, p);
+      t.submit(*this, slot(size_t(p)), true, msg, kPrefixBytes, mr_.desc(), p, kHeaderWireTag, true);
     }
     for (int p = 0; p < t.size(); ++p)
       if (p != t.rank()) t.soft_post(*this, p, tag_);
@@ -396,11 +424,12 @@ class BarrierFlow final : public Flow {
                                    std::to_string(source));
   }
   void on_complete(Ctx&, size_t) override { --left_; }
-  void on_error(Ctx& ctx, int, const std::string& what) override {
+  void on_error(Ctx& ctx, int err, const std::string& what) override {
     --left_;  // a peer that is gone
-    if (!orphan)
-      fail(SPARCL_ERR_TRANSPORT, "libfabric " + t.fabric().provider + ": send to rank " +
-                                     std::to_string(ctx.slot) + " failed: " + what);
+    const std::string text =
+        "libfabric " + t.fabric().provider + ": send to rank " + std::to_string(ctx.slot) + " failed: " + what;
+    if (!orphan) fail(SPARCL_ERR_TRANSPORT, text);
+    if (is_peer_loss(err)) t.peer_lost(int(ctx.slot), text);
   }
   bool finished() const { return left_ == 0; }
   // Ends the barrier: withdraws the receives still waiting.
@@ -460,7 +489,7 @@ class PoolFlow final : public Flow {
  private:
   void post(size_t i) {
     Bounce& b = *bounces_[i];
-    t.submit(*this, slot(i), false, b.data.get(), kBounceBytes, b.mr.desc(), FI_ADDR_UNSPEC, kHeaderWireTag);
+    t.submit(*this, slot(i), false, b.data.get(), kBounceBytes, b.mr.desc(), kAnyPeer, kHeaderWireTag);
   }
   std::vector<std::unique_ptr<Bounce>> bounces_;
 };
@@ -552,9 +581,11 @@ OfiTransport::OfiTransport(std::unique_ptr<Fabric> fabric, int rank, int size, s
       rank_(rank),
       size_(size),
       addrs_(std::move(addrs)),
+      queues_(size_t(size) + 1),
       next_out_(size_t(size), 0),
       next_in_(size_t(size), 0),
       stalled_(size_t(size), false),
+      lost_(size_t(size)),
       early_(size_t(size)) {}
 
 OfiTransport::~OfiTransport() {
@@ -563,7 +594,7 @@ OfiTransport::~OfiTransport() {
     // The endpoint goes first: afterwards the provider touches none of our
     // buffers, and flows (with their registrations) can be freed.
     fab_->close_endpoint();
-    queue_.clear();
+    queues_.clear();
     live_.clear();
     pool_.reset();
     posted_.clear();
@@ -609,14 +640,15 @@ void OfiTransport::register_memory(Mr& mr, void* data, size_t bytes, uint64_t ac
   mr.desc_ = fi_mr_desc(mr.mr_);
 }
 
-void OfiTransport::submit(Flow& flow, Ctx& ctx, bool send, void* buf, size_t len, void* desc, fi_addr_t addr,
-                          uint64_t tag, int stamp_peer) {
+void OfiTransport::submit(Flow& flow, Ctx& ctx, bool send, void* buf, size_t len, void* desc, int peer,
+                          uint64_t tag, bool stamped) {
   ctx.flow = &flow;
   ctx.state = Ctx::Queued;
   ctx.cancel_requested = false;
   std::shared_ptr<Flow> keep = flow.shared_from_this();
   if (flow.pending++ == 0) live_.emplace(&flow, keep);
-  queue_.push_back(Post{std::move(keep), &ctx, send, buf, len, desc, addr, tag, stamp_peer});
+  queues_[peer == kAnyPeer ? size_t(size_) : size_t(peer)].push_back(
+      Post{std::move(keep), &ctx, send, buf, len, desc, peer, tag, stamped});
 }
 
 void OfiTransport::release(Flow& flow) {
@@ -642,45 +674,59 @@ void OfiTransport::flush() {
     ~Reset() { b = false; }
   } reset{flushing_};
   int stalls = 0;
-  while (!queue_.empty()) {
-    Post p = queue_.front();
-    if (p.ctx->state != Ctx::Queued) {  // withdrawn while queued
-      queue_.pop_front();
-      continue;
+  // One queue per peer (and one for the wildcard receives): a peer whose
+  // posts the provider refuses (a dead one, while rxm keeps reconnecting)
+  // holds up its own queue only.
+  for (std::deque<Post>& queue : queues_) {
+    int queue_stalls = 0;
+    while (!queue.empty()) {
+      Post p = queue.front();
+      if (p.ctx->state != Ctx::Queued) {  // withdrawn while queued
+        queue.pop_front();
+        continue;
+      }
+      if (p.peer != kAnyPeer && lost(p.peer)) {  // nothing more goes to a lost peer
+        queue.pop_front();
+        p.ctx->state = Ctx::Idle;
+        release(*p.flow);
+        continue;
+      }
+      const fi_addr_t addr = p.peer == kAnyPeer ? FI_ADDR_UNSPEC : addrs_[size_t(p.peer)];
+      // The order stamp is taken when the message is handed to the provider, so
+      // that a message withdrawn while queued leaves no gap in the sequence.
+      if (p.stamped) {
+        const uint64_t order = next_out_[size_t(p.peer)];
+        std::memcpy(static_cast<uint8_t*>(p.buf) + kOrderOffset, &order, sizeof order);
+      }
+      const ssize_t rc = p.send ? fi_tsend(fab_->ep, p.buf, p.len, p.desc, addr, p.tag, &p.ctx->fi)
+                                : fi_trecv(fab_->ep, p.buf, p.len, p.desc, addr, p.tag, 0, &p.ctx->fi);
+      if (rc == 0) {
+        if (p.stamped) ++next_out_[size_t(p.peer)];
+        p.ctx->state = Ctx::Posted;
+        queue.pop_front();
+        queue_stalls = 0;
+        continue;
+      }
+      if (rc == -FI_EAGAIN) {
+        // Out of resources: completions free them; retried once after a read
+        // of the completion queue, then on the next call.
+        if (++queue_stalls > 1 || ++stalls > kMaxStalls) break;
+        poll();
+        continue;
+      }
+      queue.pop_front();
+      p.ctx->state = Ctx::Idle;
+      Flow& f = *p.flow;
+      const std::string what =
+          describe(int(rc)) + (p.send ? " (fi_tsend" : " (fi_trecv") + " of " + std::to_string(p.len) + " bytes)";
+      if (&f == pool_.get()) {
+        fail_everything(what);  // no more wildcard receive in this slot: nothing is safe now
+      } else {
+        if (!f.orphan) f.fail(SPARCL_ERR_TRANSPORT, what);
+        f.cancel_all();
+      }
+      release(f);
     }
-    // The order stamp is taken when the message is handed to the provider, so
-    // that a message withdrawn while queued leaves no gap in the sequence.
-    if (p.stamp_peer >= 0) {
-      const uint64_t order = next_out_[size_t(p.stamp_peer)];
-      std::memcpy(static_cast<uint8_t*>(p.buf) + kOrderOffset, &order, sizeof order);
-    }
-    const ssize_t rc = p.send ? fi_tsend(fab_->ep, p.buf, p.len, p.desc, p.addr, p.tag, &p.ctx->fi)
-                              : fi_trecv(fab_->ep, p.buf, p.len, p.desc, p.addr, p.tag, 0, &p.ctx->fi);
-    if (rc == 0) {
-      if (p.stamp_peer >= 0) ++next_out_[size_t(p.stamp_peer)];
-      p.ctx->state = Ctx::Posted;
-      queue_.pop_front();
-      stalls = 0;
-      continue;
-    }
-    if (rc == -FI_EAGAIN) {
-      // The provider is out of resources: completions free them.
-      if (++stalls > kMaxStalls) break;
-      poll();
-      continue;
-    }
-    queue_.pop_front();
-    p.ctx->state = Ctx::Idle;
-    Flow& f = *p.flow;
-    const std::string what =
-        describe(int(rc)) + (p.send ? " (fi_tsend" : " (fi_trecv") + " of " + std::to_string(p.len) + " bytes)";
-    if (&f == pool_.get()) {
-      fail_everything(what);  // no more wildcard receive in this slot: nothing is safe now
-    } else {
-      if (!f.orphan) f.fail(SPARCL_ERR_TRANSPORT, what);
-      f.cancel_all();
-    }
-    release(f);
   }
 }
 
@@ -740,6 +786,26 @@ void OfiTransport::fail_everything(const std::string& message) {
   for (auto& entry : live_) entry.second->fail(SPARCL_ERR_TRANSPORT, message);
   for (auto& entry : posted_)
     for (SoftRecv& r : entry.second) r.flow->fail(SPARCL_ERR_TRANSPORT, message);
+}
+
+void OfiTransport::peer_lost(int peer, const std::string& why) {
+  if (peer < 0 || peer >= size_ || lost(peer)) return;
+  lost_[size_t(peer)] = why + "; rank " + std::to_string(peer) + " is taken for gone";
+  // Nothing more goes to it (a send to a lost peer makes rxm reconnect, over
+  // and over), and nothing more comes from it: its flows fail. Collected
+  // first: failing them changes live_ and the queues.
+  std::vector<std::shared_ptr<Flow>> victims;
+  for (const Post& p : queues_[size_t(peer)])
+    if (p.ctx->state == Ctx::Queued && p.flow->peer() == peer) victims.push_back(p.flow);
+  for (auto& entry : live_)
+    if (entry.second->peer() == peer && !entry.second->done) victims.push_back(entry.second);
+  for (auto& entry : posted_)
+    for (SoftRecv& r : entry.second)
+      if (r.peer == peer) victims.push_back(r.flow);
+  for (auto& f : victims) {
+    f->fail(SPARCL_ERR_PEER_FAILED, lost_[size_t(peer)]);
+    f->cancel_all();
+  }
 }
 
 void OfiTransport::soft_post(Flow& flow, int peer, uint64_t tag) {
@@ -832,6 +898,7 @@ std::unique_ptr<Request> OfiTransport::isend(int peer, const Tag& tag, SharedBuf
   auto lock = guard();
   if (peer < 0 || peer >= size_) fail(SPARCL_ERR_INTERNAL, "send to rank " + std::to_string(peer) + " out of range");
   if (!broken_.empty()) fail(SPARCL_ERR_TRANSPORT, broken_);
+  if (lost(peer)) fail(SPARCL_ERR_PEER_FAILED, loss_of(peer));
   if (!data) data = std::make_shared<Buffer>();
   auto f = std::make_shared<SendFlow>(*this, peer, tag, std::move(data));
   f->start();
@@ -852,7 +919,7 @@ std::unique_ptr<RecvRequest> OfiTransport::irecv(int peer, const Tag& tag) {
 
 void OfiTransport::progress() {
   auto lock = guard();
-  last_progress_ = Clock::now();
+  if (keeper_.joinable()) last_progress_ = Clock::now();  // only the idle progress thread reads it
   progress_locked();
 }
 

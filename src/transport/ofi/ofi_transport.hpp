@@ -162,19 +162,19 @@ class OfiTransport final : public Transport {
   std::unique_lock<std::mutex> guard() const { return std::unique_lock<std::mutex>(mutex_); }
   void progress_locked();
   const Fabric& fabric() const { return *fab_; }
-  fi_addr_t addr(int rank) const { return addrs_[size_t(rank)]; }
   std::unique_ptr<Bounce> get_bounce();
   void put_bounce(std::unique_ptr<Bounce> b);
   // Registers [data, data + bytes) for FI_SEND or FI_RECV when the provider needs it.
   void register_memory(Mr& mr, void* data, size_t bytes, uint64_t access);
-  // Queues a send or receive of `ctx` (which belongs to `flow`); flush() posts
-  // it. A Header or Control message names its receiver in `stamp_peer`:
-  // flush() writes the order stamp into its prefix when it posts it.
-  void submit(Flow& flow, Ctx& ctx, bool send, void* buf, size_t len, void* desc, fi_addr_t addr,
-              uint64_t tag, int stamp_peer = -1);
+  // Queues a send to or receive from `peer` (kAnyPeer: a wildcard receive)
+  // of `ctx`, which belongs to `flow`; flush() posts it. A Header or Control
+  // message is `stamped`: flush() writes its order stamp into its prefix when
+  // it posts it.
+  void submit(Flow& flow, Ctx& ctx, bool send, void* buf, size_t len, void* desc, int peer, uint64_t tag,
+              bool stamped = false);
   // Withdraws an operation: drops it from the queue or asks the provider to cancel it.
   void cancel(Ctx& ctx);
-  // Posts what is queued, in order, as far as the provider takes it.
+  // Posts what is queued, in order per peer, as far as the provider takes it.
   void flush();
   // Software matching of Header and Control messages: `flow` receives the
   // next message with `tag` from `peer` (or kAnyPeer) through on_message(),
@@ -189,6 +189,12 @@ class OfiTransport final : public Transport {
   // drops to that peer do not wait (a dead peer costs one linger, not one
   // per abort notice). Cleared when a send to it completes.
   void stall(int peer) { stalled_[size_t(peer)] = true; }
+  // An operation to or from `peer` failed as when a peer is gone
+  // (connection refused, reset, ...): its flows fail with
+  // SPARCL_ERR_PEER_FAILED, and later sends to it fail at once.
+  void peer_lost(int peer, const std::string& why);
+  bool lost(int peer) const { return !lost_[size_t(peer)].empty(); }
+  const std::string& loss_of(int peer) const { return lost_[size_t(peer)]; }
   bool stalled(int peer) const { return stalled_[size_t(peer)]; }
   void unstall(int peer) { stalled_[size_t(peer)] = false; }
   void fail_everything(const std::string& message);
@@ -204,9 +210,9 @@ class OfiTransport final : public Transport {
     void* buf;
     size_t len;
     void* desc;
-    fi_addr_t addr;
+    int peer;  // or kAnyPeer
     uint64_t tag;
-    int stamp_peer;
+    bool stamped;
   };
   void complete(Ctx& ctx, bool ok, size_t len, int err, const std::string& what);
   void release(Flow& flow);  // one operation of flow fewer outstanding
@@ -222,7 +228,9 @@ class OfiTransport final : public Transport {
   std::unique_ptr<Fabric> fab_;
   int rank_, size_;
   std::vector<fi_addr_t> addrs_;
-  std::deque<Post> queue_;
+  // Posts that wait for the provider, per peer, in submission order; the
+  // last queue holds the wildcard receives.
+  std::vector<std::deque<Post>> queues_;
   bool flushing_ = false;
   bool closed_ = false;
   std::string broken_;  // set when the completion queue fails: every later call fails
@@ -247,6 +255,7 @@ class OfiTransport final : public Transport {
   std::unordered_map<uint64_t, std::deque<Message>> unexpected_;  // by tag, in arrival order
   std::vector<uint64_t> next_out_, next_in_;                       // order stamps per peer
   std::vector<bool> stalled_;                                      // see stall()
+  std::vector<std::string> lost_;                                  // see peer_lost(); "" while alive
   std::vector<std::map<uint64_t, Message>> early_;                 // arrived before their turn
 
   // Serializes the caller's calls with the idle progress thread.
