@@ -300,11 +300,7 @@ UcxTransport::~UcxTransport() {
   try {
     // Dropped requests still have their endpoints unless close() ran: give them a moment.
     if (!closed_) {
-      const auto deadline = Clock::now() + kOrphanLimit;
-      while (!orphans_.empty() && Clock::now() < deadline) {
-        progress();
-        sched_yield();
-      }
+      drain_orphans(kOrphanLimit);
       discard_unexpected(kCollectiveTags, kCollectiveMask);
       close_endpoints(kEndpointCloseLimit, false);
     }
@@ -486,26 +482,24 @@ void UcxTransport::close() {
     // 1. Every peer has entered close() once we have its message: all
     //    collectives are over everywhere, and every message a peer sent before
     //    is in our unexpected queue (it travelled ahead of the barrier message).
-    if (barrier(kArrivedRound, kBarrierLimit).empty()) {
-      // 2. The data and abort notices left there belong to failed collectives:
-      //    drop them. For a rendezvous message that tells the sender, whose
-      //    dropped send completes. (Control messages stay: a faster peer's
-      //    message of the next barrier may be there already.)
-      discard_unexpected(kCollectiveTags, kCollectiveMask);
+    const bool all_arrived = barrier(kArrivedRound, kBarrierLimit).empty();
+    // 2. The data and abort notices left there belong to failed collectives:
+    //    drop them. For a rendezvous message that tells the sender, whose
+    //    dropped send completes. (Control messages stay: a faster peer's
+    //    message of the next barrier may be there already.) Also when a peer
+    //    is missing (dead, most likely): the others' sends wait for this.
+    discard_unexpected(kCollectiveTags, kCollectiveMask);
+    if (all_arrived) {
       // 3. Let dropped requests finish (they may need a peer's progress, and
       //    every peer progresses until all have passed this point).
-      const auto deadline = Clock::now() + kDrainLimit;
-      while (!orphans_.empty() && Clock::now() < deadline) {
-        progress();
-        sched_yield();
-      }
+      drain_orphans(kDrainLimit);
       barrier(kDrainedRound, kDrainLimit);
     }
-  } catch (...) {
-  }
-  // 4. Nobody needs the endpoints now (or a peer never came).
-  try {
-    close_endpoints(kEndpointCloseLimit, false);
+    // 4. Nobody needs the endpoints now, or a peer never came: then they are
+    //    closed at once (PEER error handling), which ends what is still on
+    //    them; UCX must not find a request on an endpoint it destroys.
+    close_endpoints(kEndpointCloseLimit, !all_arrived);
+    drain_orphans(kAbortCloseLimit);
   } catch (...) {
   }
 }
@@ -629,12 +623,16 @@ void UcxTransport::abort() {
     discard_unexpected(kCollectiveTags, kCollectiveMask);
     discard_unexpected(kControlTags, kKindMask);
     close_endpoints(kAbortCloseLimit, true);
-    const auto deadline = Clock::now() + kAbortCloseLimit;
-    while (!orphans_.empty() && Clock::now() < deadline) {
-      progress();
-      sched_yield();
-    }
+    drain_orphans(kAbortCloseLimit);
   } catch (...) {
+  }
+}
+
+void UcxTransport::drain_orphans(std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (!orphans_.empty() && Clock::now() < deadline) {
+    progress();
+    sched_yield();
   }
 }
 

@@ -109,6 +109,8 @@ class UcxTransport final : public Transport {
   static void on_peer_error(void* arg, ucp_ep_h ep, ucs_status_t status);
   void close_failed_endpoints();
   void reap_closing();
+  // Progresses until every dropped request has ended, at most `limit`.
+  void drain_orphans(std::chrono::milliseconds limit);
 
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
