@@ -5,8 +5,13 @@
 // (sparcl_comm_abort) quickly, find that it ended their other request in
 // flight, and exit 0.
 //
-//   peer_failure_test fork <ofi|ucx> <ranks>   forks the ranks, which bootstrap
-//                                              through files (no MPI)
+//   peer_failure_test fork <ofi|ucx> <ranks> [free]
+//                                              forks the ranks, which bootstrap
+//                                              through files (no MPI); with
+//                                              `free`, the survivors call the
+//                                              collective sparcl_comm_free
+//                                              instead, which must return
+//                                              within kFreeBound
 //   mpirun --enable-recovery -np <ranks> peer_failure_test mpi
 //                                              MPI transport; Open MPI keeps the
 //                                              survivors alive only with that flag
@@ -34,42 +39,52 @@ using Clock = std::chrono::steady_clock;
 using sparcl_testing::file_allgather;
 using sparcl_testing::FileExchange;
 constexpr int64_t kTimeoutMs = 2000;
+// sparcl_comm_free after a peer failure: each transport bounds its closing
+// exchange (5 s for libfabric and UCX).
+constexpr double kFreeBound = 10.0;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // --- one rank's life ---
 
-// A vector large enough for several rounds of large messages: every rank
-// holds the same 2^20 indices (so every step carries ~8 MB).
+// Every rank holds the same `nnz` indices of a vector of dimension 2 nnz.
 struct Vec {
-  explicit Vec(int rank) : idx(kNnz), val(kNnz, float(rank + 1)) {
-    for (uint32_t i = 0; i < kNnz; ++i) idx[i] = 2 * i;
+  Vec(int rank, uint32_t nnz) : dim(uint64_t(nnz) * 2), idx(nnz), val(nnz, float(rank + 1)) {
+    for (uint32_t i = 0; i < nnz; ++i) idx[i] = 2 * i;
   }
   sparcl_sparse_t input() const {
-    return sparcl_sparse_t{kDim, kNnz, SPARCL_INDEX_U32, idx.data(), SPARCL_FLOAT32, val.data(), 0};
+    return sparcl_sparse_t{dim, idx.size(), SPARCL_INDEX_U32, idx.data(), SPARCL_FLOAT32, val.data(), 0};
   }
-  static constexpr uint32_t kNnz = 1u << 20;
-  static constexpr uint64_t kDim = uint64_t(kNnz) * 2;
+  uint64_t dim;
   std::vector<uint32_t> idx;
   std::vector<float> val;
 };
+// The collective the victim dies in: several rounds of large messages
+// (rendezvous on every transport), 2 MB per rank.
+constexpr uint32_t kLargeNnz = 1u << 18;
+// The one before, which every rank completes: small, so that a slow moment
+// of a loaded machine cannot make it exceed the 2 s timeout.
+constexpr uint32_t kSmallNnz = 1000;
 
 bool is_failure_status(sparcl_status_t st) {
   return st == SPARCL_ERR_PEER_FAILED || st == SPARCL_ERR_TRANSPORT || st == SPARCL_ERR_TIMEOUT;
 }
 
 // Returns the process exit code. The victim never returns.
-int run_rank(sparcl_comm_t comm, int rank, int size) {
+int run_rank(sparcl_comm_t comm, int rank, int size, bool free_instead) {
   const int victim = size - 1;
-  Vec v(rank);
-  sparcl_sparse_t in = v.input();
-  std::vector<float> out(Vec::kDim);
   // One collective that everybody completes: the communicator works.
-  sparcl_status_t st = sparcl_allreduce_sparse(&in, out.data(), nullptr, comm);
+  const Vec small(rank, kSmallNnz);
+  const sparcl_sparse_t small_in = small.input();
+  std::vector<float> small_out(small.dim);
+  sparcl_status_t st = sparcl_allreduce_sparse(&small_in, small_out.data(), nullptr, comm);
   if (st != SPARCL_SUCCESS) {
     std::fprintf(stderr, "rank %d: first allreduce: %s: %s\n", rank, sparcl_strerror(st), sparcl_comm_last_error(comm));
     return 1;
   }
+  const Vec v(rank, kLargeNnz);
+  const sparcl_sparse_t in = v.input();
+  std::vector<float> out(v.dim);
   if (rank == victim) {
     // Start the next one and die: its first round's messages are posted at
     // once, and the others, 200 ms late, have sent nothing it could go on
@@ -92,6 +107,20 @@ int run_rank(sparcl_comm_t comm, int rank, int size) {
   if (took > 2.0 * kTimeoutMs / 1000.0) {
     std::fprintf(stderr, "rank %d: the failure took %.2f s (timeout %.1f s)\n", rank, took, kTimeoutMs / 1000.0);
     code = 1;
+  }
+  if (free_instead) {
+    const auto free_start = Clock::now();
+    const sparcl_status_t freed = sparcl_comm_free(comm);
+    const double free_took = seconds_since(free_start);
+    if (freed != SPARCL_SUCCESS || free_took > kFreeBound) {
+      std::fprintf(stderr, "rank %d: sparcl_comm_free returned %s after %.2f s\n", rank, sparcl_strerror(freed),
+                   free_took);
+      code = 1;
+    }
+    std::printf("rank %d: %s after %.2f s (%s); freed in %.2f s%s\n", rank, sparcl_strerror(st), took, why.c_str(),
+                free_took, code ? "; FAILED" : "");
+    std::fflush(stdout);
+    return code;
   }
   // Another collective in flight when the communicator is aborted: it ends
   // with an error, and its handle stays valid after the communicator is gone.
@@ -139,7 +168,7 @@ void remove_shm_regions_of(pid_t pid) {
   globfree(&found);
 }
 
-int fork_mode(const std::string& name, int size) {
+int fork_mode(const std::string& name, int size, bool free_instead) {
   const sparcl_transport_t transport = name == "ofi" ? SPARCL_TRANSPORT_OFI : SPARCL_TRANSPORT_UCX;
   char tmpl[] = "/tmp/sparcl-failure.XXXXXX";
   if (!mkdtemp(tmpl)) return 2;
@@ -157,7 +186,7 @@ int fork_mode(const std::string& name, int size) {
                      sparcl_comm_last_error(nullptr));
         _exit(1);
       }
-      _exit(run_rank(comm, rank, size));
+      _exit(run_rank(comm, rank, size, free_instead));
     }
     if (pid < 0) break;
     children.push_back(pid);
@@ -203,7 +232,7 @@ int mpi_mode(int argc, char** argv) {
                  sparcl_comm_last_error(nullptr));
     MPI_Abort(MPI_COMM_WORLD, 2);
   }
-  int code = run_rank(comm, rank, size);
+  int code = run_rank(comm, rank, size, false);
   // Survivors only. mpirun --enable-recovery exits 0 whatever the ranks
   // return, so rank 0 collects every survivor's code by point-to-point MPI
   // (no collective on MPI_COMM_WORLD can finish now) and prints the verdict
@@ -241,11 +270,12 @@ int mpi_mode(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode == "fork" && argc == 4 && (std::string(argv[2]) == "ofi" || std::string(argv[2]) == "ucx") &&
-      std::atoi(argv[3]) >= 2)
-    return fork_mode(argv[2], std::atoi(argv[3]));
+  const bool free_instead = argc == 5 && std::string(argv[4]) == "free";
+  if (mode == "fork" && (argc == 4 || free_instead) &&
+      (std::string(argv[2]) == "ofi" || std::string(argv[2]) == "ucx") && std::atoi(argv[3]) >= 2)
+    return fork_mode(argv[2], std::atoi(argv[3]), free_instead);
   if (mode == "mpi" && argc == 2) return mpi_mode(argc, argv);
-  std::fprintf(stderr, "usage: %s fork <ofi|ucx> <ranks>   |   mpirun --enable-recovery -np N %s mpi\n", argv[0],
-               argv[0]);
+  std::fprintf(stderr, "usage: %s fork <ofi|ucx> <ranks> [free]   |   mpirun --enable-recovery -np N %s mpi\n",
+               argv[0], argv[0]);
   return 2;
 }
