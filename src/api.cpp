@@ -159,7 +159,7 @@ sparcl_status_t release(sparcl_request_t* request) {
   sparcl_request* r = *request;
   *request = nullptr;
   const sparcl_status_t st = r->status;
-  if (st != SPARCL_SUCCESS) r->comm->last_error = r->message;
+  if (st != SPARCL_SUCCESS) (r->comm ? r->comm->last_error : thread_last_error()) = r->message;
   delete r;
   return st;
 }
@@ -358,6 +358,19 @@ sparcl_status_t sparcl_comm_free(sparcl_comm_t comm) {
   });
 }
 
+sparcl_status_t sparcl_comm_abort(sparcl_comm_t comm) {
+  if (!comm) return null_comm();
+  return guarded(nullptr, [&] {
+    comm->stop_progress_thread();
+    {
+      auto lock = comm->lock();
+      comm->abort_requests("the communicator was aborted (sparcl_comm_abort) before this collective completed");
+    }
+    comm->transport->abort();
+    delete comm;
+  });
+}
+
 sparcl_status_t sparcl_comm_rank(sparcl_comm_t comm, int* rank) {
   if (!comm) return null_comm();
   if (!rank) return record(comm, SPARCL_ERR_INVALID_ARG, "rank is NULL");
@@ -465,6 +478,10 @@ sparcl_status_t sparcl_test(sparcl_request_t* request, int* completed) {
     return SPARCL_SUCCESS;
   }
   sparcl_comm* comm = (*request)->comm;
+  if (!comm) {  // its communicator is gone; it ended then
+    *completed = 1;
+    return release(request);
+  }
   auto lock = comm->lock();
   if (!(*request)->done) comm->progress();
   if (!(*request)->done) return SPARCL_SUCCESS;
@@ -476,6 +493,7 @@ sparcl_status_t sparcl_wait(sparcl_request_t* request) {
   if (!request) return record(nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
   if (!*request) return SPARCL_SUCCESS;
   sparcl_comm* comm = (*request)->comm;
+  if (!comm) return release(request);  // its communicator is gone; it ended then
   auto lock = comm->lock();
   comm->wait_for(*request, lock);
   return release(request);
@@ -517,6 +535,10 @@ sparcl_status_t sparcl_request_free(sparcl_request_t* request) {
   if (!*request) return SPARCL_SUCCESS;
   sparcl_request* r = *request;
   *request = nullptr;
+  if (!r->comm) {  // its communicator is gone; it ended then
+    delete r;
+    return SPARCL_SUCCESS;
+  }
   auto lock = r->comm->lock();
   if (r->done)
     delete r;

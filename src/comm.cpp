@@ -37,9 +37,14 @@ std::unique_ptr<sparcl_request> sparcl_request::completed(sparcl_comm* comm) {
   return r;
 }
 
+sparcl_request::~sparcl_request() {
+  if (comm) comm->open_requests.erase(this);
+}
+
 sparcl_comm::~sparcl_comm() {
   stop_progress_thread();
   for (sparcl_request* r : in_flight) delete r;  // only detached ones can be left
+  for (sparcl_request* r : open_requests) r->comm = nullptr;
 }
 
 sparcl::Identity sparcl_comm::next_identity(sparcl::Kind kind, uint8_t algorithm, uint64_t dim,
@@ -63,6 +68,7 @@ sparcl::Identity sparcl_comm::next_identity(sparcl::Kind kind, uint8_t algorithm
 
 sparcl_request* sparcl_comm::submit(std::unique_ptr<sparcl_request> request) {
   request->comm = this;
+  open_requests.insert(request.get());
   if (request->done) return request.release();
   request->op->count_traffic_in(&traffic);
   if (config.timeout_ms > 0) request->deadline = Clock::now() + std::chrono::milliseconds(config.timeout_ms);
@@ -96,6 +102,18 @@ bool sparcl_comm::progress() {
     moved = true;
   }
   return moved;
+}
+
+void sparcl_comm::abort_requests(const std::string& message) {
+  for (sparcl_request* r : in_flight) {
+    r->op.reset();  // its transfers are dropped while the transport still exists
+    r->status = SPARCL_ERR_PEER_FAILED;
+    r->message = message;
+    if (r->on_failure) r->on_failure();
+    r->done = true;
+    if (r->detached) delete r;
+  }
+  in_flight.clear();
 }
 
 void sparcl_comm::wait_for(sparcl_request* request, std::unique_lock<std::mutex>& lock) {

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 
 #include "config.hpp"
 #include "operation.hpp"
@@ -59,6 +60,11 @@ struct sparcl_comm {
   // Caller holds `mutex`.
   bool progress();
 
+  // Ends every request in flight at once with SPARCL_ERR_PEER_FAILED and
+  // `message`, dropping their transfers (sparcl_comm_abort). Caller holds
+  // `mutex`; the progress thread is stopped.
+  void abort_requests(const std::string& message);
+
   // Blocks until `request` completes (progressing all requests meanwhile).
   // Caller holds `lock` on `mutex`.
   void wait_for(sparcl_request* request, std::unique_lock<std::mutex>& lock);
@@ -78,6 +84,10 @@ struct sparcl_comm {
 
   std::mutex mutex;  // guards everything above against the progress thread
   std::list<sparcl_request*> in_flight;
+  // Every request handed out and not yet freed, in flight or completed. When
+  // the communicator goes, those the caller still holds forget it (their
+  // comm becomes NULL) and can still be waited for or freed.
+  std::unordered_set<sparcl_request*> open_requests;
 
  private:
   void progress_loop();
@@ -88,7 +98,8 @@ struct sparcl_comm {
 };
 
 struct sparcl_request {
-  sparcl_comm* comm = nullptr;
+  ~sparcl_request();
+  sparcl_comm* comm = nullptr;  // NULL once the communicator is gone (the request has ended)
   std::unique_ptr<sparcl::Operation> op;
   // Writes the outputs after success; may throw (e.g. out of memory).
   std::function<void()> deliver;

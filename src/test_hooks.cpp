@@ -49,6 +49,7 @@ class CorruptingTransport final : public Transport {
     return inner_->native_iallreduce(send, recv, count, type, std::move(keep));
   }
   void close() override { inner_->close(); }
+  void abort() override { inner_->abort(); }
 
  private:
   std::unique_ptr<Transport> inner_;

@@ -217,8 +217,29 @@ sparcl_status_t sparcl_comm_create(int rank, int size, sparcl_bootstrap_allgathe
                                    const sparcl_config_t *config, sparcl_comm_t *comm);
 
 /** Frees a communicator. Collective: every rank calls it, once no operation is in flight,
- *  so that transports can close their connections in order. */
+ *  so that transports can close their connections in order. A rank that does not come
+ *  delays the others by a few seconds at most (each transport bounds the wait); after a
+ *  peer failure use sparcl_comm_abort() instead. Requests that completed but were not
+ *  yet waited for stay valid (sparcl_wait() returns their status and frees them). */
 sparcl_status_t sparcl_comm_free(sparcl_comm_t comm);
+
+/**
+ * Aborts a communicator: frees it without waiting for the other ranks. Local,
+ * not collective. Use it after a collective failed with SPARCL_ERR_PEER_FAILED,
+ * SPARCL_ERR_TRANSPORT or SPARCL_ERR_TIMEOUT (a rank died, hung or cannot be
+ * reached), when sparcl_comm_free() would wait for ranks that will not come;
+ * the other ranks may abort too, or go on until their own timeout.
+ *
+ * Every request still in flight on `comm` ends with SPARCL_ERR_PEER_FAILED
+ * (its outputs are not written; one of sparcl_iallreduce_compressed() puts
+ * its step back into the residual); its handle stays valid until
+ * sparcl_wait(), sparcl_test() or sparcl_request_free(). The progress thread
+ * is stopped, messages still arriving are dropped, and the transport is torn
+ * down without a closing exchange, within a few seconds at most.
+ *
+ * @return SPARCL_SUCCESS, or SPARCL_ERR_INVALID_ARG if `comm` is NULL.
+ */
+sparcl_status_t sparcl_comm_abort(sparcl_comm_t comm);
 
 /** Rank of the caller in `comm`. */
 sparcl_status_t sparcl_comm_rank(sparcl_comm_t comm, int *rank);

@@ -62,7 +62,11 @@ class Transport {
   virtual std::unique_ptr<Request> isend(int peer, const Tag& tag, SharedBuffer data) = 0;
 
   // Receives one message, of whatever size, from `peer` (or kAnyPeer).
-  // Destroying the request before it completes withdraws it.
+  // Destroying the request before it completes withdraws it. Receives from
+  // one peer with one tag take that peer's messages with that tag in the
+  // order the receives were posted (and the messages sent), however many are
+  // outstanding. kAnyPeer receives are for tags that no receive from a given
+  // peer uses (the engine's abort notices).
   virtual std::unique_ptr<RecvRequest> irecv(int peer, const Tag& tag) = 0;
 
   // Moves outstanding transfers forward (for backends that need a call).
@@ -94,6 +98,11 @@ class Transport {
   // the transport is destroyed, so that no rank tears down connections that
   // a peer still uses. Must not throw.
   virtual void close() {}
+
+  // Local: called instead of close() when the communicator is aborted
+  // (sparcl_comm_abort), when peers may be dead or hung. The destructor that
+  // follows waits for no peer beyond a short bound. Must not throw.
+  virtual void abort() {}
 };
 
 // A transport before it knows its peers. Creating a communicator opens an

@@ -7,56 +7,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <iterator>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "file_exchange.hpp"
 #include "sparcl/sparcl.h"
 
 namespace {
 
-struct FileExchange {
-  std::string dir;
-  int rank = 0, size = 0, round = 0;
-};
-
-std::string blob_path(const FileExchange& x, int round, int rank) {
-  return x.dir + "/r" + std::to_string(round) + "_" + std::to_string(rank);
-}
-
-// The allgather: write ours (atomically, via rename), wait for all, read all.
-int file_allgather(const void* send, void* recv, size_t bytes, void* ctx) {
-  auto& x = *static_cast<FileExchange*>(ctx);
-  const int round = x.round++;
-  const std::string mine = blob_path(x, round, x.rank);
-  {
-    std::ofstream out(mine + ".tmp", std::ios::binary);
-    out.write(static_cast<const char*>(send), std::streamsize(bytes));
-    if (!out) return 1;
-  }
-  if (std::rename((mine + ".tmp").c_str(), mine.c_str()) != 0) return 2;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  for (int r = 0; r < x.size; ++r) {
-    std::vector<char> data;
-    for (;;) {
-      std::ifstream in(blob_path(x, round, r), std::ios::binary);
-      if (in) {
-        data.assign(std::istreambuf_iterator<char>(in), {});
-        if (data.size() == bytes) break;
-      }
-      if (std::chrono::steady_clock::now() > deadline) return 3;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    std::memcpy(static_cast<char*>(recv) + size_t(r) * bytes, data.data(), bytes);
-  }
-  return 0;
-}
+using sparcl_testing::file_allgather;
+using sparcl_testing::FileExchange;
 
 int fail(int rank, const char* what, sparcl_status_t st, sparcl_comm_t comm) {
   std::fprintf(stderr, "rank %d: %s: %s: %s\n", rank, what, sparcl_strerror(st), sparcl_comm_last_error(comm));

@@ -59,19 +59,22 @@ class MpiSend final : public Request {
 
 class MpiRecv final : public RecvRequest {
  public:
-  MpiRecv(MpiTransport& t, int peer, int tag) : t_(t), peer_(peer), tag_(tag) {}
+  MpiRecv(MpiTransport& t, int peer, int tag) : t_(t), peer_(peer), tag_(tag) { t_.probe_order().post(key(), this); }
   ~MpiRecv() override {
+    if (!buf_) t_.probe_order().leave(key(), this);
     if (req_ != MPI_REQUEST_NULL) t_.adopt({req_, std::move(buf_)});
   }
   bool test() override {
     if (done_) return true;
     if (!buf_) {
+      if (!t_.probe_order().may_probe(key(), this)) return false;
       int found = 0;
       MPI_Message msg;
       MPI_Status st;
       t_.check(MPI_Improbe(peer_ == kAnyPeer ? MPI_ANY_SOURCE : peer_, tag_, t_.comm(), &found, &msg, &st),
                "MPI_Improbe");
       if (!found) return false;
+      t_.probe_order().leave(key(), this);
       MPI_Count bytes = 0;
       t_.check(MPI_Get_elements_x(&st, MPI_BYTE, &bytes), "MPI_Get_elements_x");
       source_ = st.MPI_SOURCE;
@@ -90,6 +93,7 @@ class MpiRecv final : public RecvRequest {
   int source() const override { return source_; }
 
  private:
+  ProbeOrder::Key key() const { return {peer_, uint64_t(tag_)}; }
   MpiTransport& t_;
   int peer_, tag_;
   int source_ = -1;
@@ -139,8 +143,9 @@ MpiTransport::MpiTransport(MPI_Comm comm) : comm_(comm) {
 }
 
 MpiTransport::~MpiTransport() {
-  // Give dropped requests a moment to finish, then cancel what is left.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  // Give dropped requests a moment to finish (unless aborted: their peer may
+  // be dead), then cancel what is left.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(aborted_ ? 0 : 1);
   while (!(orphans_.empty() && collective_orphans_.empty()) && std::chrono::steady_clock::now() < deadline)
     progress();
   for (auto& o : orphans_) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Transport over MPI point-to-point on a communicator of its own (a dup of the
-// caller's, made by sparcl_comm_create_mpi). Receives of unknown size use MPI_Improbe + MPI_Imrecv; messages
+// caller's, made by sparcl_comm_create_mpi). Receives of unknown size use
+// MPI_Improbe + MPI_Imrecv, probing in post order (probe_order.hpp); messages
 // past 2 GiB use a derived datatype so that counts stay within int.
 #pragma once
 
@@ -8,6 +9,7 @@
 
 #include <vector>
 
+#include "../probe_order.hpp"
 #include "../transport.hpp"
 
 namespace sparcl {
@@ -30,6 +32,7 @@ class MpiTransport final : public Transport {
   std::unique_ptr<Request> native_iallreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
                                              std::shared_ptr<const void> keep) override;
   void close() override;
+  void abort() override { aborted_ = true; }
 
   MPI_Comm comm() const { return comm_; }
   int mpi_tag(const Tag& tag) const;
@@ -50,6 +53,7 @@ class MpiTransport final : public Transport {
     std::shared_ptr<const void> keep;
   };
   void adopt_collective(CollectiveOrphan orphan) { collective_orphans_.push_back(std::move(orphan)); }
+  ProbeOrder& probe_order() { return probe_order_; }
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
@@ -61,6 +65,8 @@ class MpiTransport final : public Transport {
   void discard_unexpected();
   std::vector<Orphan> orphans_;
   std::vector<CollectiveOrphan> collective_orphans_;
+  ProbeOrder probe_order_;
+  bool aborted_ = false;  // sparcl_comm_abort: dropped requests get no grace period
 };
 
 }  // namespace sparcl

@@ -8,6 +8,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -20,33 +21,31 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A dropped receive waits this long for its cancellation to be confirmed
-// (providers here confirm at once) before it is left to finish in the background.
-constexpr auto kWithdrawDrain = std::chrono::milliseconds(100);
 // close() waits this long for the other ranks.
 constexpr auto kCloseTimeout = std::chrono::seconds(5);
 // connect() waits this long for the other ranks.
 constexpr auto kWireUpTimeout = std::chrono::seconds(60);
-// A dropped small send waits this long to leave.
-constexpr auto kDropLinger = std::chrono::seconds(1);
 // Bounce buffers kept for reuse.
 constexpr size_t kBouncePool = 64;
-// flush() gives up after this many -FI_EAGAIN in a row (and retries on the next call).
+// flush() gives up after this many -FI_EAGAIN (and retries on the next call).
 constexpr int kMaxStalls = 32;
 
 constexpr uint32_t kHeaderMagic = 0x31484653;  // "SFH1"
 constexpr uint32_t kCtsMagic = 0x31434653;     // "SFC1"
 constexpr uint32_t kCloseMagic = 0x31584653;   // "SFX1"
 constexpr uint32_t kWireUpMagic = 0x31574653;  // "SFW1"
-// Sequence numbers of the control messages (kind Close).
+// Sequence numbers of the control messages (kind Control).
 constexpr uint64_t kCloseSeq = 0, kWireUpSeq = 1;
 
-// The first bytes of header, clear-to-send and close messages.
+// The first bytes of header, clear-to-send and control messages.
 struct Prefix {
   uint32_t magic;
   uint32_t source;  // rank of the sender of this message
   uint64_t size;    // bytes of the sparcl message
   uint64_t chunk;   // payload chunk size when the data follows separately, else 0
+  uint64_t order;   // Header and Control: the sender's count of such messages to this receiver
+  uint64_t key;     // Header and Control: what software matching matches (make_tag of kind Header or Control)
+  uint64_t transfer;  // header of a large message: the sender's clear-to-send id; clear-to-send: the payload's id
 };
 static_assert(sizeof(Prefix) == kPrefixBytes, "prefix layout");
 static_assert(std::is_trivially_copyable<Prefix>::value, "prefix layout");
@@ -92,6 +91,31 @@ bool env_flag(const char* name) {
 
 }  // namespace
 
+// Where the order stamp sits in a message (written when the message is posted).
+constexpr size_t kOrderOffset = offsetof(Prefix, order);
+
+Kind kind_of(uint64_t key) { return Kind((key >> kKindShift) & 3); }
+
+// Errors with which providers end operations to a peer that is gone.
+bool is_peer_loss(int err) {
+  switch (err) {
+    case FI_ECONNREFUSED:
+    case FI_ECONNRESET:
+    case FI_ECONNABORTED:
+    case FI_ENOTCONN:
+    case FI_EHOSTUNREACH:
+    case FI_ENETUNREACH:
+    case FI_ETIMEDOUT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+uint64_t transfer_tag(Kind kind, uint64_t id) {
+  return (id & ((uint64_t(1) << kKindShift) - 1)) | (uint64_t(kind) << kKindShift);
+}
+
 uint64_t make_tag(const Tag& tag, Kind kind) {
   const uint64_t seq = tag.seq & ((uint64_t(1) << kSeqBits) - 1);
   const uint64_t comm = uint64_t(tag.comm_id) & ((uint64_t(1) << kCommBits) - 1);
@@ -127,6 +151,11 @@ struct Flow : std::enable_shared_from_this<Flow> {
 
   virtual void on_complete(Ctx& ctx, size_t len) = 0;
   virtual void on_error(Ctx& ctx, int err, const std::string& what) = 0;
+  // The rank this flow exchanges with, once known (kAnyPeer: several or none).
+  virtual int peer() const { return kAnyPeer; }
+  // A Header or Control message matched by the flow's soft_post(); `data` is
+  // valid during the call only.
+  virtual void on_message(int, const uint8_t*, size_t) {}
 
   // Adds an operation slot; slots never move (deque).
   Ctx& slot(size_t i) {
@@ -175,40 +204,41 @@ class SendFlow final : public Flow {
       cts_ = t.get_bounce();
     }
     header_ = t.get_bounce();
-    write_prefix(header_->data.get(), Prefix{kHeaderMagic, uint32_t(t.rank()), size_, inline_data ? 0 : chunk_});
     if (inline_data) {
       if (size_ > 0) std::memcpy(header_->data.get() + kPrefixBytes, data_->data(), size_);
       data_.reset();  // copied
     } else {
       // The clear-to-send receive goes first, so that the answer is never unexpected.
-      t.submit(*this, slot(1), false, cts_->data.get(), kBounceBytes, cts_->mr.desc(), t.addr(peer_),
-               make_tag(tag_, Kind::Cts));
+      cts_id_ = t.next_transfer();
+      t.submit(*this, slot(1), false, cts_->data.get(), kBounceBytes, cts_->mr.desc(), peer_,
+               transfer_tag(Kind::Cts, cts_id_));
     }
+    write_prefix(header_->data.get(), Prefix{kHeaderMagic, uint32_t(t.rank()), size_, inline_data ? 0 : chunk_, 0,
+                                             make_tag(tag_, Kind::Header), cts_id_});
     t.submit(*this, slot(0), true, header_->data.get(), kPrefixBytes + (inline_data ? size_ : 0),
-             header_->mr.desc(), t.addr(peer_), make_tag(tag_, Kind::Header));
+             header_->mr.desc(), peer_, kHeaderWireTag, true);
   }
 
   void on_complete(Ctx& ctx, size_t len) override {
     if (ctx.slot == 0) {
       header_sent_ = true;
+      t.unstall(peer_);
       t.put_bounce(std::move(header_));
     } else if (ctx.slot == 1) {
       const Prefix p = read_prefix(cts_->data.get());
       t.put_bounce(std::move(cts_));
       if (len != kPrefixBytes || p.magic != kCtsMagic || p.source != uint32_t(peer_) || p.size != size_ ||
-          p.chunk != chunk_)
+          p.chunk != chunk_) {
         fail(SPARCL_ERR_CORRUPT, "libfabric " + t.fabric().provider + ": malformed clear-to-send from rank " +
                                      std::to_string(peer_));
-      if (status != SPARCL_SUCCESS) {
-        cancel_all();
-        return;
+        return cancel_all();
       }
       cts_received_ = true;
       const size_t n = chunks_of(size_, chunk_);
       for (size_t i = 0; i < n; ++i) {
         const size_t offset = i * chunk_;
         t.submit(*this, slot(2 + i), true, data_->data() + offset, std::min(chunk_, size_ - offset), mr_.desc(),
-                 t.addr(peer_), make_tag(tag_, Kind::Payload));
+                 peer_, transfer_tag(Kind::Payload, p.transfer));
       }
     } else {
       ++chunks_sent_;
@@ -220,26 +250,33 @@ class SendFlow final : public Flow {
     }
   }
 
-  void on_error(Ctx& ctx, int, const std::string& what) override {
-    if (!orphan)
-      fail(SPARCL_ERR_TRANSPORT, "libfabric " + t.fabric().provider + ": " +
-                                     (ctx.slot == 1 ? "clear-to-send from" : "send to") + " rank " +
-                                     std::to_string(peer_) + " failed: " + what);
+  void on_error(Ctx& ctx, int err, const std::string& what) override {
+    const std::string text = "libfabric " + t.fabric().provider + ": " +
+                             (ctx.slot == 1 ? "clear-to-send from" : "send to") + " rank " + std::to_string(peer_) +
+                             " failed: " + what;
+    if (!orphan) fail(is_peer_loss(err) ? SPARCL_ERR_PEER_FAILED : SPARCL_ERR_TRANSPORT, text);
     cancel_all();
+    if (is_peer_loss(err)) t.peer_lost(peer_, text);
   }
+  int peer() const override { return peer_; }
 
   // The request is dropped before completion: the flow finishes in the
   // background. A message that fits in the header message (an abort notice,
-  // typically) is pushed out first: the caller may not call into sparcl again
-  // for a long time, and its peers are waiting for it.
+  // typically) is first handed to the provider, should it be pushing back
+  // (-FI_EAGAIN): the caller may not call into sparcl again for a long time,
+  // and its peers are waiting for it. (Not until it completes: a send to a
+  // dead peer may never complete, and once posted the providers here move
+  // it on their own or from the idle progress thread.)
   void drop() {
     orphan = true;
     if (done || chunk_ != 0 || status != SPARCL_SUCCESS) return;
-    const auto deadline = Clock::now() + kDropLinger;
-    while (!header_sent_ && pending > 0 && Clock::now() < deadline) {
+    if (t.stalled(peer_)) return;  // it did not take the last one either: dead, most likely
+    const auto deadline = Clock::now() + t.fabric().drop_linger;
+    while (ctxs[0].state == Ctx::Queued && Clock::now() < deadline) {
       t.progress_locked();
-      if (!header_sent_) sched_yield();
+      if (ctxs[0].state == Ctx::Queued) sched_yield();
     }
+    if (ctxs[0].state == Ctx::Queued) t.stall(peer_);
   }
 
  private:
@@ -248,118 +285,106 @@ class SendFlow final : public Flow {
   SharedBuffer data_;
   size_t size_;
   size_t chunk_ = 0;  // 0: the data travels inside the header message
+  uint64_t cts_id_ = 0;
   std::unique_ptr<Bounce> header_, cts_;
   Mr mr_;
   bool header_sent_ = false, cts_received_ = false;
   size_t chunks_sent_ = 0;
 };
 
-// Slots of a receive: 0 header receive, 1 clear-to-send send, 2.. payload chunks.
+// A receive: the header arrives through software matching (soft_post);
+// slots: 1 clear-to-send send, 2.. payload chunks.
 class RecvFlow final : public Flow {
  public:
   RecvFlow(OfiTransport& transport, int peer, const Tag& tag) : Flow(transport), peer_(peer), tag_(tag) {}
 
   void start() {
-    header_ = t.get_bounce();
-    t.submit(*this, slot(0), false, header_->data.get(), kBounceBytes, header_->mr.desc(),
-             peer_ == kAnyPeer ? FI_ADDR_UNSPEC : t.addr(peer_), make_tag(tag_, Kind::Header));
+    t.soft_post(*this, peer_, make_tag(tag_, Kind::Header));
+    // What a lost peer sent before is still received; nothing more comes.
+    if (!header_received_ && peer_ != kAnyPeer && t.lost(peer_))
+      fail(SPARCL_ERR_PEER_FAILED, t.loss_of(peer_));
   }
+  int peer() const override { return header_received_ ? source_ : peer_; }
 
-  void on_complete(Ctx& ctx, size_t len) override {
-    if (ctx.slot == 0) {
-      on_header(len);
-    } else if (ctx.slot == 1) {
-      t.put_bounce(std::move(header_));
-    } else {
-      const size_t offset = (ctx.slot - 2) * chunk_;
-      if (len != std::min(chunk_, size_ - offset))
-        return fail(SPARCL_ERR_CORRUPT, "libfabric " + t.fabric().provider + ": payload chunk of " +
-                                            std::to_string(len) + " bytes from rank " + std::to_string(source_) +
-                                            ", expected " + std::to_string(std::min(chunk_, size_ - offset)));
-      if (++chunks_received_ == chunks_of(size_, chunk_)) finish();
-    }
-  }
-
-  void on_error(Ctx& ctx, int err, const std::string& what) override {
-    if (!orphan || err != FI_ECANCELED) {
-      const int who = ctx.slot == 0 ? peer_ : source_;
-      fail(SPARCL_ERR_TRANSPORT, "libfabric " + t.fabric().provider + ": " +
-                                     (ctx.slot == 1 ? "clear-to-send to" : "receive from") +
-                                     (who == kAnyPeer ? std::string(" any rank") : " rank " + std::to_string(who)) +
-                                     " failed: " + what);
-    }
-    cancel_all();
-  }
-
-  // The request is dropped before completion.
-  void withdraw() {
-    orphan = true;
-    if (done) {
-      buffer_ = Buffer();
-      return;
-    }
-    // Once the header has arrived, the message is ours: it is received in the
-    // background and discarded (as MPI_Imrecv after MPI_Improbe would be).
-    if (header_received_ && status == SPARCL_SUCCESS) return;
-    cancel_all();
-    const auto deadline = Clock::now() + kWithdrawDrain;
-    while (pending > 0 && !header_received_ && Clock::now() < deadline) t.poll();
-    t.flush();
-  }
-
-  Buffer take() { return std::move(buffer_); }
-  int source() const { return source_; }
-
- private:
-  void on_header(size_t len) {
+  void on_message(int source, const uint8_t* data, size_t len) override {
     header_received_ = true;
-    const std::string from = "libfabric " + t.fabric().provider + ": message from ";
-    if (len < kPrefixBytes) return fail(SPARCL_ERR_CORRUPT, from + "a peer is too short for a header");
-    const Prefix p = read_prefix(header_->data.get());
-    if (p.magic != kHeaderMagic)
-      return fail(SPARCL_ERR_CORRUPT, from + "a peer has a bad header (another sparcl version?)");
-    if (p.source >= uint32_t(t.size()) || (peer_ != kAnyPeer && p.source != uint32_t(peer_)))
-      return fail(SPARCL_ERR_CORRUPT, from + "a peer claims to come from rank " + std::to_string(p.source));
-    source_ = int(p.source);
+    source_ = source;
+    const std::string from = "libfabric " + t.fabric().provider + ": message from rank " + std::to_string(source);
+    const Prefix p = read_prefix(data);  // arrive() checked magic, source and length >= kPrefixBytes
     size_ = p.size;
     const bool inline_data = size_ <= kInlineBytes;
     if (inline_data ? len != kPrefixBytes + size_ || p.chunk != 0 : len != kPrefixBytes || p.chunk == 0)
-      return fail(SPARCL_ERR_CORRUPT, from + "rank " + std::to_string(source_) + " has an inconsistent length");
+      return fail(SPARCL_ERR_CORRUPT, from + " has an inconsistent length");
     if (inline_data) {
-      if (!orphan) {
-        buffer_ = Buffer(size_);
-        if (size_ > 0) std::memcpy(buffer_.data(), header_->data.get() + kPrefixBytes, size_);
-      }
-      t.put_bounce(std::move(header_));
+      buffer_ = Buffer(size_);
+      if (size_ > 0) std::memcpy(buffer_.data(), data + kPrefixBytes, size_);
       done = true;
       return;
     }
     chunk_ = p.chunk;
     // Receive straight into the message's buffer; posted before the
     // clear-to-send, so the payload never arrives unexpected.
+    const uint64_t payload_id = t.next_transfer();
     buffer_ = Buffer(size_);
     t.register_memory(mr_, buffer_.data(), size_, FI_RECV);
+    cts_ = t.get_bounce();
     const size_t n = chunks_of(size_, chunk_);
     for (size_t i = 0; i < n; ++i) {
       const size_t offset = i * chunk_;
       t.submit(*this, slot(2 + i), false, buffer_.data() + offset, std::min(chunk_, size_ - offset), mr_.desc(),
-               t.addr(source_), make_tag(tag_, Kind::Payload));
+               source_, transfer_tag(Kind::Payload, payload_id));
     }
-    write_prefix(header_->data.get(), Prefix{kCtsMagic, uint32_t(t.rank()), size_, chunk_});
-    t.submit(*this, slot(1), true, header_->data.get(), kPrefixBytes, header_->mr.desc(), t.addr(source_),
-             make_tag(tag_, Kind::Cts));
+    write_prefix(cts_->data.get(), Prefix{kCtsMagic, uint32_t(t.rank()), size_, chunk_, 0, 0, payload_id});
+    t.submit(*this, slot(1), true, cts_->data.get(), kPrefixBytes, cts_->mr.desc(), source_,
+             transfer_tag(Kind::Cts, p.transfer));
   }
 
-  void finish() {
-    done = true;
-    mr_.reset();
-    if (orphan) buffer_ = Buffer();
+  void on_complete(Ctx& ctx, size_t len) override {
+    if (ctx.slot == 1) {
+      t.put_bounce(std::move(cts_));
+      return;
+    }
+    const size_t offset = (ctx.slot - 2) * chunk_;
+    if (len != std::min(chunk_, size_ - offset))
+      return fail(SPARCL_ERR_CORRUPT, "libfabric " + t.fabric().provider + ": payload chunk of " +
+                                          std::to_string(len) + " bytes from rank " + std::to_string(source_) +
+                                          ", expected " + std::to_string(std::min(chunk_, size_ - offset)));
+    if (++chunks_received_ == chunks_of(size_, chunk_)) {
+      done = true;
+      mr_.reset();
+      if (orphan) buffer_ = Buffer();
+    }
   }
 
+  void on_error(Ctx& ctx, int err, const std::string& what) override {
+    // Payload receives stay posted: the sender, answered already, sends the
+    // payload, which must not arrive unexpected (unless the sender is gone).
+    const std::string text = "libfabric " + t.fabric().provider + ": " +
+                             (ctx.slot == 1 ? "clear-to-send to" : "receive from") + " rank " +
+                             std::to_string(source_) + " failed: " + what;
+    fail(is_peer_loss(err) ? SPARCL_ERR_PEER_FAILED : SPARCL_ERR_TRANSPORT, text);
+    if (is_peer_loss(err)) t.peer_lost(source_, text);
+  }
+
+  // The request is dropped before completion. Before its header has arrived
+  // it is simply withdrawn; afterwards the message is ours: it is received in
+  // the background and discarded (as MPI_Imrecv after MPI_Improbe would be).
+  void withdraw() {
+    orphan = true;
+    if (!header_received_)
+      t.soft_cancel(*this, make_tag(tag_, Kind::Header));
+    else if (done)
+      buffer_ = Buffer();
+  }
+
+  Buffer take() { return std::move(buffer_); }
+  int source() const { return source_; }
+
+ private:
   int peer_;
   Tag tag_;
   int source_ = -1;
-  std::unique_ptr<Bounce> header_;
+  std::unique_ptr<Bounce> cts_;
   Buffer buffer_;
   Mr mr_;
   size_t size_ = 0, chunk_ = 0, chunks_received_ = 0;
@@ -367,48 +392,52 @@ class RecvFlow final : public Flow {
 };
 
 // A message to and from every other rank: the wire-up of connect() and the
-// barrier of close(). Slots: 2p receive from rank p, 2p+1 send to rank p.
+// barrier of close(). The messages arrive through software matching; slot p
+// sends to rank p.
 class BarrierFlow final : public Flow {
  public:
-  BarrierFlow(OfiTransport& transport, uint32_t magic, uint64_t seq) : Flow(transport), magic_(magic), seq_(seq) {}
+  BarrierFlow(OfiTransport& transport, uint32_t magic, uint64_t seq)
+      : Flow(transport), magic_(magic), tag_(make_tag(Tag{0, seq, false}, Kind::Control)) {}
 
   void start() {
     const size_t n = size_t(t.size());
-    mem_.reset(new uint8_t[(n + 1) * kPrefixBytes]);
     heard_.assign(n, false);
-    t.register_memory(mr_, mem_.get(), (n + 1) * kPrefixBytes, FI_SEND | FI_RECV);
-    write_prefix(mem_.get(), Prefix{magic_, uint32_t(t.rank()), 0, 0});
-    const uint64_t tag = make_tag(Tag{0, seq_, false}, Kind::Close);
+    heard_[size_t(t.rank())] = true;
+    mem_.reset(new uint8_t[n * kPrefixBytes]);
+    t.register_memory(mr_, mem_.get(), n * kPrefixBytes, FI_SEND);
     for (int p = 0; p < t.size(); ++p) {
-      if (p == t.rank()) {
-        heard_[size_t(p)] = true;
-        continue;
-      }
-      t.submit(*this, slot(2 * size_t(p)), false, mem_.get() + (size_t(p) + 1) * kPrefixBytes, kPrefixBytes,
-               mr_.desc(), t.addr(p), tag);
-      t.submit(*this, slot(2 * size_t(p) + 1), true, mem_.get(), kPrefixBytes, mr_.desc(), t.addr(p), tag);
+      if (p == t.rank()) continue;
       left_ += 2;
+      uint8_t* msg = mem_.get() + size_t(p) * kPrefixBytes;
+      write_prefix(msg, Prefix{magic_, uint32_t(t.rank()), 0, 0, 0, tag_, 0});
+      t.submit(*this, slot(size_t(p)), true, msg, kPrefixBytes, mr_.desc(), p, kHeaderWireTag, true);
     }
+    for (int p = 0; p < t.size(); ++p)
+      if (p != t.rank()) t.soft_post(*this, p, tag_);
   }
-  void on_complete(Ctx& ctx, size_t len) override {
+  void on_message(int source, const uint8_t* data, size_t len) override {
     --left_;
-    if (ctx.slot % 2 == 1) return;
-    const size_t p = ctx.slot / 2;
-    const Prefix x = read_prefix(mem_.get() + (p + 1) * kPrefixBytes);
-    if (len == kPrefixBytes && x.magic == magic_ && x.source == p)
-      heard_[p] = true;
+    if (len == kPrefixBytes && read_prefix(data).magic == magic_)
+      heard_[size_t(source)] = true;
     else
       fail(SPARCL_ERR_CORRUPT, "libfabric " + t.fabric().provider + ": malformed control message from rank " +
-                                   std::to_string(p));
+                                   std::to_string(source));
   }
-  void on_error(Ctx& ctx, int, const std::string& what) override {
+  void on_complete(Ctx&, size_t) override { --left_; }
+  void on_error(Ctx& ctx, int err, const std::string& what) override {
     --left_;  // a peer that is gone
-    if (!orphan)
-      fail(SPARCL_ERR_TRANSPORT, "libfabric " + t.fabric().provider + ": " +
-                                     (ctx.slot % 2 ? "send to" : "receive from") + " rank " +
-                                     std::to_string(ctx.slot / 2) + " failed: " + what);
+    const std::string text =
+        "libfabric " + t.fabric().provider + ": send to rank " + std::to_string(ctx.slot) + " failed: " + what;
+    if (!orphan) fail(SPARCL_ERR_TRANSPORT, text);
+    if (is_peer_loss(err)) t.peer_lost(int(ctx.slot), text);
   }
   bool finished() const { return left_ == 0; }
+  // Ends the barrier: withdraws the receives still waiting.
+  void stop() {
+    orphan = true;
+    for (int p = 0; p < t.size(); ++p)
+      if (!heard_[size_t(p)]) t.soft_cancel(*this, tag_);
+  }
   // The ranks not heard from, e.g. "1, 3".
   std::string missing() const {
     std::string s;
@@ -419,12 +448,53 @@ class BarrierFlow final : public Flow {
 
  private:
   uint32_t magic_;
-  uint64_t seq_;
+  uint64_t tag_;
   std::unique_ptr<uint8_t[]> mem_;
   std::vector<bool> heard_;
   Mr mr_;
   int left_ = 0;
 };
+
+}  // namespace
+
+// The wildcard receives: every Header and Control message lands in one of
+// them, so the provider never holds an unexpected message (ofi_rxd, for one,
+// would hold back every later message from that peer until it is matched).
+// Slot i receives into bounce i and is posted again once its message is handled.
+class PoolFlow final : public Flow {
+ public:
+  explicit PoolFlow(OfiTransport& transport) : Flow(transport) {}
+
+  void start(size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      bounces_.push_back(t.get_bounce());
+      post(i);
+    }
+  }
+  void on_complete(Ctx& ctx, size_t len) override {
+    try {
+      t.arrive(bounces_[ctx.slot]->data.get(), len);
+    } catch (const std::exception& e) {  // out of memory, most likely: the pool itself goes on
+      t.fail_everything("libfabric " + t.fabric().provider + ": " + e.what());
+    }
+    post(ctx.slot);
+  }
+  void on_error(Ctx& ctx, int err, const std::string& what) override {
+    if (err == FI_ECANCELED) return;
+    t.fail_everything("libfabric " + t.fabric().provider + ": receive failed: " + what +
+                      (err == FI_ETRUNC ? " (a message larger than a header; another sparcl version?)" : ""));
+    post(ctx.slot);
+  }
+
+ private:
+  void post(size_t i) {
+    Bounce& b = *bounces_[i];
+    t.submit(*this, slot(i), false, b.data.get(), kBounceBytes, b.mr.desc(), kAnyPeer, kHeaderWireTag);
+  }
+  std::vector<std::unique_ptr<Bounce>> bounces_;
+};
+
+namespace {
 
 class OfiSend final : public Request {
  public:
@@ -507,7 +577,16 @@ Fabric::~Fabric() {
 // Transport
 
 OfiTransport::OfiTransport(std::unique_ptr<Fabric> fabric, int rank, int size, std::vector<fi_addr_t> addrs)
-    : fab_(std::move(fabric)), rank_(rank), size_(size), addrs_(std::move(addrs)) {}
+    : fab_(std::move(fabric)),
+      rank_(rank),
+      size_(size),
+      addrs_(std::move(addrs)),
+      queues_(size_t(size) + 1),
+      next_out_(size_t(size), 0),
+      next_in_(size_t(size), 0),
+      stalled_(size_t(size), false),
+      lost_(size_t(size)),
+      early_(size_t(size)) {}
 
 OfiTransport::~OfiTransport() {
   try {
@@ -515,8 +594,12 @@ OfiTransport::~OfiTransport() {
     // The endpoint goes first: afterwards the provider touches none of our
     // buffers, and flows (with their registrations) can be freed.
     fab_->close_endpoint();
-    queue_.clear();
+    queues_.clear();
     live_.clear();
+    pool_.reset();
+    posted_.clear();
+    unexpected_.clear();
+    early_.clear();
     bounces_.clear();
     fab_.reset();
   } catch (...) {
@@ -557,14 +640,15 @@ void OfiTransport::register_memory(Mr& mr, void* data, size_t bytes, uint64_t ac
   mr.desc_ = fi_mr_desc(mr.mr_);
 }
 
-void OfiTransport::submit(Flow& flow, Ctx& ctx, bool send, void* buf, size_t len, void* desc, fi_addr_t addr,
-                          uint64_t tag) {
+void OfiTransport::submit(Flow& flow, Ctx& ctx, bool send, void* buf, size_t len, void* desc, int peer,
+                          uint64_t tag, bool stamped) {
   ctx.flow = &flow;
   ctx.state = Ctx::Queued;
   ctx.cancel_requested = false;
   std::shared_ptr<Flow> keep = flow.shared_from_this();
   if (flow.pending++ == 0) live_.emplace(&flow, keep);
-  queue_.push_back(Post{std::move(keep), &ctx, send, buf, len, desc, addr, tag});
+  queues_[peer == kAnyPeer ? size_t(size_) : size_t(peer)].push_back(
+      Post{std::move(keep), &ctx, send, buf, len, desc, peer, tag, stamped});
 }
 
 void OfiTransport::release(Flow& flow) {
@@ -590,34 +674,59 @@ void OfiTransport::flush() {
     ~Reset() { b = false; }
   } reset{flushing_};
   int stalls = 0;
-  while (!queue_.empty()) {
-    Post p = queue_.front();
-    if (p.ctx->state != Ctx::Queued) {  // withdrawn while queued
-      queue_.pop_front();
-      continue;
+  // One queue per peer (and one for the wildcard receives): a peer whose
+  // posts the provider refuses (a dead one, while rxm keeps reconnecting)
+  // holds up its own queue only.
+  for (std::deque<Post>& queue : queues_) {
+    int queue_stalls = 0;
+    while (!queue.empty()) {
+      Post p = queue.front();
+      if (p.ctx->state != Ctx::Queued) {  // withdrawn while queued
+        queue.pop_front();
+        continue;
+      }
+      if (p.peer != kAnyPeer && lost(p.peer)) {  // nothing more goes to a lost peer
+        queue.pop_front();
+        p.ctx->state = Ctx::Idle;
+        release(*p.flow);
+        continue;
+      }
+      const fi_addr_t addr = p.peer == kAnyPeer ? FI_ADDR_UNSPEC : addrs_[size_t(p.peer)];
+      // The order stamp is taken when the message is handed to the provider, so
+      // that a message withdrawn while queued leaves no gap in the sequence.
+      if (p.stamped) {
+        const uint64_t order = next_out_[size_t(p.peer)];
+        std::memcpy(static_cast<uint8_t*>(p.buf) + kOrderOffset, &order, sizeof order);
+      }
+      const ssize_t rc = p.send ? fi_tsend(fab_->ep, p.buf, p.len, p.desc, addr, p.tag, &p.ctx->fi)
+                                : fi_trecv(fab_->ep, p.buf, p.len, p.desc, addr, p.tag, 0, &p.ctx->fi);
+      if (rc == 0) {
+        if (p.stamped) ++next_out_[size_t(p.peer)];
+        p.ctx->state = Ctx::Posted;
+        queue.pop_front();
+        queue_stalls = 0;
+        continue;
+      }
+      if (rc == -FI_EAGAIN) {
+        // Out of resources: completions free them; retried once after a read
+        // of the completion queue, then on the next call.
+        if (++queue_stalls > 1 || ++stalls > kMaxStalls) break;
+        poll();
+        continue;
+      }
+      queue.pop_front();
+      p.ctx->state = Ctx::Idle;
+      Flow& f = *p.flow;
+      const std::string what =
+          describe(int(rc)) + (p.send ? " (fi_tsend" : " (fi_trecv") + " of " + std::to_string(p.len) + " bytes)";
+      if (&f == pool_.get()) {
+        fail_everything(what);  // no more wildcard receive in this slot: nothing is safe now
+      } else {
+        if (!f.orphan) f.fail(SPARCL_ERR_TRANSPORT, what);
+        f.cancel_all();
+      }
+      release(f);
     }
-    const ssize_t rc = p.send ? fi_tsend(fab_->ep, p.buf, p.len, p.desc, p.addr, p.tag, &p.ctx->fi)
-                              : fi_trecv(fab_->ep, p.buf, p.len, p.desc, p.addr, p.tag, 0, &p.ctx->fi);
-    if (rc == 0) {
-      p.ctx->state = Ctx::Posted;
-      queue_.pop_front();
-      stalls = 0;
-      continue;
-    }
-    if (rc == -FI_EAGAIN) {
-      // The provider is out of resources: completions free them.
-      if (++stalls > kMaxStalls) break;
-      poll();
-      continue;
-    }
-    queue_.pop_front();
-    p.ctx->state = Ctx::Idle;
-    Flow& f = *p.flow;
-    if (!f.orphan)
-      f.fail(SPARCL_ERR_TRANSPORT, describe(int(rc)) + (p.send ? " (fi_tsend" : " (fi_trecv") + " of " +
-                                       std::to_string(p.len) + " bytes)");
-    f.cancel_all();
-    release(f);
   }
 }
 
@@ -627,7 +736,8 @@ bool OfiTransport::poll() {
   const ssize_t n = fi_cq_read(fab_->cq, entries, 32);
   if (n > 0) {
     for (ssize_t i = 0; i < n; ++i)
-      if (entries[i].op_context) complete(ctx_of(entries[i].op_context), true, entries[i].len, 0, std::string());
+      if (entries[i].op_context)
+        complete(ctx_of(entries[i].op_context), true, entries[i].len, 0, std::string());
     return true;
   }
   if (n == -FI_EAGAIN) return false;
@@ -674,12 +784,121 @@ void OfiTransport::complete(Ctx& ctx, bool ok, size_t len, int err, const std::s
 void OfiTransport::fail_everything(const std::string& message) {
   if (broken_.empty()) broken_ = message;
   for (auto& entry : live_) entry.second->fail(SPARCL_ERR_TRANSPORT, message);
+  for (auto& entry : posted_)
+    for (SoftRecv& r : entry.second) r.flow->fail(SPARCL_ERR_TRANSPORT, message);
+}
+
+void OfiTransport::peer_lost(int peer, const std::string& why) {
+  if (peer < 0 || peer >= size_ || lost(peer)) return;
+  lost_[size_t(peer)] = why + "; rank " + std::to_string(peer) + " is taken for gone";
+  // Nothing more goes to it (a send to a lost peer makes rxm reconnect, over
+  // and over), and nothing more comes from it: its flows fail. Collected
+  // first: failing them changes live_ and the queues.
+  std::vector<std::shared_ptr<Flow>> victims;
+  for (const Post& p : queues_[size_t(peer)])
+    if (p.ctx->state == Ctx::Queued && p.flow->peer() == peer) victims.push_back(p.flow);
+  for (auto& entry : live_)
+    if (entry.second->peer() == peer && !entry.second->done) victims.push_back(entry.second);
+  for (auto& entry : posted_)
+    for (SoftRecv& r : entry.second)
+      if (r.peer == peer) victims.push_back(r.flow);
+  for (auto& f : victims) {
+    f->fail(SPARCL_ERR_PEER_FAILED, lost_[size_t(peer)]);
+    f->cancel_all();
+  }
+}
+
+void OfiTransport::soft_post(Flow& flow, int peer, uint64_t tag) {
+  auto it = unexpected_.find(tag);
+  if (it != unexpected_.end()) {
+    std::deque<Message>& waiting = it->second;
+    for (auto m = waiting.begin(); m != waiting.end(); ++m) {
+      if (peer != kAnyPeer && m->source != peer) continue;
+      Message msg = std::move(*m);
+      waiting.erase(m);
+      if (waiting.empty()) unexpected_.erase(it);
+      flow.on_message(msg.source, msg.bytes.data(), msg.bytes.size());
+      return;
+    }
+  }
+  posted_[tag].push_back(SoftRecv{flow.shared_from_this(), peer});
+}
+
+void OfiTransport::soft_cancel(Flow& flow, uint64_t tag) {
+  auto it = posted_.find(tag);
+  if (it == posted_.end()) return;
+  std::deque<SoftRecv>& list = it->second;
+  for (auto r = list.begin(); r != list.end(); ++r) {
+    if (r->flow.get() != &flow) continue;
+    std::shared_ptr<Flow> keep = std::move(r->flow);  // freed after the erase, outside the list
+    list.erase(r);
+    if (list.empty()) posted_.erase(it);
+    return;
+  }
+}
+
+void OfiTransport::arrive(const uint8_t* data, size_t len) {
+  const Prefix p = len >= kPrefixBytes ? read_prefix(data) : Prefix{0, 0, 0, 0, 0, 0, 0};
+  const bool known = p.magic == kHeaderMagic ? kind_of(p.key) == Kind::Header
+                                             : (p.magic == kCloseMagic || p.magic == kWireUpMagic) &&
+                                                   kind_of(p.key) == Kind::Control;
+  const uint64_t tag = p.key;
+  if (!known || p.source >= uint32_t(size_))
+    return fail_everything("libfabric " + fab_->provider +
+                           ": malformed message received (another sparcl version, or not sparcl?)");
+  const size_t src = p.source;
+  // Completions need not come in the order of arrival (FI_ORDER_SAS orders the
+  // matching, not the completions): the order stamp restores it per sender.
+  if (p.order != next_in_[src]) {
+    if (p.order < next_in_[src] || early_[src].count(p.order))
+      return fail_everything("libfabric " + fab_->provider + ": message from rank " + std::to_string(src) +
+                             " out of sequence");
+    early_[src].emplace(p.order, Message{int(src), tag, std::vector<uint8_t>(data, data + len)});
+    return;
+  }
+  ++next_in_[src];
+  deliver(int(src), tag, data, len);
+  auto& early = early_[src];
+  while (!early.empty() && early.begin()->first == next_in_[src]) {
+    Message m = std::move(early.begin()->second);
+    early.erase(early.begin());
+    ++next_in_[src];
+    deliver(m.source, m.tag, m.bytes.data(), m.bytes.size());
+  }
+}
+
+void OfiTransport::deliver(int source, uint64_t tag, const uint8_t* data, size_t len) {
+  auto it = posted_.find(tag);
+  if (it != posted_.end()) {
+    std::deque<SoftRecv>& list = it->second;
+    for (auto r = list.begin(); r != list.end(); ++r) {
+      if (r->peer != kAnyPeer && r->peer != source) continue;
+      std::shared_ptr<Flow> flow = std::move(r->flow);
+      list.erase(r);
+      if (list.empty()) posted_.erase(it);
+      try {
+        flow->on_message(source, data, len);
+      } catch (const Error& e) {
+        flow->fail(e.status(), e.what());
+        flow->cancel_all();
+      } catch (const std::bad_alloc&) {
+        flow->fail(SPARCL_ERR_NO_MEMORY, "out of memory receiving a message");
+        flow->cancel_all();
+      } catch (const std::exception& e) {
+        flow->fail(SPARCL_ERR_INTERNAL, e.what());
+        flow->cancel_all();
+      }
+      return;
+    }
+  }
+  unexpected_[tag].push_back(Message{source, tag, std::vector<uint8_t>(data, data + len)});
 }
 
 std::unique_ptr<Request> OfiTransport::isend(int peer, const Tag& tag, SharedBuffer data) {
   auto lock = guard();
   if (peer < 0 || peer >= size_) fail(SPARCL_ERR_INTERNAL, "send to rank " + std::to_string(peer) + " out of range");
   if (!broken_.empty()) fail(SPARCL_ERR_TRANSPORT, broken_);
+  if (lost(peer)) fail(SPARCL_ERR_PEER_FAILED, loss_of(peer));
   if (!data) data = std::make_shared<Buffer>();
   auto f = std::make_shared<SendFlow>(*this, peer, tag, std::move(data));
   f->start();
@@ -700,7 +919,7 @@ std::unique_ptr<RecvRequest> OfiTransport::irecv(int peer, const Tag& tag) {
 
 void OfiTransport::progress() {
   auto lock = guard();
-  last_progress_ = Clock::now();
+  if (keeper_.joinable()) last_progress_ = Clock::now();  // only the idle progress thread reads it
   progress_locked();
 }
 
@@ -736,13 +955,18 @@ std::string OfiTransport::barrier(bool wire_up) {
                                  wire_up ? Clock::duration(kWireUpTimeout) : Clock::duration(kCloseTimeout))
                                  .count()) +
               " s" + (wire_up ? " while connecting" : " while closing");
-  flow->orphan = true;
-  flow->cancel_all();
+  flow->stop();
   progress_locked();
   return problem;
 }
 
 void OfiTransport::wire_up() {
+  {
+    auto lock = guard();
+    pool_ = std::make_shared<PoolFlow>(*this);
+    pool_->start(fab_->wildcards);
+    flush();
+  }
   if (size_ > 1) {
     auto lock = guard();
     const std::string problem = barrier(true);
@@ -848,12 +1072,16 @@ OfiEndpoint::OfiEndpoint(const Config& config) : fab_(std::make_unique<ofi::Fabr
   fab_->local_mr = (info->domain_attr->mr_mode & FI_MR_LOCAL) || ofi::env_flag("SPARCL_OFI_MR_LOCAL");
   fab_->prov_key = (info->domain_attr->mr_mode & FI_MR_PROV_KEY) != 0;
   fab_->chunk_bytes = ofi::env_size("SPARCL_OFI_CHUNK_BYTES", ofi::kDefaultChunkBytes);
+  // A quarter of the receive queue, at most 64, for the wildcard receives.
+  fab_->wildcards = std::min<size_t>(64, std::max<size_t>(8, info->rx_attr->size / 4));
   if (info->ep_attr->max_msg_size > 0) fab_->chunk_bytes = std::min(fab_->chunk_bytes, info->ep_attr->max_msg_size);
   // Providers that run their reliability protocol in the process (ofi_rxd)
   // need the receiver to progress after its receive completed, or a lost
   // acknowledgement stalls the sender: give them the idle progress thread.
   const bool user_space_reliability = provider.find("rxd") != std::string::npos;
   fab_->idle_progress = std::chrono::milliseconds(ofi::env_ms("SPARCL_OFI_IDLE_PROGRESS_MS", user_space_reliability ? 2 : 0));
+  if (config.timeout_ms > 0)
+    fab_->drop_linger = std::min(fab_->drop_linger, std::chrono::milliseconds(std::max<int64_t>(1, config.timeout_ms / 4)));
   if (info->ep_attr->max_msg_size < ofi::kBounceBytes)
     fail(SPARCL_ERR_UNSUPPORTED, "libfabric provider '" + provider + "' limits messages to " +
                                      std::to_string(info->ep_attr->max_msg_size) + " bytes; sparcl needs " +

@@ -25,6 +25,8 @@ constexpr std::chrono::milliseconds kConnectLimit{30000};
 constexpr std::chrono::milliseconds kBarrierLimit{5000};
 constexpr std::chrono::milliseconds kDrainLimit{2000};
 constexpr std::chrono::milliseconds kEndpointCloseLimit{2000};
+// sparcl_comm_abort: how long endpoints without PEER error handling may flush.
+constexpr std::chrono::milliseconds kAbortCloseLimit{500};
 // The destructor without close() (a failed connect): dropped requests get a moment.
 constexpr std::chrono::milliseconds kOrphanLimit{1000};
 // The `round` of a control message (in the seq bits of its tag).
@@ -44,6 +46,30 @@ std::string status_text(ucs_status_t status) { return ucs_status_string(status);
 
 [[noreturn]] void fail_ucx(ucs_status_t status, const std::string& what) {
   fail(SPARCL_ERR_TRANSPORT, "UCX: " + what + " failed: " + status_text(status));
+}
+
+// Statuses with which UCX ends requests to a peer that is gone.
+bool is_peer_loss(ucs_status_t status) {
+  return status == UCS_ERR_CONNECTION_RESET || status == UCS_ERR_ENDPOINT_TIMEOUT || status == UCS_ERR_UNREACHABLE;
+}
+
+// True if UCX_TLS lets UCX use its shared-memory transports (unset, "all",
+// an exclusion list "^...", or a list naming sm, posix or sysv).
+bool may_use_shared_memory() {
+  const char* v = std::getenv("UCX_TLS");
+  if (!v || !*v || *v == '^') return true;
+  const std::string tls = std::string(",") + v + ",";
+  for (const char* name : {",all,", ",sm,", ",shm,", ",posix,", ",sysv,"})
+    if (tls.find(name) != std::string::npos) return true;
+  return false;
+}
+
+// SPARCL_UCX_ERROR_HANDLING: "peer" (default) or "none".
+bool peer_error_handling() {
+  const char* v = std::getenv("SPARCL_UCX_ERROR_HANDLING");
+  if (!v || !*v || std::strcmp(v, "peer") == 0) return true;
+  if (std::strcmp(v, "none") == 0) return false;
+  fail(SPARCL_ERR_INVALID_ARG, std::string("SPARCL_UCX_ERROR_HANDLING: '") + v + "' is not 'peer' or 'none'");
 }
 
 // The UCX settings that decide what it can use, for error messages.
@@ -82,8 +108,7 @@ class UcxSend final : public Request {
     ucp_request_free(req_);
     req_ = nullptr;
     buf_.reset();
-    if (status != UCS_OK)
-      fail_ucx(status, "sending " + std::to_string(bytes_) + " bytes to rank " + std::to_string(peer_));
+    if (status != UCS_OK) t_.fail_request(peer_, status, "sending " + std::to_string(bytes_) + " bytes to");
     return true;
   }
 
@@ -97,20 +122,29 @@ class UcxSend final : public Request {
 
 class UcxRecv final : public RecvRequest {
  public:
-  UcxRecv(UcxTransport& t, ucp_tag_t tag, ucp_tag_t mask) : t_(t), tag_(tag), mask_(mask) {}
+  UcxRecv(UcxTransport& t, int peer, ucp_tag_t tag, ucp_tag_t mask) : t_(t), peer_(peer), tag_(tag), mask_(mask) {
+    t_.probe_order().post(key(), this);
+  }
   ~UcxRecv() override {
     // Not matched yet: nothing was posted to UCX, so there is nothing to withdraw.
+    if (!matched_) t_.probe_order().leave(key(), this);
     if (req_) t_.adopt({req_, std::move(buf_)});
   }
   bool test() override {
     if (done_) return true;
     if (error_) throw *error_;
     if (!matched_) {
+      if (!t_.probe_order().may_probe(key(), this)) return false;
       ucp_tag_recv_info_t info;
       std::memset(&info, 0, sizeof info);
       ucp_tag_message_h message = ucp_tag_probe_nb(t_.worker(), tag_, mask_, /*remove=*/1, &info);
-      if (!message) return false;
+      if (!message) {
+        // What a dead peer sent before it died is still received; then its receives fail.
+        if (peer_ != kAnyPeer) t_.check_alive(peer_, "receiving from");
+        return false;
+      }
       matched_ = true;
+      t_.probe_order().leave(key(), this);
       source_ = ucx_tag::source_of(info.sender_tag);
       bytes_ = info.length;
       try {
@@ -129,9 +163,12 @@ class UcxRecv final : public RecvRequest {
     ucp_request_free(req_);
     req_ = nullptr;
     if (status != UCS_OK) {
-      error_ = Error(SPARCL_ERR_TRANSPORT, "UCX: receiving " + std::to_string(bytes_) + " bytes from rank " +
-                                               std::to_string(source_) + " failed: " + status_text(status));
-      throw *error_;
+      try {
+        t_.fail_request(source_, status, "receiving " + std::to_string(bytes_) + " bytes from");
+      } catch (const Error& e) {
+        error_ = e;
+        throw;
+      }
     }
     done_ = true;
     return true;
@@ -140,7 +177,9 @@ class UcxRecv final : public RecvRequest {
   int source() const override { return source_; }
 
  private:
+  ProbeOrder::Key key() const { return {peer_, tag_}; }
   UcxTransport& t_;
+  int peer_;
   ucp_tag_t tag_, mask_;
   bool matched_ = false, done_ = false;
   int source_ = -1;
@@ -153,7 +192,17 @@ class UcxRecv final : public RecvRequest {
 // A worker before it knows its peers.
 class UcxEndpoint final : public Endpoint {
  public:
-  UcxEndpoint() {
+  UcxEndpoint() : peer_errors_(peer_error_handling()) {
+    // UCX 1.13 offers its shared-memory transports (posix, sysv) to endpoints
+    // with PEER error handling only when these are set, and they can be set
+    // only through the environment (ucp_config_modify rejects them). A value
+    // the user set is kept. cma has no such support: with PEER error
+    // handling, large messages between ranks of one node go through posix or
+    // sysv in copies (docs/transport-ucx.md).
+    if (peer_errors_ && may_use_shared_memory()) {
+      setenv("UCX_POSIX_ERROR_HANDLING", "y", 0);
+      setenv("UCX_SYSV_ERROR_HANDLING", "y", 0);
+    }
     ucp_config_t* config = nullptr;
     ucs_status_t status = ucp_config_read(nullptr, nullptr, &config);
     if (status != UCS_OK)
@@ -211,7 +260,7 @@ class UcxEndpoint final : public Endpoint {
       fail(SPARCL_ERR_UNSUPPORTED, "the UCX transport supports at most " + std::to_string(ucx_tag::kMaxRanks) +
                                        " ranks (the sender's rank is part of the tag)");
     // From here the transport owns the worker and the context.
-    auto transport = std::make_unique<UcxTransport>(context_, worker_, rank, size);
+    auto transport = std::make_unique<UcxTransport>(context_, worker_, rank, size, peer_errors_);
     context_ = nullptr;
     worker_ = nullptr;
     transport->connect(addresses);
@@ -226,6 +275,7 @@ class UcxEndpoint final : public Endpoint {
     context_ = nullptr;
   }
 
+  bool peer_errors_;
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   std::vector<uint8_t> address_;
@@ -235,20 +285,24 @@ class UcxEndpoint final : public Endpoint {
 
 std::unique_ptr<Endpoint> open_ucx_endpoint(const Config& /*config*/) { return std::make_unique<UcxEndpoint>(); }
 
-UcxTransport::UcxTransport(ucp_context_h context, ucp_worker_h worker, int rank, int size)
-    : context_(context), worker_(worker), rank_(rank), size_(size) {}
+UcxTransport::UcxTransport(ucp_context_h context, ucp_worker_h worker, int rank, int size, bool peer_errors)
+    : context_(context),
+      worker_(worker),
+      rank_(rank),
+      size_(size),
+      peer_errors_(peer_errors),
+      failed_(size_t(size), UCS_OK) {
+  links_.reserve(size_t(size));
+  for (int peer = 0; peer < size; ++peer) links_.push_back(Link{this, peer});
+}
 
 UcxTransport::~UcxTransport() {
   try {
     // Dropped requests still have their endpoints unless close() ran: give them a moment.
     if (!closed_) {
-      const auto deadline = Clock::now() + kOrphanLimit;
-      while (!orphans_.empty() && Clock::now() < deadline) {
-        progress();
-        sched_yield();
-      }
+      drain_orphans(kOrphanLimit);
       discard_unexpected(kCollectiveTags, kCollectiveMask);
-      close_endpoints(kEndpointCloseLimit);
+      close_endpoints(kEndpointCloseLimit, false);
     }
     // Control messages of barriers this rank gave up on.
     discard_unexpected(kControlTags, kKindMask);
@@ -257,6 +311,8 @@ UcxTransport::~UcxTransport() {
       ucp_request_cancel(worker_, o.request);
       ucp_request_free(o.request);  // released by UCX when the worker goes
     }
+    // Closes that did not finish in time: the worker's destruction ends them.
+    for (void* r : closing_) ucp_request_free(r);
   } catch (...) {
   }
   ucp_worker_destroy(worker_);
@@ -271,19 +327,29 @@ void UcxTransport::connect(const std::vector<std::vector<uint8_t>>& addresses) {
     if (address.empty()) fail(SPARCL_ERR_TRANSPORT, "UCX: rank " + std::to_string(peer) + " sent no address");
     ucp_ep_params_t params;
     std::memset(&params, 0, sizeof params);
-    // UCP_ERR_HANDLING_MODE_NONE: UCX 1.13 offers no shared-memory transport
-    // (posix, sysv, cma) to endpoints with PEER error handling, and sparcl's
-    // own timeouts and abort notices cover failures (docs/transport-ucx.md).
+    // PEER error handling: a dead peer ends the requests to it with an error
+    // and calls on_peer_error, instead of UCX aborting this process (which it
+    // does with mode NONE when, for one, a cma read from a dead process
+    // fails). The own rank cannot fail.
     params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
     params.address = reinterpret_cast<const ucp_address_t*>(address.data());
     params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+    if (peer_errors_ && peer != rank_) {
+      params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+      params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+      params.err_handler.cb = on_peer_error;
+      params.err_handler.arg = &links_[size_t(peer)];
+    }
     const ucs_status_t status = ucp_ep_create(worker_, &params, &eps_[size_t(peer)]);
     if (status != UCS_OK) {
       eps_[size_t(peer)] = nullptr;
       const std::string hint = peer == rank_ ? "UCX_TLS must include a transport that reaches the own process, "
                                                "such as self"
-                                             : "every rank's UCX_TLS and UCX_NET_DEVICES must leave a transport "
-                                               "in common";
+                                             : std::string("every rank's UCX_TLS and UCX_NET_DEVICES must leave a "
+                                                           "transport in common") +
+                                                   (peer_errors_ ? " that can report a dead peer (not cma alone; or "
+                                                                   "SPARCL_UCX_ERROR_HANDLING=none)"
+                                                                 : "");
       fail(SPARCL_ERR_TRANSPORT, "UCX cannot reach rank " + std::to_string(peer) + ": ucp_ep_create failed: " +
                                      status_text(status) + " (" + ucx_settings() + "; " + hint + ")");
     }
@@ -303,12 +369,49 @@ ucp_tag_t UcxTransport::tag_for(const Tag& tag, int source) const {
   return ucx_tag::make(tag.abort ? ucx_tag::kAbort : ucx_tag::kData, source, tag.seq);
 }
 
+void UcxTransport::on_peer_error(void* arg, ucp_ep_h ep, ucs_status_t status) {
+  const Link& link = *static_cast<Link*>(arg);
+  UcxTransport& t = *link.transport;
+  if (size_t(link.peer) >= t.eps_.size() || t.eps_[size_t(link.peer)] != ep) return;
+  t.failed_[size_t(link.peer)] = status == UCS_OK ? UCS_ERR_CONNECTION_RESET : status;
+  t.failures_to_close_ = true;  // force-closed in progress(), outside UCX's callback
+}
+
+void UcxTransport::close_failed_endpoints() {
+  failures_to_close_ = false;
+  ucp_request_param_t param;
+  std::memset(&param, 0, sizeof param);
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  for (size_t peer = 0; peer < eps_.size(); ++peer) {
+    if (failed_[peer] == UCS_OK || !eps_[peer]) continue;
+    ucs_status_ptr_t r = ucp_ep_close_nbx(eps_[peer], &param);
+    if (UCS_PTR_IS_PTR(r)) closing_.push_back(r);
+    eps_[peer] = nullptr;
+  }
+}
+
+void UcxTransport::check_alive(int peer, const char* what) const {
+  if (peer < 0 || size_t(peer) >= failed_.size() || failed_[size_t(peer)] == UCS_OK) return;
+  fail(SPARCL_ERR_PEER_FAILED, std::string("UCX: ") + what + " rank " + std::to_string(peer) +
+                                   ": UCX reports it dead (" + status_text(failed_[size_t(peer)]) + ")");
+}
+
+void UcxTransport::fail_request(int peer, ucs_status_t status, const std::string& what) const {
+  check_alive(peer, what.c_str());
+  fail(is_peer_loss(status) ? SPARCL_ERR_PEER_FAILED : SPARCL_ERR_TRANSPORT,
+       "UCX: " + what + " rank " + std::to_string(peer) + " failed: " + status_text(status));
+}
+
 void UcxTransport::check_peer(int peer, const char* what) const {
-  if (peer < 0 || peer >= size_ || eps_.size() != size_t(size_) || !eps_[size_t(peer)])
+  // (A dead peer's endpoint is closed, but what it sent before can still be received.)
+  if (peer < 0 || peer >= size_ || eps_.size() != size_t(size_) ||
+      (!eps_[size_t(peer)] && failed_[size_t(peer)] == UCS_OK))
     fail(SPARCL_ERR_INTERNAL, std::string("UCX: ") + what + " rank " + std::to_string(peer) + ", which is not connected");
 }
 
 std::unique_ptr<Request> UcxTransport::isend(int peer, const Tag& tag, SharedBuffer data) {
+  check_alive(peer, "sending to");
   check_peer(peer, "send to");
   if (!data) fail(SPARCL_ERR_INTERNAL, "UCX: send without a buffer");
   const ucp_request_param_t param = host_param();
@@ -319,9 +422,9 @@ std::unique_ptr<Request> UcxTransport::isend(int peer, const Tag& tag, SharedBuf
 }
 
 std::unique_ptr<RecvRequest> UcxTransport::irecv(int peer, const Tag& tag) {
-  if (peer == kAnyPeer) return std::make_unique<UcxRecv>(*this, tag_for(tag, 0), ~ucx_tag::kSourceMask);
+  if (peer == kAnyPeer) return std::make_unique<UcxRecv>(*this, kAnyPeer, tag_for(tag, 0), ~ucx_tag::kSourceMask);
   check_peer(peer, "receive from");
-  return std::make_unique<UcxRecv>(*this, tag_for(tag, peer), ucx_tag::kFullMask);
+  return std::make_unique<UcxRecv>(*this, peer, tag_for(tag, peer), ucx_tag::kFullMask);
 }
 
 void* UcxTransport::receive_probed(ucp_tag_message_h message, size_t length, int source, SharedBuffer& buffer) {
@@ -349,7 +452,9 @@ void* UcxTransport::receive_probed(ucp_tag_message_h message, size_t length, int
 void UcxTransport::progress() {
   for (int i = 0; i < 64 && ucp_worker_progress(worker_) != 0; ++i) {
   }
+  if (failures_to_close_) close_failed_endpoints();
   if (!orphans_.empty()) reap_orphans();
+  if (!closing_.empty()) reap_closing();
 }
 
 void UcxTransport::reap_orphans() {
@@ -377,26 +482,24 @@ void UcxTransport::close() {
     // 1. Every peer has entered close() once we have its message: all
     //    collectives are over everywhere, and every message a peer sent before
     //    is in our unexpected queue (it travelled ahead of the barrier message).
-    if (barrier(kArrivedRound, kBarrierLimit).empty()) {
-      // 2. The data and abort notices left there belong to failed collectives:
-      //    drop them. For a rendezvous message that tells the sender, whose
-      //    dropped send completes. (Control messages stay: a faster peer's
-      //    message of the next barrier may be there already.)
-      discard_unexpected(kCollectiveTags, kCollectiveMask);
+    const bool all_arrived = barrier(kArrivedRound, kBarrierLimit).empty();
+    // 2. The data and abort notices left there belong to failed collectives:
+    //    drop them. For a rendezvous message that tells the sender, whose
+    //    dropped send completes. (Control messages stay: a faster peer's
+    //    message of the next barrier may be there already.) Also when a peer
+    //    is missing (dead, most likely): the others' sends wait for this.
+    discard_unexpected(kCollectiveTags, kCollectiveMask);
+    if (all_arrived) {
       // 3. Let dropped requests finish (they may need a peer's progress, and
       //    every peer progresses until all have passed this point).
-      const auto deadline = Clock::now() + kDrainLimit;
-      while (!orphans_.empty() && Clock::now() < deadline) {
-        progress();
-        sched_yield();
-      }
+      drain_orphans(kDrainLimit);
       barrier(kDrainedRound, kDrainLimit);
     }
-  } catch (...) {
-  }
-  // 4. Nobody needs the endpoints now (or a peer never came).
-  try {
-    close_endpoints(kEndpointCloseLimit);
+    // 4. Nobody needs the endpoints now, or a peer never came: then they are
+    //    closed at once (PEER error handling), which ends what is still on
+    //    them; UCX must not find a request on an endpoint it destroys.
+    close_endpoints(kEndpointCloseLimit, !all_arrived);
+    drain_orphans(kAbortCloseLimit);
   } catch (...) {
   }
 }
@@ -420,7 +523,7 @@ std::vector<int> UcxTransport::barrier(uint64_t round, std::chrono::milliseconds
   std::vector<void*> sends(size_t(size_), nullptr);  // ours, until it has left
   heard[size_t(rank_)] = true;
   for (int peer = 0; peer < size_; ++peer) {
-    if (peer == rank_) continue;
+    if (peer == rank_ || !eps_[size_t(peer)]) continue;  // a dead peer stays missing
     ucs_status_ptr_t r = ucp_tag_send_nbx(eps_[size_t(peer)], note->data(), note->size(),
                                           ucx_tag::make(ucx_tag::kControl, rank_, round), &param);
     if (UCS_PTR_IS_PTR(r)) sends[size_t(peer)] = r;
@@ -473,38 +576,64 @@ void UcxTransport::discard_unexpected(ucp_tag_t tag, ucp_tag_t mask) {
   }
 }
 
-// Graceful close (flushes what is outstanding): a forced close would need
-// UCP_ERR_HANDLING_MODE_PEER on both sides. Bounded by `limit`.
-void UcxTransport::close_endpoints(std::chrono::milliseconds limit) {
+// Closes every endpoint, gracefully (flushing what is outstanding) or, with
+// `force` and for the endpoints of dead peers, at once (only allowed with PEER
+// error handling on both sides). Bounded by `limit`.
+void UcxTransport::close_endpoints(std::chrono::milliseconds limit, bool force) {
   const auto deadline = Clock::now() + limit;
-  std::vector<void*> closing;
-  for (auto& ep : eps_) {
-    if (!ep) continue;
+  for (size_t peer = 0; peer < eps_.size(); ++peer) {
+    if (!eps_[peer]) continue;
     ucp_request_param_t param;
     std::memset(&param, 0, sizeof param);
     param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    param.flags = 0;  // not UCP_EP_CLOSE_FLAG_FORCE
-    ucs_status_ptr_t r = ucp_ep_close_nbx(ep, &param);
-    if (UCS_PTR_IS_PTR(r)) closing.push_back(r);
-    ep = nullptr;
+    param.flags = (force && peer_errors_) || failed_[peer] != UCS_OK ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    ucs_status_ptr_t r = ucp_ep_close_nbx(eps_[peer], &param);
+    if (UCS_PTR_IS_PTR(r)) closing_.push_back(r);
+    eps_[peer] = nullptr;
   }
-  while (!closing.empty()) {
+  while (!closing_.empty()) {
     ucp_worker_progress(worker_);
-    for (size_t i = 0; i < closing.size();) {
-      if (ucp_request_check_status(closing[i]) != UCS_INPROGRESS) {
-        ucp_request_free(closing[i]);
-        closing[i] = closing.back();
-        closing.pop_back();
-      } else {
-        ++i;
-      }
-    }
-    if (closing.empty() || Clock::now() >= deadline) break;
+    reap_closing();
+    if (closing_.empty() || Clock::now() >= deadline) break;
     sched_yield();
   }
-  // Closes that did not finish in time: the worker's destruction ends them.
-  for (void* r : closing) ucp_request_free(r);
   eps_.clear();
+}
+
+void UcxTransport::reap_closing() {
+  for (size_t i = 0; i < closing_.size();) {
+    if (ucp_request_check_status(closing_[i]) != UCS_INPROGRESS) {
+      ucp_request_free(closing_[i]);
+      closing_[i] = closing_.back();
+      closing_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+}
+
+void UcxTransport::abort() {
+  if (closed_) return;
+  closed_ = true;
+  // No closing exchange. What peers sent is dropped; with PEER error
+  // handling the endpoints are closed at once (which ends the sends still on
+  // them), else flushed for a short while; then dropped requests get a
+  // moment to end, so that none is left when the worker goes.
+  try {
+    discard_unexpected(kCollectiveTags, kCollectiveMask);
+    discard_unexpected(kControlTags, kKindMask);
+    close_endpoints(kAbortCloseLimit, true);
+    drain_orphans(kAbortCloseLimit);
+  } catch (...) {
+  }
+}
+
+void UcxTransport::drain_orphans(std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (!orphans_.empty() && Clock::now() < deadline) {
+    progress();
+    sched_yield();
+  }
 }
 
 }  // namespace sparcl

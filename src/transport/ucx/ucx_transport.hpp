@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "../probe_order.hpp"
 #include "../transport.hpp"
 
 namespace sparcl {
@@ -50,7 +51,8 @@ static_assert(kKindShift + 2 == 64, "tag fields fill 64 bits");
 class UcxTransport final : public Transport {
  public:
   // Takes ownership of `context` and `worker` (destroyed with the transport).
-  UcxTransport(ucp_context_h context, ucp_worker_h worker, int rank, int size);
+  // `peer_errors`: endpoints to other ranks use UCP_ERR_HANDLING_MODE_PEER.
+  UcxTransport(ucp_context_h context, ucp_worker_h worker, int rank, int size, bool peer_errors);
   ~UcxTransport() override;
   UcxTransport(const UcxTransport&) = delete;
   UcxTransport& operator=(const UcxTransport&) = delete;
@@ -67,8 +69,16 @@ class UcxTransport final : public Transport {
   void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
                         sparcl_op_t op) override;
   void close() override;
+  void abort() override;
 
   ucp_worker_h worker() const { return worker_; }
+  ProbeOrder& probe_order() { return probe_order_; }
+
+  // UCX reported `peer` dead (PEER error handling only): its sends and
+  // receives fail with SPARCL_ERR_PEER_FAILED. Throws that if so.
+  void check_alive(int peer, const char* what) const;
+  // The status of a finished UCX request to or from `peer` as sparcl's error.
+  [[noreturn]] void fail_request(int peer, ucs_status_t status, const std::string& what) const;
 
   // Receives a message that ucp_tag_probe_nb removed from the worker into a
   // new buffer of `length` bytes. Returns the UCX request (nullptr when it
@@ -93,13 +103,32 @@ class UcxTransport final : public Transport {
   // ranks not heard from (or whose message did not leave) within `limit`.
   std::vector<int> barrier(uint64_t round, std::chrono::milliseconds limit);
   void discard_unexpected(ucp_tag_t tag, ucp_tag_t mask);
-  void close_endpoints(std::chrono::milliseconds limit);
+  // Closes every endpoint: gracefully (flushing) within `limit`, or with
+  // `force` (PEER error handling only) without waiting for the peer.
+  void close_endpoints(std::chrono::milliseconds limit, bool force);
+  static void on_peer_error(void* arg, ucp_ep_h ep, ucs_status_t status);
+  void close_failed_endpoints();
+  void reap_closing();
+  // Progresses until every dropped request has ended, at most `limit`.
+  void drain_orphans(std::chrono::milliseconds limit);
 
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   int rank_ = 0, size_ = 0;
+  bool peer_errors_ = false;
   std::vector<ucp_ep_h> eps_;
+  // PEER error handling: the argument of each endpoint's error callback, and
+  // what UCX reported (UCS_OK while the peer is alive).
+  struct Link {
+    UcxTransport* transport;
+    int peer;
+  };
+  std::vector<Link> links_;
+  std::vector<ucs_status_t> failed_;
+  bool failures_to_close_ = false;
+  std::vector<void*> closing_;  // endpoint closes in progress
   std::vector<Orphan> orphans_;
+  ProbeOrder probe_order_;
   bool closed_ = false;
 };
 
