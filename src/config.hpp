@@ -3,6 +3,7 @@
 // environment variables applied on top (see docs/configuration.md).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -28,5 +29,9 @@ const char* algorithm_name(sparcl_algorithm_t algorithm);
 sparcl_transport_t parse_transport(const std::string& text);
 const char* transport_name(sparcl_transport_t transport);
 int64_t parse_timeout_ms(const std::string& text);
+
+// The time `timeout_ms` from now: never (time_point::max()) for 0, which
+// waits forever, and for a timeout beyond the clock's range.
+std::chrono::steady_clock::time_point deadline_after(int64_t timeout_ms);
 
 }  // namespace sparcl
