@@ -284,8 +284,11 @@ void decode_qsgd(const uint8_t* in, size_t n, size_t bucket, float* out) {
       corrupt("QSGD scale of bucket " + std::to_string(b) + " is negative or not finite");
     const float scale = bits_float(bits);
     const float step = scale / float(S);
-    // A step below FLT_MIN would lose bits: such buckets decode in double.
-    const bool tiny = scale < float(S) * std::numeric_limits<float>::min();
+    // A step below FLT_MIN would lose bits, and near FLT_MAX the level S
+    // times the rounded-up step overflows to Inf (found by fuzzing): such
+    // buckets decode in double.
+    const bool in_double = scale < float(S) * std::numeric_limits<float>::min() ||
+                           scale > std::numeric_limits<float>::max() / 2;
     const size_t first = b * bucket, len = std::min(bucket, n - first);
     for (size_t s = 0; s < len; s += kSegment) {
       const size_t seg = std::min(kSegment, len - s);
@@ -294,7 +297,7 @@ void decode_qsgd(const uint8_t* in, size_t n, size_t bucket, float* out) {
       for (size_t i = 0; i < seg; ++i) bad |= codes[i] > 2 * S;
       if (bad) corrupt("QSGD code out of range in bucket " + std::to_string(b));
       float* o = out + first + s;
-      if (!tiny)
+      if (!in_double)
         for (size_t i = 0; i < seg; ++i) o[i] = float(int32_t(codes[i]) - S) * step;
       else
         for (size_t i = 0; i < seg; ++i) o[i] = float(double(int32_t(codes[i]) - S) * double(scale) / S);
