@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Sparse allgather on a ring: in step s rank r passes on the vector of rank
 // r-s (its own at s = 0) and receives that of rank r-s-1. Received vectors
-// are forwarded as they arrived, without re-encoding.
+// are forwarded as they arrived, without re-encoding; a rank's own vector is
+// held as the others decode it.
 #include "collective.hpp"
 
 namespace sparcl {
@@ -15,15 +16,12 @@ AllgatherOp<V, I>::AllgatherOp(Transport& t, const Identity& id, const View<V, I
 template <class V, class I>
 void AllgatherOp<V, I>::post(int round, RoundIO& io) {
   const int p = size(), r = rank();
-  const Held<V, I>& out = vectors_[size_t((r - round + p) % p)];
-  const uint16_t step = uint16_t(round);
-  SharedBuffer msg;
-  if (out.message) {
-    msg = out.message;
-    std::memcpy(msg->data() + offsetof(WireHeader, step), &step, sizeof step);
-  } else {
-    msg = encode(id_, step, out.view);
-  }
+  // Its own vector goes out once, encoded (and kept as its receivers will
+  // decode it); received ones are forwarded as they came.
+  Held<V, I>& out = vectors_[size_t((r - round + p) % p)];
+  SharedBuffer msg = send_and_keep(id_, uint16_t(round), out, r, [&](const View<V, I>& v) {
+    return encode(id_, uint16_t(round), v, own_stream(r));
+  });
   io.send((r + 1) % p, std::move(msg));
   io.recv((r + p - 1) % p);
 }

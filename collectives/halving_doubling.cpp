@@ -26,12 +26,18 @@ class HalvingDoubling final : public AllreduceOp<V, I> {
   void post(int round, RoundIO& io) override {
     const int r = this->rank(), levels = fold_.levels;
     if (round == 0) {
-      if (fold_.sitter) io.send(r + 1, this->encode_for(round, acc_.view));
+      if (fold_.sitter) io.send(r + 1, this->encode_for(round, acc_.view, own_stream(r)));
       if (fold_.hosts_sitter(r)) io.recv(r - 1);
       return;
     }
     if (round == 2 * levels + 1) {
-      if (fold_.hosts_sitter(r)) io.send(r - 1, this->encode_for(round, acc_.view));
+      // The result is the same on every rank that did not sit out; with a
+      // lossy encoding they all round it as a host sends it to its sitter.
+      const bool host = fold_.hosts_sitter(r);
+      if (!fold_.sitter && fold_.rem > 0 && (host || this->lossy())) {
+        SharedBuffer msg = this->message_for(round, acc_, shared_stream(0));
+        if (host) io.send(r - 1, std::move(msg));
+      }
       if (fold_.sitter) io.recv(r + 1);
       return;
     }
@@ -39,10 +45,13 @@ class HalvingDoubling final : public AllreduceOp<V, I> {
     const int n = fold_.newrank;
     if (round <= levels) {
       const int partner = n ^ (fold_.p2 >> round);
-      io.send(fold_.real(partner), this->encode_for(round, slice(acc_.view, owned(partner, round))));
+      io.send(fold_.real(partner),
+              this->encode_for(round, slice(acc_.view, owned(partner, round)), own_stream(r)));
     } else {
+      // Every rank holding this range holds it bitwise alike (it came from
+      // the same doubling steps): the range names the rounding stream.
       const int partner = n ^ (1 << (round - levels - 1));
-      io.send(fold_.real(partner), this->message_for(round, acc_));
+      io.send(fold_.real(partner), this->message_for(round, acc_, shared_stream(acc_.view.range.begin)));
     }
     io.recv(fold_.real(n ^ (round <= levels ? fold_.p2 >> round : 1 << (round - levels - 1))));
   }

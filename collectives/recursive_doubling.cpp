@@ -23,15 +23,25 @@ class RecursiveDoubling final : public AllreduceOp<V, I> {
   void post(int round, RoundIO& io) override {
     const int r = this->rank();
     if (round == 0) {
-      if (fold_.sitter) io.send(r + 1, this->encode_for(round, acc_.view));
+      if (fold_.sitter) io.send(r + 1, this->encode_for(round, acc_.view, own_stream(r)));
       if (fold_.hosts_sitter(r)) io.recv(r - 1);
     } else if (round <= fold_.levels) {
       if (fold_.sitter) return;
       const int partner = fold_.real(fold_.newrank ^ (1 << (round - 1)));
-      io.send(partner, this->encode_for(round, acc_.view));
+      // Before this round the folded ranks that agree on their bits from
+      // round - 1 up hold the same stream: they round it alike.
+      const uint64_t group = uint64_t(fold_.newrank >> (round - 1));
+      io.send(partner, this->message_for(round, acc_, shared_stream(group)));
       io.recv(partner);
     } else {
-      if (fold_.hosts_sitter(r)) io.send(r - 1, this->encode_for(round, acc_.view));
+      // Every rank that did not sit out holds the result. With a lossy
+      // encoding they all round it as a host sends it to its sitter, so that
+      // all ranks end with the same values.
+      const bool host = fold_.hosts_sitter(r);
+      if (!fold_.sitter && fold_.rem > 0 && (host || this->lossy())) {
+        SharedBuffer msg = this->message_for(round, acc_, shared_stream(0));
+        if (host) io.send(r - 1, std::move(msg));
+      }
       if (fold_.sitter) io.recv(r + 1);
     }
   }

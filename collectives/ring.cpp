@@ -24,7 +24,12 @@ class Ring final : public AllreduceOp<V, I> {
   void post(int round, RoundIO& io) override {
     const int p = this->size(), r = this->rank();
     const int next = (r + 1) % p, prev = (r + p - 1) % p;
-    io.send(next, this->message_for(round, segments_[send_segment(round)]));
+    Held<V, I>& seg = segments_[send_segment(round)];
+    // Reduce-scatter: a partial sum the next rank adds to (this rank never
+    // uses it again). Allgather: the owned segment, kept as sent, or a
+    // received one, forwarded as it came.
+    io.send(next, round < p - 1 ? this->encode_for(round, seg.view, own_stream(r))
+                                : this->message_for(round, seg, own_stream(r)));
     io.recv(prev);
   }
 

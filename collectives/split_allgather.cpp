@@ -28,10 +28,10 @@ class SplitAllgather final : public AllreduceOp<V, I> {
   void post(int round, RoundIO& io) override {
     const int p = this->size(), r = this->rank();
     SharedBuffer reduced;
-    if (round == 1) reduced = this->message_for(round, reduced_);
+    if (round == 1) reduced = this->message_for(round, reduced_, own_stream(r));
     for (int j = 1; j < p; ++j) {
       const int to = (r + j) % p, from = (r + p - j) % p;
-      io.send(to, round == 0 ? this->encode_for(round, slice(this->input_, range(to))) : reduced);
+      io.send(to, round == 0 ? this->encode_for(round, slice(this->input_, range(to)), own_stream(r)) : reduced);
       io.recv(from);
     }
   }

@@ -146,18 +146,26 @@ void run_to_end(sparcl_request* r, std::unique_lock<std::mutex>& lock) {
 // `request_slot` is where the caller wants the request (checked for NULL so
 // that a missing pointer fails on every rank like any other bad argument).
 sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, void* dense_recv,
-                                       sparcl_result_t* result, const void* request_slot) {
+                                       sparcl_result_t* result, const void* request_slot,
+                                       const CompressedCall* compressed) {
   if (result) *result = nullptr;
   const uint64_t dim = send ? send->dim : 0;
   const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
   const sparcl_algorithm_t algorithm =
       resolve_algorithm(comm->config.algorithm, dim, value_size(vt), comm->transport->size());
-  const Identity id = comm->next_identity(Kind::Allreduce, uint8_t(algorithm), dim, vt, index_width_for(dim));
+  Identity id = comm->next_identity(Kind::Allreduce, uint8_t(algorithm), dim, vt, index_width_for(dim));
+  if (compressed) {
+    id.encoding = compressed->encoding;
+    id.bucket = compressed->bucket;
+  }
   checked(comm, id, [&] {
     require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
     check_sparse_header(send);
     require((dense_recv != nullptr) != (result != nullptr), SPARCL_ERR_INVALID_ARG,
             "pass exactly one of dense_recv and result");
+    if (compressed)
+      require(vt == SPARCL_FLOAT32 && dim < (uint64_t(1) << 32), SPARCL_ERR_INTERNAL,
+              "a compressed allreduce of other than float32 values with 32-bit indices");
   });
   auto request = std::make_unique<sparcl_request>();
   dispatch(vt, dim, [&](auto v, auto i) {
@@ -166,6 +174,8 @@ sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t*
     auto in = std::make_shared<Input<V, I>>();
     checked(comm, id, [&] { make_input(*send, *in); });
     auto op = make_allreduce<V, I>(algorithm, *comm->transport, id, in->view);
+    if constexpr (std::is_same<V, float>::value)
+      if (compressed) op->report_input_sent(compressed->input_sent);
     const AllreduceOp<V, I>* reduce = op.get();
     request->deliver = [reduce, dense_recv, result, dim] {
       if (dense_recv)

@@ -3,6 +3,8 @@
 
 #include <sched.h>
 
+#include "ml/compress/common.hpp"
+
 namespace {
 using Clock = std::chrono::steady_clock;
 
@@ -48,6 +50,12 @@ sparcl::Identity sparcl_comm::next_identity(sparcl::Kind kind, uint8_t algorithm
   ident.dim = dim;
   ident.value_type = value_type;
   ident.index_width = index_width;
+  if (value_type == SPARCL_FLOAT32) {
+    ident.encoding = sparcl::Encoding(config.encoding);
+    ident.bucket = sparcl::compress::qsgd_bits(ident.encoding) ? config.quantization_bucket : 0;
+  }
+  ident.checksum = config.checksum;
+  ident.rounding_key = sparcl::compress::derive_seed(rounding_base, ident.seq);
   return ident;
 }
 

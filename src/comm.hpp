@@ -32,12 +32,14 @@ struct sparcl_comm {
   sparcl::Config config;
   uint32_t id = 0;        // the same on every rank; part of every tag and header
   uint64_t next_seq = 0;  // collectives started so far
+  uint64_t rounding_base = 0;  // the same on every rank; seeds stochastic rounding
   std::string last_error;
   sparcl::Traffic traffic;
   uint64_t traffic_since_seq = 0;  // next_seq when the counters were last reset
 
   // Identity of the next collective; every collective call takes one, also
   // one that fails on bad input, so that sequence numbers stay aligned.
+  // Float32 vectors get the configured value encoding, float64 ones travel raw.
   sparcl::Identity next_identity(sparcl::Kind kind, uint8_t algorithm, uint64_t dim, uint8_t value_type,
                                  uint8_t index_width);
 

@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "comm_create.hpp"
 
+#include <atomic>
 #include <cstring>
 #include <random>
 #include <string>
+
+#include "ml/compress/codec.hpp"
+#include "ml/compress/common.hpp"
 
 namespace sparcl {
 
@@ -58,8 +62,17 @@ struct SharedConfig {
   int32_t algorithm;
   int32_t transport;
   uint32_t comm_id_candidate;
+  int32_t encoding;
+  uint32_t quantization_bucket;
+  int32_t checksum;
+  uint64_t ordinal_candidate;
   char ofi_provider[52];
 };
+
+// Communicators this process has created: rank 0's count names a new
+// communicator's stream of stochastic rounding, so that a program that
+// creates its communicators in the same order rounds alike in every run.
+std::atomic<uint64_t> communicators_created{0};
 
 sparcl_transport_t default_transport(bool from_mpi) {
   if (from_mpi) return SPARCL_TRANSPORT_MPI;
@@ -91,13 +104,18 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
   mine.algorithm = cfg.algorithm;
   mine.transport = cfg.transport;
   mine.comm_id_candidate = std::random_device{}();
+  mine.encoding = cfg.encoding;
+  mine.quantization_bucket = cfg.quantization_bucket;
+  mine.checksum = cfg.checksum ? 1 : 0;
+  mine.ordinal_candidate = communicators_created.fetch_add(1);
   std::strncpy(mine.ofi_provider, cfg.ofi_provider.c_str(), sizeof mine.ofi_provider - 1);
   const std::vector<uint8_t> all = boot.allgather(&mine, sizeof mine);
   uint32_t comm_id = 0;
+  uint64_t ordinal = 0;
   for (int i = 0; i < boot.size(); ++i) {
     SharedConfig theirs;
     std::memcpy(&theirs, all.data() + size_t(i) * sizeof theirs, sizeof theirs);
-    if (i == 0) comm_id = theirs.comm_id_candidate;
+    if (i == 0) comm_id = theirs.comm_id_candidate, ordinal = theirs.ordinal_candidate;
     const std::string who = "rank " + std::to_string(i);
     if (theirs.algorithm != mine.algorithm)
       fail(SPARCL_ERR_MISMATCH, who + " configured algorithm " + algorithm_name(sparcl_algorithm_t(theirs.algorithm)) +
@@ -110,11 +128,22 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
     if (std::strncmp(theirs.ofi_provider, mine.ofi_provider, sizeof mine.ofi_provider) != 0 &&
         cfg.transport == SPARCL_TRANSPORT_OFI)
       fail(SPARCL_ERR_MISMATCH, who + " configured another libfabric provider (check SPARCL_OFI_PROVIDER)");
+    if (theirs.encoding != mine.encoding)
+      fail(SPARCL_ERR_MISMATCH, who + " configured value encoding " + encoding_name(sparcl_value_encoding_t(theirs.encoding)) +
+                                    ", this rank " + encoding_name(cfg.encoding) + " (check SPARCL_ENCODING on every rank)");
+    if (theirs.quantization_bucket != mine.quantization_bucket && compress::qsgd_bits(compress::ValueCodec(cfg.encoding)))
+      fail(SPARCL_ERR_MISMATCH, who + " configured a QSGD bucket of " + std::to_string(theirs.quantization_bucket) +
+                                    " values, this rank " + std::to_string(mine.quantization_bucket) +
+                                    " (check SPARCL_QSGD_BUCKET on every rank)");
+    if (theirs.checksum != mine.checksum)
+      fail(SPARCL_ERR_MISMATCH, who + (theirs.checksum ? " turned checksums on" : " turned checksums off") +
+                                    ", this rank " + (mine.checksum ? "on" : "off") + " (check SPARCL_CHECKSUM on every rank)");
   }
 
   auto comm = std::make_unique<sparcl_comm>();
   comm->config = cfg;
   comm->id = comm_id;
+  comm->rounding_base = compress::mix64(ordinal);
   if (cfg.transport == SPARCL_TRANSPORT_MPI) {
     agreed(boot, [&] { comm->transport = make_mpi(); });
   } else {

@@ -2,10 +2,12 @@
 #include "config.hpp"
 
 #include <cerrno>
+#include <cstdint>
 #include <cstddef>
 #include <cstdlib>
 
 #include "error.hpp"
+#include "ml/compress/codec.hpp"
 
 namespace sparcl {
 
@@ -74,6 +76,51 @@ std::chrono::steady_clock::time_point deadline_after(int64_t timeout_ms) {
   return now + std::chrono::milliseconds(timeout_ms);
 }
 
+namespace {
+constexpr const char* kEncodingChoices = "raw, fp16, bf16, qsgd8, qsgd4 or qsgd2";
+
+// field = parse(value of `var`) if it is set; errors name the variable.
+template <class T, class Parse>
+void env_value(const char* var, T& field, Parse parse) {
+  const char* v = std::getenv(var);
+  if (!v) return;
+  try {
+    field = parse(v);
+  } catch (const Error& e) {
+    fail(e.status(), std::string(var) + ": " + e.what());
+  }
+}
+
+// A variable that is 0 or 1.
+void env_flag(const char* var, bool& field) {
+  const char* v = std::getenv(var);
+  if (!v) return;
+  const std::string t = v;
+  if (t != "0" && t != "1") fail(SPARCL_ERR_INVALID_ARG, std::string(var) + ": '" + t + "' is not 0 or 1");
+  field = t == "1";
+}
+}  // namespace
+
+sparcl_value_encoding_t parse_encoding(const std::string& text) {
+  for (int e = SPARCL_VALUES_RAW; e <= SPARCL_VALUES_QSGD2; ++e)
+    if (text == compress::value_codec_name(compress::ValueCodec(e))) return sparcl_value_encoding_t(e);
+  fail(SPARCL_ERR_INVALID_ARG, "unknown value encoding '" + text + "' (expected " + kEncodingChoices + ")");
+}
+
+const char* encoding_name(sparcl_value_encoding_t encoding) {
+  const int e = raw(encoding);
+  return compress::is_value_codec(e) ? compress::value_codec_name(compress::ValueCodec(e)) : "unknown";
+}
+
+uint32_t parse_quantization_bucket(const std::string& text) {
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+  if (text.empty() || text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || v < 1 || v > UINT32_MAX)
+    fail(SPARCL_ERR_INVALID_ARG, "bucket size '" + text + "' is not a number of values in [1, 4294967295]");
+  return uint32_t(v);
+}
+
 Config resolve_config(const sparcl_config_t* user) {
   Config c;
   if (user) {
@@ -99,33 +146,28 @@ Config resolve_config(const sparcl_config_t* user) {
       if (!*user->ofi_provider) fail(SPARCL_ERR_INVALID_ARG, "config.ofi_provider is empty");
       c.ofi_provider = user->ofi_provider;
     }
-  }
-  if (const char* v = std::getenv("SPARCL_ALGORITHM")) {
-    try {
-      c.algorithm = parse_algorithm(v);
-    } catch (const Error& e) {
-      fail(e.status(), std::string("SPARCL_ALGORITHM: ") + e.what());
+    if (has(offsetof(sparcl_config_t, encoding), sizeof(int))) {
+      if (!compress::is_value_codec(raw(user->encoding)))
+        fail(SPARCL_ERR_INVALID_ARG, "config.encoding is not a sparcl_value_encoding_t");
+      c.encoding = user->encoding;
+    }
+    if (has(offsetof(sparcl_config_t, quantization_bucket), sizeof(size_t))) {
+      if (user->quantization_bucket < 1 || user->quantization_bucket > UINT32_MAX)
+        fail(SPARCL_ERR_INVALID_ARG, "config.quantization_bucket must lie in [1, 4294967295]");
+      c.quantization_bucket = uint32_t(user->quantization_bucket);
+    }
+    if (has(offsetof(sparcl_config_t, checksum), sizeof(int))) {
+      if (user->checksum != 0 && user->checksum != 1) fail(SPARCL_ERR_INVALID_ARG, "config.checksum must be 0 or 1");
+      c.checksum = user->checksum == 1;
     }
   }
-  if (const char* v = std::getenv("SPARCL_TIMEOUT_MS")) {
-    try {
-      c.timeout_ms = parse_timeout_ms(v);
-    } catch (const Error& e) {
-      fail(e.status(), std::string("SPARCL_TIMEOUT_MS: ") + e.what());
-    }
-  }
-  if (const char* v = std::getenv("SPARCL_TRANSPORT")) {
-    try {
-      c.transport = parse_transport(v);
-    } catch (const Error& e) {
-      fail(e.status(), std::string("SPARCL_TRANSPORT: ") + e.what());
-    }
-  }
-  if (const char* v = std::getenv("SPARCL_PROGRESS_THREAD")) {
-    const std::string t = v;
-    if (t != "0" && t != "1") fail(SPARCL_ERR_INVALID_ARG, "SPARCL_PROGRESS_THREAD: '" + t + "' is not 0 or 1");
-    c.progress_thread = t == "1";
-  }
+  env_value("SPARCL_ALGORITHM", c.algorithm, parse_algorithm);
+  env_value("SPARCL_TIMEOUT_MS", c.timeout_ms, parse_timeout_ms);
+  env_value("SPARCL_TRANSPORT", c.transport, parse_transport);
+  env_flag("SPARCL_PROGRESS_THREAD", c.progress_thread);
+  env_value("SPARCL_ENCODING", c.encoding, parse_encoding);
+  env_value("SPARCL_QSGD_BUCKET", c.quantization_bucket, parse_quantization_bucket);
+  env_flag("SPARCL_CHECKSUM", c.checksum);
   if (const char* v = std::getenv("SPARCL_OFI_PROVIDER")) {
     if (!*v) fail(SPARCL_ERR_INVALID_ARG, "SPARCL_OFI_PROVIDER is empty");
     c.ofi_provider = v;

@@ -17,6 +17,9 @@ struct Config {
   int64_t timeout_ms = 1800000;
   std::string ofi_provider = "tcp;ofi_rxm";
   bool progress_thread = false;
+  sparcl_value_encoding_t encoding = SPARCL_VALUES_RAW;  // of float32 vectors on the wire
+  uint32_t quantization_bucket = 512;                     // QSGD values per scale
+  bool checksum = false;                                  // CRC32C over every message
 };
 
 // Validates `user` (NULL: defaults) and applies the environment.
@@ -29,6 +32,9 @@ const char* algorithm_name(sparcl_algorithm_t algorithm);
 sparcl_transport_t parse_transport(const std::string& text);
 const char* transport_name(sparcl_transport_t transport);
 int64_t parse_timeout_ms(const std::string& text);
+sparcl_value_encoding_t parse_encoding(const std::string& text);
+const char* encoding_name(sparcl_value_encoding_t encoding);
+uint32_t parse_quantization_bucket(const std::string& text);
 
 // The time `timeout_ms` from now: never (time_point::max()) for 0, which
 // waits forever, and for a timeout beyond the clock's range.

@@ -50,6 +50,7 @@ bool Operation::check_abort_notice() {
   const int peer = abort_notice_->source();
   Buffer msg = abort_notice_->take();
   abort_notice_.reset();
+  if (id_.checksum) verify_checksum(msg, peer);
   WireHeader h = read_header(msg);
   if (!(h.flags & kFlagAbort) || h.comm_id != id_.comm_id || h.seq != id_.seq)
     fail(SPARCL_ERR_CORRUPT, "malformed abort notice from rank " + std::to_string(peer));
@@ -62,9 +63,22 @@ bool Operation::check_abort_notice() {
   return true;
 }
 
+int Operation::barrier_rounds() const {
+  if (!id_.checksum || size() == 1) return 0;
+  int k = 0;
+  while ((1 << k) < size()) ++k;
+  return k;
+}
+
 void Operation::start_round() {
   RoundIO io;
-  post(round_, io);
+  if (round_ < rounds()) {
+    post(round_, io);
+  } else {  // dissemination barrier: step k to r + 2^k, from r - 2^k
+    const int d = 1 << (round_ - rounds());
+    io.send((rank() + d) % size(), encode_ack(id_, uint16_t(round_)));
+    io.recv((rank() - d + size()) % size());
+  }
   for (auto& s : io.sends) {
     if (traffic_) {
       ++traffic_->messages;
@@ -86,7 +100,7 @@ bool Operation::step() {
   if (!started_) {
     started_ = true;
     if (size() > 1) abort_notice_ = transport_.irecv(kAnyPeer, tag(true));
-    if (rounds() > 0xFFFF) fail(SPARCL_ERR_UNSUPPORTED, "too many steps for one collective");
+    if (rounds() + barrier_rounds() > 0xFFFF) fail(SPARCL_ERR_UNSUPPORTED, "too many steps for one collective");
   }
   if (check_abort_notice()) return true;
   bool moved = false;
@@ -95,7 +109,7 @@ bool Operation::step() {
       s.reset();
       moved = true;
     }
-  if (round_ < rounds()) {
+  if (round_ < rounds() + barrier_rounds()) {
     if (!round_posted_) {
       start_round();
       moved = true;
@@ -107,13 +121,16 @@ bool Operation::step() {
       recvs_[i].reset();
       --pending_recvs_;
       moved = true;
+      // With checksums, corruption is reported as such before any field is trusted.
+      if (id_.checksum) verify_checksum(*r.buffer, r.peer);
       r.header = read_header(*r.buffer);
       if (r.header.flags & kFlagAbort)
         fail(SPARCL_ERR_CORRUPT, "abort notice with a data tag from rank " + std::to_string(r.peer));
       check_identity(r.header, id_, uint16_t(round_), r.peer);
+      if (round_ >= rounds()) check_ack(*r.buffer, r.header, r.peer);
     }
     if (pending_recvs_ == 0) {
-      consume(round_, received_);
+      if (round_ < rounds()) consume(round_, received_);
       received_.clear();
       ++round_;
       round_posted_ = false;

@@ -8,7 +8,10 @@
 // and the round, never on data, so every rank walks the same rounds.
 //
 // advance() never blocks: it tests outstanding transfers and runs as many
-// rounds as have their messages. A rank that fails (bad input, a message that
+// rounds as have their messages. With checksums on, the schedule ends with a
+// dissemination barrier of empty messages (ceil(log2 P) rounds), so that a
+// rank that finds a corrupt message in the last round of the algorithm
+// fails every rank: none completes before all have passed their checks. A rank that fails (bad input, a message that
 // fails validation, a timeout) sends an abort notice to every other rank; each
 // operation listens for notices of its own sequence number, so a failure ends
 // the collective on every rank instead of leaving peers waiting.
@@ -93,6 +96,7 @@ class Operation {
   void start_round();
   bool check_abort_notice();
   Tag tag(bool abort) const { return Tag{id_.comm_id, id_.seq, abort}; }
+  int barrier_rounds() const;
 
   State state_ = State::Running;
   sparcl_status_t status_ = SPARCL_SUCCESS;

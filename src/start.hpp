@@ -6,6 +6,7 @@
 
 #include <mutex>
 
+#include "../collectives/collective.hpp"
 #include "comm.hpp"
 
 namespace sparcl {
@@ -17,10 +18,22 @@ sparcl_status_t release(sparcl_request_t* request);
 // Waits for a request that a blocking call started, frees it, and throws its error.
 void run_to_end(sparcl_request* r, std::unique_lock<std::mutex>& lock);
 
+// What a compressed allreduce changes in a sparse allreduce of float32
+// values: the compressor's value encoding instead of the communicator's, and
+// a report of what each piece of the input became on the wire (see
+// AllreduceOp::report_input_sent), so that error feedback keeps exactly what
+// was not sent.
+struct CompressedCall {
+  Encoding encoding = Encoding::Raw;
+  uint32_t bucket = 0;  // QSGD values per scale (0 for the other encodings)
+  InputSentFn<float> input_sent;
+};
+
 // Starts sparcl_allreduce_sparse(). `request_slot` is where the caller wants
 // the request; it is checked for NULL so that a missing pointer fails on every
 // rank like any other bad argument. Throws on failure (after telling peers).
 sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, void* dense_recv,
-                                       sparcl_result_t* result, const void* request_slot);
+                                       sparcl_result_t* result, const void* request_slot,
+                                       const CompressedCall* compressed = nullptr);
 
 }  // namespace sparcl

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "wire.hpp"
 
+#include "crc32c.hpp"
+
 namespace sparcl {
 
 namespace {
@@ -11,12 +13,19 @@ const char* kind_name(uint8_t k) {
     default: return "unknown collective";
   }
 }
+
+// The second CRC of the trailer covers the header and the payload's CRC, so
+// that a forwarder that rewrites the step recomputes 68 bytes, not the payload.
+uint32_t header_crc(const Buffer& msg, uint32_t payload_crc) {
+  return crc32c(&payload_crc, sizeof payload_crc, crc32c(msg.data(), sizeof(WireHeader)));
+}
 }  // namespace
 
 WireHeader make_header(const Identity& id, uint16_t step) {
   WireHeader h{};
   h.magic = kWireMagic;
   h.version = kWireVersion;
+  h.flags = id.checksum ? kFlagChecksum : 0;
   h.index_width = id.index_width;
   h.value_type = id.value_type;
   h.encoding = uint8_t(id.encoding);
@@ -24,19 +33,65 @@ WireHeader make_header(const Identity& id, uint16_t step) {
   h.algorithm = id.algorithm;
   h.step = step;
   h.comm_id = id.comm_id;
+  h.bucket = id.bucket;
   h.seq = id.seq;
   h.dim = id.dim;
   return h;
 }
 
+void seal(Buffer& msg) {
+  uint8_t* trailer = msg.data() + msg.size() - kChecksumBytes;
+  const uint32_t payload = crc32c(msg.data() + sizeof(WireHeader), msg.size() - sizeof(WireHeader) - kChecksumBytes);
+  const uint32_t header = header_crc(msg, payload);
+  std::memcpy(trailer, &payload, 4);
+  std::memcpy(trailer + 4, &header, 4);
+}
+
+void set_step(Buffer& msg, uint16_t step) {
+  std::memcpy(msg.data() + offsetof(WireHeader, step), &step, sizeof step);
+  if (!(msg.data()[offsetof(WireHeader, flags)] & kFlagChecksum)) return;
+  uint32_t payload;
+  std::memcpy(&payload, msg.data() + msg.size() - kChecksumBytes, 4);
+  const uint32_t header = header_crc(msg, payload);
+  std::memcpy(msg.data() + msg.size() - 4, &header, 4);
+}
+
+void verify_checksum(const Buffer& msg, int peer) {
+  const std::string from = " in a message from rank " + std::to_string(peer);
+  if (msg.size() < sizeof(WireHeader) + kChecksumBytes)
+    fail(SPARCL_ERR_CORRUPT, "message too short for the header and its checksums" + from);
+  uint32_t payload, header;
+  std::memcpy(&payload, msg.data() + msg.size() - kChecksumBytes, 4);
+  std::memcpy(&header, msg.data() + msg.size() - 4, 4);
+  if (header_crc(msg, payload) != header)
+    fail(SPARCL_ERR_CORRUPT, "CRC32C mismatch in the header" + from + " (corrupted in transit)");
+  if (crc32c(msg.data() + sizeof(WireHeader), msg.size() - sizeof(WireHeader) - kChecksumBytes) != payload)
+    fail(SPARCL_ERR_CORRUPT, "CRC32C mismatch in the payload" + from + " (corrupted in transit)");
+}
+
+SharedBuffer encode_ack(const Identity& id, uint16_t step) {
+  const WireHeader h = make_header(id, step);
+  auto buf = std::make_shared<Buffer>(sizeof h + (id.checksum ? kChecksumBytes : 0));
+  std::memcpy(buf->data(), &h, sizeof h);
+  if (id.checksum) seal(*buf);
+  return buf;
+}
+
+void check_ack(const Buffer& msg, const WireHeader& h, int peer) {
+  const size_t trailer = (h.flags & kFlagChecksum) ? kChecksumBytes : 0;
+  if ((h.flags & kFlagDense) || h.begin != 0 || h.end != 0 || h.nnz != 0 || msg.size() != sizeof h + trailer)
+    fail(SPARCL_ERR_CORRUPT, "malformed acknowledgement from rank " + std::to_string(peer));
+}
+
 SharedBuffer encode_abort(const Identity& id, sparcl_status_t status, const std::string& text) {
   WireHeader h = make_header(id, 0);
-  h.flags = kFlagAbort;
+  h.flags = uint8_t(h.flags | kFlagAbort);
   h.status = status;
   h.nnz = text.size();
-  auto buf = std::make_shared<Buffer>(sizeof h + text.size());
+  auto buf = std::make_shared<Buffer>(sizeof h + text.size() + (id.checksum ? kChecksumBytes : 0));
   std::memcpy(buf->data(), &h, sizeof h);
   if (!text.empty()) std::memcpy(buf->data() + sizeof h, text.data(), text.size());
+  if (id.checksum) seal(*buf);
   return buf;
 }
 
@@ -48,7 +103,15 @@ WireHeader read_header(const Buffer& msg) {
   if (h.version != kWireVersion)
     fail(SPARCL_ERR_MISMATCH, "peer speaks wire version " + std::to_string(h.version) +
                                   ", this library " + std::to_string(kWireVersion));
-  if (h.flags & ~(kFlagDense | kFlagAbort)) fail(SPARCL_ERR_CORRUPT, "unknown header flags");
+  if (h.flags & ~(kFlagDense | kFlagAbort | kFlagChecksum)) fail(SPARCL_ERR_CORRUPT, "unknown header flags");
+  if (h.reserved0 != 0 || h.reserved1 != 0) fail(SPARCL_ERR_CORRUPT, "nonzero reserved header fields");
+  if (!compress::is_value_codec(h.encoding))
+    fail(SPARCL_ERR_CORRUPT, "unknown value encoding " + std::to_string(h.encoding));
+  if (!(h.flags & kFlagAbort)) {
+    const bool qsgd = compress::qsgd_bits(Encoding(h.encoding)) != 0;
+    if (qsgd ? h.bucket == 0 : h.bucket != 0)
+      fail(SPARCL_ERR_CORRUPT, qsgd ? "QSGD message with a bucket size of 0" : "bucket size set for an encoding without buckets");
+  }
   return h;
 }
 
@@ -67,12 +130,22 @@ void check_identity(const WireHeader& h, const Identity& id, uint16_t step, int 
   if (h.dim != id.dim) mismatch("dim", h.dim, id.dim);
   if (h.value_type != id.value_type) mismatch("value type", h.value_type, id.value_type);
   if (h.index_width != id.index_width) mismatch("index width", h.index_width, id.index_width);
-  if (h.encoding != uint8_t(id.encoding)) mismatch("value encoding", h.encoding, uint8_t(id.encoding));
+  if (h.encoding != uint8_t(id.encoding))
+    fail(SPARCL_ERR_MISMATCH, who + " sends " + compress::value_codec_name(Encoding(h.encoding)) +
+                                  " values, this rank expects " + compress::value_codec_name(id.encoding) +
+                                  " (value encoding: SPARCL_ENCODING, or the compressors' values)");
+  if (!(h.flags & kFlagAbort) && h.bucket != id.bucket) mismatch("QSGD bucket size", h.bucket, id.bucket);
+  if (bool(h.flags & kFlagChecksum) != id.checksum)
+    fail(SPARCL_ERR_MISMATCH, who + (id.checksum ? " sends no checksums, this rank expects them"
+                                                 : " sends checksums, this rank does not expect them") +
+                                  " (SPARCL_CHECKSUM)");
   if (h.step != step) mismatch("step", h.step, step);
 }
 
 std::string abort_text(const Buffer& msg, const WireHeader& h) {
-  const size_t n = msg.size() - sizeof(WireHeader);
+  const size_t trailer = (h.flags & kFlagChecksum) ? kChecksumBytes : 0;
+  if (msg.size() < sizeof(WireHeader) + trailer) return "(malformed abort message)";
+  const size_t n = msg.size() - sizeof(WireHeader) - trailer;
   if (h.nnz != n) return "(malformed abort message)";
   return std::string(reinterpret_cast<const char*>(msg.data() + sizeof(WireHeader)), n);
 }

@@ -1,32 +1,46 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // The wire format: every message starts with a 64-byte header that identifies
 // the collective it belongs to (communicator, sequence number, kind, algorithm,
-// step, dim, value type, index width, encoding) and describes its payload (the
-// index range it covers, sparse or dense, number of entries). Receivers
-// validate all of it before reading the payload (see docs/wire-format.md).
+// step, dim, value type, index width, value encoding) and describes its
+// payload (the index range it covers, sparse or dense, number of entries).
+// Receivers validate all of it before reading the payload (see
+// docs/wire-format.md, which also gives the byte layout).
 //
 // Payload of a data message:
-//   sparse: nnz indices (index_width bytes each), zero-padded to 8 bytes, then nnz values;
-//   dense:  (end - begin) values.
+//   sparse: nnz indices (index_width bytes each), zero-padded to 8 bytes, then
+//           the nnz values in the message's encoding;
+//   dense:  the (end - begin) values in the message's encoding.
+// Encodings (float32 vectors; float64 vectors always travel raw): raw values,
+// fp16, bf16, or QSGD 8/4/2-bit with one float32 scale per `bucket` values
+// (the layouts of ml/compress/codec.hpp).
 // Payload of an abort message: the error text (nnz bytes).
+// With checksums on, 8 more bytes follow: CRC32C of the payload, then CRC32C
+// of the header followed by that first CRC.
 // All fields are little-endian.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <type_traits>
 
 #include "buffer.hpp"
+#include "ml/compress/codec.hpp"
+#include "ml/compress/common.hpp"
 #include "sparse.hpp"
 
 namespace sparcl {
 
 constexpr uint32_t kWireMagic = 0x4C435053;  // "SPCL"
-constexpr uint8_t kWireVersion = 1;
+constexpr uint8_t kWireVersion = 2;
 
-enum WireFlags : uint8_t { kFlagDense = 1, kFlagAbort = 2 };
+enum WireFlags : uint8_t { kFlagDense = 1, kFlagAbort = 2, kFlagChecksum = 4 };
 enum class Kind : uint8_t { Allreduce = 1, Allgather = 2 };
-enum class Encoding : uint8_t { Raw = 0 };
+// Value encodings: the codecs of ml/compress (same codes as sparcl_value_encoding_t).
+using Encoding = compress::ValueCodec;
+
+constexpr size_t kChecksumBytes = 8;
 
 #pragma pack(push, 1)
 struct WireHeader {
@@ -42,7 +56,10 @@ struct WireHeader {
   uint16_t step;
   uint16_t reserved1;
   uint32_t comm_id;
-  int32_t status;  // abort messages: the sparcl_status_t being reported
+  union {
+    int32_t status;   // abort messages: the sparcl_status_t being reported
+    uint32_t bucket;  // data messages: values per QSGD scale (QSGD encodings; else 0)
+  };
   uint64_t seq;
   uint64_t dim;
   uint64_t begin;
@@ -64,6 +81,9 @@ struct Identity {
   uint8_t value_type = 0;
   uint8_t index_width = 0;
   Encoding encoding = Encoding::Raw;
+  uint32_t bucket = 0;        // QSGD values per scale; 0 for the other encodings
+  bool checksum = false;      // every message carries the CRC32C trailer
+  uint64_t rounding_key = 0;  // seeds this collective's stochastic rounding (not sent)
 };
 
 template <class V>
@@ -75,47 +95,113 @@ constexpr uint8_t value_type_code<double>() { return SPARCL_FLOAT64; }
 
 inline size_t pad8(size_t n) { return (n + 7) & ~size_t(7); }
 
-// Payload bytes of a data message, in 128 bits: a corrupt header may claim
-// counts whose byte size does not fit in 64.
-inline uint128 payload_bytes(bool dense, uint64_t nnz, uint64_t length, size_t index_width, size_t value_size) {
-  if (dense) return uint128(length) * value_size;
-  const uint128 index_bytes = uint128(nnz) * index_width;
-  return ((index_bytes + 7) & ~uint128(7)) + uint128(nnz) * value_size;
+inline bool is_lossy(Encoding e) { return e != Encoding::Raw; }
+
+// Bytes of n values of type V in encoding `e` (QSGD: `bucket` values per
+// scale), in 128 bits: a corrupt header may claim counts whose byte size does
+// not fit in 64. Lossy encodings exist for float32 only.
+template <class V>
+uint128 values_bytes(Encoding e, uint64_t n, uint32_t bucket) {
+  if (e == Encoding::Raw) return uint128(n) * sizeof(V);
+  // More values than any message holds: a size no message has (and the
+  // codec's size_t arithmetic cannot overflow below it).
+  if (n > (uint64_t(1) << 56)) return uint128(1) << 100;
+  return compress::encoded_values_size(e, size_t(n), bucket);
+}
+
+// Payload bytes of a data message (without the checksum trailer).
+template <class V>
+uint128 payload_bytes(const Identity& id, bool dense, uint64_t nnz, uint64_t length, size_t index_width) {
+  if (dense) return values_bytes<V>(id.encoding, length, id.bucket);
+  return ((uint128(nnz) * index_width + 7) & ~uint128(7)) + values_bytes<V>(id.encoding, nnz, id.bucket);
+}
+
+// Rounding streams of the stochastic encodings (QSGD). The draws of a
+// message come from (the collective's rounding_key, step, stream). A piece
+// that only its sender holds uses the sender's rank; a piece that several
+// ranks hold bitwise identically and each encode in the same step uses a
+// stream named after the piece, so that they all send (and keep) the same
+// bytes.
+inline uint64_t own_stream(int rank) { return uint64_t(uint32_t(rank)); }
+inline uint64_t shared_stream(uint64_t key) { return (uint64_t(1) << 63) | key; }
+inline uint64_t rounding_seed(const Identity& id, uint16_t step, uint64_t stream) {
+  return compress::derive_seed(id.rounding_key, step, stream);
 }
 
 WireHeader make_header(const Identity& id, uint16_t step);
 
-// Encodes `v` as one message. A sparse view that would not be smaller than
-// its dense form is sent dense (SparCML's rule).
+// Writes the checksum trailer into the last kChecksumBytes of `msg`.
+void seal(Buffer& msg);
+
+// Sets the step of a message being forwarded (its checksum follows).
+void set_step(Buffer& msg, uint16_t step);
+
+// Checks the checksum trailer of a message from `peer`. Throws
+// SPARCL_ERR_CORRUPT naming the peer.
+void verify_checksum(const Buffer& msg, int peer);
+
+// Encodes `v` as one message of `step`; `stream` picks the rounding stream
+// (see own_stream). A sparse view whose sparse form would not be smaller
+// than its dense form is sent dense (SparCML's rule, on encoded sizes).
+// Throws SPARCL_ERR_INVALID_ARG for values QSGD cannot encode (NaN, Inf).
 template <class V, class I>
-SharedBuffer encode(const Identity& id, uint16_t step, const View<V, I>& v) {
+SharedBuffer encode(const Identity& id, uint16_t step, const View<V, I>& v, uint64_t stream = 0) {
+  const bool lossy = is_lossy(id.encoding);
+  if (lossy && !std::is_same<V, float>::value)
+    fail(SPARCL_ERR_INTERNAL, "value encodings other than raw are for float32 vectors");
   WireHeader h = make_header(id, step);
-  const bool dense = v.dense || prefer_dense<V, I>(v.nnz, v.range.size());
-  h.flags = dense ? kFlagDense : 0;
+  const uint64_t length = v.range.size();
+  const uint128 sparse_bytes = uint128(v.nnz) * sizeof(I) + values_bytes<V>(id.encoding, v.nnz, id.bucket);
+  const bool dense = v.dense || sparse_bytes >= values_bytes<V>(id.encoding, length, id.bucket);
+  h.flags = uint8_t(h.flags | (dense ? kFlagDense : 0));
   h.begin = v.range.begin;
   h.end = v.range.end;
-  h.nnz = dense ? v.range.size() : v.nnz;
-  auto buf = std::make_shared<Buffer>(sizeof(WireHeader) +
-                                      size_t(payload_bytes(dense, h.nnz, v.range.size(), sizeof(I), sizeof(V))));
+  h.nnz = dense ? length : v.nnz;
+  const size_t index_bytes = dense ? 0 : pad8(v.nnz * sizeof(I));
+  const size_t value_bytes = size_t(values_bytes<V>(id.encoding, h.nnz, id.bucket));
+  auto buf = std::make_shared<Buffer>(sizeof(WireHeader) + index_bytes + value_bytes +
+                                      (id.checksum ? kChecksumBytes : 0));
   uint8_t* p = buf->data();
   std::memcpy(p, &h, sizeof h);
   p += sizeof h;
-  if (dense) {
-    write_dense(v, reinterpret_cast<V*>(p));
-  } else {
+  if (!dense) {
     const size_t ib = v.nnz * sizeof(I);
     if (ib) std::memcpy(p, v.idx, ib);
-    std::memset(p + ib, 0, pad8(ib) - ib);
-    if (v.nnz) std::memcpy(p + pad8(ib), v.val, v.nnz * sizeof(V));
+    std::memset(p + ib, 0, index_bytes - ib);
+    p += index_bytes;
   }
+  if (!lossy) {
+    if (dense)
+      write_dense(v, reinterpret_cast<V*>(p));
+    else if (v.nnz)
+      std::memcpy(p, v.val, v.nnz * sizeof(V));
+  } else if constexpr (std::is_same<V, float>::value) {
+    const uint64_t seed = rounding_seed(id, step, stream);
+    if (dense && !v.dense) {  // encoded dense: stage the zeros too
+      Array<float> staged(length);
+      write_dense(v, staged.data());
+      compress::encode_values(id.encoding, staged.data(), length, id.bucket, seed, p);
+    } else {
+      compress::encode_values(id.encoding, v.val, h.nnz, id.bucket, seed, p);
+    }
+  }
+  if (id.checksum) seal(*buf);
   return buf;
 }
+
+// An acknowledgement: an empty data message over [0, 0) (the barrier that
+// ends a collective with checksums).
+SharedBuffer encode_ack(const Identity& id, uint16_t step);
+
+// Checks that a data message is an acknowledgement. Throws SPARCL_ERR_CORRUPT.
+void check_ack(const Buffer& msg, const WireHeader& h, int peer);
 
 // An abort message: tells peers that this collective failed with `status`.
 SharedBuffer encode_abort(const Identity& id, sparcl_status_t status, const std::string& text);
 
-// Reads and checks the header of a received message: magic, version, known
-// flags and a size that can hold it. Throws SPARCL_ERR_CORRUPT.
+// Reads and checks the header of a received message: size, magic, version,
+// known flags, zero reserved fields, a known encoding and a bucket that fits
+// it. Throws SPARCL_ERR_CORRUPT (version: SPARCL_ERR_MISMATCH).
 WireHeader read_header(const Buffer& msg);
 
 // Checks that a header belongs to the collective `id` at `step`. Throws
@@ -125,41 +211,83 @@ void check_identity(const WireHeader& h, const Identity& id, uint16_t step, int 
 // The text of an abort message.
 std::string abort_text(const Buffer& msg, const WireHeader& h);
 
-// Validates the payload of a data message covering `expected` and returns a
-// view into `msg`: exact size, nnz <= length, indices strictly increasing and
-// inside the range. Throws SPARCL_ERR_CORRUPT (or MISMATCH for another range).
+// A validated data message: a view of its entries, into the message itself
+// for raw values, else into `stream`, which holds the decoded values (and a
+// copy of the indices).
 template <class V, class I>
-View<V, I> decode(const Buffer& msg, const WireHeader& h, Range expected, int peer) {
+struct Decoded {
+  View<V, I> view;
+  std::shared_ptr<const Stream<V, I>> stream;
+};
+
+// Validates the payload of a data message covering `expected` (its header
+// from read_header) and returns its entries: exact size, nnz <= length,
+// indices strictly increasing and inside the range, zero padding, and values
+// that decode (QSGD scales finite and >= 0, no unused code, padding bits as
+// the codec writes them). Throws SPARCL_ERR_CORRUPT (or MISMATCH for another
+// range). Needs no transport: a header and payload in a Buffer suffice.
+template <class V, class I>
+Decoded<V, I> decode(const Buffer& msg, const WireHeader& h, Range expected, int peer) {
   if (h.begin != expected.begin || h.end != expected.end)
     fail(SPARCL_ERR_MISMATCH, "rank " + std::to_string(peer) + " sent index range [" +
                                   std::to_string(h.begin) + ", " + std::to_string(h.end) +
                                   "), expected [" + std::to_string(expected.begin) + ", " +
                                   std::to_string(expected.end) + ")");
+  const std::string from = " in a message from rank " + std::to_string(peer);
+  const auto encoding = Encoding(h.encoding);
+  const bool lossy = is_lossy(encoding);
+  if (lossy && !std::is_same<V, float>::value)
+    fail(SPARCL_ERR_CORRUPT, std::string(compress::value_codec_name(encoding)) + " values of a float64 vector" + from);
   const bool dense = h.flags & kFlagDense;
   const uint64_t length = expected.size();
-  const std::string from = " in a message from rank " + std::to_string(peer);
   if (dense ? h.nnz != length : h.nnz > length) fail(SPARCL_ERR_CORRUPT, "bad entry count" + from);
-  if (msg.size() - sizeof(WireHeader) != payload_bytes(dense, h.nnz, length, sizeof(I), sizeof(V)))
+  Identity shape;
+  shape.encoding = encoding;
+  shape.bucket = h.bucket;
+  const size_t trailer = (h.flags & kFlagChecksum) ? kChecksumBytes : 0;
+  const uint128 payload = payload_bytes<V>(shape, dense, h.nnz, length, sizeof(I));
+  if (msg.size() < sizeof(WireHeader) + trailer || msg.size() - sizeof(WireHeader) - trailer != payload)
     fail(SPARCL_ERR_CORRUPT, "message size does not match its header" + from);
   const uint8_t* p = msg.data() + sizeof(WireHeader);
-  View<V, I> v;
+  Decoded<V, I> d;
+  View<V, I>& v = d.view;
   v.range = expected;
   v.dense = dense;
   v.nnz = h.nnz;
-  if (dense) {
-    v.val = reinterpret_cast<const V*>(p);
-    return v;
+  size_t index_bytes = 0;
+  if (!dense) {
+    v.idx = reinterpret_cast<const I*>(p);
+    uint64_t next = expected.begin;  // smallest index allowed next
+    for (size_t k = 0; k < v.nnz; ++k) {
+      const uint64_t ix = v.idx[k];
+      if (ix < next || ix >= expected.end)
+        fail(SPARCL_ERR_CORRUPT, "index out of range or out of order" + from);
+      next = ix + 1;
+    }
+    index_bytes = pad8(v.nnz * sizeof(I));
+    for (size_t k = v.nnz * sizeof(I); k < index_bytes; ++k)
+      if (p[k]) fail(SPARCL_ERR_CORRUPT, "nonzero padding after the indices" + from);
   }
-  v.idx = reinterpret_cast<const I*>(p);
-  v.val = reinterpret_cast<const V*>(p + pad8(h.nnz * sizeof(I)));
-  uint64_t next = expected.begin;  // smallest index allowed next
-  for (size_t k = 0; k < v.nnz; ++k) {
-    const uint64_t ix = v.idx[k];
-    if (ix < next || ix >= expected.end)
-      fail(SPARCL_ERR_CORRUPT, "index out of range or out of order" + from);
-    next = ix + 1;
+  const uint8_t* values = p + index_bytes;
+  if (!lossy) {
+    v.val = reinterpret_cast<const V*>(values);
+    return d;
   }
-  return v;
+  if constexpr (std::is_same<V, float>::value) {
+    auto s = std::make_shared<Stream<V, I>>();
+    s->range = expected;
+    s->dense = dense;
+    if (!dense) s->idx.assign(v.idx, v.idx + v.nnz);
+    s->val.resize(v.nnz);
+    try {
+      compress::decode_values(encoding, values, size_t(payload) - index_bytes, v.nnz, h.bucket, s->val.data());
+    } catch (const Error& e) {
+      fail(SPARCL_ERR_CORRUPT, e.what() + from);
+    }
+    d.view = s->view();
+    d.stream = std::move(s);
+  }
+  return d;
 }
 
 }  // namespace sparcl

@@ -25,6 +25,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "sparcl/compress.h"
 #include "sparcl/sparcl_mpi.h"
 
 namespace {
@@ -41,7 +42,8 @@ struct Options {
   std::vector<std::string> algorithms{"auto"};
   std::vector<std::string> transports{"mpi"};
   std::vector<Output> outputs{Output::Sparse};
-  std::string encoding = "raw";
+  std::vector<std::string> encodings{"raw"};  // -v: value encodings on the wire
+  std::string compress;                      // --compress METHOD: time sparcl_allreduce_compressed
   std::string dtype = "float";
   Dist dist = Dist::Uniform;
   double overlap = 0.0;
@@ -57,6 +59,18 @@ struct Options {
 
 const char* const kAlgorithms[] = {"auto", "recursive_doubling", "split_allgather", "split_dense",
                                    "ring", "halving_doubling"};
+// Indexed by sparcl_value_encoding_t.
+const char* const kEncodings[] = {"raw", "fp16", "bf16", "qsgd8", "qsgd4", "qsgd2"};
+
+struct CompressMethod {
+  const char* name;
+  sparcl_compress_method_t method;
+};
+const CompressMethod kCompressMethods[] = {{"topk", SPARCL_COMPRESS_TOPK},
+                                           {"approx_topk", SPARCL_COMPRESS_APPROX_TOPK},
+                                           {"topk_bucket", SPARCL_COMPRESS_TOPK_BUCKET},
+                                           {"randomk", SPARCL_COMPRESS_RANDOMK},
+                                           {"none", SPARCL_COMPRESS_NONE}};
 
 void usage(FILE* f) {
   std::fprintf(
@@ -75,8 +89,9 @@ void usage(FILE* f) {
       "  --overlap F            fraction of each rank's nonzeros at indices shared by all ranks (default 0:\n"
       "                         independent draws)\n"
       "  --dtype T              float (default) or double\n"
-      "  -v, --values ENC       value encoding: raw (only raw for now; compressed encodings come with the\n"
-      "                         compression work)\n"
+      "  -v, --values LIST      value encodings on the wire, one sparcl communicator each: raw (default),\n"
+      "                         fp16, bf16, qsgd8, qsgd4, qsgd2, or all (config.encoding); with --compress\n"
+      "                         the compressors' encodings\n"
       "  --seed S               random seed (default 1)\n"
       "what to run:\n"
       "  -a, --algorithms LIST  auto,recursive_doubling,split_allgather,split_dense,ring,halving_doubling\n"
@@ -85,6 +100,9 @@ void usage(FILE* f) {
       "  --output LIST          sparcl output that is timed: sparse (result object, default) and/or dense\n"
       "                         (a dense receive buffer)\n"
       "  --baselines LIST       allreduce,allgather (default), or none\n"
+      "  --compress METHOD      time sparcl_allreduce_compressed of a dense N(0,1) gradient per rank instead:\n"
+      "                         topk, approx_topk, topk_bucket, randomk or none, keeping -d of the entries,\n"
+      "                         values in each -v encoding; beside MPI_Allreduce of the dense gradient\n"
       "measurement:\n"
       "  -n, --iters N          timed iterations per point at 1M elements and above (default 5); smaller\n"
       "                         sizes run N*min(10, 1M/elements) (more for small messages, as OSU does)\n"
@@ -239,11 +257,23 @@ Options parse(int argc, char** argv, bool& help) {
           bad("--baselines: '" + s + "' is not allreduce, allgather or none");
       }
     } else if (a == "-v" || a == "--values") {
-      o.encoding = value();
-      if (o.encoding != "raw")
-        bad("-v: value encoding '" + o.encoding +
-            "' is not available: only 'raw' (uncompressed values) is supported for now; compressed encodings "
-            "come with sparcl's compression work");
+      o.encodings.clear();
+      for (const auto& e : split(value())) {
+        std::vector<std::string> names{e};
+        if (e == "all") names.assign(std::begin(kEncodings), std::end(kEncodings));
+        for (const auto& name : names) {
+          if (std::find(std::begin(kEncodings), std::end(kEncodings), name) == std::end(kEncodings))
+            bad("-v: unknown value encoding '" + name + "' (raw, fp16, bf16, qsgd8, qsgd4, qsgd2, all)");
+          if (std::find(o.encodings.begin(), o.encodings.end(), name) == o.encodings.end())
+            o.encodings.push_back(name);
+        }
+      }
+      if (o.encodings.empty()) bad("-v: no encodings");
+    } else if (a == "--compress") {
+      o.compress = value();
+      bool known = false;
+      for (const auto& m : kCompressMethods) known |= o.compress == m.name;
+      if (!known) bad("--compress: unknown method '" + o.compress + "' (topk, approx_topk, topk_bucket, randomk, none)");
     } else if (a == "--dtype") {
       o.dtype = value();
       if (o.dtype == "float32") o.dtype = "float";
@@ -300,6 +330,13 @@ Options parse(int argc, char** argv, bool& help) {
   if (o.max_elements > uint64_t(INT_MAX))
     bad("-e: at most " + std::to_string(INT_MAX) + " elements (MPI counts are int)");
   if (o.increment == 0 && o.factor < 2 && o.min_elements != o.max_elements) bad("-f must be >= 2 (or use -i)");
+  if (!o.compress.empty()) {
+    if (o.dtype != "float") bad("--compress: gradients are float32 (--dtype float)");
+    if (o.max_elements >= (uint64_t(1) << 32)) bad("--compress: at most 2^32 - 1 elements");
+    for (double d : o.densities)
+      if (!(d > 0)) bad("--compress: densities must be > 0");
+    o.base_allgather = false;  // the compressed call has no allgather counterpart
+  }
   return o;
 }
 
@@ -329,6 +366,18 @@ sparcl_algorithm_t algorithm_of(const std::string& name) {
   for (int k = 0; k < 6; ++k)
     if (name == kAlgorithms[k]) return static_cast<sparcl_algorithm_t>(k);
   return SPARCL_ALGO_AUTO;
+}
+
+sparcl_value_encoding_t encoding_of(const std::string& name) {
+  for (int e = 0; e < 6; ++e)
+    if (name == kEncodings[e]) return static_cast<sparcl_value_encoding_t>(e);
+  return SPARCL_VALUES_RAW;
+}
+
+sparcl_compress_method_t compress_method_of(const std::string& name) {
+  for (const auto& m : kCompressMethods)
+    if (name == m.name) return m.method;
+  return SPARCL_COMPRESS_TOPK;
 }
 
 sparcl_transport_t transport_of(const std::string& name) {
@@ -516,7 +565,7 @@ std::string csv_field(const std::string& s) {
 
 // ---------------------------------------------------------------- methods --
 
-enum class Kind { DenseAllreduce, AllgatherBaseline, Sparcl };
+enum class Kind { DenseAllreduce, AllgatherBaseline, Sparcl, Compressed };
 
 struct Method {
   Kind kind;
@@ -524,6 +573,7 @@ struct Method {
   std::string transport;  // transport column
   Output output = Output::Dense;
   sparcl_comm_t comm = nullptr;
+  std::string encoding = "raw";  // values on the wire
 };
 
 // Timed iterations at `n` elements: -n at 1M and above, up to 10x that below.
@@ -538,9 +588,10 @@ struct Row {
   int iters = 0;
   double density = 0;
   uint64_t nnz_rank = 0, result_nnz = 0;
-  std::string algorithm, transport, output, result_form, wire_source, error;
+  std::string algorithm, transport, output, encoding, result_form, wire_source, error;
   double t_avg = 0, t_min = 0, t_max = 0;  // seconds
   double algbw = 0, busbw = 0, wire_bytes = 0, wire_msgs = 0, wirebw = 0;
+  double dense_bytes = 0, x_bytes = NAN;  // a dense ring allreduce's bytes per rank, and that / wire_bytes
   double x_allreduce = NAN, x_allgather = NAN;
   long long wrong = -1;  // -1: not checked
 };
@@ -561,18 +612,19 @@ std::string opt_cell(double x, const char* f) { return std::isnan(x) ? std::stri
 const char* kCsvHeader =
     "ranks,transport,encoding,dtype,dist,overlap,elements,bytes,density,nnz_rank,result_nnz,algorithm,output,"
     "result_form,iters,time_avg_us,time_min_us,time_max_us,algbw_GBps,busbw_GBps,wire_bytes,wire_msgs,wire_source,"
-    "wirebw_GBps,speedup_vs_allreduce,speedup_vs_allgather,wrong,error";
+    "wirebw_GBps,speedup_vs_allreduce,speedup_vs_allgather,wrong,error,dense_ring_bytes,x_bytes";
 
 std::string csv_row(const Run& r, const Row& w, size_t value_bytes) {
   std::string s =
-      fmt("%d,%s,%s,%s,%s,%g,%llu,%llu,%g,%llu,%llu,%s,%s,%s,%d,", r.ranks, w.transport.c_str(), r.opt.encoding.c_str(),
+      fmt("%d,%s,%s,%s,%s,%g,%llu,%llu,%g,%llu,%llu,%s,%s,%s,%d,", r.ranks, w.transport.c_str(), w.encoding.c_str(),
           r.opt.dtype.c_str(), dist_name(r.opt.dist), r.opt.overlap, (unsigned long long)w.elements,
           (unsigned long long)(w.elements * value_bytes), w.density, (unsigned long long)w.nnz_rank,
           (unsigned long long)w.result_nnz, w.algorithm.c_str(), w.output.c_str(), w.result_form.c_str(), w.iters);
   s += fmt("%.3f,%.3f,%.3f,%.4f,%.4f,%.0f,%.2f,%s,%.4f,", w.t_avg * 1e6, w.t_min * 1e6, w.t_max * 1e6, w.algbw, w.busbw,
            w.wire_bytes, w.wire_msgs, w.wire_source.c_str(), w.wirebw);
   s += opt_cell(w.x_allreduce, "%.4f") + "," + opt_cell(w.x_allgather, "%.4f") + "," +
-       (w.wrong < 0 ? std::string() : std::to_string(w.wrong)) + "," + csv_field(w.error);
+       (w.wrong < 0 ? std::string() : std::to_string(w.wrong)) + "," + csv_field(w.error) + "," +
+       fmt("%.0f", w.dense_bytes) + "," + opt_cell(w.x_bytes, "%.2f");
   return s;
 }
 
@@ -585,16 +637,19 @@ void write_json(const Run& r, size_t value_bytes, const std::string& started) {
   if (!f) return;
   char host[256] = "";
   gethostname(host, sizeof host - 1);
-  std::string d;
+  std::string d, encodings;
   for (size_t i = 0; i < r.opt.densities.size(); ++i) d += (i ? "," : "") + fmt("%g", r.opt.densities[i]);
+  for (size_t i = 0; i < r.opt.encodings.size(); ++i) encodings += (i ? ", \"" : "\"") + r.opt.encodings[i] + "\"";
   std::fprintf(f,
                "{\n  \"tool\": \"sparcl-bench\",\n  \"sparcl_version\": %d,\n  \"command\": \"%s\",\n"
                "  \"started\": \"%s\",\n  \"host\": \"%s\",\n  \"ranks\": %d,\n  \"dtype\": \"%s\",\n"
-               "  \"encoding\": \"%s\",\n  \"dist\": \"%s\",\n  \"overlap\": %g,\n  \"zipf_s\": %g,\n"
+               "  \"encodings\": [%s],\n  \"compress\": \"%s\",\n  \"dist\": \"%s\",\n  \"overlap\": %g,\n"
+               "  \"zipf_s\": %g,\n"
                "  \"cluster_len\": %llu,\n  \"densities\": [%s],\n  \"iters\": %d,\n  \"warmups\": %d,\n"
                "  \"time_statistic\": \"%s\",\n  \"check\": %s,\n  \"seed\": %llu,\n  \"rows\": [",
                sparcl_version(), json_escape(r.command).c_str(), started.c_str(), json_escape(host).c_str(), r.ranks,
-               r.opt.dtype.c_str(), r.opt.encoding.c_str(), dist_name(r.opt.dist), r.opt.overlap, r.opt.zipf_s,
+               r.opt.dtype.c_str(), encodings.c_str(), r.opt.compress.c_str(), dist_name(r.opt.dist), r.opt.overlap,
+               r.opt.zipf_s,
                (unsigned long long)r.opt.cluster_len, d.c_str(), r.opt.iters, r.opt.warmups,
                r.opt.median ? "median" : "mean", r.opt.check ? "true" : "false", (unsigned long long)r.opt.seed);
   for (size_t i = 0; i < r.rows.size(); ++i) {
@@ -603,17 +658,21 @@ void write_json(const Run& r, size_t value_bytes, const std::string& started) {
         f,
         "%s\n    {\"elements\": %llu, \"bytes\": %llu, \"density\": %g, \"nnz_rank\": %llu, "
         "\"result_nnz\": %llu, \"iters\": %d, \"algorithm\": \"%s\", \"transport\": \"%s\", \"output\": \"%s\", "
+        "\"encoding\": \"%s\", "
         "\"result_form\": \"%s\", \"time_avg_us\": %s, \"time_min_us\": %s, \"time_max_us\": %s, "
         "\"algbw_GBps\": %s, \"busbw_GBps\": %s, \"wire_bytes\": %.0f, \"wire_msgs\": %.2f, "
         "\"wire_source\": \"%s\", \"wirebw_GBps\": %s, \"speedup_vs_allreduce\": %s, "
-        "\"speedup_vs_allgather\": %s, \"wrong\": %s, \"error\": \"%s\"}",
+        "\"speedup_vs_allgather\": %s, \"wrong\": %s, \"error\": \"%s\", \"dense_ring_bytes\": %.0f, "
+        "\"x_bytes\": %s}",
         i ? "," : "", (unsigned long long)w.elements, (unsigned long long)(w.elements * value_bytes), w.density,
         (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz, w.iters, w.algorithm.c_str(),
-        w.transport.c_str(), w.output.c_str(), w.result_form.c_str(), json_num(w.t_avg * 1e6, "%.3f").c_str(),
+        w.transport.c_str(), w.output.c_str(), w.encoding.c_str(), w.result_form.c_str(),
+        json_num(w.t_avg * 1e6, "%.3f").c_str(),
         json_num(w.t_min * 1e6, "%.3f").c_str(), json_num(w.t_max * 1e6, "%.3f").c_str(), json_num(w.algbw).c_str(),
         json_num(w.busbw).c_str(), w.wire_bytes, w.wire_msgs, w.wire_source.c_str(), json_num(w.wirebw).c_str(),
         json_num(w.x_allreduce).c_str(), json_num(w.x_allgather).c_str(),
-        w.wrong < 0 ? "null" : std::to_string(w.wrong).c_str(), json_escape(w.error).c_str());
+        w.wrong < 0 ? "null" : std::to_string(w.wrong).c_str(), json_escape(w.error).c_str(), w.dense_bytes,
+        json_num(w.x_bytes, "%.4g").c_str());
   }
   std::fprintf(f, "\n  ]\n}\n");
   std::fclose(f);
@@ -631,22 +690,46 @@ std::vector<T> expected_sum(const Run& r, uint64_t n, size_t di) {
   return sum;
 }
 
+// How far a result may be from the exact sum (-c). Raw values: not at all.
+// A lossy encoding rounds a value at most H = max(P, 2 ceil(log2 P) + 2)
+// times on its way (the most of any algorithm: the ring's P - 1 hops and
+// its allgather, halving-doubling's two phases and fold), each time by at
+// most u |partial sum| <= u |sum| (fp16: u = 2^-11, bf16: 2^-8; the values
+// are positive) or, for QSGD with s levels, by less than one level,
+// scale / s <= largest sum / s.
+struct Tolerance {
+  double rel = 0, abs = 0;
+  bool ok(double got, double want) const { return std::fabs(got - want) <= rel * std::fabs(want) + abs; }
+};
+
+Tolerance tolerance_of(const std::string& encoding, int ranks, double largest) {
+  int log2p = 0;
+  while ((1 << log2p) < ranks) ++log2p;
+  const double h = ranks > 1 ? std::max(ranks, 2 * log2p + 2) : 0;
+  Tolerance t;
+  if (encoding == "fp16") t.rel = h * std::ldexp(1.0, -11) + std::ldexp(1.0, -20);
+  if (encoding == "bf16") t.rel = h * std::ldexp(1.0, -8) + std::ldexp(1.0, -20);
+  const int levels = encoding == "qsgd8" ? 127 : encoding == "qsgd4" ? 7 : encoding == "qsgd2" ? 1 : 0;
+  if (levels) t.abs = h * largest / levels * (1 + 1e-6);
+  return t;
+}
+
 template <class T>
-long long count_wrong_dense(const T* out, const std::vector<T>& expect) {
+long long count_wrong_dense(const T* out, const std::vector<T>& expect, const Tolerance& tol) {
   long long wrong = 0;
-  for (size_t i = 0; i < expect.size(); ++i) wrong += out[i] != expect[i];
+  for (size_t i = 0; i < expect.size(); ++i) wrong += !tol.ok(double(out[i]), double(expect[i]));
   return wrong;
 }
 
 // A result object against the expected sum: values, and the shape of a sparse
 // result (sorted unique indices; explicit zeros are allowed where the sum is 0).
 template <class T>
-long long count_wrong_result(sparcl_result_t res, const std::vector<T>& expect) {
+long long count_wrong_result(sparcl_result_t res, const std::vector<T>& expect, const Tolerance& tol) {
   const uint64_t n = expect.size();
   if (!res || sparcl_result_dim(res) != n || sparcl_result_value_type(res) != sparcl_type<T>()) return (long long)n;
   const T* val = static_cast<const T*>(sparcl_result_values(res));
   const size_t nnz = sparcl_result_nnz(res);
-  if (sparcl_result_is_dense(res)) return nnz == n ? count_wrong_dense(val, expect) : (long long)n;
+  if (sparcl_result_is_dense(res)) return nnz == n ? count_wrong_dense(val, expect, tol) : (long long)n;
   if (sparcl_result_index_type(res) != SPARCL_INDEX_U32) return (long long)n;
   const uint32_t* idx = static_cast<const uint32_t*>(sparcl_result_indices(res));
   long long wrong = 0;
@@ -654,7 +737,7 @@ long long count_wrong_result(sparcl_result_t res, const std::vector<T>& expect) 
   for (uint64_t i = 0; i < n; ++i) {
     T got = 0;
     if (p < nnz && idx[p] == i) got = val[p++];
-    wrong += got != expect[i];
+    wrong += !tol.ok(double(got), double(expect[i]));
   }
   wrong += (long long)(nnz - p);  // unsorted, repeated or out-of-range indices
   return wrong;
@@ -679,12 +762,158 @@ double stat_of(std::vector<double> t, bool median) {
   return s / double(t.size());
 }
 
+// What one point measured on this rank, per method (in r.methods' order).
+struct PointData {
+  uint64_t n = 0, k = 0, result_nnz = 0;
+  double density = 0;
+  int iters = 0;
+  size_t value_bytes = 4;
+  std::vector<std::vector<double>> times;  // seconds per timed call
+  std::vector<sparcl_stats_t> stats;       // sparcl's counters over the timed calls
+  std::vector<std::string> errors;
+  std::vector<long long> wrong;            // over all ranks; -1: not checked
+  std::vector<std::string> result_form;
+
+  explicit PointData(size_t methods)
+      : times(methods), stats(methods), errors(methods), wrong(methods, -1), result_form(methods, "dense") {}
+};
+
+// Gathers every rank's figures on rank 0, which prints the rows and keeps
+// them for the summary.
+void report_point(Run& r, const PointData& d) {
+  const Options& o = r.opt;
+  const size_t nm = r.methods.size();
+  const double P = r.ranks;
+  const double S = double(d.n) * double(d.value_bytes);  // dense-equivalent size
+  std::vector<Row> rows(nm);
+  for (size_t mi = 0; mi < nm; ++mi) {
+    const Method& m = r.methods[mi];
+    const bool counted = m.kind == Kind::Sparcl || m.kind == Kind::Compressed;
+    double mine[3] = {stat_of(d.times[mi], o.median), 0, 0};
+    if (counted && d.stats[mi].collectives) {
+      mine[1] = double(d.stats[mi].bytes_sent) / double(d.stats[mi].collectives);
+      mine[2] = double(d.stats[mi].messages_sent) / double(d.stats[mi].collectives);
+    }
+    std::vector<double> all(size_t(3 * r.ranks));
+    MPI_Gather(mine, 3, MPI_DOUBLE, all.data(), 3, MPI_DOUBLE, 0, r.world);
+    Row& w = rows[mi];
+    w.elements = d.n;
+    w.iters = d.iters;
+    w.density = d.density;
+    w.nnz_rank = d.k;
+    w.result_nnz = d.result_nnz;
+    w.algorithm = m.kind == Kind::Compressed ? o.compress + "/" + m.name : m.name;
+    w.transport = m.transport;
+    w.output = m.output == Output::Sparse ? "sparse" : "dense";
+    w.encoding = m.encoding;
+    w.error = d.errors[mi];
+    w.wrong = d.wrong[mi];
+    w.result_form = d.result_form[mi];
+    if (r.rank != 0) continue;
+    double sum = 0, mn = INFINITY, mx = 0, bytes = 0, msgs = 0;
+    for (int p = 0; p < r.ranks; ++p) {
+      const double t = all[size_t(3 * p)];
+      sum += t, mn = std::min(mn, t), mx = std::max(mx, t);
+      bytes += all[size_t(3 * p + 1)], msgs += all[size_t(3 * p + 2)];
+    }
+    if (!d.errors[mi].empty()) sum = mn = mx = NAN;
+    w.t_avg = sum / P, w.t_min = mn, w.t_max = mx;
+    // nccl-tests' allreduce formulas on the dense-equivalent size.
+    w.algbw = S / w.t_avg / 1e9;
+    w.busbw = w.algbw * (P > 1 ? 2.0 * (P - 1) / P : 1.0);
+    // What a bandwidth-optimal dense allreduce (ring, Rabenseifner) sends per rank.
+    w.dense_bytes = P > 1 ? 2.0 * (P - 1) / P * S : 0.0;
+    if (counted) {
+      w.wire_bytes = bytes / P, w.wire_msgs = msgs / P, w.wire_source = "stats";
+    } else if (m.kind == Kind::DenseAllreduce) {
+      w.wire_bytes = w.dense_bytes, w.wire_msgs = 2.0 * (P - 1), w.wire_source = "model";
+    } else {
+      // Counts, then every other rank's indices and values reach each rank.
+      w.wire_bytes = (P - 1) * (4.0 + double(d.k) * double(sizeof(uint32_t) + d.value_bytes));
+      w.wire_msgs = 3.0 * (P - 1), w.wire_source = "model";
+    }
+    w.wirebw = w.wire_bytes / w.t_avg / 1e9;
+    if (w.wire_bytes > 0) w.x_bytes = w.dense_bytes / w.wire_bytes;
+  }
+
+  if (r.rank == 0) {
+    double t_dense = NAN, t_ag = NAN;
+    for (size_t mi = 0; mi < nm; ++mi) {
+      if (r.methods[mi].kind == Kind::DenseAllreduce) t_dense = rows[mi].t_avg;
+      if (r.methods[mi].kind == Kind::AllgatherBaseline) t_ag = rows[mi].t_avg;
+    }
+    for (Row& w : rows) {
+      w.x_allreduce = t_dense / w.t_avg;
+      w.x_allgather = t_ag / w.t_avg;
+    }
+    for (const Row& w : rows) {
+      std::printf(
+          "%12llu %8.4g %10llu %10llu  %-24s %-3s %-6s %-5s %11.1f %11.1f %11.1f %8.3f %8.3f %12.0f %8.2f %8.2f "
+          "%8.2f %8s\n",
+          (unsigned long long)w.elements, w.density, (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz,
+          w.algorithm.c_str(), w.transport.c_str(),
+          (w.output == "sparse" ? (w.result_form == "dense" ? "s->d" : "sparse") : "dense"), w.encoding.c_str(),
+          w.t_avg * 1e6, w.t_min * 1e6, w.t_max * 1e6, w.algbw, w.busbw, w.wire_bytes, w.x_bytes, w.x_allreduce,
+          w.x_allgather,
+          !w.error.empty() ? "error"
+          : w.wrong < 0    ? "-"
+                           : std::to_string(w.wrong).c_str());
+      if (r.csv) std::fprintf(r.csv, "%s\n", csv_row(r, w, d.value_bytes).c_str());
+    }
+    std::fflush(stdout);
+    if (r.csv) std::fflush(r.csv);
+  }
+  for (const Row& w : rows) {
+    if (!w.error.empty() || w.wrong > 0) r.failed = true;
+    if (r.rank == 0) r.rows.push_back(w);
+  }
+}
+
+// Runs one call of method `mi` (after a barrier) and records its time, or
+// its error, which every rank sees alike (sparcl's contract).
+template <class Call>
+bool timed_call(Run& r, PointData& d, size_t mi, bool timed, Call&& call) {
+  Method& m = r.methods[mi];
+  MPI_Barrier(r.world);
+  const double t0 = MPI_Wtime();
+  const sparcl_status_t st = call();
+  const double dt = MPI_Wtime() - t0;
+  if (st != SPARCL_SUCCESS) {
+    d.errors[mi] = std::string(sparcl_strerror(st)) + ": " + sparcl_comm_last_error(m.comm);
+    if (r.rank == 0)
+      std::fprintf(stderr, "sparcl-bench: %s (%s, %s) at %llu elements, density %g: %s\n", m.name.c_str(),
+                   m.transport.c_str(), m.encoding.c_str(), (unsigned long long)d.n, d.density, d.errors[mi].c_str());
+    return false;
+  }
+  if (timed) d.times[mi].push_back(dt);
+  return true;
+}
+
+// Iterations of a point: warm-ups, then timed ones; methods interleaved
+// within each, starting with a different one each time, so that a change of
+// machine load hits all of them alike (the ratios stay meaningful) and no
+// method always follows the same one. `one(mi, timed, last)` runs a call.
+template <class One>
+void iterate(Run& r, PointData& d, One&& one) {
+  const size_t nm = r.methods.size();
+  const int total_iters = r.opt.warmups + d.iters;
+  for (int it = 0; it < total_iters; ++it)
+    for (size_t step = 0; step < nm; ++step) {
+      const size_t mi = (step + size_t(it)) % nm;
+      Method& m = r.methods[mi];
+      if (!d.errors[mi].empty()) continue;
+      const bool counted = m.kind == Kind::Sparcl || m.kind == Kind::Compressed;
+      if (counted && it == r.opt.warmups) sparcl_comm_reset_stats(m.comm);
+      const bool last = it == total_iters - 1;
+      if (one(mi, it >= r.opt.warmups, last) && last && counted) sparcl_comm_stats(m.comm, &d.stats[mi]);
+    }
+}
+
 // --------------------------------------------------------------- one point --
 
 template <class T>
 void run_point(Run& r, uint64_t n, size_t di) {
   const Options& o = r.opt;
-  const double density = o.densities[di];
   const Vec v = generate(o, n, di, r.rank);
   const size_t k = v.idx.size();
   std::vector<T> val(k);
@@ -695,6 +924,8 @@ void run_point(Run& r, uint64_t n, size_t di) {
   const sparcl_sparse_t in{n, k, SPARCL_INDEX_U32, v.idx.data(), sparcl_type<T>(), sparcl_val.data(), 0};
 
   const size_t nm = r.methods.size();
+  PointData d(nm);
+  d.n = n, d.k = k, d.density = o.densities[di], d.iters = iters_at(o, n), d.value_bytes = sizeof(T);
   bool need_dense_in = false, need_ag = false, need_dense_out = false;
   for (const Method& m : r.methods) {
     need_dense_in |= m.kind == Kind::DenseAllreduce;
@@ -728,37 +959,27 @@ void run_point(Run& r, uint64_t n, size_t di) {
 
   // -c: the expected sum, computed locally from every rank's (regenerated) vector.
   std::vector<T> expect;
-  if (o.check) expect = expected_sum<T>(r, n, di);
+  std::vector<Tolerance> tolerance(nm);
+  if (o.check) {
+    expect = expected_sum<T>(r, n, di);
+    const double largest = expect.empty() ? 0.0 : double(*std::max_element(expect.begin(), expect.end()));
+    for (size_t mi = 0; mi < nm; ++mi) tolerance[mi] = tolerance_of(r.methods[mi].encoding, r.ranks, largest);
+  }
   std::vector<long long> wrong_here(nm, 0);
-
-  std::vector<std::vector<double>> times(nm);
   std::vector<sparcl_result_t> last(nm, nullptr);
-  std::vector<std::string> errors(nm);
-  std::vector<sparcl_stats_t> stats(nm);
-  const int iters = iters_at(o, n);
-  const int total_iters = o.warmups + iters;
-  for (int it = 0; it < total_iters; ++it) {
-    const bool timed = it >= o.warmups;
-    // Methods interleaved within each iteration, starting with a different
-    // one each time: a change of machine load hits all of them alike, so the
-    // ratios stay meaningful, and no method always follows the same one.
-    for (size_t step = 0; step < nm; ++step) {
-      const size_t mi = (step + size_t(it)) % nm;
-      Method& m = r.methods[mi];
-      if (!errors[mi].empty()) continue;
-      if (m.kind == Kind::Sparcl && it == o.warmups) sparcl_comm_reset_stats(m.comm);
-      sparcl_result_t res = nullptr;
-      sparcl_status_t st = SPARCL_SUCCESS;
-      if (m.kind == Kind::AllgatherBaseline && ag_too_big) {
-        errors[mi] = "more than INT_MAX pairs in total: MPI_Allgatherv counts are int";
-        continue;
-      }
-      MPI_Barrier(r.world);
-      const double t0 = MPI_Wtime();
+
+  iterate(r, d, [&](size_t mi, bool timed, bool last_iteration) {
+    const Method& m = r.methods[mi];
+    if (m.kind == Kind::AllgatherBaseline && ag_too_big) {
+      d.errors[mi] = "more than INT_MAX pairs in total: MPI_Allgatherv counts are int";
+      return false;
+    }
+    sparcl_result_t res = nullptr;
+    const bool ok = timed_call(r, d, mi, timed, [&]() -> sparcl_status_t {
       switch (m.kind) {
         case Kind::DenseAllreduce:
           MPI_Allreduce(dense_in.data(), dense_out.data(), int(n), mpi_type<T>(), MPI_SUM, r.world);
-          break;
+          return SPARCL_SUCCESS;
         case Kind::AllgatherBaseline: {
           // What Horovod and PyTorch's gloo backend do with sparse tensors:
           // allgather the counts, allgatherv indices and values, sum locally into a dense vector.
@@ -773,189 +994,160 @@ void run_point(Run& r, uint64_t n, size_t di) {
           std::memset(static_cast<void*>(ag_out.data()), 0, ag_out.size() * sizeof(T));
           const size_t tot = size_t(off);
           for (size_t j = 0; j < tot; ++j) ag_out[all_idx[j]] += all_val[j];
-          break;
+          return SPARCL_SUCCESS;
         }
-        case Kind::Sparcl:
-          st = m.output == Output::Sparse ? sparcl_allreduce_sparse(&in, nullptr, &res, m.comm)
-                                          : sparcl_allreduce_sparse(&in, sp_out.data(), nullptr, m.comm);
-          break;
+        default:
+          return m.output == Output::Sparse ? sparcl_allreduce_sparse(&in, nullptr, &res, m.comm)
+                                            : sparcl_allreduce_sparse(&in, sp_out.data(), nullptr, m.comm);
       }
-      const double dt = MPI_Wtime() - t0;
-      if (st != SPARCL_SUCCESS) {  // fails on every rank alike (sparcl's contract)
-        errors[mi] = std::string(sparcl_strerror(st)) + ": " + sparcl_comm_last_error(m.comm);
-        if (r.rank == 0)
-          std::fprintf(stderr, "sparcl-bench: %s (%s) at %llu elements, density %g: %s\n", m.name.c_str(),
-                       m.transport.c_str(), (unsigned long long)n, density, errors[mi].c_str());
-        continue;
-      }
-      if (timed) times[mi].push_back(dt);
-      if (last[mi]) sparcl_result_free(last[mi]);
-      last[mi] = res;  // kept for the result's form
-      if (it == total_iters - 1) {
-        if (m.kind == Kind::Sparcl) sparcl_comm_stats(m.comm, &stats[mi]);
-        // The last iteration's output, checked before the next method overwrites a shared buffer (untimed).
-        if (o.check) {
-          if (m.kind == Kind::DenseAllreduce)
-            wrong_here[mi] = count_wrong_dense(dense_out.data(), expect);
-          else if (m.kind == Kind::AllgatherBaseline)
-            wrong_here[mi] = count_wrong_dense(ag_out.data(), expect);
-          else if (m.output == Output::Dense)
-            wrong_here[mi] = count_wrong_dense(sp_out.data(), expect);
-          else
-            wrong_here[mi] = count_wrong_result(res, expect);
-        }
-      }
+    });
+    if (!ok) return false;
+    if (last[mi]) sparcl_result_free(last[mi]);
+    last[mi] = res;  // kept for the result's form
+    // The last iteration's output, checked before the next method overwrites a shared buffer (untimed).
+    if (last_iteration && o.check) {
+      if (m.kind == Kind::DenseAllreduce)
+        wrong_here[mi] = count_wrong_dense(dense_out.data(), expect, tolerance[mi]);
+      else if (m.kind == Kind::AllgatherBaseline)
+        wrong_here[mi] = count_wrong_dense(ag_out.data(), expect, tolerance[mi]);
+      else if (m.output == Output::Dense)
+        wrong_here[mi] = count_wrong_dense(sp_out.data(), expect, tolerance[mi]);
+      else
+        wrong_here[mi] = count_wrong_result(res, expect, tolerance[mi]);
     }
-  }
+    return true;
+  });
 
-  std::vector<long long> wrong(nm, -1);
-  uint64_t result_nnz = 0;
   bool have_nnz = false;
   if (o.check) {
-    MPI_Allreduce(wrong_here.data(), wrong.data(), int(nm), MPI_LONG_LONG, MPI_SUM, r.world);
+    MPI_Allreduce(wrong_here.data(), d.wrong.data(), int(nm), MPI_LONG_LONG, MPI_SUM, r.world);
     for (size_t mi = 0; mi < nm; ++mi)
-      if (!errors[mi].empty()) wrong[mi] = -1;
-    result_nnz = nonzeros(expect.data(), n);
+      if (!d.errors[mi].empty()) d.wrong[mi] = -1;
+    d.result_nnz = nonzeros(expect.data(), n);
     have_nnz = true;
   }
-  if (!have_nnz) {  // nonzeros of the sum from the first output at hand (values are positive: no cancellation)
-    for (size_t mi = 0; mi < nm && !have_nnz; ++mi) {
-      const Method& m = r.methods[mi];
-      if (!errors[mi].empty()) continue;
-      have_nnz = true;
-      if (m.kind == Kind::DenseAllreduce)
-        result_nnz = nonzeros(dense_out.data(), n);
-      else if (m.kind == Kind::AllgatherBaseline)
-        result_nnz = nonzeros(ag_out.data(), n);
-      else if (m.output == Output::Dense)
-        result_nnz = nonzeros(sp_out.data(), n);
-      else
-        result_nnz = nonzeros(static_cast<const T*>(sparcl_result_values(last[mi])), sparcl_result_nnz(last[mi]));
-    }
-  }
-
-  // Per-rank statistics to rank 0: time, wire bytes and messages per call.
-  const size_t value_bytes = sizeof(T);
-  const double P = r.ranks;
-  std::vector<Row> rows(nm);
-  for (size_t mi = 0; mi < nm; ++mi) {
+  // Nonzeros of the sum from the first output at hand (values are positive: no cancellation).
+  for (size_t mi = 0; mi < nm && !have_nnz; ++mi) {
     const Method& m = r.methods[mi];
-    double mine[3] = {stat_of(times[mi], o.median), 0, 0};
-    if (m.kind == Kind::Sparcl && stats[mi].collectives) {
-      mine[1] = double(stats[mi].bytes_sent) / double(stats[mi].collectives);
-      mine[2] = double(stats[mi].messages_sent) / double(stats[mi].collectives);
-    }
-    std::vector<double> all(size_t(3 * r.ranks));
-    MPI_Gather(mine, 3, MPI_DOUBLE, all.data(), 3, MPI_DOUBLE, 0, r.world);
-    Row& w = rows[mi];
-    w.elements = n;
-    w.iters = iters;
-    w.density = density;
-    w.nnz_rank = k;
-    w.result_nnz = result_nnz;
-    w.algorithm = m.name;
-    w.transport = m.transport;
-    w.output = m.output == Output::Sparse ? "sparse" : "dense";
-    w.error = errors[mi];
-    w.wrong = wrong[mi];
-    if (m.kind == Kind::Sparcl && m.output == Output::Sparse && last[mi])
-      w.result_form = sparcl_result_is_dense(last[mi]) ? "dense" : "sparse";
+    if (!d.errors[mi].empty()) continue;
+    have_nnz = true;
+    if (m.kind == Kind::DenseAllreduce)
+      d.result_nnz = nonzeros(dense_out.data(), n);
+    else if (m.kind == Kind::AllgatherBaseline)
+      d.result_nnz = nonzeros(ag_out.data(), n);
+    else if (m.output == Output::Dense)
+      d.result_nnz = nonzeros(sp_out.data(), n);
     else
-      w.result_form = "dense";
-    if (r.rank != 0) continue;
-    double sum = 0, mn = INFINITY, mx = 0, bytes = 0, msgs = 0;
-    for (int p = 0; p < r.ranks; ++p) {
-      const double t = all[size_t(3 * p)];
-      sum += t, mn = std::min(mn, t), mx = std::max(mx, t);
-      bytes += all[size_t(3 * p + 1)], msgs += all[size_t(3 * p + 2)];
-    }
-    if (!errors[mi].empty()) sum = mn = mx = NAN;
-    w.t_avg = sum / P, w.t_min = mn, w.t_max = mx;
-    // nccl-tests' allreduce formulas on the dense-equivalent size S = elements * value bytes.
-    const double S = double(n) * double(value_bytes);
-    w.algbw = S / w.t_avg / 1e9;
-    w.busbw = w.algbw * (P > 1 ? 2.0 * (P - 1) / P : 1.0);
-    if (m.kind == Kind::Sparcl) {
-      w.wire_bytes = bytes / P, w.wire_msgs = msgs / P, w.wire_source = "stats";
-    } else if (m.kind == Kind::DenseAllreduce) {
-      // Bandwidth-optimal allreduce (ring, Rabenseifner): 2(P-1)/P * S sent per rank.
-      w.wire_bytes = 2.0 * (P - 1) / P * S, w.wire_msgs = 2.0 * (P - 1), w.wire_source = "model";
-    } else {
-      // Counts, then every other rank's indices and values reach each rank.
-      w.wire_bytes = (P - 1) * (4.0 + double(k) * double(sizeof(uint32_t) + value_bytes));
-      w.wire_msgs = 3.0 * (P - 1), w.wire_source = "model";
-    }
-    w.wirebw = w.wire_bytes / w.t_avg / 1e9;
+      d.result_nnz = nonzeros(static_cast<const T*>(sparcl_result_values(last[mi])), sparcl_result_nnz(last[mi]));
   }
+  for (size_t mi = 0; mi < nm; ++mi)
+    if (r.methods[mi].output == Output::Sparse && last[mi])
+      d.result_form[mi] = sparcl_result_is_dense(last[mi]) ? "dense" : "sparse";
   for (sparcl_result_t res : last)
     if (res) sparcl_result_free(res);
+  report_point(r, d);
+}
 
-  if (r.rank == 0) {
-    double t_dense = NAN, t_ag = NAN;
-    for (size_t mi = 0; mi < nm; ++mi) {
-      if (r.methods[mi].kind == Kind::DenseAllreduce) t_dense = rows[mi].t_avg;
-      if (r.methods[mi].kind == Kind::AllgatherBaseline) t_ag = rows[mi].t_avg;
-    }
-    for (Row& w : rows) {
-      w.x_allreduce = t_dense / w.t_avg;
-      w.x_allgather = t_ag / w.t_avg;
-    }
-    for (const Row& w : rows) {
-      std::printf(
-          "%12llu %8.4g %10llu %10llu  %-18s %-3s %-6s %11.1f %11.1f %11.1f %8.3f %8.3f %12.0f %8.2f %8.2f %8s\n",
-          (unsigned long long)w.elements, w.density, (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz,
-          w.algorithm.c_str(), w.transport.c_str(),
-          (w.output == "sparse" ? (w.result_form == "dense" ? "s->d" : "sparse") : "dense"), w.t_avg * 1e6,
-          w.t_min * 1e6, w.t_max * 1e6, w.algbw, w.busbw, w.wire_bytes, w.x_allreduce, w.x_allgather,
-          !w.error.empty() ? "error"
-          : w.wrong < 0    ? "-"
-                           : std::to_string(w.wrong).c_str());
-      if (r.csv) std::fprintf(r.csv, "%s\n", csv_row(r, w, value_bytes).c_str());
-    }
-    std::fflush(stdout);
-    if (r.csv) std::fflush(r.csv);
+// --compress: every rank's dense N(0, 1) gradient (a function of the seed,
+// the size and the rank), compressed and summed by sparcl_allreduce_compressed
+// (one compressor per method and point; error feedback on, as in training),
+// beside MPI_Allreduce of the dense gradient. Compression is in the time.
+void run_compressed_point(Run& r, uint64_t n, size_t di) {
+  const Options& o = r.opt;
+  const size_t nm = r.methods.size();
+  PointData d(nm);
+  d.n = n, d.density = o.densities[di], d.iters = iters_at(o, n), d.value_bytes = sizeof(float);
+  const sparcl_compress_method_t method = compress_method_of(o.compress);
+  d.k = method == SPARCL_COMPRESS_NONE ? n : std::max<uint64_t>(1, uint64_t(std::llround(d.density * double(n))));
+  std::vector<float> grad(n), out(n), dense_out(n);
+  {
+    Rng rng(seed_of(o.seed, n, di, uint64_t(r.rank) + 1));
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& x : grad) x = normal(rng);
   }
-  for (const Row& w : rows) {
-    if (!w.error.empty() || w.wrong > 0) r.failed = true;
-    if (r.rank == 0) r.rows.push_back(w);
+  std::vector<sparcl_compressor_t> compressors(nm, nullptr);
+  for (size_t mi = 0; mi < nm; ++mi) {
+    if (r.methods[mi].kind != Kind::Compressed) continue;
+    sparcl_compressor_config_t cc = SPARCL_COMPRESSOR_CONFIG_INIT;
+    cc.method = method;
+    cc.density = d.density;
+    cc.values = encoding_of(r.methods[mi].encoding);
+    cc.seed = o.seed;
+    const sparcl_status_t st = sparcl_compressor_create(&cc, n, &compressors[mi]);
+    if (st != SPARCL_SUCCESS) d.errors[mi] = std::string(sparcl_strerror(st)) + ": " + sparcl_comm_last_error(nullptr);
   }
+  iterate(r, d, [&](size_t mi, bool timed, bool last_iteration) {
+    const Method& m = r.methods[mi];
+    const bool ok = timed_call(r, d, mi, timed, [&]() -> sparcl_status_t {
+      if (m.kind == Kind::DenseAllreduce) {
+        MPI_Allreduce(grad.data(), dense_out.data(), int(n), MPI_FLOAT, MPI_SUM, r.world);
+        return SPARCL_SUCCESS;
+      }
+      return sparcl_allreduce_compressed(m.comm, compressors[mi], grad.data(), out.data());
+    });
+    // Nonzeros of the summed selections (the largest over the methods; untimed).
+    if (ok && last_iteration && m.kind == Kind::Compressed) d.result_nnz = std::max(d.result_nnz, nonzeros(out.data(), n));
+    return ok;
+  });
+  for (sparcl_compressor_t c : compressors) sparcl_compressor_free(c);
+  report_point(r, d);
 }
 
 void print_header(const Run& r) {
   const Options& o = r.opt;
-  std::printf("# sparcl-bench (sparcl %d): %d ranks, dtype %s, values %s, dist %s", sparcl_version(), r.ranks,
-              o.dtype.c_str(), o.encoding.c_str(), dist_name(o.dist));
-  if (o.dist == Dist::Zipf) std::printf(" (s=%g)", o.zipf_s);
-  if (o.dist == Dist::Clustered) std::printf(" (runs of %llu)", (unsigned long long)o.cluster_len);
-  std::printf(", overlap %g\n", o.overlap);
+  std::string encodings;
+  for (const auto& e : o.encodings) encodings += (encodings.empty() ? "" : ",") + e;
+  if (o.compress.empty()) {
+    std::printf("# sparcl-bench (sparcl %d): %d ranks, dtype %s, values %s, dist %s", sparcl_version(), r.ranks,
+                o.dtype.c_str(), encodings.c_str(), dist_name(o.dist));
+    if (o.dist == Dist::Zipf) std::printf(" (s=%g)", o.zipf_s);
+    if (o.dist == Dist::Clustered) std::printf(" (runs of %llu)", (unsigned long long)o.cluster_len);
+    std::printf(", overlap %g\n", o.overlap);
+  } else {
+    std::printf(
+        "# sparcl-bench (sparcl %d): %d ranks, sparcl_allreduce_compressed of a dense N(0,1) float32 gradient per "
+        "rank: %s keeping the density's share of entries, values %s, error feedback on; compression is timed\n",
+        sparcl_version(), r.ranks, o.compress.c_str(), encodings.c_str());
+  }
   std::printf(
       "# %d warm-up + %d timed iterations per point%s, methods interleaved; time = %s over iterations per "
       "rank, then avg/min/max over ranks%s\n",
       o.warmups, o.iters, o.fixed_iters ? "" : " (up to 10x below 1M elements)", o.median ? "median" : "mean",
-      o.check ? "; results checked (-c)" : "");
+      o.check && o.compress.empty() ? "; results checked (-c)" : "");
   std::printf(
       "# algbw = elements*%zu B / time_avg; busbw = algbw*2(P-1)/P (dense-equivalent, as nccl-tests' "
       "allreduce); wire = bytes sent per rank per call (sparcl: counters; baselines: model)\n",
       o.dtype == "float" ? sizeof(float) : sizeof(double));
-  std::printf("# out: sparse = result object timed (s->d: it came back dense), dense = dense receive buffer\n");
   std::printf(
-      "# MPI_Allgatherv = MPI_Allgather of counts + MPI_Allgatherv of indices and values + local sum into a "
-      "dense vector (Horovod, gloo)\n");
-  std::printf("#\n#%11s %8s %10s %10s  %-18s %-3s %-6s %11s %11s %11s %8s %8s %12s %8s %8s %8s\n", "elements",
-              "density", "nnz/rank", "result_nnz", "algorithm", "tr", "out", "time(us)", "min(us)", "max(us)", "algbw",
-              "busbw", "wire(B)", "x_allred", "x_allgat", "#wrong");
-  std::printf("#%11s %8s %10s %10s  %-18s %-3s %-6s %11s %11s %11s %8s %8s %12s %8s %8s %8s\n", "", "", "", "", "", "",
-              "", "avg", "over ranks", "", "(GB/s)", "(GB/s)", "per rank", "speedup", "speedup", "");
+      "# x_bytes = the bytes a dense ring allreduce sends per rank, 2(P-1)/P * elements*%zu B, / wire\n",
+      o.dtype == "float" ? sizeof(float) : sizeof(double));
+  if (o.compress.empty()) {
+    std::printf("# out: sparse = result object timed (s->d: it came back dense), dense = dense receive buffer\n");
+    std::printf(
+        "# MPI_Allgatherv = MPI_Allgather of counts + MPI_Allgatherv of indices and values + local sum into a "
+        "dense vector (Horovod, gloo)\n");
+  }
+  if (o.check && o.compress.empty() && encodings != "raw")
+    std::printf("# lossy encodings: #wrong counts values beyond the bound of the encoding's roundings\n");
+  std::printf("#\n#%11s %8s %10s %10s  %-24s %-3s %-6s %-5s %11s %11s %11s %8s %8s %12s %8s %8s %8s %8s\n",
+              "elements", "density", "nnz/rank", "result_nnz", "algorithm", "tr", "out", "enc", "time(us)", "min(us)",
+              "max(us)", "algbw", "busbw", "wire(B)", "x_bytes", "x_allred", "x_allgat", "#wrong");
+  std::printf("#%11s %8s %10s %10s  %-24s %-3s %-6s %-5s %11s %11s %11s %8s %8s %12s %8s %8s %8s %8s\n", "", "", "",
+              "", "", "", "", "", "avg", "over ranks", "", "(GB/s)", "(GB/s)", "per rank", "vs dense", "speedup",
+              "speedup", "");
   std::fflush(stdout);
 }
 
 void print_summary(const Run& r) {
   // Geometric means of the speedups per method, and auto against the best method of each point.
   std::vector<std::string> names;
-  for (const Method& m : r.methods)
-    names.push_back(m.name + (m.kind == Kind::Sparcl
-                                  ? std::string("/") + m.transport + (m.output == Output::Sparse ? "/sparse" : "/dense")
-                                  : std::string()));
+  for (const Method& m : r.methods) {
+    std::string name = m.name;
+    if (m.kind == Kind::Sparcl)
+      name += "/" + m.transport + (m.output == Output::Sparse ? "/sparse" : "/dense") + "/" + m.encoding;
+    if (m.kind == Kind::Compressed) name = r.opt.compress + "/" + m.name + "/" + m.transport + "/" + m.encoding;
+    names.push_back(name);
+  }
   const size_t nm = r.methods.size();
   std::printf("#\n# geometric mean over points (speedup > 1: faster than the baseline)\n");
   std::printf("#   %-36s %10s %10s\n", "method", "x_allred", "x_allgat");
@@ -972,7 +1164,7 @@ void print_summary(const Run& r) {
                 ng ? fmt("%.2f", std::exp(lg / ng)).c_str() : "-");
   }
   for (size_t a = 0; a < nm; ++a) {
-    if (r.methods[a].kind != Kind::Sparcl || r.methods[a].name != "auto") continue;
+    if (r.methods[a].kind != Kind::Sparcl || r.methods[a].name != "auto" || r.methods[a].encoding != "raw") continue;
     double worst = 0;
     std::string where;
     for (size_t base = 0; base + nm <= r.rows.size(); base += nm) {
@@ -1034,9 +1226,9 @@ int main(int argc, char** argv) {
 
   // -a and -t choose the configuration: environment overrides would silently
   // turn every communicator into the same one.
-  for (const char* var : {"SPARCL_ALGORITHM", "SPARCL_TRANSPORT"})
+  for (const char* var : {"SPARCL_ALGORITHM", "SPARCL_TRANSPORT", "SPARCL_ENCODING"})
     if (std::getenv(var)) {
-      if (r.rank == 0) std::fprintf(stderr, "sparcl-bench: ignoring %s (use -a and -t)\n", var);
+      if (r.rank == 0) std::fprintf(stderr, "sparcl-bench: ignoring %s (use -a, -t and -v)\n", var);
       unsetenv(var);
     }
 
@@ -1062,19 +1254,28 @@ int main(int argc, char** argv) {
   MPI_Bcast(&files_ok, 1, MPI_INT, 0, r.world);
   if (!files_ok) return finish(2);
 
-  // Methods: the baselines, then one sparcl communicator per (transport, algorithm, output).
-  if (o.base_allreduce) r.methods.push_back({Kind::DenseAllreduce, "MPI_Allreduce", "mpi", Output::Dense, nullptr});
-  if (o.base_allgather) r.methods.push_back({Kind::AllgatherBaseline, "MPI_Allgatherv", "mpi", Output::Dense, nullptr});
+  // Methods: the baselines, then one sparcl communicator per (transport, algorithm, output, encoding); with
+  // --compress, per (transport, algorithm, compressor encoding).
+  if (o.base_allreduce)
+    r.methods.push_back({Kind::DenseAllreduce, "MPI_Allreduce", "mpi", Output::Dense, nullptr, "raw"});
+  if (o.base_allgather)
+    r.methods.push_back({Kind::AllgatherBaseline, "MPI_Allgatherv", "mpi", Output::Dense, nullptr, "raw"});
   int unsupported = 0, created = 0;
   std::vector<sparcl_comm_t> comms;
   for (const std::string& tr : o.transports) {
     bool transport_ok = true;
-    for (size_t ai = 0; ai < o.algorithms.size() * o.outputs.size() && transport_ok; ++ai) {
-      const std::string& alg = o.algorithms[ai / o.outputs.size()];
-      const Output out = o.outputs[ai % o.outputs.size()];
+    const bool compress = !o.compress.empty();
+    const std::vector<Output> outputs = compress ? std::vector<Output>{Output::Dense} : o.outputs;
+    const size_t per_alg = outputs.size() * o.encodings.size();
+    for (size_t ai = 0; ai < o.algorithms.size() * per_alg && transport_ok; ++ai) {
+      const std::string& alg = o.algorithms[ai / per_alg];
+      const Output out = outputs[ai % per_alg / o.encodings.size()];
+      const std::string& enc = o.encodings[ai % o.encodings.size()];
       sparcl_config_t cfg = SPARCL_CONFIG_INIT;
       cfg.algorithm = algorithm_of(alg);
       cfg.transport = transport_of(tr);
+      // With --compress the compressor's encoding travels; the communicator's is for other calls.
+      cfg.encoding = compress ? SPARCL_VALUES_RAW : encoding_of(enc);
       sparcl_comm_t comm = nullptr;
       const sparcl_status_t st = sparcl_comm_create_mpi(r.world, &cfg, &comm);
       if (st == SPARCL_ERR_UNSUPPORTED) {  // the same on every rank: creation agrees on its outcome
@@ -1095,7 +1296,7 @@ int main(int argc, char** argv) {
       }
       ++created;
       comms.push_back(comm);  // one per method: its traffic counters are its own
-      r.methods.push_back({Kind::Sparcl, alg, tr, out, comm});
+      r.methods.push_back({compress ? Kind::Compressed : Kind::Sparcl, alg, tr, out, comm, enc});
     }
   }
   if (created == 0 && unsupported > 0) {
@@ -1115,7 +1316,9 @@ int main(int argc, char** argv) {
   for (uint64_t n : sizes) {
     for (size_t di = 0; di < o.densities.size(); ++di) {
       const double t0 = MPI_Wtime();
-      if (o.dtype == "float")
+      if (!o.compress.empty())
+        run_compressed_point(r, n, di);
+      else if (o.dtype == "float")
         run_point<float>(r, n, di);
       else
         run_point<double>(r, n, di);

@@ -10,6 +10,8 @@
 //                (4 N), the same for decode, so GB/s compare with Memcpy/N.
 //   Indices/*    delta-varint / bitmap coding of the indices of a top-k
 //                selection; bytes = 4 * nnz (the raw uint32 indices).
+//   Crc32c/*     the checksum of the wire format (src/crc32c.hpp) over 4 N
+//                bytes: the SSE4.2 instruction and the portable tables.
 //
 // Run with --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 // and compare medians: the machine may be shared.
@@ -26,6 +28,7 @@
 
 #include "ml/compress/codec.hpp"
 #include "ml/compress/select.hpp"
+#include "src/crc32c.hpp"
 
 namespace {
 
@@ -231,6 +234,20 @@ void IndexArgs(benchmark::internal::Benchmark* b) {
   b->ArgNames({"n", "density_1e4"})->Unit(benchmark::kMicrosecond);
 }
 
+template <bool kHardware>
+void Crc32c(benchmark::State& state) {
+  const size_t n = size_t(state.range(0));
+  const auto& x = normal_data(n);
+  if (kHardware && !sparcl::crc32c_hardware_available()) {
+    state.SkipWithError("no SSE4.2");
+    return;
+  }
+  for (auto _ : state)
+    benchmark::DoNotOptimize(kHardware ? sparcl::crc32c_hardware(x.data(), n * sizeof(float))
+                                       : sparcl::crc32c_portable(x.data(), n * sizeof(float)));
+  set_bytes(state, n * sizeof(float));
+}
+
 void SizeArgs(benchmark::internal::Benchmark* b) {
   for (int64_t n : {int64_t(1) << 20, int64_t(1) << 24}) b->Arg(n);
   b->ArgName("n")->Unit(benchmark::kMicrosecond);
@@ -258,6 +275,9 @@ BENCHMARK_TEMPLATE(Encode, cz::ValueCodec::Qsgd4)->Name("Values/Encode/qsgd4")->
 BENCHMARK_TEMPLATE(Decode, cz::ValueCodec::Qsgd4)->Name("Values/Decode/qsgd4")->Apply(SizeArgs);
 BENCHMARK_TEMPLATE(Encode, cz::ValueCodec::Qsgd2)->Name("Values/Encode/qsgd2")->Apply(SizeArgs);
 BENCHMARK_TEMPLATE(Decode, cz::ValueCodec::Qsgd2)->Name("Values/Decode/qsgd2")->Apply(SizeArgs);
+
+BENCHMARK_TEMPLATE(Crc32c, true)->Name("Crc32c/sse4.2")->Apply(SizeArgs);
+BENCHMARK_TEMPLATE(Crc32c, false)->Name("Crc32c/portable")->Apply(SizeArgs);
 
 BENCHMARK(IndicesEncode)->Name("Indices/Encode")->Apply(IndexArgs);
 BENCHMARK(IndicesDecode)->Name("Indices/Decode")->Apply(IndexArgs);

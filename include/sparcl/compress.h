@@ -17,14 +17,16 @@
  *     sent = acc on S, rounded through the value encoding
  *     residual = acc - sent on S, acc elsewhere
  *
- * so that sent + residual == acc (bit for bit with SPARCL_VALUES_RAW).
+ * so that sent + residual == acc (bit for bit with SPARCL_VALUES_RAW). In
+ * sparcl_allreduce_compressed() the values are rounded where they go on the
+ * wire instead, and `sent` is what the receivers decode (see there).
  *
  * Ranking and ties: entries are ranked by magnitude; -0.0 equals +0.0, +-Inf
  * rank above every finite value and NaN above +-Inf (a NaN is always sent,
  * never hidden in the residual); among equal magnitudes the lower index wins.
  *
  * Vectors must have fewer than 2^32 entries (SPARCL_ERR_UNSUPPORTED
- * otherwise). Values are float32. docs/compression.md has the algorithms,
+ * otherwise). Gradients are float32. docs/compression.md has the algorithms,
  * bounds and measurements.
  *
  * Threading: a compressor is used by one thread at a time. Functions that
@@ -64,15 +66,7 @@ typedef enum sparcl_compress_method {
   SPARCL_COMPRESS_RANDOMK = 5
 } sparcl_compress_method_t;
 
-/** How the selected values are represented when they are sent. */
-typedef enum sparcl_value_encoding {
-  SPARCL_VALUES_RAW = 0,   /**< float32 */
-  SPARCL_VALUES_FP16 = 1,  /**< IEEE half, round to nearest even (overflow: +-Inf) */
-  SPARCL_VALUES_BF16 = 2,  /**< bfloat16, round to nearest even */
-  SPARCL_VALUES_QSGD8 = 3, /**< QSGD, 8 bits per value (levels -127..127), per-bucket max-norm scale */
-  SPARCL_VALUES_QSGD4 = 4, /**< QSGD, 4 bits per value (levels -7..7) */
-  SPARCL_VALUES_QSGD2 = 5  /**< QSGD, 2 bits per value (levels -1, 0, 1) */
-} sparcl_value_encoding_t;
+/* sparcl_value_encoding_t, the value encodings, is declared in sparcl.h. */
 
 /**
  * Compressor configuration. Initialise with ::SPARCL_COMPRESSOR_CONFIG_INIT
@@ -93,11 +87,13 @@ typedef struct sparcl_compressor_config {
   int error_feedback;         /**< 1: keep the residual and add it to the next gradient (default); 0: drop it */
   float momentum;   /**< DGC momentum correction factor in [0, 1) (needs error feedback); 0: off (default).
                          With it, use plain SGD without momentum in the optimizer. */
-  uint64_t seed;    /**< random-k indices and stochastic rounding; the same on every rank; default 0 */
+  uint64_t seed;    /**< random-k indices, and sparcl_compress()'s stochastic rounding; the same on
+                         every rank; default 0 */
   uint32_t rounding_stream; /**< sparcl_compress(): stream of the stochastic rounding (QSGD), mixed
                                  with seed and step; give each rank its own (e.g. its rank) so that
                                  rounding noise is independent across ranks. Random-k ignores it;
-                                 sparcl_allreduce_compressed() uses the communicator rank instead. */
+                                 sparcl_allreduce_compressed() rounds on the wire instead, with draws
+                                 from (communicator, sequence number, rank, step). */
 } sparcl_compressor_config_t;
 
 /** Default compressor configuration: exact top-1%, raw values, error feedback, no momentum. */
@@ -157,20 +153,28 @@ sparcl_status_t sparcl_decompress(const sparcl_sparse_t *sparse, float *dense);
  * number of ranks for the mean). Collective over `comm`; every rank passes a
  * compressor of the same dim and configuration.
  *
- * The values sent are the ones rounded through the configured value
- * encoding, with the rounding error kept in the residual, so the numerics
- * are those of the encoding. (The messages themselves currently carry the
- * rounded values as float32; the encoded form on the wire comes with the
- * collectives' value-encoding support.) Stochastic rounding draws from
- * (seed, step, rank), so ranks round independently.
+ * The values travel encoded on the wire in the compressor's value encoding
+ * and bucket (4-bit QSGD: half a byte per value plus a float32 scale per
+ * bucket), whatever the communicator's own encoding; they are decoded and
+ * summed in float32, and partial sums are re-encoded at each hop (QSGD
+ * stochastically, unbiased, with draws from the communicator, the sequence
+ * number, the rank and the step, so runs are reproducible). The compressor
+ * does not round first: for every piece of its selection that goes out
+ * encoded on its own, the residual keeps acc minus what the receivers
+ * decode, exactly what the wire lost; pieces added raw into a partial sum
+ * on this rank lose nothing. The rounding of later hops (of sums of several
+ * ranks' values) is zero-mean noise and is not fed back. The result is
+ * bitwise identical on every rank. Ranks whose compressors use different
+ * encodings fail with SPARCL_ERR_MISMATCH.
  *
  * If the collective fails, the values of this step are put back into the
- * residual (with error feedback), so a retried step loses nothing.
+ * residual (with error feedback: it holds acc again, exactly), so a retried
+ * step loses nothing.
  *
- * If compression fails on a rank (a NULL argument, NaN under QSGD...), that
- * rank still takes part in the collective so that every rank fails instead
- * of waiting: the failing rank returns its own error, the others a failure
- * naming that rank.
+ * If compression fails on a rank (a NULL argument, NaN or Inf under QSGD...),
+ * that rank still takes part in the collective so that every rank fails
+ * instead of waiting: the failing rank returns its own error, the others a
+ * failure naming that rank.
  *
  * @param comm        communicator
  * @param compressor  this rank's compressor for the tensor

@@ -65,7 +65,7 @@ typedef enum sparcl_status {
   SPARCL_ERR_NO_MEMORY = -4,   /**< an allocation failed */
   SPARCL_ERR_UNSUPPORTED = -5, /**< valid request that this build or transport cannot do */
   SPARCL_ERR_TIMEOUT = -6,     /**< the operation did not complete within the timeout */
-  SPARCL_ERR_CORRUPT = -7,     /**< a message from a peer failed validation */
+  SPARCL_ERR_CORRUPT = -7,     /**< a message from a peer failed validation or its checksum */
   SPARCL_ERR_PEER_FAILED = -8, /**< a peer reported a failure of its own */
   SPARCL_ERR_INTERNAL = -9     /**< a bug in sparcl; please report it */
 } sparcl_status_t;
@@ -103,10 +103,29 @@ typedef enum sparcl_transport {
 } sparcl_transport_t;
 
 /**
+ * How values travel on the wire (and, for compressors, how selected values
+ * are represented). Lossy encodings apply to float32 vectors; every
+ * reduction is done in float32 after decoding, and partial sums are
+ * re-encoded at each hop (QSGD stochastically, so the expected result is the
+ * exact sum). Results stay bitwise identical on every rank. Float64 vectors
+ * always travel raw.
+ */
+typedef enum sparcl_value_encoding {
+  SPARCL_VALUES_RAW = 0,   /**< the values themselves (float32 or float64) */
+  SPARCL_VALUES_FP16 = 1,  /**< IEEE half, round to nearest even (overflow: +-Inf) */
+  SPARCL_VALUES_BF16 = 2,  /**< bfloat16, round to nearest even */
+  SPARCL_VALUES_QSGD8 = 3, /**< QSGD, 8 bits per value (levels -127..127), per-bucket max-norm scale */
+  SPARCL_VALUES_QSGD4 = 4, /**< QSGD, 4 bits per value (levels -7..7) */
+  SPARCL_VALUES_QSGD2 = 5  /**< QSGD, 2 bits per value (levels -1, 0, 1) */
+} sparcl_value_encoding_t;
+
+/**
  * Communicator configuration. Initialise with ::SPARCL_CONFIG_INIT, then set
- * fields. Environment variables (SPARCL_ALGORITHM, SPARCL_TIMEOUT_MS) override
- * the fields; the README lists them. All ranks must pass equal configurations
- * (checked when the communicator is created).
+ * fields. Environment variables (SPARCL_ALGORITHM, SPARCL_TIMEOUT_MS,
+ * SPARCL_TRANSPORT, SPARCL_OFI_PROVIDER, SPARCL_PROGRESS_THREAD,
+ * SPARCL_ENCODING, SPARCL_QSGD_BUCKET, SPARCL_CHECKSUM) override the fields;
+ * the README lists them. All ranks must pass equal configurations (checked
+ * when the communicator is created: SPARCL_ERR_MISMATCH).
  */
 typedef struct sparcl_config {
   size_t struct_size;             /**< sizeof(sparcl_config_t), for ABI growth */
@@ -117,11 +136,17 @@ typedef struct sparcl_config {
                                        many milliseconds; 0 waits forever; default 1800000 (30 min) */
   const char *ofi_provider;       /**< libfabric provider, e.g. "tcp;ofi_rxm" (the default when NULL) */
   int progress_thread;            /**< 1: a background thread progresses operations; default 0 */
+  sparcl_value_encoding_t encoding; /**< values of float32 vectors on the wire; default SPARCL_VALUES_RAW */
+  size_t quantization_bucket;     /**< QSGD encodings: values per scale, 1..2^32-1; default 512 */
+  int checksum;                   /**< 1: a CRC32C over every message, so that corruption in transit
+                                       fails with SPARCL_ERR_CORRUPT on every rank (costs 8 bytes per
+                                       message and a closing barrier of ceil(log2 P) empty messages
+                                       per collective); default 0 */
 } sparcl_config_t;
 
 /** Default configuration. */
 #define SPARCL_CONFIG_INIT \
-  { sizeof(sparcl_config_t), SPARCL_ALGO_AUTO, SPARCL_TRANSPORT_DEFAULT, 1800000, NULL, 0 }
+  { sizeof(sparcl_config_t), SPARCL_ALGO_AUTO, SPARCL_TRANSPORT_DEFAULT, 1800000, NULL, 0, SPARCL_VALUES_RAW, 512, 0 }
 
 /** Flags of a sparse input vector. */
 enum {
@@ -228,9 +253,11 @@ sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm);
  * Sum of the ranks' sparse vectors.
  *
  * The result goes to exactly one of `dense_recv` (dim values of `send->value_type`,
- * written in full) or `result` (a new library-owned result). Sums of values
- * that are exactly representable are exact; the result is bitwise identical on
- * every rank.
+ * written in full) or `result` (a new library-owned result). With raw values
+ * (the default encoding) sums of values that are exactly representable are
+ * exact; with a lossy config.encoding (float32 vectors) every hop rounds, within
+ * the bounds of docs/compression.md. Either way the result is bitwise
+ * identical on every rank.
  *
  * @param send        this rank's vector
  * @param dense_recv  dense output, or NULL
@@ -241,7 +268,9 @@ sparcl_status_t sparcl_allreduce_sparse(const sparcl_sparse_t *send, void *dense
                                         sparcl_result_t *result, sparcl_comm_t comm);
 
 /**
- * Every rank receives every rank's sparse vector.
+ * Every rank receives every rank's sparse vector. With a lossy
+ * config.encoding (float32 vectors) each vector is rounded once, by its rank,
+ * and every rank, that one included, receives the rounded form.
  *
  * @param send      this rank's vector
  * @param results   array of comm-size handles; results[i] receives rank i's vector

@@ -2,6 +2,7 @@
 // The C API of include/sparcl/compress.h. Every entry point catches
 // everything (src/guard.hpp): no exception crosses it.
 #include <algorithm>
+#include <cstdint>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -118,7 +119,10 @@ sparcl_request* start_compressed(sparcl_comm* comm, sparcl_compressor* compresso
     require(compressor != nullptr, SPARCL_ERR_INVALID_ARG, "compressor is NULL");
     require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "grad is NULL");
     require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
-    send = as_sparse(*compressor, compressor->impl.compress(grad, uint64_t(comm->transport->rank())));
+    // The collective encodes the values with the compressor's encoding and
+    // reports what each piece became, so the residual keeps exactly the
+    // error of what went on the wire.
+    send = as_sparse(*compressor, compressor->impl.compress(grad, uint64_t(comm->transport->rank()), false));
   } catch (const Error& e) {
     local_failure(e.status(), e.what());
     throw;
@@ -126,9 +130,17 @@ sparcl_request* start_compressed(sparcl_comm* comm, sparcl_compressor* compresso
     local_failure(SPARCL_ERR_NO_MEMORY, "out of memory");
     throw;
   }
+  const compress::CompressorOptions& o = compressor->impl.options();
+  CompressedCall call;
+  call.encoding = o.codec;
+  // Messages hold fewer than 2^32 values, so a larger bucket is the same as 2^32 - 1.
+  call.bucket = compress::qsgd_bits(o.codec) ? uint32_t(std::min<size_t>(o.quant_bucket, UINT32_MAX)) : 0;
+  call.input_sent = [compressor](size_t first, size_t count, const float* received) {
+    compressor->impl.sent_as(first, count, received);
+  };
   sparcl_request* r = nullptr;
   try {
-    r = start_allreduce_sparse(comm, &send, out, nullptr, request_slot);
+    r = start_allreduce_sparse(comm, &send, out, nullptr, request_slot, &call);
   } catch (...) {
     compressor->impl.unsend();  // nothing was delivered: keep it for the next step
     throw;

@@ -67,10 +67,27 @@ void Compressor::unsend() {
   float* r = residual_.data();
   const uint32_t* idx = selection_.idx.data();
   const float* val = selection_.val.data();
-  for (size_t j = 0; j < selection_.size(); ++j) r[idx[j]] += val[j];
+  if (rounded_here_) {
+    for (size_t j = 0; j < selection_.size(); ++j) r[idx[j]] += val[j];
+  } else {  // the selection holds acc itself, and the residual there only this step's error
+    for (size_t j = 0; j < selection_.size(); ++j) r[idx[j]] = val[j];
+  }
 }
 
-const Selection& Compressor::compress(const float* grad, uint64_t stream) {
+void Compressor::sent_as(size_t first, size_t count, const float* received) {
+  if (rounded_here_ || first > selection_.size() || count > selection_.size() - first)
+    fail(SPARCL_ERR_INTERNAL, "sent_as() outside the selection of a step the collective encodes");
+  if (residual_.empty()) return;
+  float* r = residual_.data();
+  const uint32_t* idx = selection_.idx.data() + first;
+  const float* acc = selection_.val.data() + first;
+  for (size_t j = 0; j < count; ++j) {
+    const float left = acc[j] - received[j];
+    r[idx[j]] = std::isfinite(left) ? left : 0.0f;
+  }
+}
+
+const Selection& Compressor::compress(const float* grad, uint64_t stream, bool round_here) {
   require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "gradient is NULL");
   const size_t n = size_t(dim_);
   const CompressorOptions& o = options_;
@@ -101,14 +118,22 @@ const Selection& Compressor::compress(const float* grad, uint64_t stream) {
   }
 
   const size_t m = sel.size();
-  if (o.codec != ValueCodec::Raw)
+  const bool rounded = round_here && o.codec != ValueCodec::Raw;
+  if (rounded)
     round_trip_values(o.codec, sel.val.data(), m, o.quant_bucket, derive_seed(o.seed, step_, stream ^ 0x51554E54ull),
                       scratch_);
+  if (!round_here && qsgd_bits(o.codec)) {  // fail now, before any collective starts
+    for (size_t j = 0; j < m; ++j)
+      if (!std::isfinite(sel.val[j]))
+        fail(SPARCL_ERR_INVALID_ARG, "QSGD cannot encode " + std::string(std::isnan(sel.val[j]) ? "NaN" : "Inf") +
+                                         " (value at index " + std::to_string(sel.idx[j]) + ")");
+  }
+  rounded_here_ = round_here;
   if (o.error_feedback) {
     float* r = residual_.data();
     const uint32_t* idx = sel.idx.data();
     const float* val = sel.val.data();
-    if (o.codec == ValueCodec::Raw) {
+    if (!rounded) {
       for (size_t j = 0; j < m; ++j) r[idx[j]] = 0.0f;  // sent == acc exactly
     } else {
       for (size_t j = 0; j < m; ++j) {

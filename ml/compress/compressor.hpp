@@ -9,6 +9,10 @@
 //   S = sparsifier(acc)                         (indices, sorted)
 //   sent[i] = codec round trip of acc[i], i in S (what receivers decode)
 //   residual[i] = acc[i] - sent[i] for i in S, acc[i] elsewhere
+// When a collective encodes the values itself (compress(..., false), for
+// sparcl_allreduce_compressed), the selection keeps acc[i] and sent[i] is
+// what the collective reports through sent_as(); entries it never reports
+// reached the sum exactly (sent[i] = acc[i]).
 //   momentum: u[i] = 0 for i in S (DGC's momentum factor masking)
 // So sent + residual == acc, exactly (bit for bit) with raw values, where
 // residual[i] is set to 0 for i in S; with a lossy codec, up to one rounding
@@ -58,7 +62,15 @@ class Compressor {
   // One step on grad[0, dim). The selection is valid until the next call.
   // `stream` selects the stochastic rounding stream (e.g. the rank), so
   // ranks round independently; random-k indices depend on (seed, step) only.
-  const Selection& compress(const float* grad, uint64_t stream = 0);
+  // With round_here false the selected values are left as they are, for a
+  // collective that encodes them on the wire and reports through sent_as()
+  // (QSGD still rejects NaN and Inf here, with SPARCL_ERR_INVALID_ARG).
+  const Selection& compress(const float* grad, uint64_t stream = 0, bool round_here = true);
+
+  // After compress(..., false): selected entries [first, first + count)
+  // reached the other ranks as received[0, count): the residual keeps
+  // acc - received there (0 where that is not finite).
+  void sent_as(size_t first, size_t count, const float* received);
 
   uint64_t dim() const { return dim_; }
   size_t k() const { return k_; }
@@ -89,6 +101,7 @@ class Compressor {
   Selection selection_;
   SelectWorkspace workspace_;
   std::vector<uint8_t> scratch_;
+  bool rounded_here_ = true;  // how the last step's values were sent
 };
 
 }  // namespace compress

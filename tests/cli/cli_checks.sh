@@ -53,7 +53,28 @@ grep -q '^# wrong values in total: 6$' bad.txt && ok "-c counts 6 wrong values" 
 if awk -F, 'NR > 1 && (($12 ~ /^MPI_/ && $27 != "0") || ($12 !~ /^MPI_/ && $27 != "3")) { bad = 1 } END { exit bad }' bad.csv
 then ok "wrong values per row"; else no "wrong values per row: $(cut -d, -f12,27 bad.csv | tr '\n' ' ')"; fi
 
-# 3. Bad usage: exit 2 with a message.
+# 3. Encodings: one row per encoding, with their names in the CSV; -c within each encoding's bound;
+#    --compress rows carry the dense ring's bytes and the ratio.
+if run 2 -b 4K -e 4K -d 0.05 -a ring -v raw,fp16,qsgd4 -n 1 -w 0 -c -q --csv enc.csv >enc.txt 2>&1; then
+  ok "-v raw,fp16,qsgd4"
+else
+  no "-v raw,fp16,qsgd4 exited $?"; cat enc.txt
+fi
+encs=$(awk -F, 'NR > 1 && $12 == "ring" { print $3 }' enc.csv | tr '\n' ' ')
+[[ $encs == "raw fp16 qsgd4 " ]] && ok "CSV encodings" || no "CSV encodings: $encs"
+if run 2 -b 64K -e 64K -d 0.01 --compress topk -v raw,qsgd4 -n 1 -w 0 -q --csv cmp.csv >cmp.txt 2>&1; then
+  ok "--compress topk"
+else
+  no "--compress exited $?"; cat cmp.txt
+fi
+if awk -F, 'NR > 1 && $12 == "topk/auto" && ($29 != 262144 || $30 <= 1) { bad = 1 } END { exit bad }' cmp.csv &&
+  [[ $(grep -c ',topk/auto,' cmp.csv) == 2 ]]; then
+  ok "--compress rows: dense ring bytes and ratio"
+else
+  no "--compress rows: $(cut -d, -f3,12,21,29,30 cmp.csv | tr '\n' ' ')"
+fi
+
+# 4. Bad usage: exit 2 with a message.
 expect_usage() {
   local out
   out=$(run 2 "$@" 2>&1 >/dev/null)
@@ -66,11 +87,13 @@ expect_usage -a nosuchalgo
 expect_usage -d 2
 expect_usage -v zstd
 out=$(run 1 -v zstd 2>&1)
-grep -q "only 'raw'" <<<"$out" && ok "-v explains that only raw exists" || no "-v message: $out"
+grep -q "unknown value encoding 'zstd'" <<<"$out" && ok "-v names the unknown encoding" || no "-v message: $out"
+expect_usage --compress topk --dtype double
+expect_usage --compress nosuchmethod
 out=$(run 1 -h 2>&1)
 grep -q -- "--densities" <<<"$out" && ok "-h" || no "-h: $out"
 
-# 4. A transport this build may lack: runs (0) or says unsupported cleanly (3).
+# 5. A transport this build may lack: runs (0) or says unsupported cleanly (3).
 for tr in ofi ucx; do
   out=$(run 2 -t "$tr" -b 1K -e 1K -d 0.01 -n 1 -w 0 -c -q 2>&1)
   rc=$?
@@ -85,7 +108,7 @@ else
   no "-t mpi,ofi,ucx: $out"
 fi
 
-# 5. tools/plot (needs python3-matplotlib; skipped without it).
+# 6. tools/plot (needs python3-matplotlib; skipped without it).
 if [[ -n $PY ]] && "$PY" -c "import matplotlib" 2>/dev/null; then
   if "$PY" "$SRC/tools/plot" out.csv -o out.png --table >plot.txt 2>&1 && [[ -s out.png ]] &&
      grep -q '^| 1K | 1% |' plot.txt; then

@@ -164,6 +164,49 @@ TEST(ErrorFeedback, QuantizedValuesFeedBackTheirRoundingError) {
   }
 }
 
+// Values encoded by the collective (compress(..., false), as
+// sparcl_allreduce_compressed does): the selection holds acc itself, the
+// residual on it is what sent_as() says was lost (acc - received, bit for
+// bit, 0 where that is not finite), entries never reported reached the sum
+// exactly, and unsend() puts acc back exactly.
+TEST(ErrorFeedback, EncodedByTheCollective) {
+  const size_t n = 30000;
+  for (ValueCodec codec : {ValueCodec::Raw, ValueCodec::Fp16, ValueCodec::Qsgd4}) {
+    SCOPED_TRACE(cz::value_codec_name(codec));
+    Compressor c(options(Method::TopK, codec), n);
+    const auto g = make_data(Dist::Normal, n, 3);
+    const cz::Selection& sel = c.compress(g.data(), 0, false);
+    ASSERT_TRUE(well_formed(sel, g));  // unrounded: acc's values (acc == g at the first step)
+    const float* r = c.residual();
+    for (size_t j = 0; j < sel.size(); ++j) ASSERT_EQ(r[sel.idx[j]], 0.0f);
+    // The collective reports the first half of the selection as received rounded.
+    const size_t half = sel.size() / 2;
+    std::vector<float> received(half);
+    for (size_t j = 0; j < half; ++j) received[j] = j == 3 ? INFINITY : std::nearbyint(sel.val[j] * 8) / 8;
+    c.sent_as(0, half, received.data());
+    for (size_t j = 0; j < sel.size(); ++j) {
+      const float want = j >= half ? 0.0f : j == 3 ? 0.0f : sel.val[j] - received[j];
+      ASSERT_EQ(cz::float_bits(r[sel.idx[j]]), cz::float_bits(want)) << j;
+    }
+    c.unsend();
+    size_t differ = 0;
+    for (size_t i = 0; i < n; ++i) differ += cz::float_bits(r[i]) != cz::float_bits(g[i]);
+    EXPECT_EQ(differ, 0u);
+    EXPECT_EQ(status_of([&] { c.sent_as(half, sel.size(), received.data()); }), SPARCL_ERR_INTERNAL);
+  }
+  // In the usual mode the compressor rounds, and nothing may be reported.
+  Compressor local(options(Method::TopK, ValueCodec::Fp16), n);
+  const auto g = make_data(Dist::Normal, n, 4);
+  local.compress(g.data());
+  float one = 1.0f;
+  EXPECT_EQ(status_of([&] { local.sent_as(0, 1, &one); }), SPARCL_ERR_INTERNAL);
+  // QSGD still refuses NaN and Inf before anything is sent.
+  Compressor q(options(Method::None, ValueCodec::Qsgd8), 100);
+  std::vector<float> bad(100, 1.0f);
+  bad[42] = NAN;
+  EXPECT_EQ(status_of([&] { q.compress(bad.data(), 0, false); }), SPARCL_ERR_INVALID_ARG);
+}
+
 TEST(ErrorFeedback, Fp16OverflowLeavesNoInfiniteResidual) {
   CompressorOptions o = options(Method::TopK, ValueCodec::Fp16);
   o.k = 1;

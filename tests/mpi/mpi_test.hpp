@@ -44,6 +44,7 @@ class Comm {
     config.progress_thread = progress_thread ? 1 : 0;
     status_ = sparcl_comm_create_mpi(MPI_COMM_WORLD, &config, &comm_);
   }
+  explicit Comm(const sparcl_config_t& config) { status_ = sparcl_comm_create_mpi(MPI_COMM_WORLD, &config, &comm_); }
   ~Comm() {
     if (comm_) sparcl_comm_free(comm_);
   }

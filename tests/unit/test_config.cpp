@@ -59,6 +59,30 @@ TEST(ParseTransport, Names) {
   }
 }
 
+TEST(ParseEncoding, NamesRoundTrip) {
+  const char* names[] = {"raw", "fp16", "bf16", "qsgd8", "qsgd4", "qsgd2"};
+  for (int e = SPARCL_VALUES_RAW; e <= SPARCL_VALUES_QSGD2; ++e) {
+    EXPECT_EQ(sparcl::parse_encoding(names[e]), sparcl_value_encoding_t(e));
+    EXPECT_STREQ(sparcl::encoding_name(sparcl_value_encoding_t(e)), names[e]);
+  }
+  EXPECT_STREQ(sparcl::encoding_name(sparcl_value_encoding_t(6)), "unknown");
+  for (const char* bad : {"", "RAW", "fp32", "qsgd", "qsgd16", "fp16 ", "4"}) {
+    const std::string msg = expect_error([&] { sparcl::parse_encoding(bad); }, SPARCL_ERR_INVALID_ARG);
+    EXPECT_NE(msg.find("'" + std::string(bad) + "'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("qsgd2"), std::string::npos) << msg;  // lists the choices
+  }
+}
+
+TEST(ParseQuantizationBucket, Values) {
+  EXPECT_EQ(sparcl::parse_quantization_bucket("1"), 1u);
+  EXPECT_EQ(sparcl::parse_quantization_bucket("512"), 512u);
+  EXPECT_EQ(sparcl::parse_quantization_bucket("4294967295"), 4294967295u);
+  for (const char* bad : {"", "0", "-1", "4294967296", "99999999999999999999", "1k", "2.5", " 8"}) {
+    const std::string msg = expect_error([&] { sparcl::parse_quantization_bucket(bad); }, SPARCL_ERR_INVALID_ARG);
+    EXPECT_NE(msg.find("'" + std::string(bad) + "'"), std::string::npos) << msg;
+  }
+}
+
 TEST(ParseTimeout, GoodValues) {
   EXPECT_EQ(sparcl::parse_timeout_ms("0"), 0);
   EXPECT_EQ(sparcl::parse_timeout_ms("1"), 1);
@@ -86,7 +110,8 @@ void set_raw(E& field, int value) {
 class ResolveConfig : public ::testing::Test {
  protected:
   static constexpr const char* kVars[] = {"SPARCL_ALGORITHM", "SPARCL_TIMEOUT_MS", "SPARCL_TRANSPORT",
-                                          "SPARCL_OFI_PROVIDER", "SPARCL_PROGRESS_THREAD"};
+                                          "SPARCL_OFI_PROVIDER", "SPARCL_PROGRESS_THREAD", "SPARCL_ENCODING",
+                                          "SPARCL_QSGD_BUCKET", "SPARCL_CHECKSUM"};
   void SetUp() override {
     for (const char* v : kVars) {
       const char* old = std::getenv(v);
@@ -247,6 +272,75 @@ TEST_F(ResolveConfig, EnvironmentOverridesFields) {
   EXPECT_EQ(c.timeout_ms, 5000);
   EXPECT_EQ(c.transport, SPARCL_TRANSPORT_MPI);
   EXPECT_EQ(c.ofi_provider, "tcp");
+}
+
+TEST_F(ResolveConfig, EncodingAndChecksum) {
+  sparcl_config_t cfg = SPARCL_CONFIG_INIT;
+  EXPECT_EQ(cfg.encoding, SPARCL_VALUES_RAW);
+  EXPECT_EQ(cfg.quantization_bucket, 512u);
+  EXPECT_EQ(cfg.checksum, 0);
+  sparcl::Config c = sparcl::resolve_config(nullptr);
+  EXPECT_EQ(c.encoding, SPARCL_VALUES_RAW);
+  EXPECT_EQ(c.quantization_bucket, 512u);
+  EXPECT_FALSE(c.checksum);
+
+  cfg.encoding = SPARCL_VALUES_QSGD4;
+  cfg.quantization_bucket = 1024;
+  cfg.checksum = 1;
+  c = sparcl::resolve_config(&cfg);
+  EXPECT_EQ(c.encoding, SPARCL_VALUES_QSGD4);
+  EXPECT_EQ(c.quantization_bucket, 1024u);
+  EXPECT_TRUE(c.checksum);
+
+  setenv("SPARCL_ENCODING", "bf16", 1);
+  setenv("SPARCL_QSGD_BUCKET", "64", 1);
+  setenv("SPARCL_CHECKSUM", "0", 1);
+  c = sparcl::resolve_config(&cfg);
+  EXPECT_EQ(c.encoding, SPARCL_VALUES_BF16);
+  EXPECT_EQ(c.quantization_bucket, 64u);
+  EXPECT_FALSE(c.checksum);
+  setenv("SPARCL_CHECKSUM", "1", 1);
+  EXPECT_TRUE(sparcl::resolve_config(nullptr).checksum);
+
+  for (const char* var : {"SPARCL_ENCODING", "SPARCL_QSGD_BUCKET", "SPARCL_CHECKSUM"}) {
+    setenv(var, "bogus", 1);
+    const std::string msg = expect_error([] { sparcl::resolve_config(nullptr); }, SPARCL_ERR_INVALID_ARG);
+    EXPECT_NE(msg.find(var), std::string::npos) << msg;
+    unsetenv(var);
+  }
+
+  // Bad fields, each named.
+  auto expect_rejected = [](const sparcl_config_t& b, const char* field) {
+    const std::string msg = expect_error([&] { sparcl::resolve_config(&b); }, SPARCL_ERR_INVALID_ARG);
+    EXPECT_NE(msg.find(field), std::string::npos) << msg;
+  };
+  for (int bad : {-1, 6, 99}) {
+    sparcl_config_t b = SPARCL_CONFIG_INIT;
+    set_raw(b.encoding, bad);
+    expect_rejected(b, "config.encoding");
+  }
+  for (size_t bad : {size_t(0), size_t(1) << 32}) {
+    sparcl_config_t b = SPARCL_CONFIG_INIT;
+    b.quantization_bucket = bad;
+    expect_rejected(b, "config.quantization_bucket");
+  }
+  for (int bad : {2, -1}) {
+    sparcl_config_t b = SPARCL_CONFIG_INIT;
+    b.checksum = bad;
+    expect_rejected(b, "config.checksum");
+  }
+
+  // A struct from an older header (ending before the encoding) keeps the
+  // defaults, whatever lies beyond its end.
+  sparcl_config_t old = SPARCL_CONFIG_INIT;
+  old.struct_size = offsetof(sparcl_config_t, encoding);
+  set_raw(old.encoding, 99);
+  old.quantization_bucket = 0;
+  old.checksum = 7;
+  c = sparcl::resolve_config(&old);
+  EXPECT_EQ(c.encoding, SPARCL_VALUES_RAW);
+  EXPECT_EQ(c.quantization_bucket, 512u);
+  EXPECT_FALSE(c.checksum);
 }
 
 TEST_F(ResolveConfig, BadEnvironment) {

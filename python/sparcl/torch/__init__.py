@@ -1,0 +1,20 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""sparcl for PyTorch: a communicator from torch.distributed and DDP communication hooks.
+
+    import sparcl.torch
+    sparcl.torch.init_distributed()                   # or torch.distributed.init_process_group("gloo", ...)
+    comm = sparcl.torch.Communicator()                # same ranks, sparcl's own transport (UCX or libfabric)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    ddp.register_comm_hook(sparcl.torch.TopKState(comm, density=0.01), sparcl.torch.topk_hook)
+    ... train ...
+    comm.close()                                      # collective
+    sparcl.torch.finalize_distributed()
+
+docs/pytorch.md has the details.
+"""
+from ._comm import Communicator, Compressor
+from .hooks import TopKState, allreduce_hook, topk_hook
+from .launch import finalize_distributed, init_distributed, launch_environment
+
+__all__ = ["Communicator", "Compressor", "TopKState", "allreduce_hook", "topk_hook", "init_distributed",
+           "finalize_distributed", "launch_environment"]
