@@ -92,7 +92,7 @@ if wanted 6; then
   begin_stage 6 "Fuzzing (build-fuzz/, ${SPARCL_FUZZ_SECONDS:-10} s per harness)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARCL_FUZZ=ON \
     -DSPARCL_FUZZ_SECONDS="${SPARCL_FUZZ_SECONDS:-10}" -DSPARCL_BUILD_TESTS=OFF -DSPARCL_BUILD_BENCH=OFF \
-    -DSPARCL_WITH_OFI=OFF -DSPARCL_WITH_UCX=OFF -DSPARCL_WERROR=ON
+    -DSPARCL_BUILD_TRAINER=OFF -DSPARCL_BUILD_PYTHON=OFF -DSPARCL_WITH_OFI=OFF -DSPARCL_WITH_UCX=OFF -DSPARCL_WERROR=ON
   cmake --build build-fuzz -j"$jobs"
   ctest --test-dir build-fuzz --output-on-failure -j1 -L fuzz
   end_stage
