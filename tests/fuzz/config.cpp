@@ -3,16 +3,18 @@
 // with the SPARCL_* environment variables, and the parse_* functions).
 //
 // Input: a sparcl_config_t as a caller's memory holds it (struct_size,
-// algorithm, transport, timeout_ms, progress_thread, as raw fields; the
-// struct is allocated with exactly struct_size bytes when that is smaller,
-// as a program built against an older header passes it), one byte of flags
-// (bit 0: config is NULL; bit 1: ofi_provider is set; bits 2-6: which of the
-// five variables are set), then newline-separated strings: the provider,
-// then the variables' values in the order of kVariables.
-// Properties: an accepted configuration has valid enums, a timeout >= 0 and
-// a non-empty provider; each variable that is set wins over the field and
-// equals what its parse_* function returns for it; parse_algorithm and
-// parse_transport accept exactly the names they print.
+// algorithm, transport, timeout_ms, progress_thread, encoding,
+// quantization_bucket, checksum, as raw fields; the struct is allocated with
+// exactly struct_size bytes when that is smaller, as a program built against
+// an older header passes it), two bytes of flags (bit 0: config is NULL;
+// bit 1: ofi_provider is set; bits 2-9: which of the eight variables are
+// set), then newline-separated strings: the provider, then the variables'
+// values in the order of kVariables.
+// Properties: an accepted configuration has valid enums, a timeout >= 0, a
+// bucket >= 1 and a non-empty provider; each variable that is set wins over
+// the field and equals what its parse_* function returns for it;
+// parse_algorithm, parse_transport and parse_encoding accept exactly the names
+// they print.
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -20,6 +22,7 @@
 
 #include "config.hpp"
 #include "fuzz_util.hpp"
+#include "ml/compress/codec.hpp"
 
 using namespace sparcl;
 using sparcl_fuzz::accepts;
@@ -27,8 +30,10 @@ using sparcl_fuzz::check;
 
 namespace {
 
-constexpr const char* kVariables[] = {"SPARCL_ALGORITHM", "SPARCL_TIMEOUT_MS", "SPARCL_TRANSPORT",
-                                      "SPARCL_PROGRESS_THREAD", "SPARCL_OFI_PROVIDER"};
+constexpr const char* kVariables[] = {"SPARCL_ALGORITHM",    "SPARCL_TIMEOUT_MS", "SPARCL_TRANSPORT",
+                                      "SPARCL_PROGRESS_THREAD", "SPARCL_OFI_PROVIDER", "SPARCL_ENCODING",
+                                      "SPARCL_QSGD_BUCKET",     "SPARCL_CHECKSUM"};
+constexpr size_t kVariableCount = sizeof kVariables / sizeof kVariables[0];
 
 }  // namespace
 
@@ -42,13 +47,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::memcpy(&fields.transport, &transport, sizeof transport);
   fields.timeout_ms = in.take<int64_t>();
   fields.progress_thread = in.take<int32_t>();
-  const uint8_t flags = in.take<uint8_t>();
+  const int32_t encoding = in.take<int32_t>();
+  std::memcpy(&fields.encoding, &encoding, sizeof encoding);
+  fields.quantization_bucket = in.take<uint64_t>();
+  fields.checksum = in.take<int32_t>();
+  const uint16_t flags = in.take<uint16_t>();
   // C strings: each ends at its first NUL, as the environment and the config see it.
   const std::string provider = in.line().c_str();
   std::vector<std::string> values;
-  for (size_t k = 0; k < 5; ++k) values.push_back(in.line().c_str());
+  for (size_t k = 0; k < kVariableCount; ++k) values.push_back(in.line().c_str());
 
-  for (size_t k = 0; k < 5; ++k) {
+  for (size_t k = 0; k < kVariableCount; ++k) {
     if (flags & (4u << k))
       setenv(kVariables[k], values[k].c_str(), 1);
     else
@@ -73,6 +82,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (accepts([&] { t = parse_transport(v); })) check(transport_name(t) == v, "transport name does not round-trip");
     int64_t ms = -1;
     if (accepts([&] { ms = parse_timeout_ms(v); })) check(ms >= 0, "negative timeout accepted");
+    sparcl_value_encoding_t e{};
+    if (accepts([&] { e = parse_encoding(v); })) check(encoding_name(e) == v, "encoding name does not round-trip");
+    uint32_t bucket = 0;
+    if (accepts([&] { bucket = parse_quantization_bucket(v); })) check(bucket >= 1, "bucket of 0 accepted");
   }
   if (!ok) return 0;
 
@@ -82,10 +95,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         "resolved transport is not a sparcl_transport_t");
   check(c.timeout_ms >= 0, "resolved timeout is negative");
   check(!c.ofi_provider.empty(), "resolved provider is empty");
+  check(compress::is_value_codec(raw(c.encoding)), "resolved encoding is not a sparcl_value_encoding_t");
+  check(c.quantization_bucket >= 1, "resolved bucket is 0");
   if (flags & 4) check(c.algorithm == parse_algorithm(values[0]), "SPARCL_ALGORITHM did not win");
   if (flags & 8) check(c.timeout_ms == parse_timeout_ms(values[1]), "SPARCL_TIMEOUT_MS did not win");
   if (flags & 16) check(c.transport == parse_transport(values[2]), "SPARCL_TRANSPORT did not win");
   if (flags & 32) check(c.progress_thread == (values[3] == "1"), "SPARCL_PROGRESS_THREAD did not win");
   if (flags & 64) check(c.ofi_provider == values[4], "SPARCL_OFI_PROVIDER did not win");
+  if (flags & 128) check(c.encoding == parse_encoding(values[5]), "SPARCL_ENCODING did not win");
+  if (flags & 256) check(c.quantization_bucket == parse_quantization_bucket(values[6]), "SPARCL_QSGD_BUCKET did not win");
+  if (flags & 512) check(c.checksum == (values[7] == "1"), "SPARCL_CHECKSUM did not win");
   return 0;
 }

@@ -24,7 +24,9 @@ namespace sparcl_fuzz {
 // The receiver's side of the collective that the wire seeds were made for
 // (make_corpus.cpp writes them, wire_header.cpp and wire_payload.cpp check
 // against it).
-inline sparcl::Identity receiver_identity(uint64_t dim, uint8_t value_type) {
+inline sparcl::Identity receiver_identity(uint64_t dim, uint8_t value_type,
+                                          sparcl::Encoding encoding = sparcl::Encoding::Raw, uint32_t bucket = 0,
+                                          bool checksum = false) {
   sparcl::Identity id;
   id.comm_id = 0xC0FFEE;
   id.seq = 42;
@@ -33,7 +35,9 @@ inline sparcl::Identity receiver_identity(uint64_t dim, uint8_t value_type) {
   id.dim = dim;
   id.value_type = value_type;
   id.index_width = dim < (uint64_t(1) << 32) ? 4 : 8;
-  id.encoding = sparcl::Encoding::Raw;
+  id.encoding = encoding;
+  id.bucket = bucket;
+  id.checksum = checksum;
   return id;
 }
 constexpr uint16_t kReceiverStep = 5;

@@ -45,10 +45,13 @@ void put_line(std::vector<uint8_t>& out, const std::string& s) {
 std::vector<uint8_t> bytes_of(const Buffer& b) { return std::vector<uint8_t>(b.data(), b.data() + b.size()); }
 
 // Messages over `r` (sparse every `stride`-th index, or dense) for V, I.
+// (encoding: the values' encoding, float32 only; checksum: the CRC32C trailer.)
 template <class V, class I>
-void wire_messages(unsigned types, Range r, unsigned pick, const std::string& tag) {
+void wire_messages(unsigned types, Range r, unsigned pick, const std::string& tag, Encoding encoding = Encoding::Raw,
+                   bool checksum = false) {
   const uint64_t dim = sizeof(I) == 8 ? (uint64_t(1) << 32) + 1000 : 1000;
-  const Identity id = sparcl_fuzz::receiver_identity(dim, value_type_code<V>());
+  const uint32_t bucket = compress::qsgd_bits(encoding) ? 512 : 0;  // wire_header's receiver expects 512
+  const Identity id = sparcl_fuzz::receiver_identity(dim, value_type_code<V>(), encoding, bucket, checksum);
   for (uint64_t stride : {uint64_t(0), uint64_t(1), uint64_t(3), uint64_t(50)}) {
     Stream<V, I> s;
     s.range = r;
@@ -84,9 +87,25 @@ void wire_corpora() {
     wire_messages<double, uint64_t>(3, wide, pick, "f64_u64" + p);
   }
   wire_messages<float, uint32_t>(0, Range{100, 200}, 0, "f32_u32_own_range");
+  // The value encodings and the checksum trailer (on two ranges each).
+  for (int code = 1; compress::is_value_codec(code); ++code) {
+    const auto e = Encoding(code);
+    for (unsigned pick : {1u, 3u}) {
+      const Range r = sparcl_fuzz::kPayloadRanges[pick - 1];
+      const std::string p = "_range" + std::to_string(pick);
+      wire_messages<float, uint32_t>(0, r, pick, std::string("f32_u32_") + compress::value_codec_name(e) + p, e);
+    }
+  }
+  wire_messages<float, uint32_t>(0, sparcl_fuzz::kPayloadRanges[0], 1, "f32_u32_crc_range1", Encoding::Raw, true);
+  wire_messages<float, uint32_t>(0, sparcl_fuzz::kPayloadRanges[2], 3, "f32_u32_qsgd4_crc_range3",
+                                 Encoding::Qsgd4, true);
   const SharedBuffer abort_msg = encode_abort(sparcl_fuzz::receiver_identity(1000, SPARCL_FLOAT32),
                                               SPARCL_ERR_INVALID_ARG, "rank 2: index 7 at position 1 is >= dim 5");
   write("wire_header", "abort", bytes_of(*abort_msg));
+  const SharedBuffer sealed_abort =
+      encode_abort(sparcl_fuzz::receiver_identity(1000, SPARCL_FLOAT32, Encoding::Raw, 0, true), SPARCL_ERR_TIMEOUT,
+                   "rank 1: timed out after 100 ms");
+  write("wire_header", "abort_crc", bytes_of(*sealed_abort));
   write("wire_header", "short", std::vector<uint8_t>(10, 0x53));
 }
 
@@ -152,19 +171,25 @@ void config_corpora() {
     int32_t algorithm, transport;
     int64_t timeout_ms;
     int32_t progress_thread;
-    uint8_t flags;
-    std::vector<std::string> lines;  // provider, then the five variables
+    int32_t encoding;
+    uint64_t bucket;
+    int32_t checksum;
+    uint16_t flags;
+    std::vector<std::string> lines;  // provider, then the eight variables
   };
   const uint8_t full = uint8_t(sizeof(sparcl_config_t));
   const uint8_t old = uint8_t(offsetof(sparcl_config_t, timeout_ms) + sizeof(int64_t));
+  const uint8_t v1 = uint8_t(offsetof(sparcl_config_t, encoding));  // before the wire fields
   const Case cases[] = {
-      {"defaults", full, 0, 0, 1800000, 0, 0, {}},
-      {"null_config", full, 0, 0, 0, 0, 1, {}},
-      {"fields", full, 4, 2, 250, 1, 2, {"shm"}},
-      {"old_header", old, 1, 1, 100, 0, 0, {}},
-      {"environment", full, 0, 0, 1000, 0, 2 | 4 | 8 | 16 | 32 | 64,
-       {"tcp;ofi_rxm", "split_dense", "300", "ucx", "1", "verbs;ofi_rxm"}},
-      {"bad_environment", full, 0, 0, 1000, 0, 4 | 8, {"", "Ring", "-5"}},
+      {"defaults", full, 0, 0, 1800000, 0, 0, 512, 0, 0, {}},
+      {"null_config", full, 0, 0, 0, 0, 0, 512, 0, 1, {}},
+      {"fields", full, 4, 2, 250, 1, 4, 64, 1, 2, {"shm"}},
+      {"old_header", old, 1, 1, 100, 0, 0, 0, 0, 0, {}},
+      {"v1_header", v1, 2, 0, 100, 1, 9, 0, 7, 0, {}},
+      {"environment", full, 0, 0, 1000, 0, 0, 512, 0, 0x3FE,
+       {"tcp;ofi_rxm", "split_dense", "300", "ucx", "1", "verbs;ofi_rxm", "qsgd4", "128", "1"}},
+      {"bad_environment", full, 0, 0, 1000, 0, 0, 512, 0, 4 | 8 | 128 | 256 | 512,
+       {"", "Ring", "-5", "", "", "", "qsgd3", "0", "yes"}},
   };
   for (const Case& c : cases) {
     std::vector<uint8_t> seed;
@@ -173,7 +198,10 @@ void config_corpora() {
     put<int32_t>(seed, c.transport);
     put<int64_t>(seed, c.timeout_ms);
     put<int32_t>(seed, c.progress_thread);
-    put<uint8_t>(seed, c.flags);
+    put<int32_t>(seed, c.encoding);
+    put<uint64_t>(seed, c.bucket);
+    put<int32_t>(seed, c.checksum);
+    put<uint16_t>(seed, c.flags);
     for (const std::string& l : c.lines) put_line(seed, l);
     write("config", c.name, seed);
   }

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Fuzz harness: the payload of a data message (src/wire.hpp decode<V, I>) and
 // what the collectives then do with the view it returns (merge, slice,
-// densify, copy).
+// densify, copy). The header's encoding (raw, fp16, bf16, QSGD 8/4/2) picks
+// the value decoder; a message with the checksum flag is sealed anew before
+// decoding (so that mutations reach the payload checks; verify_checksum is
+// wire_header's).
 //
 // Input: one selector byte, then the message (header and payload).
 //   bits 0-1  the receiver's value and index types: 0 float/u32, 1 float/u64,
@@ -10,12 +13,14 @@
 //             (when it is at most kMaxLength long), 1-7 a range of kPayloadRanges
 //             (for u64 indices shifted past 2^32).
 // Properties: an accepted view lies inside the expected range with at most
-// its length in entries, its indices strictly increasing, and every value
-// inside the message; merging it with a fixed stream, slicing it and
+// its length in entries, its indices strictly increasing, and its values
+// inside the message (raw) or in the decoded stream (other encodings; QSGD
+// values finite); merging it with a fixed stream, slicing it and
 // writing it densely agree with each other.
 //
-// New value encodings of the wire format get their own decoder entry here
-// (one per decoder family), and seeds in tests/fuzz/corpus/wire_payload/.
+// A new value encoding needs no change here, only seeds
+// (make_corpus.cpp, kSeedEncodings); a new value or index type gets its own
+// entry in kDecoders.
 #include <cmath>
 #include <vector>
 
@@ -33,21 +38,32 @@ constexpr int kPeer = 1;
 
 template <class V, class I>
 void exercise(const Buffer& msg, const WireHeader& h, Range expected) {
-  View<V, I> v;
-  if (!accepts([&] { v = decode<V, I>(msg, h, expected, kPeer); })) return;
-  const uint8_t* lo = msg.data();
-  const uint8_t* hi = msg.data() + msg.size();
-  auto inside = [&](const void* p, size_t bytes) {
+  Decoded<V, I> d;
+  if (!accepts([&] { d = decode<V, I>(msg, h, expected, kPeer); })) return;
+  const View<V, I>& v = d.view;
+  auto inside = [](const void* p, size_t bytes, const void* lo, size_t size) {
     const auto* b = static_cast<const uint8_t*>(p);
-    return bytes == 0 || (b >= lo && b + bytes <= hi);
+    const auto* l = static_cast<const uint8_t*>(lo);
+    return bytes == 0 || (b >= l && b + bytes <= l + size);
   };
+  const bool raw_values = Encoding(h.encoding) == Encoding::Raw;
   check(v.range == expected, "decoded view covers another range");
   check(v.nnz <= expected.size(), "decoded view has more entries than its range");
-  check(inside(v.val, v.nnz * sizeof(V)), "decoded values lie outside the message");
+  if (raw_values) {
+    check(!d.stream, "raw values decoded into a copy");
+    check(inside(v.val, v.nnz * sizeof(V), msg.data(), msg.size()), "decoded values lie outside the message");
+  } else {
+    check(d.stream && inside(v.val, v.nnz * sizeof(V), d.stream->val.data(), d.stream->val.size() * sizeof(V)),
+          "decoded values lie outside their stream");
+    if (compress::qsgd_bits(Encoding(h.encoding)))
+      for (size_t k = 0; k < v.nnz; ++k) check(std::isfinite(v.val[k]), "QSGD value decoded to Inf or NaN");
+  }
   if (v.dense) {
     check(v.nnz == expected.size(), "dense view with a short value array");
   } else {
-    check(inside(v.idx, v.nnz * sizeof(I)), "decoded indices lie outside the message");
+    check(inside(v.idx, v.nnz * sizeof(I), msg.data(), msg.size()) ||
+              (d.stream && inside(v.idx, v.nnz * sizeof(I), d.stream->idx.data(), d.stream->idx.size() * sizeof(I))),
+          "decoded indices lie outside the message and the stream");
     for (size_t k = 0; k < v.nnz; ++k) {
       check(v.idx[k] >= expected.begin && v.idx[k] < expected.end, "decoded index outside the range");
       check(k == 0 || v.idx[k] > v.idx[k - 1], "decoded indices not strictly increasing");
@@ -96,6 +112,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   WireHeader h{};
   if (!accepts([&] { h = read_header(msg); })) return 0;
   if (h.flags & kFlagAbort) return 0;  // abort notices are wire_header's
+  if ((h.flags & kFlagChecksum) && msg.size() >= sizeof(WireHeader) + kChecksumBytes) seal(msg);
 
   const unsigned types = selector & 3;
   const unsigned pick = (selector >> 2) & 7;
