@@ -341,9 +341,13 @@ sparcl_status_t sparcl_comm_free(sparcl_comm_t comm) {
       if (!r->detached)
         return record(comm, SPARCL_ERR_INVALID_ARG, "communicator has requests in flight: wait for them first");
   }
+  // The communicator is gone afterwards whatever happens: a close that
+  // timed out (a peer never called sparcl_comm_free) is reported, but the
+  // handle is freed all the same.
+  std::unique_ptr<sparcl_comm> owned(comm);
   return guarded(nullptr, [&] {
-    // Detached requests finish first (progress deletes each as it ends);
-    // the transport closes only after that.
+    // Detached requests finish first (progress deletes each as it ends; each
+    // ends by its deadline); the transport closes only after that.
     auto lock = comm->lock();
     while (!comm->in_flight.empty()) {
       comm->progress();
@@ -354,7 +358,6 @@ sparcl_status_t sparcl_comm_free(sparcl_comm_t comm) {
     lock.unlock();
     comm->stop_progress_thread();
     comm->transport->close();
-    delete comm;
   });
 }
 

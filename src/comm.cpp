@@ -71,7 +71,7 @@ sparcl_request* sparcl_comm::submit(std::unique_ptr<sparcl_request> request) {
   open_requests.insert(request.get());
   if (request->done) return request.release();
   request->op->count_traffic_in(&traffic);
-  if (config.timeout_ms > 0) request->deadline = Clock::now() + std::chrono::milliseconds(config.timeout_ms);
+  request->deadline = sparcl::deadline_after(config.timeout_ms);
   sparcl_request* r = request.release();
   in_flight.push_back(r);
   // Start it right away: its first sends go out before the caller computes.

@@ -70,6 +70,16 @@ int64_t parse_timeout_ms(const std::string& text) {
   return v;
 }
 
+std::chrono::steady_clock::time_point deadline_after(int64_t timeout_ms) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point now = Clock::now();
+  // Compared in milliseconds: converting a huge timeout to the clock's
+  // nanoseconds would overflow.
+  const int64_t room = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::time_point::max() - now).count();
+  if (timeout_ms <= 0 || timeout_ms >= room) return Clock::time_point::max();
+  return now + std::chrono::milliseconds(timeout_ms);
+}
+
 namespace {
 constexpr const char* kEncodingChoices = "raw, fp16, bf16, qsgd8, qsgd4 or qsgd2";
 

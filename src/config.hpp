@@ -3,6 +3,7 @@
 // environment variables applied on top (see docs/configuration.md).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -35,5 +36,9 @@ int64_t parse_timeout_ms(const std::string& text);
 sparcl_value_encoding_t parse_encoding(const std::string& text);
 const char* encoding_name(sparcl_value_encoding_t encoding);
 uint32_t parse_quantization_bucket(const std::string& text);
+
+// The time `timeout_ms` from now: never (time_point::max()) for 0, which
+// waits forever, and for a timeout beyond the clock's range.
+std::chrono::steady_clock::time_point deadline_after(int64_t timeout_ms);
 
 }  // namespace sparcl

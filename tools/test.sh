@@ -1,20 +1,42 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 #
-# Install dependencies, build sparcl (Release, warnings as errors) and run the
-# test suite, then the threaded tests under ThreadSanitizer. Extra arguments
-# are passed to the first ctest, e.g. `tools/test.sh -R ring`.
+# What CI runs: install dependencies, build, and test sparcl in six stages,
+# each timed (a summary is printed at the end):
+#
+#   1  dependencies               tools/deps.sh
+#   2  Release build              build/, warnings as errors
+#   3  Release tests              the whole suite (ctest)
+#   4  ASan + UBSan + LSan        build-asan/: every test program and transport
+#                                 at reduced rank counts (see docs/reliability.md)
+#   5  ThreadSanitizer            build-tsan/: the tests that run the progress
+#                                 thread, over MPI, libfabric and UCX
+#   6  fuzzing                    build-fuzz/ (clang, libFuzzer): each harness for
+#                                 SPARCL_FUZZ_SECONDS (default 10) on its seeds
+#
+# Usage: tools/test.sh [ctest arguments for stage 3, e.g. -R ring]
+#   SPARCL_STAGES="2 3"     runs only the stages listed (default: all)
+#   SPARCL_FUZZ_SECONDS=60  runs each fuzz harness longer
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "==> [1/4] Checking dependencies"
-# shellcheck source=tools/deps.sh
-source tools/deps.sh
-sparcl_install_deps
+stages=${SPARCL_STAGES:-1 2 3 4 5 6}
+jobs=$(nproc)
+declare -a summary=()
+stage_start=0
+current=""
 
-echo "==> [2/4] Building (build/, Release, SPARCL_WERROR=ON)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSPARCL_WERROR=ON
-cmake --build build -j"$(nproc)"
+begin_stage() {  # begin_stage <number> <title>
+  current="[$1/6] $2"
+  stage_start=$SECONDS
+  echo "==> $current"
+}
+end_stage() {
+  local took=$((SECONDS - stage_start))
+  summary+=("$(printf '%-44s %4d min %02d s' "$current" $((took / 60)) $((took % 60)))")
+  echo "==> $current: done in $((took / 60)) min $((took % 60)) s"
+}
+wanted() { [[ " $stages " == *" $1 "* ]]; }
 
 # Machines may have only 2 cores: let Open MPI oversubscribe.
 export OMPI_MCA_rmaps_base_oversubscribe=1
@@ -22,18 +44,61 @@ if ((EUID == 0)); then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
 
+if wanted 1; then
+  begin_stage 1 "Dependencies"
+  # shellcheck source=tools/deps.sh
+  source tools/deps.sh
+  sparcl_install_deps
+  end_stage
+fi
+
+if wanted 2; then
+  begin_stage 2 "Release build (build/)"
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSPARCL_WERROR=ON
+  cmake --build build -j"$jobs"
+  end_stage
+fi
+
 # -j1: the MPI tests already oversubscribe the cores; running them in parallel
 # only makes them slow and flaky.
-echo "==> [3/4] Running tests"
-ctest --test-dir build --output-on-failure --timeout 600 -j1 "$@"
+if wanted 3; then
+  begin_stage 3 "Release tests"
+  ctest --test-dir build --output-on-failure --timeout 600 -j1 "$@"
+  end_stage
+fi
 
-# The threaded tests again, under ThreadSanitizer (tests/tsan.supp lists
-# what is suppressed in Open MPI, which is not instrumented), over the MPI
-# transport only: with libfabric and UCX linked in, the instrumented tests
-# died with SIGSEGV before any test ran (not investigated yet).
-echo "==> [4/4] ThreadSanitizer build (build-tsan/) and the threaded tests"
-cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARCL_SANITIZE=thread \
-  -DSPARCL_BUILD_BENCH=OFF -DSPARCL_TEST_DIRS=mpi -DSPARCL_WERROR=ON \
-  -DSPARCL_WITH_OFI=OFF -DSPARCL_WITH_UCX=OFF
-cmake --build build-tsan -j"$(nproc)" --target sparcl_mpi_tests
-ctest --test-dir build-tsan --output-on-failure --timeout 600 -j1 -L tsan
+# The sanitizer options (halt on the first UBSan report, LeakSanitizer on,
+# suppressions for the uninstrumented MPI, libfabric and UCX) come with each
+# test from tests/CMakeLists.txt, so that ctest in build-asan/ alone does the same.
+if wanted 4; then
+  begin_stage 4 "ASan + UBSan + LSan build and tests (build-asan/)"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARCL_SANITIZE=address,undefined \
+    -DSPARCL_WERROR=ON
+  cmake --build build-asan -j"$jobs"
+  ctest --test-dir build-asan --output-on-failure --timeout 600 -j1
+  end_stage
+fi
+
+if wanted 5; then
+  begin_stage 5 "ThreadSanitizer build and threaded tests (build-tsan/)"
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARCL_SANITIZE=thread \
+    -DSPARCL_BUILD_BENCH=OFF -DSPARCL_TEST_DIRS="mpi;soak" -DSPARCL_WERROR=ON
+  cmake --build build-tsan -j"$jobs" --target sparcl_mpi_tests sparcl-soak
+  ctest --test-dir build-tsan --output-on-failure --timeout 600 -j1 -L tsan
+  end_stage
+fi
+
+if wanted 6; then
+  begin_stage 6 "Fuzzing (build-fuzz/, ${SPARCL_FUZZ_SECONDS:-10} s per harness)"
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARCL_FUZZ=ON \
+    -DSPARCL_FUZZ_SECONDS="${SPARCL_FUZZ_SECONDS:-10}" -DSPARCL_BUILD_TESTS=OFF -DSPARCL_BUILD_BENCH=OFF \
+    -DSPARCL_BUILD_TRAINER=OFF -DSPARCL_BUILD_PYTHON=OFF -DSPARCL_WITH_OFI=OFF -DSPARCL_WITH_UCX=OFF -DSPARCL_WERROR=ON
+  cmake --build build-fuzz -j"$jobs"
+  ctest --test-dir build-fuzz --output-on-failure -j1 -L fuzz
+  end_stage
+fi
+
+echo "==> Summary (wall time per stage)"
+for line in "${summary[@]}"; do echo "    $line"; done
+total=$SECONDS
+echo "    $(printf '%-44s %4d min %02d s' "total" $((total / 60)) $((total % 60)))"

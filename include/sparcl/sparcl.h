@@ -134,7 +134,9 @@ typedef struct sparcl_config {
   size_t struct_size;             /**< sizeof(sparcl_config_t), for ABI growth */
   sparcl_algorithm_t algorithm;   /**< allreduce algorithm; default SPARCL_ALGO_AUTO */
   sparcl_transport_t transport;   /**< default SPARCL_TRANSPORT_DEFAULT */
-  int64_t timeout_ms;             /**< per-operation timeout; 0 waits forever; default 1800000 */
+  int64_t timeout_ms;             /**< bound of every wait for other ranks (each collective, communicator
+                                       creation over MPI, sparcl_comm_free): SPARCL_ERR_TIMEOUT after this
+                                       many milliseconds; 0 waits forever; default 1800000 (30 min) */
   const char *ofi_provider;       /**< libfabric provider, e.g. "tcp;ofi_rxm" (the default when NULL) */
   int progress_thread;            /**< 1: a background thread progresses operations; default 0 */
   sparcl_value_encoding_t encoding; /**< values of float32 vectors on the wire; default SPARCL_VALUES_RAW */
@@ -205,6 +207,8 @@ typedef int (*sparcl_bootstrap_allgather_fn)(const void *send, void *recv, size_
  * transport must be one that does not need MPI (SPARCL_TRANSPORT_OFI or
  * SPARCL_TRANSPORT_UCX); with SPARCL_TRANSPORT_MPI this returns
  * SPARCL_ERR_UNSUPPORTED (use sparcl_comm_create_mpi() from sparcl_mpi.h).
+ * sparcl cannot interrupt the launcher's allgather: it must bound its own
+ * waits (and return non-zero) if a rank may never arrive.
  *
  * @param rank       this rank, 0 <= rank < size
  * @param size       number of ranks
@@ -216,11 +220,17 @@ typedef int (*sparcl_bootstrap_allgather_fn)(const void *send, void *recv, size_
 sparcl_status_t sparcl_comm_create(int rank, int size, sparcl_bootstrap_allgather_fn allgather, void *ctx,
                                    const sparcl_config_t *config, sparcl_comm_t *comm);
 
-/** Frees a communicator. Collective: every rank calls it, once no operation is in flight,
- *  so that transports can close their connections in order. A rank that does not come
- *  delays the others by a few seconds at most (each transport bounds the wait); after a
- *  peer failure use sparcl_comm_abort() instead. Requests that completed but were not
- *  yet waited for stay valid (sparcl_wait() returns their status and frees them). */
+/**
+ * Frees a communicator. Collective: every rank calls it, once no operation is
+ * in flight (requests freed with sparcl_request_free() are finished first),
+ * so that transports can close their connections in order. Returns
+ * SPARCL_ERR_TIMEOUT if not every rank called it within the timeout; the
+ * communicator is freed in every case except SPARCL_ERR_INVALID_ARG (requests
+ * still in flight), and its handle must not be used again. After a peer
+ * failure use sparcl_comm_abort() instead. Requests that completed but were
+ * not yet waited for stay valid (sparcl_wait() returns their status and frees
+ * them).
+ */
 sparcl_status_t sparcl_comm_free(sparcl_comm_t comm);
 
 /**

@@ -39,6 +39,12 @@ extern "C" {
  * Configurations are compared across ranks: a difference gives
  * SPARCL_ERR_MISMATCH on every rank.
  *
+ * Bounded by the configuration's timeout (config.timeout_ms, SPARCL_TIMEOUT_MS):
+ * if a rank of `mpi_comm` does not call it in time, the others return
+ * SPARCL_ERR_TIMEOUT. MPI cannot withdraw a started collective, so one of
+ * sparcl's may then stay pending on `mpi_comm`: do not use `mpi_comm` for
+ * collectives afterwards (the usual answer to a missing rank is MPI_Abort).
+ *
  * @param mpi_comm  communicator whose ranks take part
  * @param config    configuration, or NULL for the defaults
  * @param comm      receives the new communicator

@@ -229,7 +229,7 @@ void decode_qsgd(const uint8_t* in, size_t n, size_t bucket, float* out) {
       corrupt("QSGD scale of bucket " + std::to_string(b) + " is negative or not finite");
     const float scale = bits_float(bits);
     const float step = scale / float(S);
-    const bool tiny = qsgd_tiny_step<S>(scale);  // such buckets decode in double
+    const bool in_double = qsgd_decodes_in_double<S>(scale);
     const size_t first = b * bucket, len = std::min(bucket, n - first);
     for (size_t s = 0; s < len; s += kSegment) {
       const size_t seg = std::min(kSegment, len - s);
@@ -238,10 +238,10 @@ void decode_qsgd(const uint8_t* in, size_t n, size_t bucket, float* out) {
       for (size_t i = 0; i < seg; ++i) bad |= codes[i] > 2 * S;
       if (bad) corrupt("QSGD code out of range in bucket " + std::to_string(b));
       float* o = out + first + s;
-      if (!tiny)
+      if (!in_double)
         for (size_t i = 0; i < seg; ++i) o[i] = qsgd_value<S>(codes[i], step);
       else
-        for (size_t i = 0; i < seg; ++i) o[i] = qsgd_value_tiny<S>(codes[i], scale);
+        for (size_t i = 0; i < seg; ++i) o[i] = qsgd_value_in_double<S>(codes[i], scale);
     }
   }
   if (B != 8 && (n * B) % 8) {

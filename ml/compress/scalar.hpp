@@ -182,20 +182,21 @@ SPARCL_HD uint8_t qsgd_code_tiny(float x, double inv, uint32_t draw) {
 }
 
 // Whether a bucket of this scale decodes in double: a step below FLT_MIN
-// (1.17549435e-38f) would lose bits.
+// (1.17549435e-38f) would lose bits, and near FLT_MAX (3.40282347e+38f) the
+// level S times the rounded-up step overflows to Inf (found by fuzzing).
 template <int S>
-SPARCL_HD bool qsgd_tiny_step(float scale) {
-  return scale < float(S) * 1.17549435082228750797e-38f;
+SPARCL_HD bool qsgd_decodes_in_double(float scale) {
+  return scale < float(S) * 1.17549435082228750797e-38f || scale > 3.40282346638528859812e+38f / 2;
 }
 
-// The value of a code in a bucket of step = scale / S (qsgd_tiny_step false),
-// and in a bucket with a tiny step.
+// The value of a code in a bucket of step = scale / S (qsgd_decodes_in_double
+// false), and in a bucket that decodes in double.
 template <int S>
 SPARCL_HD float qsgd_value(uint8_t code, float step) {
   return float(int32_t(code) - S) * step;
 }
 template <int S>
-SPARCL_HD float qsgd_value_tiny(uint8_t code, float scale) {
+SPARCL_HD float qsgd_value_in_double(uint8_t code, float scale) {
   return float(double(int32_t(code) - S) * double(scale) / S);
 }
 

@@ -149,7 +149,7 @@ __global__ void qsgd_decode(const uint32_t* scales, const uint8_t* area, uint64_
   if (i >= n) return;
   const float scale = bits_float(scales[i / bucket]);
   const uint8_t code = uint8_t((area[i * B / 8] >> (i * B % 8)) & ((1u << B) - 1));
-  out[i] = qsgd_tiny_step<S>(scale) ? qsgd_value_tiny<S>(code, scale) : qsgd_value<S>(code, scale / float(S));
+  out[i] = qsgd_decodes_in_double<S>(scale) ? qsgd_value_in_double<S>(code, scale) : qsgd_value<S>(code, scale / float(S));
 }
 
 uint64_t bucket_count(size_t n, size_t bucket) { return n == 0 ? 0 : (n - 1) / bucket + 1; }

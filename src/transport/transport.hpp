@@ -96,7 +96,9 @@ class Transport {
 
   // Collective: called on every rank when the communicator is freed, before
   // the transport is destroyed, so that no rank tears down connections that
-  // a peer still uses. Must not throw.
+  // a peer still uses. Throws nothing but Error(SPARCL_ERR_TIMEOUT), when
+  // peers did not all arrive within the transport's bound; the transport is
+  // destroyed afterwards all the same.
   virtual void close() {}
 
   // Local: called instead of close() when the communicator is aborted

@@ -331,6 +331,13 @@ TEST(Qsgd, SpecialBuckets) {
     const auto t = qsgd_round_trip(c, tiny, 4, 1);
     for (size_t i = 0; i < tiny.size(); ++i) EXPECT_LE(std::fabs(double(t[i]) - tiny[i]), 3.0 * FLT_TRUE_MIN);
     EXPECT_EQ(t[1], -FLT_TRUE_MIN * 3);
+    // Scales near FLT_MAX: the level times the step once rounded up to Inf
+    // (found by tests/fuzz/value_codec.cpp); now finite, the maximum exact.
+    std::vector<float> huge = {FLT_MAX, -FLT_MAX / 3, 1.0f, -FLT_MAX, 0.75f * FLT_MAX};
+    const auto h = qsgd_round_trip(c, huge, 5, 1);
+    for (size_t i = 0; i < huge.size(); ++i) EXPECT_TRUE(std::isfinite(h[i])) << i << ": " << h[i];
+    EXPECT_EQ(h[0], FLT_MAX);
+    EXPECT_EQ(h[3], -FLT_MAX);
   }
 }
 

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Bad input on one rank or on all: every rank gets a clear status, nobody
 // hangs, and the communicator keeps working afterwards.
+#include <chrono>
+#include <cstdlib>
+
 #include "mpi_test.hpp"
 
 using namespace sparcl_testing;
@@ -161,11 +164,24 @@ TEST(CommCreate, QueriesAndVersion) {
 
 namespace {
 
+bool native_transport() {
+  const char* t = std::getenv("SPARCL_TRANSPORT");
+  return t && std::string(t) != "mpi";
+}
+
+// The timeout of the tests below. It bounds the communicator's creation too,
+// so it leaves room for that on loaded machines and under sanitizers
+// (libfabric and UCX take 0.3-1 s to connect 3 ranks here).
+const int64_t kTimeoutMs = native_transport() ? 3000 : 1000;
+
 // A rank that comes late makes the others time out; it learns of their
 // timeout from their abort notices, and the communicator stays aligned.
+// (On the native transports at 2 ranks only: the notices take the same path
+// at every size, and each run waits for the timeout.)
 TEST(Timeout, LateRankMakesTheOthersTimeOutAndHearsOfIt) {
   if (world_size() == 1) GTEST_SKIP() << "needs two ranks";
-  Comm comm(SPARCL_ALGO_AUTO, /*timeout_ms=*/300);
+  if (native_transport() && world_size() > 2) GTEST_SKIP() << "runs at 2 ranks on this transport";
+  Comm comm(SPARCL_ALGO_AUTO, kTimeoutMs);
   ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
   const bool late = world_rank() == 0;
   if (late) {
@@ -183,6 +199,107 @@ TEST(Timeout, LateRankMakesTheOthersTimeOutAndHearsOfIt) {
   } else {
     int gave_up = 1;
     MPI_Allreduce(MPI_IN_PLACE, &gave_up, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  }
+  all_ranks(true);
+  expect_still_works(comm);
+}
+
+// Milliseconds since `t0`.
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Ranks waiting for an absent one must give up within kTimeoutMs plus this
+// slack (the cores are shared).
+constexpr double kSlackMs = 10000;
+
+// Creating a communicator waits for the other ranks only as long as the
+// timeout: without rank 0 the others fail with SPARCL_ERR_TIMEOUT, and rank 0,
+// coming after they left, times out too. (The bounded steps are MPI's, the
+// same whichever transport follows: tested with the MPI transport.)
+TEST(Timeout, CommCreateWithoutOneRankTimesOut) {
+  if (world_size() == 1) GTEST_SKIP() << "needs two ranks";
+  if (native_transport()) GTEST_SKIP() << "the same bootstrap as over MPI";
+  // A communicator of the test's own: sparcl's pending step stays on it.
+  MPI_Comm mpi_comm;
+  MPI_Comm_dup(MPI_COMM_WORLD, &mpi_comm);
+  sparcl_config_t config = SPARCL_CONFIG_INIT;
+  config.timeout_ms = kTimeoutMs;
+  const bool absent = world_rank() == 0;
+  auto create = [&] {
+    sparcl_comm_t comm = nullptr;
+    const auto t0 = std::chrono::steady_clock::now();
+    const sparcl_status_t st = sparcl_comm_create_mpi(mpi_comm, &config, &comm);
+    const double took = ms_since(t0);
+    const std::string error = sparcl_comm_last_error(nullptr);
+    EXPECT_EQ(st, SPARCL_ERR_TIMEOUT) << error;
+    EXPECT_EQ(comm, nullptr);
+    EXPECT_GE(took, double(kTimeoutMs) * 0.9);
+    EXPECT_LT(took, double(kTimeoutMs) + kSlackMs);
+    EXPECT_NE(error.find("SPARCL_TIMEOUT_MS"), std::string::npos) << error;
+    if (comm) sparcl_comm_free(comm);
+  };
+  if (!absent) create();
+  all_ranks(true);  // rank 0 waits here until the others have given up
+  if (absent) create();
+  all_ranks(true);
+  MPI_Comm_free(&mpi_comm);  // not used for collectives any more
+}
+
+// Freeing waits for the other ranks only as long as the timeout too: without
+// rank 0 the others return SPARCL_ERR_TIMEOUT (the handle is gone all the
+// same); rank 0, coming later, finds the others' part done or times out.
+TEST(Timeout, CommFreeWithoutOneRankTimesOut) {
+  if (world_size() == 1) GTEST_SKIP() << "needs two ranks";
+  if (native_transport()) GTEST_SKIP() << "libfabric and UCX bound their own close (the transports' tests)";
+  sparcl_config_t config = SPARCL_CONFIG_INIT;
+  config.timeout_ms = kTimeoutMs;
+  sparcl_comm_t comm = nullptr;
+  ASSERT_TRUE(all_ranks(sparcl_comm_create_mpi(MPI_COMM_WORLD, &config, &comm) == SPARCL_SUCCESS));
+  const bool late = world_rank() == 0;
+  if (!late) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const sparcl_status_t st = sparcl_comm_free(comm);
+    const double took = ms_since(t0);
+    const std::string error = sparcl_comm_last_error(nullptr);
+    EXPECT_EQ(st, SPARCL_ERR_TIMEOUT) << error;
+    EXPECT_GE(took, double(kTimeoutMs) * 0.9);
+    EXPECT_LT(took, double(kTimeoutMs) + kSlackMs);
+    EXPECT_NE(error.find("sparcl_comm_free"), std::string::npos) << error;
+  }
+  all_ranks(true);
+  if (late) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const sparcl_status_t st = sparcl_comm_free(comm);
+    EXPECT_TRUE(st == SPARCL_SUCCESS || st == SPARCL_ERR_TIMEOUT) << sparcl_strerror(st);
+    EXPECT_LT(ms_since(t0), double(kTimeoutMs) + kSlackMs);
+  }
+  all_ranks(true);
+}
+
+// The drop-in's ops without a sparse path go to MPI's own allreduce, bounded
+// by the same timeout: the ranks that waited for rank 0 time out; rank 0,
+// coming late, completes the pending allreduce with them, and the
+// communicator goes on working.
+TEST(Timeout, PassedThroughAllreduceTimesOut) {
+  if (world_size() == 1) GTEST_SKIP() << "needs two ranks";
+  if (native_transport()) GTEST_SKIP() << "only MPI has an allreduce of its own";
+  Comm comm(SPARCL_ALGO_AUTO, kTimeoutMs);
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  const bool late = world_rank() == 0;
+  std::vector<int32_t> mine(100, world_rank()), out(100, -1);
+  if (!late) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const sparcl_status_t st = sparcl_allreduce(mine.data(), out.data(), 100, SPARCL_INT32, SPARCL_MAX, comm.get());
+    EXPECT_EQ(st, SPARCL_ERR_TIMEOUT) << comm.error();
+    EXPECT_LT(ms_since(t0), double(kTimeoutMs) + kSlackMs);
+    EXPECT_NE(std::string(comm.error()).find("SPARCL_TIMEOUT_MS"), std::string::npos) << comm.error();
+  }
+  all_ranks(true);
+  if (late) {
+    EXPECT_EQ(sparcl_allreduce(mine.data(), out.data(), 100, SPARCL_INT32, SPARCL_MAX, comm.get()), SPARCL_SUCCESS)
+        << comm.error();
+    EXPECT_EQ(out[0], world_size() - 1);
   }
   all_ranks(true);
   expect_still_works(comm);

@@ -3,8 +3,10 @@
 // SPARCL_* environment variables (src/config.hpp, src/config.cpp).
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -384,6 +386,22 @@ TEST_F(ResolveConfig, BadEnvironment) {
   cfg.struct_size = 0;
   setenv("SPARCL_ALGORITHM", "ring", 1);
   expect_error([&] { sparcl::resolve_config(&cfg); }, SPARCL_ERR_INVALID_ARG);
+}
+
+// Deadlines of operations: 0 and timeouts past the clock's range mean never
+// (a timeout of INT64_MAX ms once overflowed the clock into the past).
+TEST(DeadlineAfter, ZeroAndHugeTimeoutsNeverExpire) {
+  using Clock = std::chrono::steady_clock;
+  EXPECT_EQ(sparcl::deadline_after(0), Clock::time_point::max());
+  EXPECT_EQ(sparcl::deadline_after(std::numeric_limits<int64_t>::max()), Clock::time_point::max());
+  EXPECT_EQ(sparcl::deadline_after(sparcl::parse_timeout_ms("9223372036854775807")), Clock::time_point::max());
+  const auto before = Clock::now();
+  const auto d = sparcl::deadline_after(1500);
+  EXPECT_GE(d, before + std::chrono::milliseconds(1500));
+  EXPECT_LE(d, Clock::now() + std::chrono::milliseconds(1500));
+  // A century is still a real deadline on a monotonic clock of 292 years.
+  const int64_t century = int64_t(100) * 365 * 24 * 3600 * 1000;
+  EXPECT_LT(sparcl::deadline_after(century), Clock::time_point::max());
 }
 
 }  // namespace

@@ -1,11 +1,34 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "mpi_transport.hpp"
 
+#include <sched.h>
+
 #include <chrono>
 #include <climits>
+#include <cstring>
+#include <mutex>
 #include <string>
 
 namespace sparcl {
+
+using Clock = std::chrono::steady_clock;
+
+bool wait_until(MPI_Request& request, Clock::time_point deadline) {
+  for (;;) {
+    int done = 0;
+    if (MPI_Test(&request, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) fail(SPARCL_ERR_TRANSPORT, "MPI_Test failed");
+    if (done) return true;
+    if (Clock::now() > deadline) return false;
+    sched_yield();  // ranks may share cores
+  }
+}
+
+void keep_forever(std::shared_ptr<void> what) {
+  static std::mutex mutex;
+  static auto* kept = new std::vector<std::shared_ptr<void>>;  // never destroyed: MPI may outlive static destructors
+  std::lock_guard<std::mutex> lock(mutex);
+  kept->push_back(std::move(what));
+}
 
 namespace {
 
@@ -126,7 +149,8 @@ class MpiCollective final : public Request {
 
 }  // namespace
 
-MpiTransport::MpiTransport(MPI_Comm comm) : comm_(comm) {
+MpiTransport::MpiTransport(std::shared_ptr<OwnedComm> comm, int64_t timeout_ms)
+    : owner_(std::move(comm)), comm_(owner_->comm), timeout_ms_(timeout_ms) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
   int* tag_ub = nullptr;
@@ -135,10 +159,7 @@ MpiTransport::MpiTransport(MPI_Comm comm) : comm_(comm) {
   const long ub = flag ? *tag_ub : 32767;
   // One bit tells abort notices apart; the rest holds the low bits of seq.
   while (seq_bits_ < 30 && (1L << (seq_bits_ + 2)) - 1 <= ub) ++seq_bits_;
-  if (seq_bits_ < 8) {
-    comm_ = MPI_COMM_NULL;  // still the caller's to free
-    fail(SPARCL_ERR_UNSUPPORTED, "MPI_TAG_UB of this MPI is too small for sparcl");
-  }
+  if (seq_bits_ < 8) fail(SPARCL_ERR_UNSUPPORTED, "MPI_TAG_UB of this MPI is too small for sparcl");
   check(MPI_Comm_dup(comm_, &native_comm_), "MPI_Comm_dup");
 }
 
@@ -151,12 +172,11 @@ MpiTransport::~MpiTransport() {
   for (auto& o : orphans_) {
     MPI_Cancel(&o.request);
     MPI_Request_free(&o.request);
-    new SharedBuffer(std::move(o.buffer));  // MPI may still write into it: never free it
+    keep_forever(std::move(o.buffer));  // MPI may still write into it: never free it
   }
   // A collective that a peer never joined cannot be cancelled or freed.
-  for (auto& o : collective_orphans_) new std::shared_ptr<const void>(std::move(o.keep));
+  for (auto& o : collective_orphans_) keep_forever(std::move(o.keep));
   if (native_comm_ != MPI_COMM_NULL) MPI_Comm_free(&native_comm_);
-  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
 int MpiTransport::mpi_tag(const Tag& tag) const {
@@ -205,8 +225,7 @@ void MpiTransport::close() {
   // way. Open MPI reuses the context of a freed communicator, so anything
   // left would surface in a later one: receive and drop it all, until every
   // rank's own sends have completed (the barrier), then once more.
-  using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  const auto deadline = deadline_after(timeout_ms_);
   while (!orphans_.empty() && Clock::now() < deadline) {
     discard_unexpected();
     progress();
@@ -214,10 +233,16 @@ void MpiTransport::close() {
   MPI_Request barrier = MPI_REQUEST_NULL;
   if (MPI_Ibarrier(comm_, &barrier) != MPI_SUCCESS) return;
   int done = 0;
-  while (!done && Clock::now() < deadline) {
+  while (!done && Clock::now() <= deadline) {
     discard_unexpected();
     progress();
     MPI_Test(&barrier, &done, MPI_STATUS_IGNORE);
+    if (!done) sched_yield();
+  }
+  if (!done) {
+    keep_forever(owner_);  // the barrier stays pending on comm_
+    fail(SPARCL_ERR_TIMEOUT, "sparcl_comm_free: not every rank freed the communicator within " +
+                                 std::to_string(timeout_ms_) + " ms (SPARCL_TIMEOUT_MS)");
   }
   discard_unexpected();
 }
@@ -276,7 +301,26 @@ void MpiTransport::native_allreduce(const void* send, void* recv, size_t count, 
     default: fail(SPARCL_ERR_INVALID_ARG, "unknown reduction op");
   }
   if (count > size_t(INT_MAX)) fail(SPARCL_ERR_UNSUPPORTED, "count too large for MPI_Allreduce");
-  check(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, int(count), t, o, comm_), "MPI_Allreduce");
+  if (timeout_ms_ == 0) {
+    check(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, int(count), t, o, comm_), "MPI_Allreduce");
+    return;
+  }
+  // Bounded: on copies of the caller's buffers, which MPI may go on using
+  // after a timeout (it cannot withdraw a started collective).
+  int type_size = 0;
+  MPI_Type_size(t, &type_size);
+  const size_t bytes = count * size_t(type_size);
+  auto work = std::make_shared<Buffer>(bytes);
+  std::memcpy(work->data(), send, bytes);
+  MPI_Request request = MPI_REQUEST_NULL;
+  check(MPI_Iallreduce(MPI_IN_PLACE, work->data(), int(count), t, o, comm_, &request), "MPI_Iallreduce");
+  if (!wait_until(request, deadline_after(timeout_ms_))) {
+    keep_forever(std::move(work));
+    keep_forever(owner_);
+    fail(SPARCL_ERR_TIMEOUT, "allreduce passed to MPI (MPI_Iallreduce) did not complete within " +
+                                 std::to_string(timeout_ms_) + " ms (SPARCL_TIMEOUT_MS)");
+  }
+  std::memcpy(recv, work->data(), bytes);
 }
 
 }  // namespace sparcl

@@ -7,6 +7,8 @@
 
 #include <mpi.h>
 
+#include <chrono>
+#include <memory>
 #include <vector>
 
 #include "../probe_order.hpp"
@@ -14,10 +16,35 @@
 
 namespace sparcl {
 
+// Tests `request` until it completes or `deadline` passes, yielding the core
+// between tests. False if it is still pending: MPI cannot withdraw it, so it
+// and whatever memory it reads or writes must then be kept (keep_forever).
+bool wait_until(MPI_Request& request, std::chrono::steady_clock::time_point deadline);
+
+// Keeps `what` alive until the process exits: buffers and handles of MPI
+// operations that were given up (a peer never came). Reachable from a
+// global, so leak checkers do not count it.
+void keep_forever(std::shared_ptr<void> what);
+
+// sparcl's own MPI communicator (a dup of the caller's), freed with its last
+// reference. When an operation on it is given up, the reference goes to
+// keep_forever: MPI may still use the communicator, so it is never freed.
+struct OwnedComm {
+  explicit OwnedComm(MPI_Comm c) : comm(c) {}
+  ~OwnedComm() {
+    if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+  }
+  OwnedComm(const OwnedComm&) = delete;
+  OwnedComm& operator=(const OwnedComm&) = delete;
+  MPI_Comm comm;
+};
+
 class MpiTransport final : public Transport {
  public:
-  // Takes ownership of `comm`, which must be sparcl's own (a dup).
-  explicit MpiTransport(MPI_Comm comm);
+  // Works on `comm`, shared with the bootstrap that created it. The
+  // transport's blocking steps (close, the native allreduce) give up after
+  // `timeout_ms` (0: never) with SPARCL_ERR_TIMEOUT.
+  MpiTransport(std::shared_ptr<OwnedComm> comm, int64_t timeout_ms);
   ~MpiTransport() override;
 
   int rank() const override { return rank_; }
@@ -56,12 +83,14 @@ class MpiTransport final : public Transport {
   ProbeOrder& probe_order() { return probe_order_; }
 
  private:
+  std::shared_ptr<OwnedComm> owner_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   // Dup of comm_ for the native collectives, so that they never match the
   // closing barrier on comm_ (or anything else) out of order.
   MPI_Comm native_comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 0;
   int seq_bits_ = 0;
+  int64_t timeout_ms_ = 0;
   void discard_unexpected();
   std::vector<Orphan> orphans_;
   std::vector<CollectiveOrphan> collective_orphans_;
