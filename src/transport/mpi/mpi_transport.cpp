@@ -23,9 +23,9 @@ bool wait_until(MPI_Request& request, Clock::time_point deadline) {
   }
 }
 
-void keep_forever(std::shared_ptr<void> what) {
+void keep_forever(std::shared_ptr<const void> what) {
   static std::mutex mutex;
-  static auto* kept = new std::vector<std::shared_ptr<void>>;  // never destroyed: MPI may outlive static destructors
+  static auto* kept = new std::vector<std::shared_ptr<const void>>;  // never destroyed: MPI may outlive static destructors
   std::lock_guard<std::mutex> lock(mutex);
   kept->push_back(std::move(what));
 }

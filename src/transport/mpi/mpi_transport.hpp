@@ -24,7 +24,7 @@ bool wait_until(MPI_Request& request, std::chrono::steady_clock::time_point dead
 // Keeps `what` alive until the process exits: buffers and handles of MPI
 // operations that were given up (a peer never came). Reachable from a
 // global, so leak checkers do not count it.
-void keep_forever(std::shared_ptr<void> what);
+void keep_forever(std::shared_ptr<const void> what);
 
 // sparcl's own MPI communicator (a dup of the caller's), freed with its last
 // reference. When an operation on it is given up, the reference goes to
