@@ -126,7 +126,9 @@ void check_identity(const WireHeader& h, const Identity& id, uint16_t step, int 
   if (h.kind != uint8_t(id.kind))
     fail(SPARCL_ERR_MISMATCH, who + " called " + kind_name(h.kind) + ", this rank " +
                                   kind_name(uint8_t(id.kind)));
-  if (h.algorithm != id.algorithm) mismatch("algorithm", h.algorithm, id.algorithm);
+  // The caller's arguments before the algorithm: auto derives its choice from
+  // them, so ranks with different dims also differ in the algorithm, and the
+  // dim is what the caller has to fix.
   if (h.dim != id.dim) mismatch("dim", h.dim, id.dim);
   if (h.value_type != id.value_type) mismatch("value type", h.value_type, id.value_type);
   if (h.index_width != id.index_width) mismatch("index width", h.index_width, id.index_width);
@@ -134,6 +136,7 @@ void check_identity(const WireHeader& h, const Identity& id, uint16_t step, int 
     fail(SPARCL_ERR_MISMATCH, who + " sends " + compress::value_codec_name(Encoding(h.encoding)) +
                                   " values, this rank expects " + compress::value_codec_name(id.encoding) +
                                   " (value encoding: SPARCL_ENCODING, or the compressors' values)");
+  if (h.algorithm != id.algorithm) mismatch("algorithm", h.algorithm, id.algorithm);
   if (!(h.flags & kFlagAbort) && h.bucket != id.bucket) mismatch("QSGD bucket size", h.bucket, id.bucket);
   if (bool(h.flags & kFlagChecksum) != id.checksum)
     fail(SPARCL_ERR_MISMATCH, who + (id.checksum ? " sends no checksums, this rank expects them"
