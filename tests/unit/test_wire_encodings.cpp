@@ -185,8 +185,10 @@ TEST(WireEncodings, TruncatedOrPaddedMessagesAreCorrupt) {
     for (size_t n = 0; n < full->size() + 9; ++n) {
       if (n == full->size()) continue;
       Buffer b(n);
-      std::memset(b.data(), 0, n);
-      std::memcpy(b.data(), full->data(), std::min(n, full->size()));
+      if (n > 0) {  // an empty Buffer has no storage
+        std::memset(b.data(), 0, n);
+        std::memcpy(b.data(), full->data(), std::min(n, full->size()));
+      }
       const std::string m = expect_error([&] { receive(b, id, s.range); }, SPARCL_ERR_CORRUPT);
       if (n >= sizeof(WireHeader)) {
         EXPECT_NE(m.find("rank 2"), std::string::npos) << n << ": " << m;
