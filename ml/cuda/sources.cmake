@@ -2,7 +2,8 @@
 # GPU kernels and device buffers (ml/cuda/, include/sparcl/sparcl_cuda.h),
 # included by the top-level CMakeLists.txt after sparcl_objects exists.
 #
-#   -DSPARCL_CUDA=AUTO (default)  on when CMake finds nvcc and no sanitizer is asked for
+#   -DSPARCL_CUDA=AUTO (default)  on when CMake finds nvcc and neither a sanitizer nor
+#                                 the fuzzers (SPARCL_FUZZ) are asked for
 #   -DSPARCL_CUDA=ON | OFF
 #   -DCMAKE_CUDA_ARCHITECTURES=...  default "80-real;90": A100 code, and H100/H200 code
 #                                   plus its PTX, which newer GPUs compile at load time
@@ -14,11 +15,11 @@ set(SPARCL_CUDA AUTO CACHE STRING "CUDA kernels and device buffers (ON, OFF, AUT
 set_property(CACHE SPARCL_CUDA PROPERTY STRINGS AUTO ON OFF)
 
 set(SPARCL_HAVE_CUDA 0)
-if(SPARCL_CUDA STREQUAL "ON" AND SPARCL_SANITIZE)
+if(SPARCL_CUDA STREQUAL "ON" AND (SPARCL_SANITIZE OR SPARCL_FUZZ))
   # The sanitizer flags go to every compiler, and nvcc takes none of them.
-  message(FATAL_ERROR "SPARCL_CUDA=ON cannot be combined with SPARCL_SANITIZE: use SPARCL_CUDA=AUTO (off then) or OFF")
+  message(FATAL_ERROR "SPARCL_CUDA=ON cannot be combined with SPARCL_SANITIZE or SPARCL_FUZZ: use SPARCL_CUDA=AUTO (off then) or OFF")
 endif()
-if(NOT SPARCL_CUDA STREQUAL "OFF" AND NOT SPARCL_SANITIZE)
+if(NOT SPARCL_CUDA STREQUAL "OFF" AND NOT SPARCL_SANITIZE AND NOT SPARCL_FUZZ)
   include(CheckLanguage)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
