@@ -597,6 +597,7 @@ struct Row {
   double x_allreduce = NAN, x_allgather = NAN;
   long long wrong = -1;  // -1: not checked
   std::string chosen;    // sparcl rows: the algorithm(s) that ran (what auto chose), e.g. "ring" or "ring:4,allgather:1"
+  int tuning_calls = 0;  // auto: untimed calls while it measured its candidates (before the warm-ups)
 };
 
 struct Run {
@@ -615,7 +616,7 @@ std::string opt_cell(double x, const char* f) { return std::isnan(x) ? std::stri
 const char* kCsvHeader =
     "ranks,transport,encoding,dtype,dist,overlap,elements,bytes,density,nnz_rank,result_nnz,algorithm,output,"
     "result_form,iters,time_avg_us,time_min_us,time_max_us,algbw_GBps,busbw_GBps,wire_bytes,wire_msgs,wire_source,"
-    "wirebw_GBps,speedup_vs_allreduce,speedup_vs_allgather,wrong,error,dense_ring_bytes,x_bytes,chosen";
+    "wirebw_GBps,speedup_vs_allreduce,speedup_vs_allgather,wrong,error,dense_ring_bytes,x_bytes,chosen,tuning_calls";
 
 std::string csv_row(const Run& r, const Row& w, size_t value_bytes) {
   std::string s =
@@ -627,7 +628,8 @@ std::string csv_row(const Run& r, const Row& w, size_t value_bytes) {
            w.wire_bytes, w.wire_msgs, w.wire_source.c_str(), w.wirebw);
   s += opt_cell(w.x_allreduce, "%.4f") + "," + opt_cell(w.x_allgather, "%.4f") + "," +
        (w.wrong < 0 ? std::string() : std::to_string(w.wrong)) + "," + csv_field(w.error) + "," +
-       fmt("%.0f", w.dense_bytes) + "," + opt_cell(w.x_bytes, "%.2f") + "," + csv_field(w.chosen);
+       fmt("%.0f", w.dense_bytes) + "," + opt_cell(w.x_bytes, "%.2f") + "," + csv_field(w.chosen) +
+       "," + std::to_string(w.tuning_calls);
   return s;
 }
 
@@ -666,7 +668,7 @@ void write_json(const Run& r, size_t value_bytes, const std::string& started) {
         "\"algbw_GBps\": %s, \"busbw_GBps\": %s, \"wire_bytes\": %.0f, \"wire_msgs\": %.2f, "
         "\"wire_source\": \"%s\", \"wirebw_GBps\": %s, \"speedup_vs_allreduce\": %s, "
         "\"speedup_vs_allgather\": %s, \"wrong\": %s, \"error\": \"%s\", \"dense_ring_bytes\": %.0f, "
-        "\"x_bytes\": %s, \"chosen\": \"%s\"}",
+        "\"x_bytes\": %s, \"chosen\": \"%s\", \"tuning_calls\": %d}",
         i ? "," : "", (unsigned long long)w.elements, (unsigned long long)(w.elements * value_bytes), w.density,
         (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz, w.iters, w.algorithm.c_str(),
         w.transport.c_str(), w.output.c_str(), w.encoding.c_str(), w.result_form.c_str(),
@@ -675,7 +677,7 @@ void write_json(const Run& r, size_t value_bytes, const std::string& started) {
         json_num(w.busbw).c_str(), w.wire_bytes, w.wire_msgs, w.wire_source.c_str(), json_num(w.wirebw).c_str(),
         json_num(w.x_allreduce).c_str(), json_num(w.x_allgather).c_str(),
         w.wrong < 0 ? "null" : std::to_string(w.wrong).c_str(), json_escape(w.error).c_str(), w.dense_bytes,
-        json_num(w.x_bytes, "%.4g").c_str(), json_escape(w.chosen).c_str());
+        json_num(w.x_bytes, "%.4g").c_str(), json_escape(w.chosen).c_str(), w.tuning_calls);
   }
   std::fprintf(f, "\n  ]\n}\n");
   std::fclose(f);
@@ -777,10 +779,11 @@ struct PointData {
   std::vector<long long> wrong;            // over all ranks; -1: not checked
   std::vector<std::string> result_form;
   std::vector<std::vector<int>> chosen;    // sparcl methods: timed calls per algorithm that ran
+  std::vector<int> tuning_calls;           // auto: calls before the warm-ups while it measured its candidates
 
   explicit PointData(size_t methods)
       : times(methods), stats(methods), errors(methods), wrong(methods, -1), result_form(methods, "dense"),
-        chosen(methods, std::vector<int>(kAlgorithmCount, 0)) {}
+        chosen(methods, std::vector<int>(kAlgorithmCount, 0)), tuning_calls(methods, 0) {}
 };
 
 // "ring", or "ring:4,allgather:1" where the calls did not all run the same algorithm.
@@ -828,6 +831,7 @@ void report_point(Run& r, const PointData& d) {
     w.wrong = d.wrong[mi];
     w.result_form = d.result_form[mi];
     if (counted) w.chosen = chosen_text(d.chosen[mi]);
+    w.tuning_calls = d.tuning_calls[mi];
     if (r.rank != 0) continue;
     double sum = 0, mn = INFINITY, mx = 0, bytes = 0, msgs = 0;
     for (int p = 0; p < r.ranks; ++p) {
@@ -877,7 +881,10 @@ void report_point(Run& r, const PointData& d) {
           !w.error.empty() ? "error"
           : w.wrong < 0    ? "-"
                            : std::to_string(w.wrong).c_str(),
-          w.algorithm == "auto" && !w.chosen.empty() ? ("  -> " + w.chosen).c_str() : "");
+          w.algorithm == "auto" && !w.chosen.empty()
+              ? ("  -> " + w.chosen + (w.tuning_calls ? " (after " + std::to_string(w.tuning_calls) + " tuning calls)" : ""))
+                    .c_str()
+              : "");
       if (r.csv) std::fprintf(r.csv, "%s\n", csv_row(r, w, d.value_bytes).c_str());
     }
     std::fflush(stdout);
@@ -913,16 +920,43 @@ bool timed_call(Run& r, PointData& d, size_t mi, bool timed, Call&& call) {
 }
 
 // Iterations of a point: warm-ups, then timed ones; methods interleaved
-// within each, starting with a different one each time, so that a change of
-// machine load hits all of them alike (the ratios stay meaningful) and no
-// method always follows the same one. `one(mi, timed, last)` runs a call.
+// within each, in a new shuffled order each time (the same on every rank),
+// so that a change of machine load hits all of them alike (the ratios stay
+// meaningful) and no method always follows the same one: a method run right
+// after MPI_Allgatherv (whose local sum sweeps a dense output through the
+// caches) took 1.3-1.7x its time elsewhere at 1M elements, 0.1%, on shared
+// memory. `one(mi, timed, last)` runs a call.
+//
+// auto first runs alone until it has measured its candidates for the point
+// (sparcl_comm_last_choice() no longer SPARCL_CHOSEN_AS_TRIAL), so that the timed calls show its steady state,
+// as in a training run that repeats the same shapes.
 template <class One>
 void iterate(Run& r, PointData& d, One&& one) {
   const size_t nm = r.methods.size();
+  constexpr int kMaxTuningCalls = 64;
+  for (size_t mi = 0; mi < nm; ++mi) {
+    const Method& m = r.methods[mi];
+    if (m.kind != Kind::Sparcl || m.name != "auto") continue;
+    sparcl_choice_t how = SPARCL_CHOSEN_BY_MODEL;
+    for (int calls = 0; calls < kMaxTuningCalls && d.errors[mi].empty(); ++calls) {
+      // Two calls at least: the first one's choice comes from the previous
+      // point's density (same dim, another density), the second one's from this one's.
+      if (calls >= 2 && how != SPARCL_CHOSEN_AS_TRIAL) break;
+      if (!one(mi, false, false) || sparcl_comm_last_choice(m.comm, &how) != SPARCL_SUCCESS) break;
+      d.tuning_calls[mi] = calls + 1;
+    }
+  }
   const int total_iters = r.opt.warmups + d.iters;
-  for (int it = 0; it < total_iters; ++it)
+  std::vector<size_t> order(nm);
+  uint64_t h = 0x9e3779b97f4a7c15ULL ^ d.n;
+  for (int it = 0; it < total_iters; ++it) {
+    for (size_t i = 0; i < nm; ++i) order[i] = i;
+    for (size_t i = nm; i > 1; --i) {  // Fisher-Yates with a shared xorshift
+      h ^= h << 13, h ^= h >> 7, h ^= h << 17;
+      std::swap(order[i - 1], order[size_t(h % i)]);
+    }
     for (size_t step = 0; step < nm; ++step) {
-      const size_t mi = (step + size_t(it)) % nm;
+      const size_t mi = order[step];
       Method& m = r.methods[mi];
       if (!d.errors[mi].empty()) continue;
       const bool counted = m.kind == Kind::Sparcl || m.kind == Kind::Compressed;
@@ -930,6 +964,7 @@ void iterate(Run& r, PointData& d, One&& one) {
       const bool last = it == total_iters - 1;
       if (one(mi, it >= r.opt.warmups, last) && last && counted) sparcl_comm_stats(m.comm, &d.stats[mi]);
     }
+  }
 }
 
 // --------------------------------------------------------------- one point --
