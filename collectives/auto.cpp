@@ -90,7 +90,25 @@ void AutoTicket::fail() {
   native.release();
 }
 
-AutoState::AutoState(const std::string& fixed_params) {
+int density_class(uint64_t union_nnz, uint64_t dim) {
+  if (union_nnz == 0 || dim == 0) return INT32_MIN;
+  return int(std::floor(2 * std::log2(double(union_nnz) / double(dim))));
+}
+
+bool TuneKey::operator<(const TuneKey& o) const {
+  return std::tie(dim, value_type, index_bytes, density_class) <
+         std::tie(o.dim, o.value_type, o.index_bytes, o.density_class);
+}
+
+bool TuneGroup::explored() const {
+  return std::all_of(trials.begin(), trials.end(), [](int n) { return n >= kTrialsPerCandidate; });
+}
+
+size_t TuneGroup::next_trial() const {
+  return size_t(std::min_element(trials.begin(), trials.end()) - trials.begin());
+}
+
+AutoState::AutoState(const std::string& fixed_params, bool tune) : tune_(tune) {
   if (!fixed_params.empty()) {
     settled_ = parse_machine_params(fixed_params);
     source_ = "SPARCL_AUTO_PARAMS";
@@ -181,23 +199,33 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     return choose();
   }
 
+  // Until the own rounds have chosen, one more round stands for the algorithm's.
   int rounds() const override {
-    const int own = calibrating_ ? kCalibrationRounds : 0;
-    return own + (inner_ ? inner_->rounds() : calibrating_ ? 1 : 0);
+    return first_inner_round() + (inner_ ? inner_->rounds() : calibrating_ || voting_ ? 1 : 0);
   }
 
   void post(int round, RoundIO& io) override {
     if (calibrating_ && round < kCalibrationRounds) return calibration_post(round, io);
+    if (voting_ && round == 0) return vote_post(io);
     inner_->post(round - first_inner_round(), io);
   }
 
   void consume(int round, std::vector<Received>& messages) override {
     if (calibrating_ && round < kCalibrationRounds) return calibration_consume(round, messages);
+    if (voting_ && round == 0) return vote_consume(messages);
     inner_->consume(round - first_inner_round(), messages);
   }
 
+  sparcl_choice_t choice() const override { return choice_; }
+
   void finish() override {
     inner_->finish();
+    if (trial_) {  // counted in the group it was chosen for; the count is the same everywhere
+      const size_t i = size_t(std::find(group_->candidates.begin(), group_->candidates.end(), *trial_) -
+                              group_->candidates.begin());
+      ++group_->trials[i];
+      group_->fastest_s[i] = std::min(group_->fastest_s[i], now_s() - inner_started_);
+    }
     this->pieces_ = inner_->pieces();
     // What the next call of this (dim, type) learns: the union (nonzero
     // values of the result, which is bitwise alike on every rank) and, where
@@ -223,7 +251,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
   }
 
  private:
-  int first_inner_round() const { return calibrating_ ? kCalibrationRounds : 0; }
+  int first_inner_round() const { return calibrating_ ? kCalibrationRounds : voting_ ? 1 : 0; }
 
   // Settles the machine parameters this call uses: false while it waits for
   // an earlier large call that may be calibrating.
@@ -287,16 +315,91 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
   // Chooses and builds the algorithm; false while the choice waits for the
   // previous call's density.
   bool choose() {
+    const auto& previous = ticket_.previous;
     // Whether to use the record is decided from values all ranks share, not
-    // from whether it happens to be complete here already.
-    const bool use_record = ticket_.previous && state_->depends_on_density(params_, workload(false));
-    if (use_record && !ticket_.previous->done) return false;
+    // from whether it happens to be complete here already. Measuring needs
+    // the record's density class (and the group's state after the previous
+    // call), so it always waits. A calibrating call does not measure: its
+    // time would include the calibration.
+    const bool tune = state_->tuning() && previous && this->size() > 1 && !calibrating_;
+    const bool use_record = previous && (tune || state_->depends_on_density(params_, workload(false)));
+    if (use_record && !previous->done) return false;
     used_record_ = use_record;
-    const sparcl_algorithm_t a = cheapest_algorithm(params_, workload(use_record));
+    const Workload w = workload(use_record);
+    if (tune && previous->known) {
+      if (!group_) {
+        const TuneKey key{this->id_.dim, this->id_.value_type, uint8_t(sizeof(I)),
+                          density_class(previous->union_nnz, this->id_.dim)};
+        group_ = state_->group(key, [&] { return ranked_algorithms(params_, w, kCandidateSpread); });
+      }
+      if (group_->chosen) return run(*group_->chosen, SPARCL_CHOSEN_BY_MEASUREMENT);
+      if (!group_->explored()) {
+        trial_ = group_->candidates[group_->next_trial()];
+        return run(*trial_, SPARCL_CHOSEN_AS_TRIAL);
+      }
+      // The vote may choose the native dense algorithm with no wait between.
+      if (!ticket_.native.first()) return false;
+      begin_vote();
+      return true;
+    }
+    return run(cheapest_algorithm(params_, w), SPARCL_CHOSEN_BY_MODEL);
+  }
+
+  // Builds algorithm `a` and starts its clock.
+  bool run(sparcl_algorithm_t a, sparcl_choice_t how) {
     this->id_.algorithm = uint8_t(a);
+    choice_ = how;
     inner_ = make_allreduce<V, I>(a, this->transport_, inner_identity(a), this->input_, std::move(ticket_.native));
     if (this->input_sent_) inner_->report_input_sent(this->input_sent_);
+    inner_started_ = now_s();
     return inner_->ready();
+  }
+
+  // The vote round: every rank's fastest time per candidate to every other.
+  // Times travel raw, as the calibration's figures do.
+  void begin_vote() {
+    voting_ = true;
+    this->id_.encoding = Encoding::Raw;
+    this->id_.bucket = 0;
+  }
+
+  void vote_post(RoundIO& io) {
+    const int p = this->size(), r = this->rank();
+    const size_t n = group_->candidates.size();
+    votes_.assign(n, V(0));
+    for (size_t i = 0; i < n; ++i) votes_[i] = V(group_->fastest_s[i]);
+    const View<V, I> v{Range{0, n}, true, n, nullptr, votes_.data()};
+    const SharedBuffer msg = encode(this->id_, 0, v);
+    for (int j = 1; j < p; ++j) {
+      io.send((r + j) % p, msg);
+      io.recv((r + p - j) % p);
+    }
+  }
+
+  void vote_consume(std::vector<Received>& messages) {
+    const int p = this->size();
+    const size_t n = group_->candidates.size();
+    std::vector<Held<V, I>> held;
+    std::vector<const V*> of_rank(size_t(p), nullptr);
+    of_rank[size_t(this->rank())] = votes_.data();
+    for (const auto& m : messages) {
+      held.push_back(Held<V, I>::of_message(m, Range{0, n}));
+      const View<V, I>& v = held.back().view;
+      if (!v.dense || v.nnz != n) fail(SPARCL_ERR_CORRUPT, "a vote of auto's measurements is not dense");
+      of_rank[size_t(m.peer)] = v.val;
+    }
+    // Summed in rank order, from the values as sent: the same sums on every rank.
+    size_t best = 0;
+    double best_total = INFINITY;
+    for (size_t i = 0; i < n; ++i) {
+      double total = 0;
+      for (int q = 0; q < p; ++q) total += double(of_rank[size_t(q)][i]);
+      if (total < best_total) best_total = total, best = i;
+    }
+    group_->chosen = group_->candidates[best];
+    this->id_.encoding = encoding_;
+    this->id_.bucket = bucket_;
+    run(*group_->chosen, SPARCL_CHOSEN_BY_MEASUREMENT);
   }
 
   void begin_calibration() {
@@ -391,6 +494,12 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
   bool calibrate_ = false;    // this call calibrates (decided in ready())
   bool calibrating_ = false;  // its calibration rounds are under way or done
   bool used_record_ = false;  // the choice waited for (and used) the previous call's record
+  sparcl_choice_t choice_ = SPARCL_CHOSEN_BY_MODEL;
+  std::shared_ptr<TuneGroup> group_;             // when measuring: this call's group
+  std::optional<sparcl_algorithm_t> trial_;      // a trial of this candidate
+  bool voting_ = false;                          // this call begins with the vote round
+  Array<V> votes_;
+  double inner_started_ = 0;
   size_t large_values_ = 0;
   Array<V> zeros_;
   std::vector<double> started_, took_;

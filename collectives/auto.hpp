@@ -19,16 +19,32 @@
 //    after it use them once it has them. SPARCL_AUTO_PARAMS fixes them
 //    instead. Before calibration: default_machine_params().
 //
+//  - Measurement (SPARCL_AUTO_TUNE, on by default): the model ranks the
+//    algorithms, but on shared or unusual machines it can be far off, so
+//    auto also times them. Calls are grouped by (dim, value type, index
+//    width) and the density class of their result (half octaves of the
+//    union's density: a number all ranks share). While a group explores,
+//    each call runs the candidate tried least so far (the algorithms the
+//    model predicts within kCandidateSpread of its cheapest, cheapest
+//    first) and times it on each rank; a trial counts for the group of its
+//    own result. Once every candidate has kTrialsPerCandidate trials, the
+//    next call of the group begins with one vote round (each rank sends its
+//    fastest time per candidate to all others), and every rank picks the
+//    candidate with the least sum over ranks: the same numbers everywhere,
+//    so the same choice. The group runs that algorithm from then on.
+//
 // The choice is the collective's algorithm in every message header, so ranks
 // that chose differently (possible only after a collective that failed on
 // some ranks and not others) get SPARCL_ERR_MISMATCH, never a wrong sum.
 #pragma once
 
+#include <cmath>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "collective.hpp"
 #include "cost_model.hpp"
@@ -49,6 +65,32 @@ struct DensityRecord {
 };
 
 // The machine parameters as one large auto allreduce leaves them.
+// Measurement (see above).
+constexpr int kTrialsPerCandidate = 2;
+constexpr double kCandidateSpread = 16.0;
+
+// The density class of a result of `union_nnz` nonzeros in `dim` entries
+// (INT32_MIN for an empty result).
+int density_class(uint64_t union_nnz, uint64_t dim);
+
+struct TuneKey {
+  uint64_t dim;
+  uint8_t value_type, index_bytes;
+  int density_class;
+  bool operator<(const TuneKey& o) const;
+};
+
+// One group's measurements. All fields but fastest_s are the same on every
+// rank (they change only in call order, from shared numbers).
+struct TuneGroup {
+  std::vector<sparcl_algorithm_t> candidates;  // the model's order
+  std::vector<int> trials;                     // per candidate
+  std::vector<double> fastest_s;               // this rank's fastest trial per candidate
+  std::optional<sparcl_algorithm_t> chosen;    // after the vote
+  bool explored() const;
+  size_t next_trial() const;  // the candidate tried least (first of equals)
+};
+
 struct ParamsRecord {
   bool done = false;
   bool calibrated = false;  // params holds calibrated (or fixed) parameters
@@ -78,7 +120,8 @@ struct AutoTicket {
 // Per communicator. Used under the communicator's lock only.
 class AutoState {
  public:
-  explicit AutoState(const std::string& fixed_params);  // SPARCL_AUTO_PARAMS, or "" to calibrate
+  // fixed_params: SPARCL_AUTO_PARAMS, or "" to calibrate; tune: SPARCL_AUTO_TUNE.
+  AutoState(const std::string& fixed_params, bool tune);
 
   // Registers an allreduce in start order (every rank calls it for every
   // allreduce of an auto communicator, also one that then fails on bad input).
@@ -97,6 +140,21 @@ class AutoState {
   // For sparcl_comm_auto_model().
   std::string describe() const;
 
+  bool tuning() const { return tune_; }
+  // The group of `key`, made with `candidates()` if new. Not bounded by a
+  // count (groups of different dims are made in orders that differ between
+  // ranks): a dim has at most 2 log2(dim) + 1 density classes.
+  template <class Candidates>
+  std::shared_ptr<TuneGroup> group(const TuneKey& key, Candidates&& candidates) {
+    auto it = groups_.find(key);
+    if (it != groups_.end()) return it->second;
+    auto g = std::make_shared<TuneGroup>();
+    g->candidates = candidates();
+    g->trials.assign(g->candidates.size(), 0);
+    g->fastest_s.assign(g->candidates.size(), INFINITY);
+    return groups_[key] = g;
+  }
+
  private:
   std::map<std::pair<uint64_t, uint8_t>, std::shared_ptr<DensityRecord>> latest_;
   std::shared_ptr<ParamsRecord> params_head_;
@@ -112,6 +170,8 @@ class AutoState {
     bool operator<(const ShapeKey& o) const;
   };
   std::map<ShapeKey, bool> depends_;
+  bool tune_;
+  std::map<TuneKey, std::shared_ptr<TuneGroup>> groups_;
 };
 
 // The auto allreduce of `input`: an operation that chooses its algorithm

@@ -93,6 +93,8 @@ class AllreduceOp : public Operation {
   // After success: the nonzero values of all ranks' inputs together, where
   // the algorithm saw every input (the allgather); 0 where it did not.
   virtual uint64_t inputs_nonzeros() const { return 0; }
+  // How the algorithm was chosen (auto overrides it).
+  virtual sparcl_choice_t choice() const { return SPARCL_CHOSEN_BY_CONFIG; }
 
  protected:
   Range whole() const { return Range{0, id_.dim}; }

@@ -229,6 +229,18 @@ sparcl_algorithm_t cheapest_algorithm(const MachineParams& p, const Workload& w)
   return best;
 }
 
+std::vector<sparcl_algorithm_t> ranked_algorithms(const MachineParams& p, const Workload& w, double spread) {
+  if (w.ranks <= 1) return {SPARCL_ALGO_RECURSIVE_DOUBLING};
+  std::vector<std::pair<double, sparcl_algorithm_t>> all;
+  for (int a = SPARCL_ALGO_RECURSIVE_DOUBLING; a <= SPARCL_ALGO_DENSE; ++a)
+    all.emplace_back(predicted_seconds(sparcl_algorithm_t(a), p, w), sparcl_algorithm_t(a));
+  std::stable_sort(all.begin(), all.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  std::vector<sparcl_algorithm_t> out;
+  for (const auto& [t, a] : all)
+    if (out.empty() || t <= spread * all.front().first) out.push_back(a);
+  return out;
+}
+
 Workload independent_workload(int ranks, uint64_t dim, double value_bytes, double wire_value_bytes,
                               double rank_nnz, bool native_dense) {
   Workload w;

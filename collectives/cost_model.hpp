@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "sparcl/sparcl.h"
 
@@ -53,6 +54,11 @@ double predicted_seconds(sparcl_algorithm_t algorithm, const MachineParams& p, c
 
 // The algorithm with the smallest predicted time (ties: the lower enum value).
 sparcl_algorithm_t cheapest_algorithm(const MachineParams& p, const Workload& w);
+
+// Every algorithm whose predicted time is at most `spread` times the
+// cheapest one's, cheapest first (ties: the lower enum value). What auto
+// tries when it measures (auto.hpp).
+std::vector<sparcl_algorithm_t> ranked_algorithms(const MachineParams& p, const Workload& w, double spread);
 
 // A workload of `ranks` ranks whose vectors hold `rank_nnz` nonzeros each at
 // independent uniform positions (union: dim (1 - (1 - rank_nnz/dim)^ranks)).

@@ -104,7 +104,7 @@ void write_pieces(const std::vector<Held<V, I>>& pieces, void* dense) {
 sparcl_status_t null_comm() { return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL"); }
 
 std::shared_ptr<AutoState> auto_state_of(sparcl_comm* comm) {
-  if (!comm->auto_state) comm->auto_state = std::make_shared<AutoState>(comm->config.auto_params);
+  if (!comm->auto_state) comm->auto_state = std::make_shared<AutoState>(comm->config.auto_params, comm->config.auto_tune);
   return comm->auto_state;
 }
 
@@ -222,6 +222,7 @@ sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t*
       else
         *result = new_result(reduce->pieces(), Range{0, dim});
       comm->last_algorithm = sparcl_algorithm_t(reduce->identity().algorithm);
+      comm->last_choice = reduce->choice();
     };
     request->op = std::move(op);
     request->keep = in;
@@ -304,6 +305,7 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
     request->deliver = [comm, reduce, recvbuf] {
       write_pieces(reduce->pieces(), recvbuf);
       comm->last_algorithm = sparcl_algorithm_t(reduce->identity().algorithm);
+      comm->last_choice = reduce->choice();
     };
     request->op = std::move(reduce_op);
     request->keep = in;
@@ -406,6 +408,14 @@ sparcl_status_t sparcl_comm_last_algorithm(sparcl_comm_t comm, sparcl_algorithm_
   if (!algorithm) return record(comm, SPARCL_ERR_INVALID_ARG, "algorithm is NULL");
   auto lock = comm->lock();
   *algorithm = comm->last_algorithm;
+  return SPARCL_SUCCESS;
+}
+
+sparcl_status_t sparcl_comm_last_choice(sparcl_comm_t comm, sparcl_choice_t* choice) {
+  if (!comm) return null_comm();
+  if (!choice) return record(comm, SPARCL_ERR_INVALID_ARG, "choice is NULL");
+  auto lock = comm->lock();
+  *choice = comm->last_choice;
   return SPARCL_SUCCESS;
 }
 

@@ -45,6 +45,7 @@ struct sparcl_comm {
   // at the first auto allreduce.
   std::shared_ptr<sparcl::AutoState> auto_state;
   sparcl_algorithm_t last_algorithm = SPARCL_ALGO_AUTO;  // of the latest allreduce that succeeded
+  sparcl_choice_t last_choice = SPARCL_CHOSEN_BY_CONFIG;  // and how it was chosen
   std::string auto_model_text;                           // sparcl_comm_auto_model()'s storage
 
   // Identity of the next collective; every collective call takes one, also

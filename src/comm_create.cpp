@@ -65,6 +65,7 @@ struct SharedConfig {
   int32_t encoding;
   uint32_t quantization_bucket;
   int32_t checksum;
+  int32_t auto_tune;
   uint64_t ordinal_candidate;
   char ofi_provider[52];
   char auto_params[96];
@@ -110,6 +111,7 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
   mine.encoding = cfg.encoding;
   mine.quantization_bucket = cfg.quantization_bucket;
   mine.checksum = cfg.checksum ? 1 : 0;
+  mine.auto_tune = cfg.auto_tune ? 1 : 0;
   mine.ordinal_candidate = communicators_created.fetch_add(1);
   std::strncpy(mine.ofi_provider, cfg.ofi_provider.c_str(), sizeof mine.ofi_provider - 1);
   std::strncpy(mine.auto_params, cfg.auto_params.c_str(), sizeof mine.auto_params - 1);
@@ -142,6 +144,10 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
     if (std::strncmp(theirs.auto_params, mine.auto_params, sizeof mine.auto_params) != 0 &&
         cfg.algorithm == SPARCL_ALGO_AUTO)
       fail(SPARCL_ERR_MISMATCH, who + " set other cost model parameters (check SPARCL_AUTO_PARAMS on every rank)");
+    if (theirs.auto_tune != mine.auto_tune && cfg.algorithm == SPARCL_ALGO_AUTO)
+      fail(SPARCL_ERR_MISMATCH, who + (theirs.auto_tune ? " measures" : " does not measure") +
+                                    " auto's candidates, this rank " + (mine.auto_tune ? "does" : "does not") +
+                                    " (check SPARCL_AUTO_TUNE on every rank)");
     if (theirs.checksum != mine.checksum)
       fail(SPARCL_ERR_MISMATCH, who + (theirs.checksum ? " turned checksums on" : " turned checksums off") +
                                     ", this rank " + (mine.checksum ? "on" : "off") + " (check SPARCL_CHECKSUM on every rank)");

@@ -172,6 +172,7 @@ Config resolve_config(const sparcl_config_t* user) {
   env_value("SPARCL_ENCODING", c.encoding, parse_encoding);
   env_value("SPARCL_QSGD_BUCKET", c.quantization_bucket, parse_quantization_bucket);
   env_flag("SPARCL_CHECKSUM", c.checksum);
+  env_flag("SPARCL_AUTO_TUNE", c.auto_tune);
   if (const char* v = std::getenv("SPARCL_AUTO_PARAMS")) {
     try {
       parse_machine_params(v);

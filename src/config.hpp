@@ -21,6 +21,7 @@ struct Config {
   uint32_t quantization_bucket = 512;                     // QSGD values per scale
   bool checksum = false;                                  // CRC32C over every message
   std::string auto_params;  // SPARCL_AUTO_PARAMS: the cost model's parameters ("" = calibrate)
+  bool auto_tune = true;    // SPARCL_AUTO_TUNE: auto measures its candidates
 };
 
 // Validates `user` (NULL: defaults) and applies the environment.

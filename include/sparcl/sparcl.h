@@ -86,7 +86,7 @@ typedef enum sparcl_op { SPARCL_SUM = 1, SPARCL_PROD = 2, SPARCL_MAX = 3, SPARCL
 
 /** Allreduce algorithms (see the README's algorithm table). */
 typedef enum sparcl_algorithm {
-  SPARCL_ALGO_AUTO = 0,               /**< the cheapest by a calibrated cost model (docs/algorithms.md) */
+  SPARCL_ALGO_AUTO = 0,               /**< the fastest as measured, ranked by a cost model (docs/algorithms.md) */
   SPARCL_ALGO_RECURSIVE_DOUBLING = 1, /**< SparCML SSAR_Recursive_double */
   SPARCL_ALGO_SPLIT_ALLGATHER = 2,    /**< SparCML SSAR_Split_allgather */
   SPARCL_ALGO_SPLIT_DENSE = 3,        /**< SparCML DSAR_Split_allgather (dense result) */
@@ -279,6 +279,23 @@ sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm);
  * SPARCL_ALGO_AUTO if none has completed. The same on every rank.
  */
 sparcl_status_t sparcl_comm_last_algorithm(sparcl_comm_t comm, sparcl_algorithm_t *algorithm);
+
+/** How the algorithm of an allreduce was chosen (sparcl_comm_last_choice()). */
+typedef enum sparcl_choice {
+  SPARCL_CHOSEN_BY_CONFIG = 0,      /**< not SPARCL_ALGO_AUTO: the configured algorithm */
+  SPARCL_CHOSEN_BY_MODEL = 1,       /**< auto's cost model alone (no measurements for such calls yet, or
+                                         SPARCL_AUTO_TUNE=0) */
+  SPARCL_CHOSEN_AS_TRIAL = 2,       /**< auto timing one of its candidates for such calls */
+  SPARCL_CHOSEN_BY_MEASUREMENT = 3  /**< the candidate the ranks measured to be the fastest */
+} sparcl_choice_t;
+
+/**
+ * How the algorithm of the most recent successful allreduce on `comm` was
+ * chosen (SPARCL_CHOSEN_BY_CONFIG if none has completed). The same on every
+ * rank. A benchmark of auto's steady state calls until it is no longer
+ * SPARCL_CHOSEN_AS_TRIAL.
+ */
+sparcl_status_t sparcl_comm_last_choice(sparcl_comm_t comm, sparcl_choice_t *choice);
 
 /**
  * Text describing the cost model's machine parameters of `comm` (what

@@ -7,6 +7,7 @@
 // chose differently would fail with SPARCL_ERR_MISMATCH (the algorithm is in
 // every message header); results are checked exactly.
 #include <cstdlib>
+#include <map>
 #include <random>
 #include <set>
 
@@ -20,30 +21,37 @@ namespace {
 // choice changes between 0.1% and 50% density.
 constexpr const char* kSlowLink = "100,10,8,5,1";
 
-// SPARCL_AUTO_PARAMS for the communicators made in its scope ("" unsets it).
-class AutoParams {
+// An environment variable for the communicators made in its scope ("" unsets it).
+class ScopedEnv {
  public:
-  explicit AutoParams(const char* value) {
-    if (const char* old = std::getenv("SPARCL_AUTO_PARAMS")) old_ = old, had_ = true;
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
     if (*value)
-      setenv("SPARCL_AUTO_PARAMS", value, 1);
+      setenv(name, value, 1);
     else
-      unsetenv("SPARCL_AUTO_PARAMS");
+      unsetenv(name);
   }
-  ~AutoParams() {
+  ~ScopedEnv() {
     if (had_)
-      setenv("SPARCL_AUTO_PARAMS", old_.c_str(), 1);
+      setenv(name_, old_.c_str(), 1);
     else
-      unsetenv("SPARCL_AUTO_PARAMS");
+      unsetenv(name_);
   }
 
  private:
+  const char* name_;
   std::string old_;
   bool had_ = false;
 };
 
+struct AutoParams : ScopedEnv {
+  explicit AutoParams(const char* value) : ScopedEnv("SPARCL_AUTO_PARAMS", value) {}
+};
+
+// The cost model alone (SPARCL_AUTO_TUNE=0).
 TEST(AutoChoice, SameOnEveryRankAndFollowsTheDensity) {
   const AutoParams fixed(kSlowLink);
+  const ScopedEnv model_only("SPARCL_AUTO_TUNE", "0");
   Comm comm(SPARCL_ALGO_AUTO);
   ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();
   EXPECT_NE(std::string(sparcl_comm_auto_model(comm.get())).find("SPARCL_AUTO_PARAMS"), std::string::npos);
@@ -70,6 +78,75 @@ TEST(AutoChoice, SameOnEveryRankAndFollowsTheDensity) {
   if (p == 4) {
     EXPECT_GE(seen.size(), 2u);
   }
+  sparcl_choice_t how = SPARCL_CHOSEN_AS_TRIAL;
+  ASSERT_EQ(sparcl_comm_last_choice(comm.get(), &how), SPARCL_SUCCESS);
+  EXPECT_EQ(how, SPARCL_CHOSEN_BY_MODEL);
+}
+
+// Measurement (the default): the first call of a shape chooses by the model;
+// the next ones try each candidate kTrialsPerCandidate (2) times, least tried
+// first; then one call votes, and from it on every call runs the vote's
+// algorithm, one of those tried. The same sequence on every rank, every
+// result exact; a call of another density class measures on its own.
+TEST(AutoChoice, MeasuresEachCandidateThenKeepsTheFastest) {
+  const AutoParams fixed(kSlowLink);
+  Comm comm(SPARCL_ALGO_AUTO);
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();
+  const int p = world_size(), r = world_rank();
+  auto call = [&](const Case& c, sparcl_algorithm_t& algorithm, sparcl_choice_t& how) {
+    const SparseVec<float> v = make_vector<float>(c, r, p);
+    const sparcl_sparse_t in = v.as_input();
+    std::vector<float> out(c.dim);
+    ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
+    EXPECT_EQ(count_wrong<float>(c, p, out), 0u) << c.describe();
+    ASSERT_EQ(sparcl_comm_last_algorithm(comm.get(), &algorithm), SPARCL_SUCCESS);
+    ASSERT_EQ(sparcl_comm_last_choice(comm.get(), &how), SPARCL_SUCCESS);
+  };
+  for (const double density : {0.01, 0.3}) {
+    const Case c{65536, density, Pattern::Overlapping, true, 42};
+    std::vector<int> sequence;  // algorithm * 4 + how, per call
+    std::map<int, int> trials;
+    int votes_at = -1;
+    sparcl_algorithm_t kept = SPARCL_ALGO_AUTO;
+    for (int n = 0; n < 40; ++n) {
+      sparcl_algorithm_t algorithm = SPARCL_ALGO_AUTO;
+      sparcl_choice_t how = SPARCL_CHOSEN_BY_CONFIG;
+      ASSERT_NO_FATAL_FAILURE(call(c, algorithm, how));
+      sequence.push_back(int(algorithm) * 4 + int(how));
+      // The first call chooses by the previous call's density: none (the
+      // model), then the other density's vote.
+      if (p == 1 || n == 0) {
+        if (p == 1 || density == 0.01) {
+          EXPECT_EQ(how, SPARCL_CHOSEN_BY_MODEL) << "call " << n;
+        }
+        continue;
+      }
+      if (how == SPARCL_CHOSEN_AS_TRIAL) {
+        EXPECT_EQ(votes_at, -1) << "a trial after the vote, call " << n;
+        ++trials[int(algorithm)];
+      } else {
+        ASSERT_EQ(how, SPARCL_CHOSEN_BY_MEASUREMENT) << "call " << n;
+        if (votes_at < 0) votes_at = n, kept = algorithm;
+        EXPECT_EQ(algorithm, kept) << "call " << n;
+      }
+    }
+    EXPECT_TRUE(same_on_all_ranks(sequence.data(), sequence.size() * sizeof(int)));
+    if (p == 1) continue;
+    ASSERT_GT(votes_at, 0) << "density " << density << ": no vote in 40 calls";
+    ASSERT_FALSE(trials.empty());
+    for (const auto& [algorithm, count] : trials) EXPECT_EQ(count, 2) << "algorithm " << algorithm;
+    EXPECT_EQ(trials.count(int(kept)), 1u) << "kept an algorithm it did not try";
+  }
+}
+
+// Ranks that disagree on measuring are told when the communicator is made.
+TEST(AutoChoice, RanksThatDisagreeOnMeasuringAreToldAtCreation) {
+  if (world_size() == 1) GTEST_SKIP() << "needs two ranks";
+  const ScopedEnv tune("SPARCL_AUTO_TUNE", world_rank() == 0 ? "0" : "1");
+  Comm comm(SPARCL_ALGO_AUTO);
+  EXPECT_EQ(comm.status(), SPARCL_ERR_MISMATCH);
+  const std::string msg = sparcl_comm_last_error(nullptr);
+  EXPECT_NE(msg.find("SPARCL_AUTO_TUNE"), std::string::npos) << msg;
 }
 
 // 48 calls in flight with densities that change from call to call, over dims
