@@ -101,11 +101,14 @@ bool TuneKey::operator<(const TuneKey& o) const {
 }
 
 bool TuneGroup::explored() const {
-  return std::all_of(trials.begin(), trials.end(), [](int n) { return n >= kTrialsPerCandidate; });
+  return std::all_of(active.begin(), active.end(), [&](size_t i) { return trials[i] >= target; });
 }
 
 size_t TuneGroup::next_trial() const {
-  return size_t(std::min_element(trials.begin(), trials.end()) - trials.begin());
+  size_t best = active.front();
+  for (size_t i : active)
+    if (trials[i] < trials[best]) best = i;
+  return best;
 }
 
 AutoState::AutoState(const std::string& fixed_params, bool tune) : tune_(tune) {
@@ -365,9 +368,9 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
 
   void vote_post(RoundIO& io) {
     const int p = this->size(), r = this->rank();
-    const size_t n = group_->candidates.size();
+    const size_t n = group_->active.size();
     votes_.assign(n, V(0));
-    for (size_t i = 0; i < n; ++i) votes_[i] = V(group_->fastest_s[i]);
+    for (size_t i = 0; i < n; ++i) votes_[i] = V(group_->fastest_s[group_->active[i]]);
     const View<V, I> v{Range{0, n}, true, n, nullptr, votes_.data()};
     const SharedBuffer msg = encode(this->id_, 0, v);
     for (int j = 1; j < p; ++j) {
@@ -378,7 +381,8 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
 
   void vote_consume(std::vector<Received>& messages) {
     const int p = this->size();
-    const size_t n = group_->candidates.size();
+    TuneGroup& g = *group_;
+    const size_t n = g.active.size();
     std::vector<Held<V, I>> held;
     std::vector<const V*> of_rank(size_t(p), nullptr);
     of_rank[size_t(this->rank())] = votes_.data();
@@ -388,18 +392,29 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       if (!v.dense || v.nnz != n) fail(SPARCL_ERR_CORRUPT, "a vote of auto's measurements is not dense");
       of_rank[size_t(m.peer)] = v.val;
     }
-    // Summed in rank order, from the values as sent: the same sums on every rank.
-    size_t best = 0;
-    double best_total = INFINITY;
+    // Summed in rank order, from the values as sent: the same sums, so the
+    // same ranking (ties: the model's order), on every rank.
+    std::vector<std::pair<double, size_t>> ranked;
     for (size_t i = 0; i < n; ++i) {
       double total = 0;
       for (int q = 0; q < p; ++q) total += double(of_rank[size_t(q)][i]);
-      if (total < best_total) best_total = total, best = i;
+      ranked.emplace_back(total, g.active[i]);
     }
-    group_->chosen = group_->candidates[best];
+    std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     this->id_.encoding = encoding_;
     this->id_.bucket = bucket_;
-    run(*group_->chosen, SPARCL_CHOSEN_BY_MEASUREMENT);
+    if (g.final_vote) {
+      g.chosen = g.candidates[ranked.front().second];
+      run(*g.chosen, SPARCL_CHOSEN_BY_MEASUREMENT);
+      return;
+    }
+    // The first vote: the finalists get more trials; this call is the first of them.
+    g.active.clear();
+    for (size_t i = 0; i < std::min(kFinalists, ranked.size()); ++i) g.active.push_back(ranked[i].second);
+    g.target += kFinalTrials;
+    g.final_vote = true;
+    trial_ = g.candidates[g.next_trial()];
+    run(*trial_, SPARCL_CHOSEN_AS_TRIAL);
   }
 
   void begin_calibration() {

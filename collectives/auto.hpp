@@ -26,12 +26,13 @@
 //    union's density: a number all ranks share). While a group explores,
 //    each call runs the candidate tried least so far (the algorithms the
 //    model predicts within kCandidateSpread of its cheapest, cheapest
-//    first) and times it on each rank; a trial counts for the group of its
-//    own result. Once every candidate has kTrialsPerCandidate trials, the
-//    next call of the group begins with one vote round (each rank sends its
-//    fastest time per candidate to all others), and every rank picks the
-//    candidate with the least sum over ranks: the same numbers everywhere,
-//    so the same choice. The group runs that algorithm from then on.
+//    first) and times it on each rank. Once every candidate has
+//    kTrialsPerCandidate trials, the next call of the group begins with a
+//    vote round (each rank sends its fastest time per candidate to all
+//    others), and every rank ranks the candidates by their sum over ranks:
+//    the same numbers everywhere, so the same ranking. The first vote keeps
+//    kFinalists, which get kFinalTrials more trials each; the second one
+//    chooses, and the group runs that algorithm from then on.
 //
 // The choice is the collective's algorithm in every message header, so ranks
 // that chose differently (possible only after a collective that failed on
@@ -67,6 +68,8 @@ struct DensityRecord {
 // The machine parameters as one large auto allreduce leaves them.
 // Measurement (see above).
 constexpr int kTrialsPerCandidate = 2;
+constexpr size_t kFinalists = 2;
+constexpr int kFinalTrials = 3;
 constexpr double kCandidateSpread = 16.0;
 
 // The density class of a result of `union_nnz` nonzeros in `dim` entries
@@ -84,11 +87,14 @@ struct TuneKey {
 // rank (they change only in call order, from shared numbers).
 struct TuneGroup {
   std::vector<sparcl_algorithm_t> candidates;  // the model's order
+  std::vector<size_t> active;                  // candidates still in the running (first vote: all)
   std::vector<int> trials;                     // per candidate
   std::vector<double> fastest_s;               // this rank's fastest trial per candidate
-  std::optional<sparcl_algorithm_t> chosen;    // after the vote
-  bool explored() const;
-  size_t next_trial() const;  // the candidate tried least (first of equals)
+  int target = kTrialsPerCandidate;            // trials each active candidate needs before the vote
+  bool final_vote = false;                     // the next vote chooses
+  std::optional<sparcl_algorithm_t> chosen;    // after the final vote
+  bool explored() const;      // every active candidate has its trials
+  size_t next_trial() const;  // the active candidate tried least (first of equals)
 };
 
 struct ParamsRecord {
@@ -150,8 +156,10 @@ class AutoState {
     if (it != groups_.end()) return it->second;
     auto g = std::make_shared<TuneGroup>();
     g->candidates = candidates();
+    for (size_t i = 0; i < g->candidates.size(); ++i) g->active.push_back(i);
     g->trials.assign(g->candidates.size(), 0);
     g->fastest_s.assign(g->candidates.size(), INFINITY);
+    if (g->candidates.size() == 1) g->chosen = g->candidates[0];
     return groups_[key] = g;
   }
 
