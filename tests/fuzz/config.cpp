@@ -7,7 +7,7 @@
 // quantization_bucket, checksum, as raw fields; the struct is allocated with
 // exactly struct_size bytes when that is smaller, as a program built against
 // an older header passes it), two bytes of flags (bit 0: config is NULL;
-// bit 1: ofi_provider is set; bits 2-9: which of the eight variables are
+// bit 1: ofi_provider is set; bits 2-10: which of the nine variables are
 // set), then newline-separated strings: the provider, then the variables'
 // values in the order of kVariables.
 // Properties: an accepted configuration has valid enums, a timeout >= 0, a
@@ -32,7 +32,7 @@ namespace {
 
 constexpr const char* kVariables[] = {"SPARCL_ALGORITHM",    "SPARCL_TIMEOUT_MS", "SPARCL_TRANSPORT",
                                       "SPARCL_PROGRESS_THREAD", "SPARCL_OFI_PROVIDER", "SPARCL_ENCODING",
-                                      "SPARCL_QSGD_BUCKET",     "SPARCL_CHECKSUM"};
+                                      "SPARCL_QSGD_BUCKET",     "SPARCL_CHECKSUM",   "SPARCL_AUTO_TUNE"};
 constexpr size_t kVariableCount = sizeof kVariables / sizeof kVariables[0];
 
 }  // namespace
@@ -105,5 +105,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (flags & 128) check(c.encoding == parse_encoding(values[5]), "SPARCL_ENCODING did not win");
   if (flags & 256) check(c.quantization_bucket == parse_quantization_bucket(values[6]), "SPARCL_QSGD_BUCKET did not win");
   if (flags & 512) check(c.checksum == (values[7] == "1"), "SPARCL_CHECKSUM did not win");
+  if (flags & 1024) check(c.auto_tune == (values[8] == "1"), "SPARCL_AUTO_TUNE did not win");
   return 0;
 }
