@@ -12,7 +12,7 @@
 #   5  ThreadSanitizer            build-tsan/: the tests that run the progress
 #                                 thread, over MPI, libfabric and UCX
 #   6  fuzzing                    build-fuzz/ (clang, libFuzzer): each harness for
-#                                 SPARCL_FUZZ_SECONDS (default 10) on its seeds
+#                                 SPARCL_FUZZ_SECONDS (default 5) on its seeds
 #
 # Usage: tools/test.sh [ctest arguments for stage 3, e.g. -R ring]
 #   SPARCL_STAGES="2 3"     runs only the stages listed (default: all)
@@ -59,11 +59,19 @@ if wanted 2; then
   end_stage
 fi
 
-# -j1: the MPI tests already oversubscribe the cores; running them in parallel
-# only makes them slow and flaky.
+# Single-process tests (label serial) two at a time; the others with -j1:
+# the MPI tests already oversubscribe the cores, and running them in
+# parallel only makes them slow and flaky.
+run_tests() {  # run_tests <build folder> [ctest arguments]
+  local dir=$1
+  shift
+  ctest --test-dir "$dir" --output-on-failure --timeout 600 -L serial -j2 "$@"
+  ctest --test-dir "$dir" --output-on-failure --timeout 600 -LE serial -j1 "$@"
+}
+
 if wanted 3; then
   begin_stage 3 "Release tests"
-  ctest --test-dir build --output-on-failure --timeout 600 -j1 "$@"
+  run_tests build "$@"
   end_stage
 fi
 
@@ -78,7 +86,7 @@ if wanted 4; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARCL_SANITIZE=address,undefined \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DSPARCL_WERROR=ON
   cmake --build build-asan -j"$jobs"
-  ctest --test-dir build-asan --output-on-failure --timeout 600 -j1
+  run_tests build-asan
   end_stage
 fi
 
@@ -92,9 +100,9 @@ if wanted 5; then
 fi
 
 if wanted 6; then
-  begin_stage 6 "Fuzzing (build-fuzz/, ${SPARCL_FUZZ_SECONDS:-10} s per harness)"
+  begin_stage 6 "Fuzzing (build-fuzz/, ${SPARCL_FUZZ_SECONDS:-5} s per harness)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARCL_FUZZ=ON \
-    -DSPARCL_FUZZ_SECONDS="${SPARCL_FUZZ_SECONDS:-10}" -DSPARCL_BUILD_TESTS=OFF -DSPARCL_BUILD_BENCH=OFF \
+    -DSPARCL_FUZZ_SECONDS="${SPARCL_FUZZ_SECONDS:-5}" -DSPARCL_BUILD_TESTS=OFF -DSPARCL_BUILD_BENCH=OFF \
     -DSPARCL_BUILD_TRAINER=OFF -DSPARCL_BUILD_PYTHON=OFF -DSPARCL_WITH_OFI=OFF -DSPARCL_WITH_UCX=OFF -DSPARCL_WERROR=ON
   cmake --build build-fuzz -j"$jobs"
   ctest --test-dir build-fuzz --output-on-failure -j1 -L fuzz
