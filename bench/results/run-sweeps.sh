@@ -8,9 +8,10 @@
 # Each writes .csv/.json/.txt/.png and a -table.md (tools/plot --table).
 set -u
 BUILD=${BUILD:-build}
-BENCH="$PWD/$BUILD/bench/cli/sparcl-bench"
+case $BUILD in /*) ;; *) BUILD="$PWD/$BUILD" ;; esac
+BENCH="$BUILD/bench/cli/sparcl-bench"
 OUT=bench/results
-ARGS=(-b 64K -e "${MAX:-64M}" -f 4 -d 0.001,0.01,0.1 -a all -n 3 -w 1 --median -c)
+ARGS=(-b 64K -e "${MAX:-64M}" -f 4 -d 0.001,0.01,0.1 -a all -n 10 -w 2 --median -c)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 
 run() {  # name, then the command that runs sparcl-bench with its arguments
@@ -26,8 +27,8 @@ run() {  # name, then the command that runs sparcl-bench with its arguments
 for what in "${@:-cluster-10gbit-p4 shm-p4 cluster-1gbit-p4}"; do
   for name in $what; do
     case $name in
-      cluster-10gbit-p4) run "$name" tools/emulate-cluster.sh -n 4 -r 10gbit -t 1500 -- "$BENCH" ;;
-      cluster-1gbit-p4) run "$name" tools/emulate-cluster.sh -n 4 -r 1gbit -t 2400 -- "$BENCH" ;;
+      cluster-10gbit-p4) run "$name" tools/emulate-cluster.sh -n 4 -r 10gbit -t 2400 -- "$BENCH" ;;
+      cluster-1gbit-p4) run "$name" tools/emulate-cluster.sh -n 4 -r 1gbit -t 3000 -- "$BENCH" ;;
       shm-p4) run "$name" mpirun -np 4 "$BENCH" ;;
       *) echo "unknown sweep $name" >&2; exit 2 ;;
     esac
