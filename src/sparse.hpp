@@ -206,6 +206,21 @@ Stream<V, I> merge(const View<V, I>& a, const View<V, I>& b) {
   return s;
 }
 
+// Whether merge_all sums `parts` streams of `entries` entries in all over a
+// range of `length` as a dense vector. A dense sum costs a pass over the
+// range and a scattered add per entry; the merge tree costs a (branchy)
+// merge per entry and level, about 10x a pass element (5.4 against 0.5 ns
+// calibrated on the development VM). So dense wins well before the result
+// would be smaller dense: from entries >= length / (8 levels), e.g. 6% of
+// the range for 4 parts (the allgather at 4 ranks and 10% each summed 3.8x
+// faster so), or where prefer_dense says so.
+template <class V, class I>
+inline bool merge_all_is_dense(uint64_t entries, uint64_t length, size_t parts) {
+  uint64_t levels = 0;
+  while ((size_t(1) << levels) < parts) ++levels;
+  return uint128(entries) * 8 * levels >= uint128(length) || prefer_dense<V, I>(entries, length);
+}
+
 // Sum of several streams over the same range, added in an order fixed by
 // their positions (so the same inputs always give bitwise the same result).
 template <class V, class I>
@@ -220,7 +235,7 @@ Stream<V, I> merge_all(const std::vector<View<V, I>>& parts) {
     any_dense |= p.dense;
   }
   if (parts.size() == 1) return to_stream(parts[0]);
-  if (any_dense || prefer_dense<V, I>(entries, range.size())) {
+  if (any_dense || merge_all_is_dense<V, I>(entries, range.size(), parts.size())) {
     Stream<V, I> s;
     s.range = range;
     s.dense = true;

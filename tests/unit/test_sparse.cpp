@@ -457,10 +457,10 @@ TYPED_TEST(SparseTyped, MergeAllPairsInABalancedTree) {
   // Sparse parts are merged pairwise, (0+1)+(2+3): with big = 2^60,
   // (big + 1) + (-big + 1) = big + -big = 0, where a left fold gives 1.
   const double big = std::ldexp(1.0, 60);
-  auto p0 = sparse<V, I>({0, 100}, {7}, {big});
-  auto p1 = sparse<V, I>({0, 100}, {7}, {1});
-  auto p2 = sparse<V, I>({0, 100}, {7}, {-big});
-  auto p3 = sparse<V, I>({0, 100}, {7, 8}, {1, 5});
+  auto p0 = sparse<V, I>({0, 1000}, {7}, {big});
+  auto p1 = sparse<V, I>({0, 1000}, {7}, {1});
+  auto p2 = sparse<V, I>({0, 1000}, {7}, {-big});
+  auto p3 = sparse<V, I>({0, 1000}, {7, 8}, {1, 5});
   auto m = sparcl::merge_all<V, I>({p0.view(), p1.view(), p2.view(), p3.view()});
   ASSERT_FALSE(m.dense);
   EXPECT_EQ(vec(m.idx), (std::vector<I>{7, 8}));
@@ -470,7 +470,7 @@ TYPED_TEST(SparseTyped, MergeAllPairsInABalancedTree) {
   ASSERT_FALSE(m2.dense);
   EXPECT_EQ(vec(m2.val), (std::vector<V>{2, 5}));
   // Five parts: ((0+1)+(2+3))+4.
-  auto p4 = sparse<V, I>({0, 100}, {7}, {3});
+  auto p4 = sparse<V, I>({0, 1000}, {7}, {3});
   auto m5 = sparcl::merge_all<V, I>({p0.view(), p1.view(), p2.view(), p3.view(), p4.view()});
   ASSERT_FALSE(m5.dense);
   EXPECT_EQ(vec(m5.val), (std::vector<V>{3, 5}));
@@ -514,8 +514,11 @@ TYPED_TEST(SparseTyped, MergeAllManyAndDenseSwitch) {
   using V = typename TypeParam::V;
   using I = typename TypeParam::I;
   const uint64_t len = 90;
-  const uint64_t t = dense_threshold<V, I>(len);
   // k parts with one entry each at index 3*k: total entries = number of parts.
+  // t: the fewest parts that merge_all sums densely (5: 5 entries x 8 x 3 levels >= 90).
+  uint64_t t = 2;
+  while (!sparcl::merge_all_is_dense<V, I>(t, len, t)) ++t;
+  ASSERT_EQ(t, 5u);
   auto make_parts = [&](uint64_t count, std::vector<sparcl::Stream<V, I>>& own) {
     own.clear();
     for (uint64_t k = 0; k < count; ++k) own.push_back(sparse<V, I>({0, len}, {(3 * k) % len}, {double(k + 1)}));
