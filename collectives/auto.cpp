@@ -104,6 +104,13 @@ bool TuneGroup::explored() const {
   return std::all_of(active.begin(), active.end(), [&](size_t i) { return trials[i] >= target; });
 }
 
+double TuneGroup::vote_s(size_t i) const {
+  std::vector<double> t = times_s[i];
+  if (t.empty()) return INFINITY;
+  std::sort(t.begin(), t.end());
+  return t[(t.size() - 1) / 2];  // the lower median
+}
+
 size_t TuneGroup::next_trial() const {
   size_t best = active.front();
   for (size_t i : active)
@@ -227,7 +234,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       const size_t i = size_t(std::find(group_->candidates.begin(), group_->candidates.end(), *trial_) -
                               group_->candidates.begin());
       ++group_->trials[i];
-      group_->fastest_s[i] = std::min(group_->fastest_s[i], now_s() - inner_started_);
+      group_->times_s[i].push_back(now_s() - inner_started_);
     }
     this->pieces_ = inner_->pieces();
     // What the next call of this (dim, type) learns: the union (nonzero
@@ -370,7 +377,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     const int p = this->size(), r = this->rank();
     const size_t n = group_->active.size();
     votes_.assign(n, V(0));
-    for (size_t i = 0; i < n; ++i) votes_[i] = V(group_->fastest_s[group_->active[i]]);
+    for (size_t i = 0; i < n; ++i) votes_[i] = V(group_->vote_s(group_->active[i]));
     const View<V, I> v{Range{0, n}, true, n, nullptr, votes_.data()};
     const SharedBuffer msg = encode(this->id_, 0, v);
     for (int j = 1; j < p; ++j) {

@@ -28,8 +28,8 @@
 //    model predicts within kCandidateSpread of its cheapest, cheapest
 //    first) and times it on each rank. Once every candidate has
 //    kTrialsPerCandidate trials, the next call of the group begins with a
-//    vote round (each rank sends its fastest time per candidate to all
-//    others), and every rank ranks the candidates by their sum over ranks:
+//    vote round (each rank sends its median trial time per candidate to
+//    all others), and every rank ranks the candidates by their sum over ranks:
 //    the same numbers everywhere, so the same ranking. The first vote keeps
 //    kFinalists, which get kFinalTrials more trials each; the second one
 //    chooses, and the group runs that algorithm from then on.
@@ -83,18 +83,21 @@ struct TuneKey {
   bool operator<(const TuneKey& o) const;
 };
 
-// One group's measurements. All fields but fastest_s are the same on every
+// One group's measurements. All fields but times_s are the same on every
 // rank (they change only in call order, from shared numbers).
 struct TuneGroup {
   std::vector<sparcl_algorithm_t> candidates;  // the model's order
   std::vector<size_t> active;                  // candidates still in the running (first vote: all)
   std::vector<int> trials;                     // per candidate
-  std::vector<double> fastest_s;               // this rank's fastest trial per candidate
+  std::vector<std::vector<double>> times_s;    // this rank's trial times per candidate
   int target = kTrialsPerCandidate;            // trials each active candidate needs before the vote
   bool final_vote = false;                     // the next vote chooses
   std::optional<sparcl_algorithm_t> chosen;    // after the final vote
   bool explored() const;      // every active candidate has its trials
   size_t next_trial() const;  // the active candidate tried least (first of equals)
+  // What this rank votes for candidate i: the median of its trial times (of
+  // two, the faster: the first call of an algorithm pays for its buffers).
+  double vote_s(size_t i) const;
 };
 
 struct ParamsRecord {
@@ -158,7 +161,7 @@ class AutoState {
     g->candidates = candidates();
     for (size_t i = 0; i < g->candidates.size(); ++i) g->active.push_back(i);
     g->trials.assign(g->candidates.size(), 0);
-    g->fastest_s.assign(g->candidates.size(), INFINITY);
+    g->times_s.resize(g->candidates.size());
     if (g->candidates.size() == 1) g->chosen = g->candidates[0];
     return groups_[key] = g;
   }
