@@ -59,14 +59,19 @@ if wanted 2; then
   end_stage
 fi
 
-# Single-process tests (label serial) two at a time; the others with -j1:
-# the MPI tests already oversubscribe the cores, and running them in
-# parallel only makes them slow and flaky.
+# Single-process GoogleTest cases (named Suite.Case, see sparcl_add_gtest in
+# tests/CMakeLists.txt) two at a time; the others with -j1: the multi-process
+# tests already oversubscribe the cores, and running them in parallel only
+# makes them slow and flaky.
 run_tests() {  # run_tests <build folder> [ctest arguments]
   local dir=$1
   shift
-  ctest --test-dir "$dir" --output-on-failure --timeout 600 -L serial -j2 "$@"
-  ctest --test-dir "$dir" --output-on-failure --timeout 600 -LE serial -j1 "$@"
+  if (($#)); then  # the caller's selection, as it is
+    ctest --test-dir "$dir" --output-on-failure --timeout 600 -j1 "$@"
+    return
+  fi
+  ctest --test-dir "$dir" --output-on-failure --timeout 600 -R '\.' -j2
+  ctest --test-dir "$dir" --output-on-failure --timeout 600 -E '\.' -j1
 }
 
 if wanted 3; then
