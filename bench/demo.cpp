@@ -48,11 +48,8 @@ bool parse(int argc, char** argv, Options& o) {
 }
 
 sparcl_algorithm_t algorithm_of(const std::string& name) {
-  // In the order of sparcl_algorithm_t.
-  const char* names[] = {"auto", "recursive_doubling", "split_allgather", "split_dense", "ring",
-                         "halving_doubling", "allgather", "dense"};
-  for (int k = 0; k < int(sizeof(names) / sizeof(names[0])); ++k)
-    if (name == names[k]) return sparcl_algorithm_t(k);
+  for (int k = 0; const char* n = sparcl_algorithm_name(sparcl_algorithm_t(k)); ++k)
+    if (name == n) return sparcl_algorithm_t(k);
   return sparcl_algorithm_t(-1);
 }
 

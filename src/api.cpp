@@ -10,6 +10,7 @@
 
 #include "../collectives/auto.hpp"
 #include "../collectives/collective.hpp"
+#include "../ml/compress/codec.hpp"
 #include "../ml/cuda/dispatch.hpp"
 #include "comm.hpp"
 #include "comm_create.hpp"
@@ -409,6 +410,15 @@ sparcl_status_t sparcl_comm_last_algorithm(sparcl_comm_t comm, sparcl_algorithm_
   auto lock = comm->lock();
   *algorithm = comm->last_algorithm;
   return SPARCL_SUCCESS;
+}
+
+const char* sparcl_algorithm_name(sparcl_algorithm_t algorithm) {
+  const int a = int(algorithm);
+  return a >= SPARCL_ALGO_AUTO && a <= SPARCL_ALGO_DENSE ? sparcl::algorithm_name(algorithm) : nullptr;
+}
+
+const char* sparcl_encoding_name(sparcl_value_encoding_t encoding) {
+  return sparcl::compress::is_value_codec(int(encoding)) ? sparcl::encoding_name(encoding) : nullptr;
 }
 
 sparcl_status_t sparcl_comm_last_choice(sparcl_comm_t comm, sparcl_choice_t* choice) {

@@ -57,12 +57,22 @@ struct Options {
   std::string csv, json;
 };
 
-// Indexed by sparcl_algorithm_t.
-const char* const kAlgorithms[] = {"auto", "recursive_doubling", "split_allgather", "split_dense",
-                                   "ring", "halving_doubling", "allgather", "dense"};
-constexpr int kAlgorithmCount = int(sizeof kAlgorithms / sizeof kAlgorithms[0]);
-// Indexed by sparcl_value_encoding_t.
-const char* const kEncodings[] = {"raw", "fp16", "bf16", "qsgd8", "qsgd4", "qsgd2"};
+// The library's names, indexed by sparcl_algorithm_t and sparcl_value_encoding_t.
+template <class Enum>
+std::vector<std::string> names_of(const char* (*name)(Enum)) {
+  std::vector<std::string> out;
+  for (int e = 0; const char* n = name(static_cast<Enum>(e)); ++e) out.push_back(n);
+  return out;
+}
+const std::vector<std::string> kAlgorithms = names_of(sparcl_algorithm_name);
+const int kAlgorithmCount = int(kAlgorithms.size());
+const std::vector<std::string> kEncodings = names_of(sparcl_encoding_name);
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
 
 struct CompressMethod {
   const char* name;
@@ -217,14 +227,12 @@ Options parse(int argc, char** argv, bool& help) {
       o.algorithms.clear();
       for (const auto& s : split(value())) {
         if (s == "all") {
-          for (const char* n : kAlgorithms)
+          for (const std::string& n : kAlgorithms)
             if (std::find(o.algorithms.begin(), o.algorithms.end(), n) == o.algorithms.end()) o.algorithms.push_back(n);
           continue;
         }
-        if (std::find(std::begin(kAlgorithms), std::end(kAlgorithms), s) == std::end(kAlgorithms))
-          bad("-a: unknown algorithm '" + s +
-              "' (auto, recursive_doubling, split_allgather, split_dense, ring, "
-              "halving_doubling, allgather, dense, all)");
+        if (std::find(kAlgorithms.begin(), kAlgorithms.end(), s) == kAlgorithms.end())
+          bad("-a: unknown algorithm '" + s + "' (" + joined(kAlgorithms) + ", all)");
         if (std::find(o.algorithms.begin(), o.algorithms.end(), s) == o.algorithms.end()) o.algorithms.push_back(s);
       }
       if (o.algorithms.empty()) bad("-a: no algorithms");
@@ -262,10 +270,10 @@ Options parse(int argc, char** argv, bool& help) {
       o.encodings.clear();
       for (const auto& e : split(value())) {
         std::vector<std::string> names{e};
-        if (e == "all") names.assign(std::begin(kEncodings), std::end(kEncodings));
+        if (e == "all") names = kEncodings;
         for (const auto& name : names) {
-          if (std::find(std::begin(kEncodings), std::end(kEncodings), name) == std::end(kEncodings))
-            bad("-v: unknown value encoding '" + name + "' (raw, fp16, bf16, qsgd8, qsgd4, qsgd2, all)");
+          if (std::find(kEncodings.begin(), kEncodings.end(), name) == kEncodings.end())
+            bad("-v: unknown value encoding '" + name + "' (" + joined(kEncodings) + ", all)");
           if (std::find(o.encodings.begin(), o.encodings.end(), name) == o.encodings.end())
             o.encodings.push_back(name);
         }
@@ -371,7 +379,7 @@ sparcl_algorithm_t algorithm_of(const std::string& name) {
 }
 
 sparcl_value_encoding_t encoding_of(const std::string& name) {
-  for (int e = 0; e < 6; ++e)
+  for (size_t e = 0; e < kEncodings.size(); ++e)
     if (name == kEncodings[e]) return static_cast<sparcl_value_encoding_t>(e);
   return SPARCL_VALUES_RAW;
 }

@@ -280,6 +280,18 @@ sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm);
  */
 sparcl_status_t sparcl_comm_last_algorithm(sparcl_comm_t comm, sparcl_algorithm_t *algorithm);
 
+/**
+ * The name of `algorithm` as SPARCL_ALGORITHM spells it ("auto", "ring", ...),
+ * or NULL if it is none of sparcl_algorithm_t. Thread-safe.
+ */
+const char *sparcl_algorithm_name(sparcl_algorithm_t algorithm);
+
+/**
+ * The name of `encoding` as SPARCL_ENCODING spells it ("raw", "fp16", ...),
+ * or NULL if it is none of sparcl_value_encoding_t. Thread-safe.
+ */
+const char *sparcl_encoding_name(sparcl_value_encoding_t encoding);
+
 /** How the algorithm of an allreduce was chosen (sparcl_comm_last_choice()). */
 typedef enum sparcl_choice {
   SPARCL_CHOSEN_BY_CONFIG = 0,      /**< not SPARCL_ALGO_AUTO: the configured algorithm */

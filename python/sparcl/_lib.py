@@ -44,11 +44,9 @@ FLOAT64 = 2
 OP_SUM = 1
 
 # Names accepted by the Python API, as the environment variables spell them.
-ALGORITHMS = {"auto": 0, "recursive_doubling": 1, "split_allgather": 2, "split_dense": 3, "ring": 4,
-              "halving_doubling": 5, "allgather": 6, "dense": 7}
 TRANSPORTS = {"mpi": 1, "ofi": 2, "ucx": 3}
 COMPRESS_METHODS = {"none": 0, "topk": 1, "topk_bucket": 2, "approx_topk": 3, "threshold": 4, "randomk": 5}
-VALUE_ENCODINGS = {"raw": 0, "fp16": 1, "bf16": 2, "qsgd8": 3, "qsgd4": 4, "qsgd2": 5}
+# ALGORITHMS and VALUE_ENCODINGS come from the library itself (below).
 
 
 class SparclError(RuntimeError):
@@ -108,6 +106,8 @@ _PP = ctypes.POINTER(ctypes.c_void_p)
 _PROTOTYPES = {
     "sparcl_version": (ctypes.c_int, []),
     "sparcl_strerror": (ctypes.c_char_p, [ctypes.c_int]),
+    "sparcl_algorithm_name": (ctypes.c_char_p, [ctypes.c_int]),
+    "sparcl_encoding_name": (ctypes.c_char_p, [ctypes.c_int]),
     "sparcl_config_init": (ctypes.c_int, [ctypes.POINTER(Config)]),
     "sparcl_comm_create": (ctypes.c_int, [ctypes.c_int, ctypes.c_int, BOOTSTRAP_ALLGATHER, _P,
                                           ctypes.POINTER(Config), _PP]),
@@ -182,6 +182,20 @@ _check_layout(CompressorConfig, lib.sparcl_compressor_config_init, "sparcl_compr
 if lib.sparcl_version() // 10000 != _MAJOR:
     raise ImportError("sparcl: %s is version %d, the Python bindings need %d.x" % (_path, lib.sparcl_version(),
                                                                                    _MAJOR))
+
+
+def _names_of(name_fn):
+    # {name: value} for the enum values 0, 1, ... that the library names.
+    out = {}
+    while True:
+        name = name_fn(len(out))
+        if name is None:
+            return out
+        out[name.decode()] = len(out)
+
+
+ALGORITHMS = _names_of(lib.sparcl_algorithm_name)
+VALUE_ENCODINGS = _names_of(lib.sparcl_encoding_name)
 
 
 def library_path():

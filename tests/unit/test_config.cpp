@@ -75,6 +75,21 @@ TEST(ParseEncoding, NamesRoundTrip) {
   }
 }
 
+// The public names (sparcl_algorithm_name, sparcl_encoding_name) are the
+// ones the environment variables accept, and NULL beyond the enums.
+TEST(PublicNames, AreTheParsedNames) {
+  int algorithms = 0;
+  for (; const char* n = sparcl_algorithm_name(sparcl_algorithm_t(algorithms)); ++algorithms)
+    EXPECT_EQ(sparcl::parse_algorithm(n), sparcl_algorithm_t(algorithms)) << n;
+  EXPECT_EQ(algorithms, SPARCL_ALGO_DENSE + 1);
+  EXPECT_EQ(sparcl_algorithm_name(sparcl_algorithm_t(-1)), nullptr);
+  int encodings = 0;
+  for (; const char* n = sparcl_encoding_name(sparcl_value_encoding_t(encodings)); ++encodings)
+    EXPECT_EQ(sparcl::parse_encoding(n), sparcl_value_encoding_t(encodings)) << n;
+  EXPECT_EQ(encodings, SPARCL_VALUES_QSGD2 + 1);
+  EXPECT_EQ(sparcl_encoding_name(sparcl_value_encoding_t(-1)), nullptr);
+}
+
 TEST(ParseQuantizationBucket, Values) {
   EXPECT_EQ(sparcl::parse_quantization_bucket("1"), 1u);
   EXPECT_EQ(sparcl::parse_quantization_bucket("512"), 512u);
