@@ -92,12 +92,25 @@ void AutoTicket::fail() {
 
 int density_class(uint64_t union_nnz, uint64_t dim) {
   if (union_nnz == 0 || dim == 0) return INT32_MIN;
-  return int(std::floor(2 * std::log2(double(union_nnz) / double(dim))));
+  // The largest c with 2^c <= u^2 / d^2: for c = -m, u^2 >= ceil(d^2 / 2^m).
+  __extension__ typedef unsigned __int128 u128;
+  const u128 u2 = u128(union_nnz) * union_nnz, d2 = u128(dim) * dim;
+  if (u2 >= d2) return u2 >= 4 * d2 ? 2 : u2 >= 2 * d2 ? 1 : 0;  // u <= d in a sum; kept total
+  for (int m = 1; m < 128; ++m) {
+    const u128 need = (d2 >> m) + ((d2 & ((u128(1) << m) - 1)) != 0);
+    if (u2 >= need) return -m;
+  }
+  return -128;
 }
 
 bool TuneKey::operator<(const TuneKey& o) const {
-  return std::tie(dim, value_type, index_bytes, density_class) <
-         std::tie(o.dim, o.value_type, o.index_bytes, o.density_class);
+  return std::tie(dim, value_type, encoding, bucket, density_class) <
+         std::tie(o.dim, o.value_type, o.encoding, o.bucket, o.density_class);
+}
+
+void AutoState::drop_groups(uint64_t dim, uint8_t value_type) {
+  for (auto it = groups_.begin(); it != groups_.end();)
+    it = it->first.dim == dim && it->first.value_type == value_type ? groups_.erase(it) : std::next(it);
 }
 
 bool TuneGroup::explored() const {
@@ -230,6 +243,9 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
 
   void finish() override {
     inner_->finish();
+    // The group changes only here, once the call has succeeded: a vote
+    // whose call then fails leaves it as it was.
+    if (voted_) *group_ = std::move(*voted_);
     if (trial_) {  // counted in the group it was chosen for; the count is the same everywhere
       const size_t i = size_t(std::find(group_->candidates.begin(), group_->candidates.end(), *trial_) -
                               group_->candidates.begin());
@@ -336,9 +352,10 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     if (use_record && !previous->done) return false;
     used_record_ = use_record;
     const Workload w = workload(use_record);
+    if (tune && !previous->known && !group_) state_->drop_groups(this->id_.dim, this->id_.value_type);
     if (tune && previous->known) {
       if (!group_) {
-        const TuneKey key{this->id_.dim, this->id_.value_type, uint8_t(sizeof(I)),
+        const TuneKey key{this->id_.dim, this->id_.value_type, encoding_, bucket_,
                           density_class(previous->union_nnz, this->id_.dim)};
         group_ = state_->group(key, [&] { return ranked_algorithms(params_, w, kCandidateSpread); });
       }
@@ -365,7 +382,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     return inner_->ready();
   }
 
-  // The vote round: every rank's fastest time per candidate to every other.
+  // The vote round: every rank's median trial time per candidate to every other.
   // Times travel raw, as the calibration's figures do.
   void begin_vote() {
     voting_ = true;
@@ -388,7 +405,8 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
 
   void vote_consume(std::vector<Received>& messages) {
     const int p = this->size();
-    TuneGroup& g = *group_;
+    voted_ = std::make_unique<TuneGroup>(*group_);  // applied in finish()
+    TuneGroup& g = *voted_;
     const size_t n = g.active.size();
     std::vector<Held<V, I>> held;
     std::vector<const V*> of_rank(size_t(p), nullptr);
@@ -400,7 +418,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       of_rank[size_t(m.peer)] = v.val;
     }
     // Summed in rank order, from the values as sent: the same sums, so the
-    // same ranking (ties: the model's order), on every rank.
+    // same ranking (ties: the order of `active`), on every rank.
     std::vector<std::pair<double, size_t>> ranked;
     for (size_t i = 0; i < n; ++i) {
       double total = 0;
@@ -518,6 +536,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
   bool used_record_ = false;  // the choice waited for (and used) the previous call's record
   sparcl_choice_t choice_ = SPARCL_CHOSEN_BY_MODEL;
   std::shared_ptr<TuneGroup> group_;             // when measuring: this call's group
+  std::unique_ptr<TuneGroup> voted_;             // the group after this call's vote, until finish()
   std::optional<sparcl_algorithm_t> trial_;      // a trial of this candidate
   bool voting_ = false;                          // this call begins with the vote round
   Array<V> votes_;

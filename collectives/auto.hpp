@@ -11,8 +11,9 @@
 //    one tensor repeat every step). Records are handed out in start order,
 //    which all ranks share, and a call waits (without blocking the caller:
 //    Operation::ready()) until the record it was handed is complete before
-//    it chooses. It does not wait where the model gives the same choice at
-//    every density. Without a record: 1% per rank (kDefaultDensity).
+//    it chooses. Without measurement it does not wait where the model gives
+//    the same choice at every density. Without a record: 1% per rank
+//    (kDefaultDensity).
 //  - The machine parameters: the first large call (kCalibrationBytes) of a
 //    communicator measures them in a few rounds of its own before its
 //    algorithm, and rank 0's figures travel to all ranks; calls started
@@ -72,13 +73,17 @@ constexpr size_t kFinalists = 2;
 constexpr int kFinalTrials = 3;
 constexpr double kCandidateSpread = 16.0;
 
-// The density class of a result of `union_nnz` nonzeros in `dim` entries
-// (INT32_MIN for an empty result).
+// The density class of a result of `union_nnz` nonzeros in `dim` entries:
+// floor(2 log2(union_nnz / dim)), computed in integers (no libm that could
+// round differently on another host); INT32_MIN for an empty result.
 int density_class(uint64_t union_nnz, uint64_t dim);
 
+// (The index width follows from dim.)
 struct TuneKey {
   uint64_t dim;
-  uint8_t value_type, index_bytes;
+  uint8_t value_type;
+  Encoding encoding;  // compressed calls set theirs per call
+  uint32_t bucket;
   int density_class;
   bool operator<(const TuneKey& o) const;
 };
@@ -165,6 +170,11 @@ class AutoState {
     if (g->candidates.size() == 1) g->chosen = g->candidates[0];
     return groups_[key] = g;
   }
+  // Forgets every group of (dim, value type): after a call that failed here.
+  // It may have succeeded on other ranks and changed their groups there; the
+  // next call then differs between ranks and fails everywhere with
+  // SPARCL_ERR_MISMATCH, after which every rank has dropped them.
+  void drop_groups(uint64_t dim, uint8_t value_type);
 
  private:
   std::map<std::pair<uint64_t, uint8_t>, std::shared_ptr<DensityRecord>> latest_;

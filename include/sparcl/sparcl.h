@@ -276,7 +276,9 @@ sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm);
 /**
  * The algorithm that the most recent successful allreduce on `comm` ran (what
  * SPARCL_ALGO_AUTO chose for it; the configured algorithm otherwise), or
- * SPARCL_ALGO_AUTO if none has completed. The same on every rank.
+ * SPARCL_ALGO_AUTO if none has completed. The same on every rank for the same
+ * call (with several non-blocking calls in flight, the most recent to
+ * complete may differ between ranks).
  */
 sparcl_status_t sparcl_comm_last_algorithm(sparcl_comm_t comm, sparcl_algorithm_t *algorithm);
 
@@ -303,8 +305,8 @@ typedef enum sparcl_choice {
 
 /**
  * How the algorithm of the most recent successful allreduce on `comm` was
- * chosen (SPARCL_CHOSEN_BY_CONFIG if none has completed). The same on every
- * rank. A benchmark of auto's steady state calls until it is no longer
+ * chosen (SPARCL_CHOSEN_BY_CONFIG if none has completed); like
+ * sparcl_comm_last_algorithm(), the same on every rank for the same call. A benchmark of auto's steady state calls until it is no longer
  * SPARCL_CHOSEN_AS_TRIAL.
  */
 sparcl_status_t sparcl_comm_last_choice(sparcl_comm_t comm, sparcl_choice_t *choice);

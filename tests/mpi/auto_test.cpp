@@ -88,7 +88,8 @@ TEST(AutoChoice, SameOnEveryRankAndFollowsTheDensity) {
 // first; a first vote keeps kFinalists (2), which get kFinalTrials (3) more
 // trials each; the final vote chooses one of them, and every call runs it
 // from then on. The same sequence on every rank, every result exact; a call
-// of another density class measures on its own.
+// of another density class measures on its own; after a call that failed
+// (bad input on one rank: every rank fails), the dim starts afresh.
 TEST(AutoChoice, MeasuresEachCandidateThenKeepsTheFastest) {
   const AutoParams fixed(kSlowLink);
   Comm comm(SPARCL_ALGO_AUTO);
@@ -103,8 +104,16 @@ TEST(AutoChoice, MeasuresEachCandidateThenKeepsTheFastest) {
     ASSERT_EQ(sparcl_comm_last_algorithm(comm.get(), &algorithm), SPARCL_SUCCESS);
     ASSERT_EQ(sparcl_comm_last_choice(comm.get(), &how), SPARCL_SUCCESS);
   };
-  for (const double density : {0.01, 0.3}) {
+  for (const int phase : {0, 1, 2}) {
+    const double density = phase == 0 ? 0.01 : 0.3;
     const Case c{65536, density, Pattern::Overlapping, true, 42};
+    if (phase == 2) {  // a call that fails everywhere: unsorted indices on rank 0
+      std::vector<uint32_t> idx = {7, 3};
+      std::vector<float> val = {1.0f, 1.0f};
+      const sparcl_sparse_t in{c.dim, r == 0 ? 2u : 0u, SPARCL_INDEX_U32, idx.data(), SPARCL_FLOAT32, val.data(), 0};
+      std::vector<float> out(c.dim);
+      EXPECT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get()), SPARCL_ERR_INVALID_ARG);
+    }
     std::vector<int> sequence;  // algorithm * 4 + how, per call
     std::map<int, int> trials;
     int votes_at = -1;
@@ -115,10 +124,10 @@ TEST(AutoChoice, MeasuresEachCandidateThenKeepsTheFastest) {
       ASSERT_NO_FATAL_FAILURE(call(c, algorithm, how));
       sequence.push_back(int(algorithm) * 4 + int(how));
       // The first call chooses by the previous call's density: none (the
-      // model), then the other density's vote.
+      // model), the other density's vote, none again after the failure.
       if (p == 1 || n == 0) {
-        if (p == 1 || density == 0.01) {
-          EXPECT_EQ(how, SPARCL_CHOSEN_BY_MODEL) << "call " << n;
+        if (p == 1 || phase != 1) {
+          EXPECT_EQ(how, SPARCL_CHOSEN_BY_MODEL) << "phase " << phase << ", call " << n;
         }
         continue;
       }
@@ -133,7 +142,7 @@ TEST(AutoChoice, MeasuresEachCandidateThenKeepsTheFastest) {
     }
     EXPECT_TRUE(same_on_all_ranks(sequence.data(), sequence.size() * sizeof(int)));
     if (p == 1) continue;
-    ASSERT_GT(votes_at, 0) << "density " << density << ": no vote in 40 calls";
+    ASSERT_GT(votes_at, 0) << "phase " << phase << ": no vote in 40 calls";
     ASSERT_FALSE(trials.empty());
     int finalists = 0;
     for (const auto& [algorithm, count] : trials) {

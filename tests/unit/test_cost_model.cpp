@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <string>
 
+#include "collectives/auto.hpp"
 #include "collectives/cost_model.hpp"
 #include "error.hpp"
 
@@ -141,6 +142,29 @@ TEST(MachineParams, ParseAndDescribe) {
     } catch (const sparcl::Error& e) {
       EXPECT_EQ(e.status(), SPARCL_ERR_INVALID_ARG) << bad;
     }
+  }
+}
+
+// auto's density classes: floor(2 log2(u / dim)), exactly, at and around
+// the boundaries (u / dim = 2^(c/2)), and as libm computes it elsewhere.
+TEST(DensityClass, HalfOctavesExactly) {
+  using sparcl::density_class;
+  EXPECT_EQ(density_class(0, 1000), INT32_MIN);
+  EXPECT_EQ(density_class(1000, 1000), 0);
+  EXPECT_EQ(density_class(500, 1000), -2);  // 2 log2(1/2) = -2 exactly
+  EXPECT_EQ(density_class(499, 1000), -3);
+  EXPECT_EQ(density_class(708, 1000), -1);  // 2 log2(0.708) = -0.996
+  EXPECT_EQ(density_class(707, 1000), -2);  // 2 log2(0.707) = -1.0006
+  EXPECT_EQ(density_class(1, 1000), -20);
+  EXPECT_EQ(density_class(1, uint64_t(1) << 40), -80);
+  EXPECT_EQ(density_class(1, ~uint64_t(0)), -128);
+  uint64_t h = 12345;
+  for (int k = 0; k < 20000; ++k) {
+    h ^= h << 13, h ^= h >> 7, h ^= h << 17;
+    const uint64_t dim = 1 + h % 100000000, u = 1 + (h >> 32) % dim;
+    const double x = 2 * std::log2(double(u) / double(dim));
+    if (std::fabs(x - std::round(x)) < 1e-9) continue;  // too close to a boundary for libm
+    EXPECT_EQ(density_class(u, dim), int(std::floor(x))) << u << " / " << dim;
   }
 }
 
