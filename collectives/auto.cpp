@@ -108,6 +108,11 @@ bool TuneKey::operator<(const TuneKey& o) const {
          std::tie(o.dim, o.value_type, o.encoding, o.bucket, o.density_class);
 }
 
+void AutoState::prune(uint64_t seq) {
+  for (auto it = groups_.begin(); it != groups_.end();)
+    it = seq > it->second->last_seq && seq - it->second->last_seq > kGroupWindow ? groups_.erase(it) : std::next(it);
+}
+
 void AutoState::drop_groups(uint64_t dim, uint8_t value_type) {
   for (auto it = groups_.begin(); it != groups_.end();)
     it = it->first.dim == dim && it->first.value_type == value_type ? groups_.erase(it) : std::next(it);
@@ -357,7 +362,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       if (!group_) {
         const TuneKey key{this->id_.dim, this->id_.value_type, encoding_, bucket_,
                           density_class(previous->union_nnz, this->id_.dim)};
-        group_ = state_->group(key, [&] { return ranked_algorithms(params_, w, kCandidateSpread); });
+        group_ = state_->group(key, this->id_.seq, [&] { return ranked_algorithms(params_, w, kCandidateSpread); });
       }
       if (group_->chosen) return run(*group_->chosen, SPARCL_CHOSEN_BY_MEASUREMENT);
       if (!group_->explored()) {

@@ -71,6 +71,10 @@ struct DensityRecord {
 constexpr int kTrialsPerCandidate = 2;
 constexpr size_t kFinalists = 2;
 constexpr int kFinalTrials = 3;
+// A group unused for this many collectives of the communicator counts as
+// gone (it measures afresh), so that memory stays bounded however many dims
+// come and go.
+constexpr uint64_t kGroupWindow = 4096;
 constexpr double kCandidateSpread = 16.0;
 
 // The density class of a result of `union_nnz` nonzeros in `dim` entries:
@@ -98,6 +102,7 @@ struct TuneGroup {
   int target = kTrialsPerCandidate;            // trials each active candidate needs before the vote
   bool final_vote = false;                     // the next vote chooses
   std::optional<sparcl_algorithm_t> chosen;    // after the final vote
+  uint64_t last_seq = 0;                       // the collective that last used it
   bool explored() const;      // every active candidate has its trials
   size_t next_trial() const;  // the active candidate tried least (first of equals)
   // What this rank votes for candidate i: the median of its trial times (of
@@ -155,14 +160,22 @@ class AutoState {
   std::string describe() const;
 
   bool tuning() const { return tune_; }
-  // The group of `key`, made with `candidates()` if new. Not bounded by a
-  // count (groups of different dims are made in orders that differ between
-  // ranks): a dim has at most 2 log2(dim) + 1 density classes.
+  // The group of `key` for collective `seq`, made with `candidates()` if new
+  // or unused for more than kGroupWindow collectives. Whether it is, depends
+  // only on numbers all ranks share (the seq of this call and of the group's
+  // last, earlier call of the same dim), never on which other groups this
+  // rank has made or pruned by now: those happen in orders that differ
+  // between ranks.
   template <class Candidates>
-  std::shared_ptr<TuneGroup> group(const TuneKey& key, Candidates&& candidates) {
+  std::shared_ptr<TuneGroup> group(const TuneKey& key, uint64_t seq, Candidates&& candidates) {
+    if (++lookups_ % kGroupWindow == 0) prune(seq);
     auto it = groups_.find(key);
-    if (it != groups_.end()) return it->second;
+    if (it != groups_.end() && seq - it->second->last_seq <= kGroupWindow) {
+      it->second->last_seq = seq;
+      return it->second;
+    }
     auto g = std::make_shared<TuneGroup>();
+    g->last_seq = seq;
     g->candidates = candidates();
     for (size_t i = 0; i < g->candidates.size(); ++i) g->active.push_back(i);
     g->trials.assign(g->candidates.size(), 0);
@@ -191,8 +204,11 @@ class AutoState {
     bool operator<(const ShapeKey& o) const;
   };
   std::map<ShapeKey, bool> depends_;
+  // Drops the groups unused for more than kGroupWindow collectives before `seq`.
+  void prune(uint64_t seq);
   bool tune_;
   std::map<TuneKey, std::shared_ptr<TuneGroup>> groups_;
+  uint64_t lookups_ = 0;
 };
 
 // The auto allreduce of `input`: an operation that chooses its algorithm
