@@ -119,7 +119,7 @@ void AutoState::drop_groups(uint64_t dim, uint8_t value_type) {
 }
 
 bool TuneGroup::explored() const {
-  return std::all_of(active.begin(), active.end(), [&](size_t i) { return trials[i] >= target; });
+  return std::all_of(active.begin(), active.end(), [&](size_t i) { return int(times_s[i].size()) >= target; });
 }
 
 double TuneGroup::vote_s(size_t i) const {
@@ -132,7 +132,7 @@ double TuneGroup::vote_s(size_t i) const {
 size_t TuneGroup::next_trial() const {
   size_t best = active.front();
   for (size_t i : active)
-    if (trials[i] < trials[best]) best = i;
+    if (times_s[i].size() < times_s[best].size()) best = i;
   return best;
 }
 
@@ -254,7 +254,6 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     if (trial_) {  // counted in the group it was chosen for; the count is the same everywhere
       const size_t i = size_t(std::find(group_->candidates.begin(), group_->candidates.end(), *trial_) -
                               group_->candidates.begin());
-      ++group_->trials[i];
       group_->times_s[i].push_back(now_s() - inner_started_);
     }
     this->pieces_ = inner_->pieces();

@@ -92,13 +92,12 @@ struct TuneKey {
   bool operator<(const TuneKey& o) const;
 };
 
-// One group's measurements. All fields but times_s are the same on every
+// One group's measurements. All fields but the values in times_s are the same on every
 // rank (they change only in call order, from shared numbers).
 struct TuneGroup {
   std::vector<sparcl_algorithm_t> candidates;  // the model's order
   std::vector<size_t> active;                  // candidates still in the running (first vote: all)
-  std::vector<int> trials;                     // per candidate
-  std::vector<std::vector<double>> times_s;    // this rank's trial times per candidate
+  std::vector<std::vector<double>> times_s;    // this rank's trial times per candidate (their counts: the same everywhere)
   int target = kTrialsPerCandidate;            // trials each active candidate needs before the vote
   bool final_vote = false;                     // the next vote chooses
   std::optional<sparcl_algorithm_t> chosen;    // after the final vote
@@ -178,7 +177,6 @@ class AutoState {
     g->last_seq = seq;
     g->candidates = candidates();
     for (size_t i = 0; i < g->candidates.size(); ++i) g->active.push_back(i);
-    g->trials.assign(g->candidates.size(), 0);
     g->times_s.resize(g->candidates.size());
     if (g->candidates.size() == 1) g->chosen = g->candidates[0];
     return groups_[key] = g;
