@@ -9,7 +9,7 @@
 #include <cstring>
 #include <tuple>
 
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 
 namespace sparcl {
 
@@ -39,7 +39,7 @@ template <class V>
 double wire_value_bytes(const Identity& id) {
   if (id.encoding == Encoding::Raw) return double(sizeof(V));
   const size_t n = size_t(1) << 20;
-  return double(compress::encoded_values_size(id.encoding, n, id.bucket ? id.bucket : 1)) / double(n);
+  return double(codec::encoded_values_size(id.encoding, n, id.bucket ? id.bucket : 1)) / double(n);
 }
 
 // Seconds per merged entry and per element of a dense pass on this rank:

@@ -10,7 +10,7 @@
 
 #include "../collectives/auto.hpp"
 #include "../collectives/collective.hpp"
-#include "../ml/compress/codec.hpp"
+#include "codec/codec.hpp"
 #include "../ml/cuda/dispatch.hpp"
 #include "comm.hpp"
 #include "comm_create.hpp"
@@ -418,7 +418,7 @@ const char* sparcl_algorithm_name(sparcl_algorithm_t algorithm) {
 }
 
 const char* sparcl_encoding_name(sparcl_value_encoding_t encoding) {
-  return sparcl::compress::is_value_codec(int(encoding)) ? sparcl::encoding_name(encoding) : nullptr;
+  return sparcl::codec::is_value_codec(int(encoding)) ? sparcl::encoding_name(encoding) : nullptr;
 }
 
 sparcl_status_t sparcl_comm_last_choice(sparcl_comm_t comm, sparcl_choice_t* choice) {

@@ -5,7 +5,7 @@
 #include <chrono>
 #include <sched.h>
 
-#include "ml/compress/common.hpp"
+#include "src/codec/common.hpp"
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -59,10 +59,10 @@ sparcl::Identity sparcl_comm::next_identity(sparcl::Kind kind, uint8_t algorithm
   ident.index_width = index_width;
   if (value_type == SPARCL_FLOAT32) {
     ident.encoding = sparcl::Encoding(config.encoding);
-    ident.bucket = sparcl::compress::qsgd_bits(ident.encoding) ? config.quantization_bucket : 0;
+    ident.bucket = sparcl::codec::qsgd_bits(ident.encoding) ? config.quantization_bucket : 0;
   }
   ident.checksum = config.checksum;
-  ident.rounding_key = sparcl::compress::derive_seed(rounding_base, ident.seq);
+  ident.rounding_key = sparcl::codec::derive_seed(rounding_base, ident.seq);
   return ident;
 }
 

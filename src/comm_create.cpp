@@ -6,8 +6,8 @@
 #include <random>
 #include <string>
 
-#include "ml/compress/codec.hpp"
-#include "ml/compress/common.hpp"
+#include "src/codec/codec.hpp"
+#include "src/codec/common.hpp"
 
 namespace sparcl {
 
@@ -137,7 +137,7 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
     if (theirs.encoding != mine.encoding)
       fail(SPARCL_ERR_MISMATCH, who + " configured value encoding " + encoding_name(sparcl_value_encoding_t(theirs.encoding)) +
                                     ", this rank " + encoding_name(cfg.encoding) + " (check SPARCL_ENCODING on every rank)");
-    if (theirs.quantization_bucket != mine.quantization_bucket && compress::qsgd_bits(compress::ValueCodec(cfg.encoding)))
+    if (theirs.quantization_bucket != mine.quantization_bucket && codec::qsgd_bits(codec::ValueCodec(cfg.encoding)))
       fail(SPARCL_ERR_MISMATCH, who + " configured a QSGD bucket of " + std::to_string(theirs.quantization_bucket) +
                                     " values, this rank " + std::to_string(mine.quantization_bucket) +
                                     " (check SPARCL_QSGD_BUCKET on every rank)");
@@ -156,7 +156,7 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
   auto comm = std::make_unique<sparcl_comm>();
   comm->config = cfg;
   comm->id = comm_id;
-  comm->rounding_base = compress::mix64(ordinal);
+  comm->rounding_base = codec::mix64(ordinal);
   if (cfg.transport == SPARCL_TRANSPORT_MPI) {
     agreed(boot, [&] { comm->transport = make_mpi(); });
   } else {

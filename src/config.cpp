@@ -8,7 +8,7 @@
 
 #include "error.hpp"
 #include "collectives/cost_model.hpp"
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 
 namespace sparcl {
 
@@ -107,13 +107,13 @@ void env_flag(const char* var, bool& field) {
 
 sparcl_value_encoding_t parse_encoding(const std::string& text) {
   for (int e = SPARCL_VALUES_RAW; e <= SPARCL_VALUES_QSGD2; ++e)
-    if (text == compress::value_codec_name(compress::ValueCodec(e))) return sparcl_value_encoding_t(e);
+    if (text == codec::value_codec_name(codec::ValueCodec(e))) return sparcl_value_encoding_t(e);
   fail(SPARCL_ERR_INVALID_ARG, "unknown value encoding '" + text + "' (expected " + kEncodingChoices + ")");
 }
 
 const char* encoding_name(sparcl_value_encoding_t encoding) {
   const int e = raw(encoding);
-  return compress::is_value_codec(e) ? compress::value_codec_name(compress::ValueCodec(e)) : "unknown";
+  return codec::is_value_codec(e) ? codec::value_codec_name(codec::ValueCodec(e)) : "unknown";
 }
 
 uint32_t parse_quantization_bucket(const std::string& text) {
@@ -151,7 +151,7 @@ Config resolve_config(const sparcl_config_t* user) {
       c.ofi_provider = user->ofi_provider;
     }
     if (has(offsetof(sparcl_config_t, encoding), sizeof(int))) {
-      if (!compress::is_value_codec(raw(user->encoding)))
+      if (!codec::is_value_codec(raw(user->encoding)))
         fail(SPARCL_ERR_INVALID_ARG, "config.encoding is not a sparcl_value_encoding_t");
       c.encoding = user->encoding;
     }

@@ -26,8 +26,8 @@
 #include <type_traits>
 
 #include "buffer.hpp"
-#include "ml/compress/codec.hpp"
-#include "ml/compress/common.hpp"
+#include "src/codec/codec.hpp"
+#include "src/codec/common.hpp"
 #include "sparse.hpp"
 
 namespace sparcl {
@@ -38,7 +38,7 @@ constexpr uint8_t kWireVersion = 2;
 enum WireFlags : uint8_t { kFlagDense = 1, kFlagAbort = 2, kFlagChecksum = 4 };
 enum class Kind : uint8_t { Allreduce = 1, Allgather = 2 };
 // Value encodings: the codecs of ml/compress (same codes as sparcl_value_encoding_t).
-using Encoding = compress::ValueCodec;
+using Encoding = codec::ValueCodec;
 
 constexpr size_t kChecksumBytes = 8;
 
@@ -110,7 +110,7 @@ uint128 values_bytes(Encoding e, uint64_t n, uint32_t bucket) {
   // More values than any message holds: a size no message has (and the
   // codec's size_t arithmetic cannot overflow below it).
   if (n > (uint64_t(1) << 56)) return uint128(1) << 100;
-  return compress::encoded_values_size(e, size_t(n), bucket);
+  return codec::encoded_values_size(e, size_t(n), bucket);
 }
 
 // Payload bytes of a data message (without the checksum trailer).
@@ -129,7 +129,7 @@ uint128 payload_bytes(const Identity& id, bool dense, uint64_t nnz, uint64_t len
 inline uint64_t own_stream(int rank) { return uint64_t(uint32_t(rank)); }
 inline uint64_t shared_stream(uint64_t key) { return (uint64_t(1) << 63) | key; }
 inline uint64_t rounding_seed(const Identity& id, uint16_t step, uint64_t stream) {
-  return compress::derive_seed(id.rounding_key, step, stream);
+  return codec::derive_seed(id.rounding_key, step, stream);
 }
 
 WireHeader make_header(const Identity& id, uint16_t step);
@@ -184,9 +184,9 @@ SharedBuffer encode(const Identity& id, uint16_t step, const View<V, I>& v, uint
     if (dense && !v.dense) {  // encoded dense: stage the zeros too
       Array<float> staged(length);
       write_dense(v, staged.data());
-      compress::encode_values(id.encoding, staged.data(), length, id.bucket, seed, p);
+      codec::encode_values(id.encoding, staged.data(), length, id.bucket, seed, p);
     } else {
-      compress::encode_values(id.encoding, v.val, h.nnz, id.bucket, seed, p);
+      codec::encode_values(id.encoding, v.val, h.nnz, id.bucket, seed, p);
     }
   }
   if (id.checksum) seal(*buf);
@@ -241,7 +241,7 @@ Decoded<V, I> decode(const Buffer& msg, const WireHeader& h, Range expected, int
   const auto encoding = Encoding(h.encoding);
   const bool lossy = is_lossy(encoding);
   if (lossy && !std::is_same<V, float>::value)
-    fail(SPARCL_ERR_CORRUPT, std::string(compress::value_codec_name(encoding)) + " values of a float64 vector" + from);
+    fail(SPARCL_ERR_CORRUPT, std::string(codec::value_codec_name(encoding)) + " values of a float64 vector" + from);
   const bool dense = h.flags & kFlagDense;
   const uint64_t length = expected.size();
   if (dense ? h.nnz != length : h.nnz > length) fail(SPARCL_ERR_CORRUPT, "bad entry count" + from);
@@ -284,7 +284,7 @@ Decoded<V, I> decode(const Buffer& msg, const WireHeader& h, Range expected, int
     if (!dense) s->idx.assign(v.idx, v.idx + v.nnz);
     s->val.resize(v.nnz);
     try {
-      compress::decode_values(encoding, values, size_t(payload) - index_bytes, v.nnz, h.bucket, s->val.data());
+      codec::decode_values(encoding, values, size_t(payload) - index_bytes, v.nnz, h.bucket, s->val.data());
     } catch (const Error& e) {
       fail(SPARCL_ERR_CORRUPT, e.what() + from);
     }

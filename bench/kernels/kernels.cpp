@@ -29,7 +29,7 @@
 #include <random>
 #include <vector>
 
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 #include "ml/compress/select.hpp"
 #include "ml/cuda/dispatch.hpp"
 #include "src/crc32c.hpp"

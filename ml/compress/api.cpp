@@ -26,7 +26,7 @@ CompressorOptions options_from(const sparcl_compressor_config_t& c) {
   if (method < SPARCL_COMPRESS_NONE || method > SPARCL_COMPRESS_RANDOMK)
     fail(SPARCL_ERR_INVALID_ARG, "config.method is not a sparcl_compress_method_t");
   const int values = raw(c.values);
-  if (!compress::is_value_codec(values))
+  if (!codec::is_value_codec(values))
     fail(SPARCL_ERR_INVALID_ARG, "config.values is not a sparcl_value_encoding_t");
   if (c.error_feedback != 0 && c.error_feedback != 1)
     fail(SPARCL_ERR_INVALID_ARG, "config.error_feedback must be 0 or 1");
@@ -44,7 +44,7 @@ CompressorOptions options_from(const sparcl_compressor_config_t& c) {
   o.density = c.density;
   o.threshold = c.threshold;
   o.bucket = c.bucket_size;
-  o.codec = compress::ValueCodec(values);
+  o.codec = codec::ValueCodec(values);
   o.quant_bucket = c.quantization_bucket;
   o.error_feedback = c.error_feedback == 1;
   o.momentum = c.momentum;
@@ -152,7 +152,7 @@ sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* c
   CompressedCall call;
   call.encoding = o.codec;
   // Messages hold fewer than 2^32 values, so a larger bucket is the same as 2^32 - 1.
-  call.bucket = compress::qsgd_bits(o.codec) ? uint32_t(std::min<size_t>(o.quant_bucket, UINT32_MAX)) : 0;
+  call.bucket = codec::qsgd_bits(o.codec) ? uint32_t(std::min<size_t>(o.quant_bucket, UINT32_MAX)) : 0;
   call.input_sent = [compressor](size_t first, size_t count, const float* received) {
     sent_as_step(*compressor, first, count, received);
   };
