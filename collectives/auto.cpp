@@ -9,6 +9,7 @@
 #include <cstring>
 #include <tuple>
 
+#include "algorithms.hpp"
 #include "src/codec/codec.hpp"
 
 namespace sparcl {

@@ -207,18 +207,6 @@ class AllgatherOp : public Operation {
   std::vector<Held<V, I>> vectors_;
 };
 
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_recursive_doubling(Transport&, const Identity&, const View<V, I>&);
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_split_allgather(Transport&, const Identity&, const View<V, I>&,
-                                                        bool dense_result);
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_ring(Transport&, const Identity&, const View<V, I>&);
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling(Transport&, const Identity&, const View<V, I>&);
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_allgather_allreduce(Transport&, const Identity&, const View<V, I>&);
-
 // The order in which a communicator's allreduces start collectives of the
 // transport's own (MPI_Iallreduce). MPI matches those by the order they are
 // started in, not by a tag, so every rank must start them in the same order:
@@ -276,17 +264,20 @@ class NativeSlot {
 // sparcl's encodings nor its CRCs) and a transport that has one.
 bool dense_is_native(const Transport& t, const Identity& id);
 
-// The dense algorithm; `native` orders its native collective (NativeOrder).
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_dense(Transport&, const Identity&, const View<V, I>&, NativeSlot native);
-
-// The allreduce algorithm `algorithm` (not SPARCL_ALGO_AUTO: see auto.hpp);
-// `native` is the call's slot in the NativeOrder (used by the dense
-// algorithm, released by the others).
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_allreduce(sparcl_algorithm_t algorithm, Transport& t,
-                                                  const Identity& id, const View<V, I>& input,
-                                                  NativeSlot native = NativeSlot{});
+// The algorithms' factories (one file each; listed in algorithms.cpp).
+// `native` is the call's place in the NativeOrder: the dense algorithm uses
+// it, the others release it.
+#define SPARCL_DECLARE_FACTORY(name)                                                                     \
+  template <class V, class I>                                                                             \
+  std::unique_ptr<AllreduceOp<V, I>> name(Transport&, const Identity&, const View<V, I>&, NativeSlot native);
+SPARCL_DECLARE_FACTORY(make_recursive_doubling)
+SPARCL_DECLARE_FACTORY(make_split_allgather)
+SPARCL_DECLARE_FACTORY(make_split_dense)
+SPARCL_DECLARE_FACTORY(make_ring)
+SPARCL_DECLARE_FACTORY(make_halving_doubling)
+SPARCL_DECLARE_FACTORY(make_allgather_allreduce)
+SPARCL_DECLARE_FACTORY(make_dense)
+#undef SPARCL_DECLARE_FACTORY
 
 // Instantiates X(V, I) for every supported value and index type.
 #define SPARCL_FOR_EACH_TYPE(X) \

@@ -106,7 +106,7 @@ std::unique_ptr<AllreduceOp<V, I>> make_dense(Transport& t, const Identity& id, 
   if (dense_is_native(t, id)) return std::make_unique<NativeDense<V, I>>(t, id, input, std::move(native));
   native.release();
   auto dense = std::make_shared<const Stream<V, I>>(to_dense_stream(input));
-  auto op = make_ring(t, id, dense->view());
+  auto op = make_ring(t, id, dense->view(), NativeSlot{});
   op->run_on_densified(input, std::move(dense));
   return op;
 }

@@ -6,6 +6,7 @@
 #include <random>
 #include <string>
 
+#include "algorithm_catalog.hpp"
 #include "src/codec/codec.hpp"
 #include "src/codec/common.hpp"
 
@@ -124,8 +125,8 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
     if (i == 0) comm_id = theirs.comm_id_candidate, ordinal = theirs.ordinal_candidate;
     const std::string who = "rank " + std::to_string(i);
     if (theirs.algorithm != mine.algorithm)
-      fail(SPARCL_ERR_MISMATCH, who + " configured algorithm " + algorithm_name(sparcl_algorithm_t(theirs.algorithm)) +
-                                    ", this rank " + algorithm_name(cfg.algorithm) +
+      fail(SPARCL_ERR_MISMATCH, who + " configured algorithm " + algorithm_catalog().name(sparcl_algorithm_t(theirs.algorithm)) +
+                                    ", this rank " + algorithm_catalog().name(cfg.algorithm) +
                                     " (check SPARCL_ALGORITHM on every rank)");
     if (theirs.transport != mine.transport)
       fail(SPARCL_ERR_MISMATCH, who + " configured transport " + transport_name(sparcl_transport_t(theirs.transport)) +
