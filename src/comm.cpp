@@ -5,7 +5,7 @@
 #include <chrono>
 #include <sched.h>
 
-#include "src/codec/common.hpp"
+#include "codec/scalar.hpp"
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -23,6 +23,12 @@ void finish(sparcl_request& r) {
     } catch (const std::bad_alloc&) {
       r.status = SPARCL_ERR_NO_MEMORY;
       r.message = "out of memory while delivering a result";
+    } catch (const std::exception& e) {  // finish() runs on the progress thread too: nothing may escape it
+      r.status = SPARCL_ERR_INTERNAL;
+      r.message = std::string("delivering a result: ") + e.what();
+    } catch (...) {
+      r.status = SPARCL_ERR_INTERNAL;
+      r.message = "delivering a result: unknown exception";
     }
   }
   if (r.status != SPARCL_SUCCESS && r.on_failure) r.on_failure();
@@ -81,7 +87,15 @@ sparcl_request* sparcl_comm::submit(std::unique_ptr<sparcl_request> request) {
 }
 
 bool sparcl_comm::progress() {
-  transport->progress();
+  try {
+    transport->progress();
+  } catch (const std::exception& e) {
+    // The transport failed under every request in flight (this also runs on
+    // the progress thread, which nothing may escape): each ends with the
+    // error and tells its peers.
+    for (sparcl_request* r : in_flight)
+      r->op->abort(SPARCL_ERR_TRANSPORT, std::string("progressing the transport: ") + e.what());
+  }
   const auto now = Clock::now();
   bool moved = false;
   for (auto it = in_flight.begin(); it != in_flight.end();) {
