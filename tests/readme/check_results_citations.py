@@ -6,10 +6,11 @@
 
 1. Every `bench/results/...` path cited in README.md or docs/*.md exists (a glob such as
    bench/results/torch-ddp-1gbit-p4.* must match a file).
-2. In README.md, a paragraph or table row that cites results files is checked figure by figure:
+2. In README.md, a sentence or table row that cites results files is checked figure by figure:
    every number written with a decimal point or thousands separators (1.03, 6.84 s, 11.2x, 83,952)
-   must occur in one of the files it cites, as written or without the separators. Code (`...`) and
-   code blocks are not checked; integers (ranks, sizes, 1 Gbit/s) are set-up, not figures.
+   must occur in one of the files that sentence or row cites, as written or without the
+   separators. Code (`...`) and code blocks are not checked; integers (ranks, sizes, 1 Gbit/s) are
+   set-up, not figures.
 Exit status 0 when all hold, 1 with one line per problem otherwise.
 """
 import glob
@@ -19,7 +20,7 @@ import sys
 
 CITATION = re.compile(r"(?:\.\./)?(bench/results/[A-Za-z0-9_./*-]*[A-Za-z0-9_*])")
 # 1.03, 0.5, 83,952, 1,500,000 (not part of a longer token such as a version 0.1.0 or 3.5.1).
-FIGURE = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+)(?![\w]|\.\d|,\d)")
+FIGURE = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+)(?!\d|\.\d|,\d)")
 
 
 def units(text):
@@ -48,6 +49,13 @@ def units(text):
             block = []
     if block:
         yield start, " ".join(block)
+
+
+def sentences(unit):
+    """A paragraph's sentences (a table row is one); a decimal point is followed by a digit, not a space."""
+    if unit.startswith("|"):
+        return [unit]
+    return re.split(r"(?<=[.!?;])\)?\s+(?=[A-Z(*`\[])", unit)
 
 
 def cited_files(root, unit):
@@ -82,26 +90,35 @@ def main():
         with open(os.path.join(root, doc), encoding="utf-8") as f:
             text = f.read()
         for line, unit in units(text):
-            files, missing = cited_files(root, unit)
-            for path in missing:
+            for path in cited_files(root, unit)[1]:
                 problems.append("%s:%d: cites %s, which does not exist" % (doc, line, path))
-            if doc != "README.md" or not files:
+            if doc != "README.md":
                 continue
-            contents = []
-            for path in files:
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    contents.append(f.read())
-            prose = re.sub(r"`[^`]*`", " ", unit)  # commands, paths, settings
-            prose = re.sub(r"\]\([^)]*\)", "]", prose)  # link targets
-            for figure in FIGURE.findall(prose):
-                if not occurs(figure, contents):
-                    names = ", ".join(os.path.relpath(p, root) for p in files)
-                    problems.append("%s:%d: %s is not in the file(s) it cites (%s)" % (doc, line, figure, names))
+            for sentence in sentences(unit):
+                problems += check_figures(root, doc, line, sentence)
     for p in problems:
         print(p)
     checked = len(documents)
     print("%d problem(s) in %d documents" % (len(problems), checked))
     return 1 if problems else 0
+
+
+def check_figures(root, doc, line, unit):
+    """The figures of one sentence or table row that are in none of the files it cites."""
+    problems = []
+    files = cited_files(root, unit)[0]
+    if files:
+        contents = []
+        for path in files:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                contents.append(f.read())
+        prose = re.sub(r"`[^`]*`", " ", unit)  # commands, paths, settings
+        prose = re.sub(r"\]\([^)]*\)", "]", prose)  # link targets
+        for figure in FIGURE.findall(prose):
+            if not occurs(figure, contents):
+                names = ", ".join(os.path.relpath(p, root) for p in files)
+                problems.append("%s:%d: %s is not in the file(s) it cites (%s)" % (doc, line, figure, names))
+    return problems
 
 
 if __name__ == "__main__":
