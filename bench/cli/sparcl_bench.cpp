@@ -110,8 +110,8 @@ void usage(FILE* f) {
       "                         the compressors' encodings\n"
       "  --seed S               random seed (default 1)\n"
       "what to run:\n"
-      "  -a, --algorithms LIST  auto,recursive_doubling,split_allgather,split_dense,ring,halving_doubling,\n"
-      "                         allgather,dense or all (default auto); one sparcl communicator per algorithm\n"
+      "  -a, --algorithms LIST  comma-separated, or all (default auto); one sparcl communicator each:\n"
+      "                         %s (--list-algorithms says what each does)\n"
       "  -t, --transports LIST  mpi (default), ofi, ucx: sparcl_config_t.transport\n"
       "  --output LIST          sparcl output that is timed: sparse (result object, default) and/or dense\n"
       "                         (a dense receive buffer)\n"
@@ -131,9 +131,18 @@ void usage(FILE* f) {
       "output:\n"
       "  --csv FILE, --json FILE  also write the rows there (the JSON adds the run's parameters)\n"
       "  -q, --quiet            no progress on stderr\n"
+      "  --list-algorithms      the algorithms of this library, one a line, and what each does\n"
       "  -h, --help\n"
       "exit status: 0 ok, 1 wrong values or a failed collective, 2 bad usage, 3 nothing to run (e.g. the\n"
-      "only transport asked for is not in this build: SPARCL_ERR_UNSUPPORTED)\n");
+      "only transport asked for is not in this build: SPARCL_ERR_UNSUPPORTED)\n",
+      joined(kAlgorithms).c_str());
+}
+
+// The library's algorithms, one a line: name and what it does.
+void list_algorithms(FILE* f) {
+  for (int a = 0; a < sparcl_algorithm_count(); ++a)
+    std::fprintf(f, "%-20s %s\n", sparcl_algorithm_name(sparcl_algorithm_t(a)),
+                 sparcl_algorithm_summary(sparcl_algorithm_t(a)));
 }
 
 struct UsageError {
@@ -211,7 +220,7 @@ double parse_fraction(const std::string& text, const char* flag) {
   return v;
 }
 
-Options parse(int argc, char** argv, bool& help) {
+Options parse(int argc, char** argv, bool& help, bool& list) {
   Options o;
   help = false;
   for (int i = 1; i < argc; ++i) {
@@ -232,6 +241,8 @@ Options parse(int argc, char** argv, bool& help) {
     };
     if (a == "-h" || a == "--help")
       help = true;
+    else if (a == "--list-algorithms")
+      list = true;
     else if (a == "-o" || a == "--op") {
       const std::string op = value();
       if (op != "sum")
@@ -1327,15 +1338,19 @@ int main(int argc, char** argv) {
     return code;
   };
 
-  bool help = false;
+  bool help = false, list = false;
   try {
-    r.opt = parse(argc, argv, help);
+    r.opt = parse(argc, argv, help, list);
   } catch (const UsageError& e) {
     if (r.rank == 0) std::fprintf(stderr, "sparcl-bench: %s\n", e.what.c_str());
     return finish(2);
   }
   if (help) {
     if (r.rank == 0) usage(stdout);
+    return finish(0);
+  }
+  if (list) {
+    if (r.rank == 0) list_algorithms(stdout);
     return finish(0);
   }
   const Options& o = r.opt;
