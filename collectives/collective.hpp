@@ -67,9 +67,6 @@ SharedBuffer send_and_keep(const Identity& id, uint16_t step, Held<V, I>& h, int
 template <class V>
 using InputSentFn = std::function<void(size_t first, size_t count, const V* received)>;
 
-template <class V, class I>
-class AutoAllreduce;
-
 // Base of the allreduce algorithms: input in, disjoint result pieces out.
 //
 // With a lossy encoding every piece is encoded where it is sent and the
@@ -117,8 +114,6 @@ class AllreduceOp : public Operation {
   InputSentFn<V> input_sent_;
 
  private:
-  friend class AutoAllreduce<V, I>;  // runs an algorithm of its choice inside itself
-
   void report_if_input(const View<V, I>& v, const SharedBuffer& msg) const {
     std::less_equal<const V*> le;
     if (densified_ && v.dense && v.nnz && le(input_.val, v.val) && le(v.val + v.nnz, input_.val + input_.nnz)) {

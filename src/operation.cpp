@@ -146,7 +146,7 @@ bool Operation::step() {
       r.header = read_header(*r.buffer);
       if (r.header.flags & kFlagAbort)
         fail(SPARCL_ERR_CORRUPT, "abort notice with a data tag from rank " + std::to_string(r.peer));
-      check_identity(r.header, id_, uint16_t(round_), r.peer);
+      check_identity(r.header, round_ < rounds() ? round_identity(round_) : id_, uint16_t(round_), r.peer);
       if (round_ >= rounds()) check_ack(*r.buffer, r.header, r.peer);
     }
     for (auto& a : awaits_) {
