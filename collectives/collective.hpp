@@ -47,7 +47,7 @@ Held<V, I> as_received(const SharedBuffer& sent, Range range, int self) {
 }
 
 // The message that sends `h` in `step`: a received message is forwarded as it
-// is (step rewritten); anything else is encoded with rounding stream `stream`
+// is (step rewritten); anything else is encoded with `rounding_stream`
 // by `encode_fn`, and with a lossy encoding `h` becomes what the receivers
 // will decode.
 template <class V, class I, class EncodeFn>
@@ -98,15 +98,15 @@ class AllreduceOp : public Operation {
   bool lossy() const { return is_lossy(id_.encoding); }
   // `v` as a message of `round`, rounded with `stream`. For a piece that is
   // not kept (the receiver is the only one to use it).
-  SharedBuffer encode_for(int round, const View<V, I>& v, uint64_t stream) const {
-    SharedBuffer msg = encode(id_, uint16_t(round), v, stream);
+  SharedBuffer encode_for(int round, const View<V, I>& v, uint64_t rounding_stream) const {
+    SharedBuffer msg = encode(id_, uint16_t(round), v, rounding_stream);
     if (input_sent_ && lossy()) report_if_input(v, msg);
     return msg;
   }
   // `h` as a message of `round` for a piece the sender keeps (see send_and_keep).
-  SharedBuffer message_for(int round, Held<V, I>& h, uint64_t stream) {
+  SharedBuffer message_for(int round, Held<V, I>& h, uint64_t rounding_stream) {
     return send_and_keep(id_, uint16_t(round), h, rank(),
-                         [&](const View<V, I>& v) { return encode_for(round, v, stream); });
+                         [&](const View<V, I>& v) { return encode_for(round, v, rounding_stream); });
   }
 
   View<V, I> input_;

@@ -121,15 +121,15 @@ uint128 payload_bytes(const Identity& id, bool dense, uint64_t nnz, uint64_t len
 }
 
 // Rounding streams of the stochastic encodings (QSGD). The draws of a
-// message come from (the collective's rounding_key, step, stream). A piece
+// message come from (the collective's rounding_key, step, rounding stream). A piece
 // that only its sender holds uses the sender's rank; a piece that several
 // ranks hold bitwise identically and each encode in the same step uses a
 // stream named after the piece, so that they all send (and keep) the same
 // bytes.
 inline uint64_t own_stream(int rank) { return uint64_t(uint32_t(rank)); }
 inline uint64_t shared_stream(uint64_t key) { return (uint64_t(1) << 63) | key; }
-inline uint64_t rounding_seed(const Identity& id, uint16_t step, uint64_t stream) {
-  return codec::derive_seed(id.rounding_key, step, stream);
+inline uint64_t rounding_seed(const Identity& id, uint16_t step, uint64_t rounding_stream) {
+  return codec::derive_seed(id.rounding_key, step, rounding_stream);
 }
 
 WireHeader make_header(const Identity& id, uint16_t step);
@@ -144,12 +144,12 @@ void set_step(Buffer& msg, uint16_t step);
 // SPARCL_ERR_CORRUPT naming the peer.
 void verify_checksum(const Buffer& msg, int peer);
 
-// Encodes `v` as one message of `step`; `stream` picks the rounding stream
+// Encodes `v` as one message of `step`; `rounding_stream` picks the rounding stream
 // (see own_stream). A sparse view whose sparse form would not be smaller
 // than its dense form is sent dense (SparCML's rule, on encoded sizes).
 // Throws SPARCL_ERR_INVALID_ARG for values QSGD cannot encode (NaN, Inf).
 template <class V, class I>
-SharedBuffer encode(const Identity& id, uint16_t step, const View<V, I>& v, uint64_t stream = 0) {
+SharedBuffer encode(const Identity& id, uint16_t step, const View<V, I>& v, uint64_t rounding_stream = 0) {
   const bool lossy = is_lossy(id.encoding);
   if (lossy && !std::is_same<V, float>::value)
     fail(SPARCL_ERR_INTERNAL, "value encodings other than raw are for float32 vectors");
@@ -180,7 +180,7 @@ SharedBuffer encode(const Identity& id, uint16_t step, const View<V, I>& v, uint
     else if (v.nnz)
       std::memcpy(p, v.val, v.nnz * sizeof(V));
   } else if constexpr (std::is_same<V, float>::value) {
-    const uint64_t seed = rounding_seed(id, step, stream);
+    const uint64_t seed = rounding_seed(id, step, rounding_stream);
     if (dense && !v.dense) {  // encoded dense: stage the zeros too
       Array<float> staged(length);
       write_dense(v, staged.data());
