@@ -182,8 +182,7 @@ void sparcl_comm::progress_loop() {
     // Yield only to a caller waiting for the lock: a thread that yields on
     // every pass loses its core to a computing caller for a whole time slice,
     // and communication then barely moves while the caller computes
-    // (sparcl-overlap, 4 ranks on 2 cores: 0% with a yield on every pass,
-    // 1-50% without, varying with the machine's load).
+    // (bench/overlap.cpp, sparcl-overlap, measures how much moves).
     lock.unlock();
     if (callers_waiting_.load(std::memory_order_relaxed) > 0) sched_yield();
     lock.lock();
