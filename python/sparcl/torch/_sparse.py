@@ -127,29 +127,42 @@ def to_coo(result, c):
         values = values[:c.numel]
         linear = torch.nonzero(values).reshape(-1)
         values = values[linear]
+    elif n == 0:
+        linear = torch.zeros(0, dtype=torch.int64)
     else:
         if lib.sparcl_result_index_type(result) == _lib.INDEX_U32:
             raw = _array(lib.sparcl_result_indices(result), ctypes.c_int32, n)
-            linear = (torch.frombuffer(raw, dtype=torch.int32).to(torch.int64) & 0xFFFFFFFF) if n else \
-                torch.zeros(0, dtype=torch.int64)
+            linear = torch.frombuffer(raw, dtype=torch.int32).to(torch.int64).bitwise_and_(0xFFFFFFFF)
         else:
             raw = _array(lib.sparcl_result_indices(result), ctypes.c_int64, n)
-            linear = torch.frombuffer(raw, dtype=torch.int64).clone() if n else torch.zeros(0, dtype=torch.int64)
-        keep = linear < c.numel  # (the pad is never written; kept as a guard)
-        linear, values = linear[keep], values[keep]
+            linear = torch.frombuffer(raw, dtype=torch.int64).clone()
+        if linear[-1] >= c.numel:  # the pad is never written; kept as a guard (indices are sorted)
+            keep = linear < c.numel
+            linear, values = linear[keep], values[keep]
     sparse_shape = c.shape[:c.sparse_dim]
     dense_shape = c.shape[c.sparse_dim:]
     if c.block > 1:
-        blocks = torch.div(linear, c.block, rounding_mode="floor")
-        unique, inverse = torch.unique(blocks, sorted=True, return_inverse=True)
-        block_values = torch.zeros(unique.numel(), c.block, dtype=c.dtype)
-        block_values[inverse, linear - blocks * c.block] = values
-        linear, values = unique, block_values.reshape((unique.numel(),) + dense_shape)
-    indices = torch.empty(len(sparse_shape), linear.numel(), dtype=torch.int64)
-    rest = linear
-    for d in reversed(range(len(sparse_shape))):
-        indices[d] = rest % sparse_shape[d]
-        rest = torch.div(rest, sparse_shape[d], rounding_mode="floor")
+        # Rows of `block` values: indices are sorted, so a row's entries are consecutive.
+        blocks = torch.div(linear, c.block, rounding_mode="trunc")
+        rows, inverse = torch.unique_consecutive(blocks, return_inverse=True)
+        if rows.numel() * c.block == linear.numel():  # every row complete (an embedding gradient's sum)
+            block_values = values.reshape(rows.numel(), c.block)
+        else:
+            block_values = torch.zeros(rows.numel(), c.block, dtype=c.dtype)
+            block_values[inverse, linear - blocks * c.block] = values
+        linear, values = rows, block_values.reshape((rows.numel(),) + dense_shape)
+    if len(sparse_shape) == 1:
+        indices = linear.unsqueeze(0)
+    else:
+        indices = torch.empty(len(sparse_shape), linear.numel(), dtype=torch.int64)
+        rest = linear
+        for d in reversed(range(len(sparse_shape))):
+            if d == 0:
+                indices[0] = rest
+                break
+            quotient = torch.div(rest, sparse_shape[d], rounding_mode="trunc")
+            indices[d] = rest - quotient * sparse_shape[d]
+            rest = quotient
     out = torch.sparse_coo_tensor(indices, values, c.shape, dtype=c.dtype)
     # Linear indices come back sorted and unique, so these indices are in
     # torch's coalesced order already.
