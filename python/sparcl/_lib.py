@@ -157,6 +157,7 @@ _PROTOTYPES = {
 }
 
 IN_PLACE = ctypes.c_void_p(1)  # SPARCL_IN_PLACE
+_path_origin = None  # where the library was found (see _candidates)
 
 
 def _candidates():
@@ -177,10 +178,13 @@ def _candidates():
 
 
 def _load():
+    global _path_origin
     tried = []
     for origin, path in _candidates():
         try:
-            return ctypes.CDLL(path), path
+            library = ctypes.CDLL(path)
+            _path_origin = origin
+            return library, path
         except OSError as e:
             tried.append("%s (from %s): %s" % (path, origin, e))
     raise ImportError("sparcl: cannot load libsparcl; tried:\n  " + "\n  ".join(tried) +
@@ -224,6 +228,15 @@ def _names_of(name_fn):
 
 ALGORITHMS = _names_of(lib.sparcl_algorithm_name)
 VALUE_ENCODINGS = _names_of(lib.sparcl_encoding_name)
+
+
+def built_transports():
+    """The transports compiled into the library, as recorded by CMake (None when unknown: a
+    library found through $SPARCL_LIBRARY or the dynamic loader)."""
+    if _path_origin != "sparcl/_libpath.py":
+        return None
+    from . import _libpath
+    return tuple(getattr(_libpath, "TRANSPORTS", ())) or None
 
 
 def library_path():

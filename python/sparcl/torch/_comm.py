@@ -12,6 +12,7 @@ in the worker without the GIL) overlap with the rest of the backward pass.
 """
 import collections
 import ctypes
+import os
 import threading
 import time
 import weakref
@@ -129,6 +130,19 @@ class Compressor:
         self._handle = None
 
 
+def _resolved_transport(requested):
+    """The transport sparcl_comm_create uses, resolved as the library does: SPARCL_TRANSPORT
+    overrides the argument; without either, UCX if the library has it, else libfabric. None when
+    the library's transports are unknown (found through $SPARCL_LIBRARY or the loader)."""
+    name = os.environ.get("SPARCL_TRANSPORT") or requested
+    if name:
+        return name
+    built = _lib.built_transports()
+    if built is None:
+        return None
+    return "ucx" if "ucx" in built else "ofi"
+
+
 class _Job:
     __slots__ = ("what", "start", "finish", "future", "keep", "request", "compressor", "on_error")
 
@@ -164,6 +178,9 @@ class Communicator:
 
     Environment variables (SPARCL_TRANSPORT, SPARCL_ALGORITHM, ...) override the arguments, as
     in the C API. ``close()`` is collective: call it on every rank (or use ``with``).
+
+    ``transport`` (attribute): the transport the communicator really uses, "ucx" or "ofi"
+    (SPARCL_TRANSPORT, else the argument, else the library's default).
     """
 
     def __init__(self, group=None, *, transport=None, algorithm=None, ofi_provider=None, timeout_ms=None,
@@ -224,6 +241,7 @@ class Communicator:
                 raise error from failure[0]
             raise error
         self._handle = handle
+        self.transport = _resolved_transport(transport)
         self.group = group
         self.rank, self.size = rank, size
         self._poll_interval = float(poll_interval)
@@ -470,4 +488,4 @@ class Communicator:
 
     def __repr__(self):
         state = "closed" if self._closed else "open"
-        return "<sparcl.torch.Communicator rank %d of %d, %s>" % (self.rank, self.size, state)
+        return "<sparcl.torch.Communicator rank %d of %d, %s, %s>" % (self.rank, self.size, self.transport, state)

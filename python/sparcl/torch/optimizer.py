@@ -120,6 +120,40 @@ class _DistributedOptimizer:
                                "(call step() or synchronize() first)")
         return super(self.__class__, self).zero_grad(set_to_none=set_to_none)
 
+    def state_dict(self):
+        """The wrapped optimizer's state_dict, plus under "sparcl" the top-k residuals of every
+        parameter (by name) and the settings. Call it between steps."""
+        if self._handles:
+            raise RuntimeError("sparcl DistributedOptimizer: state_dict() while gradient sums are in flight")
+        state = super(self.__class__, self).state_dict()
+        residuals = {}
+        for i, compressor in sorted(self._compressors.items()):
+            residual = compressor.residual()
+            if residual is not None:
+                residuals[self._names[i]] = residual.reshape(self._params[i].shape)
+        state["sparcl"] = {"version": 1, "compression": self.compression, "density": self.density,
+                           "residuals": residuals}
+        return state
+
+    def load_state_dict(self, state_dict):
+        """Restores what state_dict() returned (a plain optimizer state_dict is accepted too)."""
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("sparcl", None)
+        if extra is not None and extra.get("version") != 1:
+            raise ValueError("DistributedOptimizer.load_state_dict: unknown checkpoint version %r" %
+                             extra.get("version"))
+        residuals = extra["residuals"] if extra else {}
+        index = {name: i for i, name in enumerate(self._names)}
+        for name, residual in residuals.items():
+            if name not in index:
+                raise ValueError("DistributedOptimizer.load_state_dict: no parameter %r" % name)
+        super(self.__class__, self).load_state_dict(state_dict)
+        for compressor in self._compressors.values():
+            compressor.close()
+        self._compressors = {}
+        for name, residual in residuals.items():
+            self._compressor(self._params[index[name]]).set_residual(residual)
+
     def remove_hooks(self):
         """Detaches the gradient hooks (the optimizer then no longer sums anything)."""
         for h in self._hooks:
