@@ -51,10 +51,11 @@
 
 namespace {
 
-// Below this many elements MPI's own allreduce is bound by latency, and
-// sparcl's scan for nonzeros, its extra round to agree before a dense MPI
-// collective and auto's trials of each new size do not pay (docs/pmpi.md).
-constexpr long kDefaultMinCount = 65536;
+// Below this many elements (4 MiB of floats) sparcl's pass over the buffer
+// for its nonzeros and its pass writing the whole output cost more than MPI's
+// own allreduce saves, even at 1% density (bench/results/pmpi-threshold.txt,
+// docs/pmpi.md).
+constexpr long kDefaultMinCount = 1048576;
 
 thread_local int t_inside = 0;  // > 0 while this thread runs a sparcl call made from here
 struct Inside {

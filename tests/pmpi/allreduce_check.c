@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define N (1 << 17) /* above the preload's default threshold (65536) */
+#define N (1 << 17) /* above the threshold the tests set (SPARCL_PMPI_MIN_COUNT=65536) */
 #define SMALL 1000  /* below it */
 
 static int rank, size, failures;

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-N = 1 << 17  # above the preload's default threshold
+N = 1 << 17  # above the threshold the tests set (SPARCL_PMPI_MIN_COUNT=65536)
 
 
 def data(case, rank, dtype, density, integers=False, n=N):

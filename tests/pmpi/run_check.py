@@ -37,7 +37,8 @@ def run(cmd, env=None):
 def mpirun(mpiexec, np_, argv, preload=None, extra=()):
     cmd = [mpiexec, "-np", str(np_)]
     if preload:
-        cmd += ["-x", "LD_PRELOAD=" + preload, "-x", "SPARCL_PMPI_VERBOSE=2"]
+        # The programs' large calls have 2^17 elements: below the default threshold, above this one.
+        cmd += ["-x", "LD_PRELOAD=" + preload, "-x", "SPARCL_PMPI_VERBOSE=2", "-x", "SPARCL_PMPI_MIN_COUNT=65536"]
     for var in extra:
         cmd += ["-x", var]
     return run(cmd + list(argv))
