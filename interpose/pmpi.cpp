@@ -245,6 +245,12 @@ bool advance(Pending* p, bool block) {
   return true;
 }
 
+// Held by whoever advances pending allreduces. Only its holder finishes an
+// entry, after which MPI may free it (free_request) once the application's
+// wait returns: so an entry seen in g_pending under this lock stays valid
+// until the lock is released.
+std::mutex g_progress;
+
 std::vector<Pending*> pending_snapshot(const CommState* only) {
   std::lock_guard<std::mutex> lock(g_mu);
   std::vector<Pending*> out;
@@ -253,14 +259,19 @@ std::vector<Pending*> pending_snapshot(const CommState* only) {
   return out;
 }
 
-// Moves every pending sparcl allreduce forward once.
+// Moves every pending sparcl allreduce forward once (nothing if another
+// thread is doing so).
 void progress_all() {
   if (t_inside || g_pending_count.load(std::memory_order_acquire) == 0) return;
+  std::unique_lock<std::mutex> progress(g_progress, std::try_to_lock);
+  if (!progress.owns_lock()) return;
   for (Pending* p : pending_snapshot(nullptr)) advance(p, false);
 }
 
-// Waits for every pending allreduce on `state` (before it is freed).
+// Waits for every pending allreduce on `state` (all of them for null):
+// before a communicator is freed, and at MPI_Finalize.
 void complete_pending(const CommState* state) {
+  std::lock_guard<std::mutex> progress(g_progress);
   for (Pending* p : pending_snapshot(state)) advance(p, true);
 }
 
@@ -597,7 +608,9 @@ int MPI_Request_get_status(MPI_Request request, int* flag, MPI_Status* status) {
 // request completes now.
 int MPI_Request_free(MPI_Request* request) {
   Pending* p = nullptr;
-  if (!t_inside && request && is_ours(*request, &p)) {
+  std::unique_lock<std::mutex> progress(g_progress, std::defer_lock);
+  if (!t_inside && request && g_pending_count.load(std::memory_order_acquire) != 0) progress.lock();
+  if (progress.owns_lock() && is_ours(*request, &p)) {
     {
       std::lock_guard<std::mutex> lock(p->state->calls);
       Inside inside;
@@ -605,6 +618,7 @@ int MPI_Request_free(MPI_Request* request) {
     }
     finish(p, SPARCL_SUCCESS, std::string());
   }
+  if (progress.owns_lock()) progress.unlock();
   return PMPI_Request_free(request);
 }
 
@@ -626,7 +640,7 @@ int MPI_Comm_disconnect(MPI_Comm* comm) { return free_comm(comm, PMPI_Comm_disco
 
 int MPI_Finalize(void) {
   if (t_inside || !mpi_active()) return PMPI_Finalize();
-  for (Pending* p : pending_snapshot(nullptr)) advance(p, true);  // requests nobody waited for
+  complete_pending(nullptr);  // requests nobody waited for
   std::vector<CommState*> comms;
   {
     std::lock_guard<std::mutex> lock(g_mu);
