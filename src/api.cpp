@@ -143,6 +143,8 @@ sparcl_status_t sparcl_comm_size(sparcl_comm_t comm, int* size) {
   return SPARCL_SUCCESS;
 }
 
+const char* sparcl_comm_transport(sparcl_comm_t comm) { return comm ? comm->transport->name() : nullptr; }
+
 const char* sparcl_comm_last_error(sparcl_comm_t comm) {
   return comm ? comm->last_error.c_str() : thread_last_error().c_str();
 }

@@ -274,6 +274,13 @@ sparcl_status_t sparcl_comm_stats(sparcl_comm_t comm, sparcl_stats_t *stats);
 sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm);
 
 /**
+ * The transport `comm` runs on, as SPARCL_TRANSPORT spells it ("mpi", "ofi"
+ * or "ucx"): the one chosen at creation, also where the configuration left
+ * the choice to sparcl. NULL for a NULL communicator.
+ */
+const char *sparcl_comm_transport(sparcl_comm_t comm);
+
+/**
  * The algorithm that the most recent successful allreduce on `comm` ran (what
  * SPARCL_ALGO_AUTO chose for it; the configured algorithm otherwise), or
  * SPARCL_ALGO_AUTO if none has completed. The same on every rank for the same

@@ -132,6 +132,7 @@ _PROTOTYPES = {
     "sparcl_comm_free": (ctypes.c_int, [_P]),
     "sparcl_comm_rank": (ctypes.c_int, [_P, ctypes.POINTER(ctypes.c_int)]),
     "sparcl_comm_size": (ctypes.c_int, [_P, ctypes.POINTER(ctypes.c_int)]),
+    "sparcl_comm_transport": (ctypes.c_char_p, [_P]),
     "sparcl_comm_last_error": (ctypes.c_char_p, [_P]),
     "sparcl_comm_stats": (ctypes.c_int, [_P, ctypes.POINTER(Stats)]),
     "sparcl_comm_reset_stats": (ctypes.c_int, [_P]),
@@ -229,15 +230,6 @@ def _names_of(name_fn):
 
 ALGORITHMS = _names_of(lib.sparcl_algorithm_name)
 VALUE_ENCODINGS = _names_of(lib.sparcl_encoding_name)
-
-
-def built_transports():
-    """The transports compiled into the library, as recorded by CMake (None when unknown: a
-    library found through $SPARCL_LIBRARY or the dynamic loader)."""
-    if _path_origin != "sparcl/_libpath.py":
-        return None
-    from . import _libpath
-    return tuple(getattr(_libpath, "TRANSPORTS", ())) or None
 
 
 def library_path():

@@ -130,19 +130,6 @@ class Compressor:
         self._handle = None
 
 
-def _resolved_transport(requested):
-    """The transport sparcl_comm_create uses, resolved as the library does: SPARCL_TRANSPORT
-    overrides the argument; without either, UCX if the library has it, else libfabric. None when
-    the library's transports are unknown (found through $SPARCL_LIBRARY or the loader)."""
-    name = os.environ.get("SPARCL_TRANSPORT") or requested
-    if name:
-        return name
-    built = _lib.built_transports()
-    if built is None:
-        return None
-    return "ucx" if "ucx" in built else "ofi"
-
-
 class _Job:
     __slots__ = ("what", "start", "finish", "future", "keep", "request", "compressor", "on_error")
 
@@ -240,7 +227,7 @@ class Communicator:
                 raise error from failure[0]
             raise error
         self._handle = handle
-        self.transport = _resolved_transport(transport)
+        self.transport = _lib.lib.sparcl_comm_transport(handle).decode()
         self.group = group
         self.rank, self.size = rank, size
         self._poll_interval = float(poll_interval)
