@@ -26,6 +26,9 @@ bool wait_until(MPI_Request& request, std::chrono::steady_clock::time_point dead
 // global, so leak checkers do not count it.
 void keep_forever(std::shared_ptr<const void> what);
 
+// Receives a matched message into no memory at all, dropping its contents.
+void drop_message(MPI_Message& msg);
+
 // sparcl's own MPI communicator (a dup of the caller's), freed with its last
 // reference. When an operation on it is given up, the reference goes to
 // keep_forever: MPI may still use the communicator, so it is never freed.
@@ -43,7 +46,8 @@ class MpiTransport final : public Transport {
  public:
   // Works on `comm`, shared with the bootstrap that created it. The
   // transport's blocking steps (close, the native allreduce) give up after
-  // `timeout_ms` (0: never) with SPARCL_ERR_TIMEOUT.
+  // `timeout_ms` (0: never) with SPARCL_ERR_TIMEOUT. The native
+  // collectives (native_iallreduce) are bounded by the engine's deadline.
   MpiTransport(std::shared_ptr<OwnedComm> comm, int64_t timeout_ms);
   ~MpiTransport() override;
 
@@ -53,11 +57,9 @@ class MpiTransport final : public Transport {
   std::unique_ptr<Request> isend(int peer, const Tag& tag, SharedBuffer data) override;
   std::unique_ptr<RecvRequest> irecv(int peer, const Tag& tag) override;
   void progress() override;
-  void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
-                        sparcl_op_t op) override;
   bool has_native_iallreduce(uint64_t count) const override;
   std::unique_ptr<Request> native_iallreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
-                                             std::shared_ptr<const void> keep) override;
+                                             sparcl_op_t op, std::shared_ptr<const void> keep) override;
   void close() override;
   void abort() override { aborted_ = true; }
 

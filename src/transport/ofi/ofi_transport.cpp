@@ -930,12 +930,6 @@ void OfiTransport::progress_locked() {
   flush();
 }
 
-void OfiTransport::native_allreduce(const void*, void*, size_t, sparcl_datatype_t, sparcl_op_t) {
-  fail(SPARCL_ERR_UNSUPPORTED,
-       "the libfabric transport has no dense allreduce: sparcl_allreduce supports SPARCL_SUM on "
-       "float32/float64 here; other ops need the MPI transport (sparcl_comm_create_mpi with SPARCL_TRANSPORT=mpi)");
-}
-
 std::string OfiTransport::barrier(bool wire_up) {
   auto flow = std::make_shared<BarrierFlow>(*this, wire_up ? kWireUpMagic : kCloseMagic,
                                             wire_up ? kWireUpSeq : kCloseSeq);
