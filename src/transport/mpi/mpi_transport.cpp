@@ -30,12 +30,26 @@ void keep_forever(std::shared_ptr<const void> what) {
   kept->push_back(std::move(what));
 }
 
-void drop_message(MPI_Message& msg) {
-  // Received into nothing: MPI reports the truncation (MPI_ERR_TRUNCATE,
-  // returned: the communicators have MPI_ERRORS_RETURN) and drops the data,
-  // so dropping a message never needs its size in memory.
-  char none = 0;
-  MPI_Mrecv(&none, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+void drop_message(MPI_Message& msg, size_t bytes) {
+  // Received into one small buffer, over and over: a datatype of blocks
+  // that all start at its address. It is not contiguous, so MPI unpacks
+  // block by block (a truncated receive into a small buffer is no way out:
+  // Open MPI's single-copy path then reads the whole message into it).
+  constexpr size_t kSinkBytes = size_t(64) << 10;
+  thread_local uint8_t sink[kSinkBytes];
+  const size_t blocks = (bytes + kSinkBytes - 1) / kSinkBytes;
+  if (blocks <= 1 || blocks > size_t(INT_MAX)) {
+    MPI_Mrecv(sink, int(bytes < kSinkBytes ? bytes : kSinkBytes), MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    return;
+  }
+  MPI_Datatype overlay;
+  if (MPI_Type_create_hvector(int(blocks), int(kSinkBytes), 0, MPI_BYTE, &overlay) != MPI_SUCCESS ||
+      MPI_Type_commit(&overlay) != MPI_SUCCESS) {
+    MPI_Mrecv(sink, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);  // truncated: the last resort
+    return;
+  }
+  MPI_Mrecv(sink, 1, overlay, &msg, MPI_STATUS_IGNORE);
+  MPI_Type_free(&overlay);
 }
 
 namespace {
@@ -112,7 +126,7 @@ class MpiRecv final : public RecvRequest {
       try {
         buf_ = std::make_shared<Buffer>(size_t(bytes));
       } catch (...) {
-        drop_message(msg);  // matched: it must be received, or its sender waits forever
+        drop_message(msg, size_t(bytes));  // matched: it must be received, or its sender waits forever
         throw;
       }
       ByteSpan span = byte_span(size_t(bytes));
@@ -226,7 +240,9 @@ void MpiTransport::discard_unexpected() {
     MPI_Message msg;
     MPI_Status st;
     if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &found, &msg, &st) != MPI_SUCCESS || !found) return;
-    drop_message(msg);
+    MPI_Count bytes = 0;
+    MPI_Get_elements_x(&st, MPI_BYTE, &bytes);
+    drop_message(msg, size_t(bytes));
   }
 }
 

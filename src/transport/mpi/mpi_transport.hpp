@@ -26,8 +26,9 @@ bool wait_until(MPI_Request& request, std::chrono::steady_clock::time_point dead
 // global, so leak checkers do not count it.
 void keep_forever(std::shared_ptr<const void> what);
 
-// Receives a matched message into no memory at all, dropping its contents.
-void drop_message(MPI_Message& msg);
+// Receives a matched message of `bytes` bytes and drops its contents,
+// without memory of its size.
+void drop_message(MPI_Message& msg, size_t bytes);
 
 // sparcl's own MPI communicator (a dup of the caller's), freed with its last
 // reference. When an operation on it is given up, the reference goes to
