@@ -104,7 +104,7 @@ class NativeDense final : public AllreduceOp<V, I> {
       if (order_) order_->retired = true;
       native_.release();
       Identity ring_id = this->id_;
-      ring_id.step_base = uint16_t(barrier_.rounds());
+      ring_id.step_base = uint16_t(this->id_.step_base + barrier_.rounds());  // after auto's rounds too
       ring_ = make_ring(this->transport_, ring_id, buffers_->send->view());
       ring_->run_on_densified(this->input_, buffers_->send);
     }

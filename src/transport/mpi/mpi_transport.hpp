@@ -45,10 +45,10 @@ struct OwnedComm {
 
 class MpiTransport final : public Transport {
  public:
-  // Works on `comm`, shared with the bootstrap that created it. The
-  // transport's blocking steps (close, the native allreduce) give up after
-  // `timeout_ms` (0: never) with SPARCL_ERR_TIMEOUT. The native
-  // collectives (native_iallreduce) are bounded by the engine's deadline.
+  // Works on `comm`, shared with the bootstrap that created it. Its
+  // blocking step (close) gives up after `timeout_ms` (0: never) with
+  // SPARCL_ERR_TIMEOUT; its collectives (native_iallreduce) end at the
+  // deadline of the operation that started them.
   MpiTransport(std::shared_ptr<OwnedComm> comm, int64_t timeout_ms);
   ~MpiTransport() override;
 
