@@ -28,9 +28,9 @@ struct Options {
 };
 
 void usage() {
-  std::fprintf(stderr,
-               "usage: sparcl-demo [-n elements] [-d density] [-r repetitions] [-a algorithm]\n"
-               "  algorithm: auto recursive_doubling split_allgather split_dense ring halving_doubling allgather dense\n");
+  std::fprintf(stderr, "usage: sparcl-demo [-n elements] [-d density] [-r repetitions] [-a algorithm]\n  algorithm:");
+  for (int a = 0; a < sparcl_algorithm_count(); ++a) std::fprintf(stderr, " %s", sparcl_algorithm_name(sparcl_algorithm_t(a)));
+  std::fprintf(stderr, "\n");
 }
 
 bool parse(int argc, char** argv, Options& o) {
@@ -48,9 +48,8 @@ bool parse(int argc, char** argv, Options& o) {
 }
 
 sparcl_algorithm_t algorithm_of(const std::string& name) {
-  for (int k = 0; const char* n = sparcl_algorithm_name(sparcl_algorithm_t(k)); ++k)
-    if (name == n) return sparcl_algorithm_t(k);
-  return sparcl_algorithm_t(-1);
+  sparcl_algorithm_t a;
+  return sparcl_algorithm_parse(name.c_str(), &a) == SPARCL_SUCCESS ? a : sparcl_algorithm_t(-1);
 }
 
 // Slowest rank's time: what the collective costs the job.

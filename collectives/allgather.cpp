@@ -81,14 +81,14 @@ class AllgatherAllreduce final : public AllreduceOp<V, I> {
 
 template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> make_allgather_allreduce(Transport& t, const Identity& id,
-                                                            const View<V, I>& input) {
+                                                            const View<V, I>& input, NativeSlot) {
   return std::make_unique<AllgatherAllreduce<V, I>>(t, id, input);
 }
 
 #define SPARCL_INSTANTIATE(V, I)                                                                    \
   template class AllgatherOp<V, I>;                                                                 \
   template std::unique_ptr<AllreduceOp<V, I>> make_allgather_allreduce(Transport&, const Identity&, \
-                                                                       const View<V, I>&);
+                                                                       const View<V, I>&, NativeSlot);
 SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
 
 }  // namespace sparcl

@@ -9,7 +9,8 @@
 #include <cstring>
 #include <tuple>
 
-#include "ml/compress/codec.hpp"
+#include "algorithms.hpp"
+#include "src/codec/codec.hpp"
 
 namespace sparcl {
 
@@ -39,7 +40,7 @@ template <class V>
 double wire_value_bytes(const Identity& id) {
   if (id.encoding == Encoding::Raw) return double(sizeof(V));
   const size_t n = size_t(1) << 20;
-  return double(compress::encoded_values_size(id.encoding, n, id.bucket ? id.bucket : 1)) / double(n);
+  return double(codec::encoded_values_size(id.encoding, n, id.bucket ? id.bucket : 1)) / double(n);
 }
 
 // Seconds per merged entry and per element of a dense pass on this rank:
@@ -195,8 +196,18 @@ constexpr size_t kFigures = 5;
 
 }  // namespace
 
-// Declared in collective.hpp (a friend of AllreduceOp: it runs the chosen
-// algorithm's rounds inside its own).
+// The auto allreduce. Its rounds come in up to three phases, each decided
+// before its first round, in values all ranks share:
+//
+//   [calibration]  kCalibrationRounds rounds: the first large call of a
+//                  communicator measures the machine (decided in ready())
+//   [vote]         one round: a measuring group that has its trials pools
+//                  them (decided in choose())
+//   algorithm      the chosen algorithm's rounds, run inside this operation
+//
+// While the algorithm is not chosen yet (during calibration or the vote), one
+// round stands for it. Calibration and vote messages travel raw, whatever
+// the call's encoding (round_identity()).
 template <class V, class I>
 class AutoAllreduce final : public AllreduceOp<V, I> {
   using Base = AllreduceOp<V, I>;
@@ -204,15 +215,14 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
  public:
   AutoAllreduce(Transport& t, const Identity& id, const View<V, I>& input, std::shared_ptr<AutoState> state,
                 AutoTicket ticket)
-      : Base(t, id, input), state_(std::move(state)), ticket_(std::move(ticket)), encoding_(id.encoding),
-        bucket_(id.bucket) {}
+      : Base(t, id, input), state_(std::move(state)), ticket_(std::move(ticket)) {}
 
   uint64_t inputs_nonzeros() const override { return inner_ ? inner_->inputs_nonzeros() : 0; }
 
  protected:
   bool ready() override {
     if (inner_) return inner_->ready();
-    if (calibrating_) return true;
+    if (has_phase(Phase::Calibration)) return true;
     if (!params_ready_ && !resolve_params()) return false;
     if (calibrate_) {
       // The choice comes after the calibration rounds: the density record
@@ -227,21 +237,31 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     return choose();
   }
 
-  // Until the own rounds have chosen, one more round stands for the algorithm's.
   int rounds() const override {
-    return first_inner_round() + (inner_ ? inner_->rounds() : calibrating_ || voting_ ? 1 : 0);
+    const int own = first_algorithm_round();
+    return own + (inner_ ? inner_->rounds() : own > 0 ? 1 : 0);
   }
 
   void post(int round, RoundIO& io) override {
-    if (calibrating_ && round < kCalibrationRounds) return calibration_post(round, io);
-    if (voting_ && round == 0) return vote_post(io);
-    inner_->post(round - first_inner_round(), io);
+    const PhaseSpan span = phase_of(round);
+    switch (span.phase) {
+      case Phase::Calibration: return calibration_post(round - span.first, io);
+      case Phase::Vote: return vote_post(io);
+      case Phase::Algorithm: return inner_->post(round - span.first, io);
+    }
   }
 
   void consume(int round, std::vector<Received>& messages) override {
-    if (calibrating_ && round < kCalibrationRounds) return calibration_consume(round, messages);
-    if (voting_ && round == 0) return vote_consume(messages);
-    inner_->consume(round - first_inner_round(), messages);
+    const PhaseSpan span = phase_of(round);
+    switch (span.phase) {
+      case Phase::Calibration: return calibration_consume(round - span.first, messages);
+      case Phase::Vote: return vote_consume(messages);
+      case Phase::Algorithm: return inner_->consume(round - span.first, messages);
+    }
+  }
+
+  Identity round_identity(int round) const override {
+    return phase_of(round).phase == Phase::Algorithm ? this->id_ : raw_identity();
   }
 
   sparcl_choice_t choice() const override { return choice_; }
@@ -281,7 +301,33 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
   }
 
  private:
-  int first_inner_round() const { return calibrating_ ? kCalibrationRounds : voting_ ? 1 : 0; }
+  enum class Phase { Calibration, Vote, Algorithm };
+  struct PhaseSpan {
+    Phase phase;
+    int first;   // its first round
+    int rounds;  // (the algorithm's: whatever it has)
+  };
+
+  // Appends a phase of `rounds` rounds before the algorithm's.
+  void add_phase(Phase phase, int rounds) {
+    phases_.push_back(PhaseSpan{phase, first_algorithm_round(), rounds});
+  }
+  bool has_phase(Phase phase) const {
+    return std::any_of(phases_.begin(), phases_.end(), [&](const PhaseSpan& p) { return p.phase == phase; });
+  }
+  int first_algorithm_round() const { return phases_.empty() ? 0 : phases_.back().first + phases_.back().rounds; }
+  PhaseSpan phase_of(int round) const {
+    for (const PhaseSpan& p : phases_)
+      if (round < p.first + p.rounds) return p;
+    return PhaseSpan{Phase::Algorithm, first_algorithm_round(), 0};
+  }
+  // The identity of calibration and vote messages: raw values.
+  Identity raw_identity() const {
+    Identity id = this->id_;
+    id.encoding = Encoding::Raw;
+    id.bucket = 0;
+    return id;
+  }
 
   // Settles the machine parameters this call uses: false while it waits for
   // an earlier large call that may be calibrating.
@@ -336,9 +382,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
   Identity inner_identity(sparcl_algorithm_t algorithm) const {
     Identity id = this->id_;
     id.algorithm = uint8_t(algorithm);
-    id.encoding = encoding_;
-    id.bucket = bucket_;
-    id.step_base = uint16_t(first_inner_round());
+    id.step_base = uint16_t(first_algorithm_round());
     return id;
   }
 
@@ -351,7 +395,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     // the record's density class (and the group's state after the previous
     // call), so it always waits. A calibrating call does not measure: its
     // time would include the calibration.
-    const bool tune = state_->tuning() && previous && this->size() > 1 && !calibrating_;
+    const bool tune = state_->tuning() && previous && this->size() > 1 && !has_phase(Phase::Calibration);
     const bool use_record = previous && (tune || state_->depends_on_density(params_, workload(false)));
     if (use_record && !previous->done) return false;
     used_record_ = use_record;
@@ -359,7 +403,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     if (tune && !previous->known && !group_) state_->drop_groups(this->id_.dim, this->id_.value_type);
     if (tune && previous->known) {
       if (!group_) {
-        const TuneKey key{this->id_.dim, this->id_.value_type, encoding_, bucket_,
+        const TuneKey key{this->id_.dim, this->id_.value_type, this->id_.encoding, this->id_.bucket,
                           density_class(previous->union_nnz, this->id_.dim)};
         group_ = state_->group(key, this->id_.seq, [&] { return ranked_algorithms(params_, w, kCandidateSpread); });
       }
@@ -388,11 +432,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
 
   // The vote round: every rank's median trial time per candidate to every other.
   // Times travel raw, as the calibration's figures do.
-  void begin_vote() {
-    voting_ = true;
-    this->id_.encoding = Encoding::Raw;
-    this->id_.bucket = 0;
-  }
+  void begin_vote() { add_phase(Phase::Vote, 1); }
 
   void vote_post(RoundIO& io) {
     const int p = this->size(), r = this->rank();
@@ -400,7 +440,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     votes_.assign(n, V(0));
     for (size_t i = 0; i < n; ++i) votes_[i] = V(group_->vote_s(group_->active[i]));
     const View<V, I> v{Range{0, n}, true, n, nullptr, votes_.data()};
-    const SharedBuffer msg = encode(this->id_, 0, v);
+    const SharedBuffer msg = encode(raw_identity(), 0, v);
     for (int j = 1; j < p; ++j) {
       io.send((r + j) % p, msg);
       io.recv((r + p - j) % p);
@@ -430,8 +470,6 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       ranked.emplace_back(total, g.active[i]);
     }
     std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    this->id_.encoding = encoding_;
-    this->id_.bucket = bucket_;
     if (g.final_vote) {
       g.chosen = g.candidates[ranked.front().second];
       run(*g.chosen, SPARCL_CHOSEN_BY_MEASUREMENT);
@@ -447,10 +485,8 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
   }
 
   void begin_calibration() {
-    calibrating_ = true;
     // Calibration messages travel raw: the figures must arrive exactly.
-    this->id_.encoding = Encoding::Raw;
-    this->id_.bucket = 0;
+    add_phase(Phase::Calibration, kCalibrationRounds);
     large_values_ = std::max<size_t>(kFigures, std::min<size_t>(size_t(this->id_.dim), kLargeBytes / sizeof(V)));
     zeros_.assign(large_values_, V(0));
     started_.assign(kCalibrationRounds, 0);
@@ -461,22 +497,22 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     const int p = this->size(), r = this->rank();
     started_[size_t(round)] = now_s();
     if (round < kSmallRing) {
-      io.send((r + 1) % p, encode_ack(this->id_, uint16_t(round)));
+      io.send((r + 1) % p, encode_ack(raw_identity(), uint16_t(round)));
       io.recv((r + p - 1) % p);
     } else if (round < kSmallRing + kAllToAll) {
       for (int j = 1; j < p; ++j) {
-        io.send((r + j) % p, encode_ack(this->id_, uint16_t(round)));
+        io.send((r + j) % p, encode_ack(raw_identity(), uint16_t(round)));
         io.recv((r + p - j) % p);
       }
     } else if (round < kSmallRing + kAllToAll + kLargeRing) {
       const View<V, I> zeros{Range{0, large_values_}, true, large_values_, nullptr, zeros_.data()};
-      io.send((r + 1) % p, encode(this->id_, uint16_t(round), zeros));
+      io.send((r + 1) % p, encode(raw_identity(), uint16_t(round), zeros));
       io.recv((r + p - 1) % p);
     } else if (r == 0) {
       V figures[kFigures];
       measure(figures);
       const View<V, I> v{Range{0, kFigures}, true, kFigures, nullptr, figures};
-      SharedBuffer msg = encode(this->id_, uint16_t(round), v);
+      SharedBuffer msg = encode(raw_identity(), uint16_t(round), v);
       for (int j = 1; j < p; ++j) io.send(j, msg);
       figures_ = as_received<V, I>(msg, Range{0, kFigures}, r);  // exactly what the others get
     } else {
@@ -502,8 +538,6 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     p.round_s = double(f[0]), p.message_s = double(f[1]), p.byte_s = double(f[2]);
     p.merge_s = double(f[3]), p.pass_s = double(f[4]);
     state_->settle(p);
-    this->id_.encoding = encoding_;
-    this->id_.bucket = bucket_;
     set_params(p, true);
     choose();  // the density record was complete before calibration started
   }
@@ -530,19 +564,16 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
 
   std::shared_ptr<AutoState> state_;
   AutoTicket ticket_;
-  Encoding encoding_;  // the configured encoding and bucket (calibration runs raw)
-  uint32_t bucket_;
   std::unique_ptr<AllreduceOp<V, I>> inner_;
   MachineParams params_;
   bool params_ready_ = false;
   bool calibrate_ = false;    // this call calibrates (decided in ready())
-  bool calibrating_ = false;  // its calibration rounds are under way or done
+  std::vector<PhaseSpan> phases_;  // its own phases before the algorithm's (calibration, vote), in order
   bool used_record_ = false;  // the choice waited for (and used) the previous call's record
   sparcl_choice_t choice_ = SPARCL_CHOSEN_BY_MODEL;
   std::shared_ptr<TuneGroup> group_;             // when measuring: this call's group
   std::unique_ptr<TuneGroup> voted_;             // the group after this call's vote, until finish()
   std::optional<sparcl_algorithm_t> trial_;      // a trial of this candidate
-  bool voting_ = false;                          // this call begins with the vote round
   Array<V> votes_;
   double inner_started_ = 0;
   size_t large_values_ = 0;

@@ -47,7 +47,7 @@ Held<V, I> as_received(const SharedBuffer& sent, Range range, int self) {
 }
 
 // The message that sends `h` in `step`: a received message is forwarded as it
-// is (step rewritten); anything else is encoded with rounding stream `stream`
+// is (step rewritten); anything else is encoded with `rounding_stream`
 // by `encode_fn`, and with a lossy encoding `h` becomes what the receivers
 // will decode.
 template <class V, class I, class EncodeFn>
@@ -66,11 +66,6 @@ SharedBuffer send_and_keep(const Identity& id, uint16_t step, Held<V, I>& h, int
 // [first, first + count) of the input, and their values as received.
 template <class V>
 using InputSentFn = std::function<void(size_t first, size_t count, const V* received)>;
-
-template <class V, class I>
-class AutoAllreduce;
-template <class V, class I>
-class NativeDense;
 
 // Base of the allreduce algorithms: input in, disjoint result pieces out.
 //
@@ -103,15 +98,15 @@ class AllreduceOp : public Operation {
   bool lossy() const { return is_lossy(id_.encoding); }
   // `v` as a message of `round`, rounded with `stream`. For a piece that is
   // not kept (the receiver is the only one to use it).
-  SharedBuffer encode_for(int round, const View<V, I>& v, uint64_t stream) const {
-    SharedBuffer msg = encode(id_, uint16_t(round), v, stream);
+  SharedBuffer encode_for(int round, const View<V, I>& v, uint64_t rounding_stream) const {
+    SharedBuffer msg = encode(id_, uint16_t(round), v, rounding_stream);
     if (input_sent_ && lossy()) report_if_input(v, msg);
     return msg;
   }
   // `h` as a message of `round` for a piece the sender keeps (see send_and_keep).
-  SharedBuffer message_for(int round, Held<V, I>& h, uint64_t stream) {
+  SharedBuffer message_for(int round, Held<V, I>& h, uint64_t rounding_stream) {
     return send_and_keep(id_, uint16_t(round), h, rank(),
-                         [&](const View<V, I>& v) { return encode_for(round, v, stream); });
+                         [&](const View<V, I>& v) { return encode_for(round, v, rounding_stream); });
   }
 
   View<V, I> input_;
@@ -119,9 +114,6 @@ class AllreduceOp : public Operation {
   InputSentFn<V> input_sent_;
 
  private:
-  friend class AutoAllreduce<V, I>;  // runs an algorithm of its choice inside itself
-  friend class NativeDense<V, I>;    // runs the ring inside itself once native is retired
-
   void report_if_input(const View<V, I>& v, const SharedBuffer& msg) const {
     std::less_equal<const V*> le;
     if (densified_ && v.dense && v.nnz && le(input_.val, v.val) && le(v.val + v.nnz, input_.val + input_.nnz)) {
@@ -209,18 +201,6 @@ class AllgatherOp : public Operation {
  private:
   std::vector<Held<V, I>> vectors_;
 };
-
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_recursive_doubling(Transport&, const Identity&, const View<V, I>&);
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_split_allgather(Transport&, const Identity&, const View<V, I>&,
-                                                        bool dense_result);
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_ring(Transport&, const Identity&, const View<V, I>&);
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling(Transport&, const Identity&, const View<V, I>&);
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_allgather_allreduce(Transport&, const Identity&, const View<V, I>&);
 
 // The order in which a communicator's allreduces start collectives of the
 // transport's own (MPI_Iallreduce). MPI matches those by the order they are
@@ -318,17 +298,20 @@ class NativeBarrier {
 // sparcl's encodings nor its CRCs) and a transport that has one.
 bool dense_is_native(const Transport& t, const Identity& id);
 
-// The dense algorithm; `native` orders its native collective (NativeOrder).
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_dense(Transport&, const Identity&, const View<V, I>&, NativeSlot native);
-
-// The allreduce algorithm `algorithm` (not SPARCL_ALGO_AUTO: see auto.hpp);
-// `native` is the call's slot in the NativeOrder (used by the dense
-// algorithm, released by the others).
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_allreduce(sparcl_algorithm_t algorithm, Transport& t,
-                                                  const Identity& id, const View<V, I>& input,
-                                                  NativeSlot native = NativeSlot{});
+// The algorithms' factories (one file each; listed in algorithms.cpp).
+// `native` is the call's place in the NativeOrder: the dense algorithm uses
+// it, the others release it.
+#define SPARCL_DECLARE_FACTORY(name)                                                                     \
+  template <class V, class I>                                                                             \
+  std::unique_ptr<AllreduceOp<V, I>> name(Transport&, const Identity&, const View<V, I>&, NativeSlot native);
+SPARCL_DECLARE_FACTORY(make_recursive_doubling)
+SPARCL_DECLARE_FACTORY(make_split_allgather)
+SPARCL_DECLARE_FACTORY(make_split_dense)
+SPARCL_DECLARE_FACTORY(make_ring)
+SPARCL_DECLARE_FACTORY(make_halving_doubling)
+SPARCL_DECLARE_FACTORY(make_allgather_allreduce)
+SPARCL_DECLARE_FACTORY(make_dense)
+#undef SPARCL_DECLARE_FACTORY
 
 // An allreduce that the transport performs itself (MPI_Iallreduce with the
 // op): for ops other than SPARCL_SUM and for integer types. It starts with a

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../src/error.hpp"
+#include "algorithms.hpp"
 #include "collective.hpp"
 
 namespace sparcl {
@@ -202,38 +203,33 @@ struct Model {
 
 }  // namespace
 
+double cost_recursive_doubling(const MachineParams& p, const Workload& w) { return Model(p, w).recursive_doubling(); }
+double cost_split_allgather(const MachineParams& p, const Workload& w) { return Model(p, w).split(false); }
+double cost_split_dense(const MachineParams& p, const Workload& w) { return Model(p, w).split(true); }
+double cost_ring(const MachineParams& p, const Workload& w) { return Model(p, w).ring(); }
+double cost_halving_doubling(const MachineParams& p, const Workload& w) { return Model(p, w).halving_doubling(); }
+double cost_allgather(const MachineParams& p, const Workload& w) { return Model(p, w).allgather(); }
+double cost_dense(const MachineParams& p, const Workload& w) { return Model(p, w).dense(w.native_dense); }
+
 double predicted_seconds(sparcl_algorithm_t algorithm, const MachineParams& p, const Workload& w) {
-  if (w.ranks <= 1) return 0;
-  const Model m(p, w);
-  switch (algorithm) {
-    case SPARCL_ALGO_RECURSIVE_DOUBLING: return m.recursive_doubling();
-    case SPARCL_ALGO_SPLIT_ALLGATHER: return m.split(false);
-    case SPARCL_ALGO_SPLIT_DENSE: return m.split(true);
-    case SPARCL_ALGO_RING: return m.ring();
-    case SPARCL_ALGO_HALVING_DOUBLING: return m.halving_doubling();
-    case SPARCL_ALGO_ALLGATHER: return m.allgather();
-    case SPARCL_ALGO_DENSE: return m.dense(w.native_dense);
-    default: fail(SPARCL_ERR_INTERNAL, "no cost model for this algorithm");
-  }
+  const AlgorithmEntry* a = find_algorithm(int(algorithm));
+  if (!a || !a->concrete()) fail(SPARCL_ERR_INTERNAL, "no cost model for this algorithm");
+  return w.ranks <= 1 ? 0 : a->cost(p, w);
 }
 
 sparcl_algorithm_t cheapest_algorithm(const MachineParams& p, const Workload& w) {
-  // One rank: nothing moves; recursive doubling returns the input as it is.
-  if (w.ranks <= 1) return SPARCL_ALGO_RECURSIVE_DOUBLING;
-  sparcl_algorithm_t best = SPARCL_ALGO_RECURSIVE_DOUBLING;
-  double best_t = INFINITY;
-  for (int a = SPARCL_ALGO_RECURSIVE_DOUBLING; a <= SPARCL_ALGO_DENSE; ++a) {
-    const double t = predicted_seconds(sparcl_algorithm_t(a), p, w);
-    if (t < best_t) best_t = t, best = sparcl_algorithm_t(a);
-  }
-  return best;
+  const std::vector<sparcl_algorithm_t> ranked = ranked_algorithms(p, w, 1.0);
+  return ranked.front();
 }
 
 std::vector<sparcl_algorithm_t> ranked_algorithms(const MachineParams& p, const Workload& w, double spread) {
+  // One rank: nothing moves; recursive doubling returns the input as it is.
   if (w.ranks <= 1) return {SPARCL_ALGO_RECURSIVE_DOUBLING};
+  size_t n = 0;
+  const AlgorithmEntry* table = algorithm_table(n);
   std::vector<std::pair<double, sparcl_algorithm_t>> all;
-  for (int a = SPARCL_ALGO_RECURSIVE_DOUBLING; a <= SPARCL_ALGO_DENSE; ++a)
-    all.emplace_back(predicted_seconds(sparcl_algorithm_t(a), p, w), sparcl_algorithm_t(a));
+  for (size_t i = 0; i < n; ++i)
+    if (table[i].concrete() && table[i].auto_candidate) all.emplace_back(table[i].cost(p, w), table[i].id);
   std::stable_sort(all.begin(), all.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   std::vector<sparcl_algorithm_t> out;
   for (const auto& [t, a] : all)

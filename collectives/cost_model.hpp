@@ -49,13 +49,22 @@ struct Workload {
   bool native_dense = false;    // the dense algorithm runs on the transport's own allreduce
 };
 
+// Each algorithm's predicted seconds for one call (its row in algorithms.cpp).
+double cost_recursive_doubling(const MachineParams& p, const Workload& w);
+double cost_split_allgather(const MachineParams& p, const Workload& w);
+double cost_split_dense(const MachineParams& p, const Workload& w);
+double cost_ring(const MachineParams& p, const Workload& w);
+double cost_halving_doubling(const MachineParams& p, const Workload& w);
+double cost_allgather(const MachineParams& p, const Workload& w);
+double cost_dense(const MachineParams& p, const Workload& w);
+
 // Predicted seconds of one call of `algorithm` (not SPARCL_ALGO_AUTO).
 double predicted_seconds(sparcl_algorithm_t algorithm, const MachineParams& p, const Workload& w);
 
-// The algorithm with the smallest predicted time (ties: the lower enum value).
+// The candidate of auto with the smallest predicted time (ties: the lower enum value).
 sparcl_algorithm_t cheapest_algorithm(const MachineParams& p, const Workload& w);
 
-// Every algorithm whose predicted time is at most `spread` times the
+// Every candidate of auto whose predicted time is at most `spread` times the
 // cheapest one's, cheapest first (ties: the lower enum value). What auto
 // tries when it measures (auto.hpp).
 std::vector<sparcl_algorithm_t> ranked_algorithms(const MachineParams& p, const Workload& w, double spread);

@@ -33,6 +33,8 @@ bool dense_is_native(const Transport& t, const Identity& id) {
   return id.encoding == Encoding::Raw && !id.checksum && t.has_native_iallreduce(id.dim);
 }
 
+namespace {
+
 template <class V, class I>
 class NativeDense final : public AllreduceOp<V, I> {
   using Base = AllreduceOp<V, I>;
@@ -105,7 +107,7 @@ class NativeDense final : public AllreduceOp<V, I> {
       native_.release();
       Identity ring_id = this->id_;
       ring_id.step_base = uint16_t(this->id_.step_base + barrier_.rounds());  // after auto's rounds too
-      ring_ = make_ring(this->transport_, ring_id, buffers_->send->view());
+      ring_ = make_ring(this->transport_, ring_id, buffers_->send->view(), NativeSlot{});
       ring_->run_on_densified(this->input_, buffers_->send);
     }
   }
@@ -137,13 +139,15 @@ class NativeDense final : public AllreduceOp<V, I> {
   bool started_native_ = false;
 };
 
+}  // namespace
+
 template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> make_dense(Transport& t, const Identity& id, const View<V, I>& input,
                                               NativeSlot native) {
   if (dense_is_native(t, id)) return std::make_unique<NativeDense<V, I>>(t, id, input, std::move(native));
   native.release();
   auto dense = std::make_shared<const Stream<V, I>>(to_dense_stream(input));
-  auto op = make_ring(t, id, dense->view());
+  auto op = make_ring(t, id, dense->view(), NativeSlot{});
   op->run_on_densified(input, std::move(dense));
   return op;
 }

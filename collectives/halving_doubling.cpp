@@ -98,12 +98,13 @@ class HalvingDoubling final : public AllreduceOp<V, I> {
 
 template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling(Transport& t, const Identity& id,
-                                                         const View<V, I>& input) {
+                                                         const View<V, I>& input, NativeSlot) {
   return std::make_unique<HalvingDoubling<V, I>>(t, id, input);
 }
 
 #define SPARCL_INSTANTIATE(V, I) \
-  template std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling(Transport&, const Identity&, const View<V, I>&);
+  template std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling(Transport&, const Identity&, const View<V, I>&, \
+                                                                     NativeSlot);
 SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
 
 }  // namespace sparcl

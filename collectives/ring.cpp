@@ -65,12 +65,12 @@ class Ring final : public AllreduceOp<V, I> {
 }  // namespace
 
 template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_ring(Transport& t, const Identity& id, const View<V, I>& input) {
+std::unique_ptr<AllreduceOp<V, I>> make_ring(Transport& t, const Identity& id, const View<V, I>& input, NativeSlot) {
   return std::make_unique<Ring<V, I>>(t, id, input);
 }
 
 #define SPARCL_INSTANTIATE(V, I) \
-  template std::unique_ptr<AllreduceOp<V, I>> make_ring(Transport&, const Identity&, const View<V, I>&);
+  template std::unique_ptr<AllreduceOp<V, I>> make_ring(Transport&, const Identity&, const View<V, I>&, NativeSlot);
 SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
 
 }  // namespace sparcl

@@ -77,13 +77,21 @@ class SplitAllgather final : public AllreduceOp<V, I> {
 
 template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> make_split_allgather(Transport& t, const Identity& id,
-                                                        const View<V, I>& input, bool dense_result) {
-  return std::make_unique<SplitAllgather<V, I>>(t, id, input, dense_result);
+                                                        const View<V, I>& input, NativeSlot) {
+  return std::make_unique<SplitAllgather<V, I>>(t, id, input, false);
 }
 
-#define SPARCL_INSTANTIATE(V, I)                                                                  \
-  template std::unique_ptr<AllreduceOp<V, I>> make_split_allgather(Transport&, const Identity&, \
-                                                                   const View<V, I>&, bool);
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_split_dense(Transport& t, const Identity& id, const View<V, I>& input,
+                                                    NativeSlot) {
+  return std::make_unique<SplitAllgather<V, I>>(t, id, input, true);
+}
+
+#define SPARCL_INSTANTIATE(V, I)                                                                    \
+  template std::unique_ptr<AllreduceOp<V, I>> make_split_allgather(Transport&, const Identity&,   \
+                                                                   const View<V, I>&, NativeSlot); \
+  template std::unique_ptr<AllreduceOp<V, I>> make_split_dense(Transport&, const Identity&,       \
+                                                               const View<V, I>&, NativeSlot);
 SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
 
 }  // namespace sparcl

@@ -11,9 +11,12 @@ gradient entries (with error feedback) through sparcl's sparse allreduce.
     mpirun -np 4 /usr/bin/python3 examples/ddp_topk.py     # processes started by mpirun
     RANK=0 WORLD_SIZE=2 MASTER_ADDR=host0 MASTER_PORT=29500 /usr/bin/python3 examples/ddp_topk.py  # per host
 
-Run it from a build tree (PYTHONPATH=build/python) or with sparcl installed.
-Each run prints one "result" line per method: the mean training loss of the
-last 20% of the steps (over all ranks) and the accuracy on the test set.
+Run it from a checkout after a build (it finds build/python itself; elsewhere
+PYTHONPATH=build/python, under mpirun "mpirun -x PYTHONPATH=$PWD/build/python"),
+or with sparcl installed (cmake --install). Rank 0 prints the loss ten times
+per method (--verbose: every 10 steps, --quiet: never) and one "result" line
+per method: the mean training loss of the last 20% of the steps (over all
+ranks) and the accuracy on the test set.
 """
 import argparse
 import gzip
@@ -22,17 +25,38 @@ import socket
 import sys
 import time
 
+import importlib.util
+
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-try:
-    import sparcl
-except ImportError:  # run from a source checkout with a build in build/
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "python"))
-    import sparcl
-import sparcl.torch as st
+
+def import_sparcl():
+    """sparcl and sparcl.torch: installed, on PYTHONPATH, or from this checkout's build/python; otherwise
+    exit with one line (from the first rank only) that says how to make it importable."""
+    build_python = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "python"))
+    spec = importlib.util.find_spec("sparcl")
+    # A folder without __init__.py (a build whose Python package was not built yet) is no sparcl.
+    if (spec is None or spec.origin is None) and os.path.exists(os.path.join(build_python, "sparcl", "__init__.py")):
+        sys.path.insert(0, build_python)
+    try:
+        import sparcl
+        import sparcl.torch
+        return sparcl, sparcl.torch
+    except ImportError as e:
+        rank = next((os.environ[v] for v in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "RANK") if v in os.environ), "0")
+        if rank == "0":
+            print("ddp_topk.py: cannot import sparcl (%s): build it (cmake --build build --target sparcl_python) "
+                  "and run with PYTHONPATH=$PWD/build/python (under mpirun: mpirun -x PYTHONPATH=$PWD/build/python "
+                  "...), or install it (cmake --install build); see docs/pytorch.md" % e, file=sys.stderr, flush=True)
+        else:
+            time.sleep(2)  # mpirun stops every rank when the first exits: let rank 0 say why first
+        sys.exit(1)
+
+
+sparcl, st = import_sparcl()
 
 DATA = "/usr/share/datasets/fashion-mnist"
 
@@ -74,6 +98,9 @@ def train(method, args, data, comm):
     optimizer = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=0.9)
     generator = torch.Generator().manual_seed(rank)  # each rank its own batches
     losses = []
+    every = 0 if args.quiet else 10 if args.verbose else max(1, args.steps // 10)
+    if rank == 0 and every:
+        print("  %-12s %d steps of %d samples per rank" % (method, args.steps, args.batch), flush=True)
     start = time.perf_counter()
     for step in range(args.steps):
         batch = torch.randint(0, x.shape[0], (args.batch,), generator=generator)
@@ -82,8 +109,11 @@ def train(method, args, data, comm):
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-        if rank == 0 and args.verbose and (step + 1) % 100 == 0:
-            print("  %-12s step %4d  loss %.4f" % (method, step + 1, loss.item()), flush=True)
+        if rank == 0 and every and ((step + 1) % every == 0 or step + 1 == args.steps):
+            elapsed = time.perf_counter() - start
+            print("  %-12s step %4d/%d  loss %.4f  %.1f s, about %.0f s left" %
+                  (method, step + 1, args.steps, loss.item(), elapsed, elapsed / (step + 1) * (args.steps - step - 1)),
+                  flush=True)
     seconds = time.perf_counter() - start
     tail = torch.tensor(losses[-max(1, args.steps // 5):]).mean()
     dist.all_reduce(tail)
@@ -127,7 +157,8 @@ def main():
     parser.add_argument("--batch", type=int, default=32, help="per rank")
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--verbose", action="store_true", help="print the loss every 100 steps")
+    parser.add_argument("--verbose", action="store_true", help="print the loss every 10 steps (default: 10 times)")
+    parser.add_argument("--quiet", action="store_true", help="print only the result lines")
     args = parser.parse_args()
     launched = any(v in os.environ for v in ("RANK", "OMPI_COMM_WORLD_RANK"))
     if launched or args.nprocs == 1:

@@ -1,22 +1,22 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// The C API. Every entry point catches everything: no exception crosses it.
+// The core's C API: communicators, requests, results and errors. The
+// collectives' entry points are collectives/api.cpp's. Every entry point
+// catches everything: no exception crosses it.
 #include <sched.h>
 
 #include <cstring>
 #include <mutex>
 #include <new>
 #include <string>
-#include <type_traits>
+#include <unordered_set>
+#include <vector>
 
-#include "../collectives/auto.hpp"
-#include "../collectives/collective.hpp"
-#include "../ml/compress/codec.hpp"
-#include "../ml/cuda/dispatch.hpp"
+#include "codec/codec.hpp"
 #include "comm.hpp"
 #include "comm_create.hpp"
 #include "guard.hpp"
 #include "input.hpp"
-#include "start.hpp"
+#include "request.hpp"
 #include "sparcl/sparcl.h"
 
 using namespace sparcl;
@@ -25,112 +25,6 @@ std::string& sparcl::thread_last_error() {
   thread_local std::string message;
   return message;
 }
-
-namespace {
-
-template <class T>
-struct TypeTag {
-  using type = T;
-};
-
-// Calls f(TypeTag<V>, TypeTag<I>) for the value type and the index width of dim.
-template <class F>
-void dispatch(uint8_t value_type, uint64_t dim, F&& f) {
-  const bool wide = index_width_for(dim) == 8;
-  if (value_type == SPARCL_FLOAT32) {
-    wide ? f(TypeTag<float>{}, TypeTag<uint64_t>{}) : f(TypeTag<float>{}, TypeTag<uint32_t>{});
-  } else if (value_type == SPARCL_FLOAT64) {
-    wide ? f(TypeTag<double>{}, TypeTag<uint64_t>{}) : f(TypeTag<double>{}, TypeTag<uint32_t>{});
-  } else {
-    fail(SPARCL_ERR_INVALID_ARG, "value type must be SPARCL_FLOAT32 or SPARCL_FLOAT64");
-  }
-}
-
-// Runs local checks for collective `id`; if they fail, the other ranks are
-// told before the error is returned here, so that no rank waits for us.
-template <class F>
-void checked(sparcl_comm_t comm, const Identity& id, F&& checks) {
-  try {
-    checks();
-  } catch (const Error& e) {
-    send_abort_notices(*comm->transport, id, e.status(), e.what());
-    throw;
-  } catch (const std::bad_alloc&) {
-    send_abort_notices(*comm->transport, id, SPARCL_ERR_NO_MEMORY, "out of memory");
-    throw;
-  }
-}
-
-template <class V, class I>
-sparcl_result* new_result(const Held<V, I>& h) {
-  // Results follow SparCML's rule too (an input passed through at P = 1 may not).
-  if (!h.view.dense && prefer_dense<V, I>(h.view.nnz, h.view.range.size()))
-    return new_result(Held<V, I>::of_stream(to_dense_stream(h.view)));
-  auto r = std::make_unique<sparcl_result>();
-  r->dim = h.view.range.size();
-  r->value_type = sparcl_datatype_t(value_type_code<V>());
-  r->index_type = sizeof(I) == 4 ? SPARCL_INDEX_U32 : SPARCL_INDEX_U64;
-  r->dense = h.view.dense;
-  r->nnz = h.view.nnz;
-  if (h.stream) {
-    r->storage = h.stream;
-  } else if (h.message) {
-    r->storage = h.message;
-  } else {  // the caller's input: copy it
-    auto s = std::make_shared<const Stream<V, I>>(to_stream(h.view));
-    r->storage = s;
-    r->indices = s->dense ? nullptr : s->idx.data();
-    r->values = s->val.data();
-    return r.release();
-  }
-  r->indices = h.view.dense ? nullptr : h.view.idx;
-  r->values = h.view.val;
-  return r.release();
-}
-
-template <class V, class I>
-sparcl_result* new_result(const std::vector<Held<V, I>>& pieces, Range whole) {
-  if (pieces.size() == 1) return new_result(pieces[0]);
-  std::vector<View<V, I>> views;
-  for (const auto& p : pieces) views.push_back(p.view);
-  return new_result(Held<V, I>::of_stream(concat(views, whole)));
-}
-
-template <class V, class I>
-void write_pieces(const std::vector<Held<V, I>>& pieces, void* dense) {
-  V* out = static_cast<V*>(dense);
-  for (const auto& p : pieces) write_dense(p.view, out + p.view.range.begin);
-}
-
-sparcl_status_t null_comm() { return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL"); }
-
-std::shared_ptr<AutoState> auto_state_of(sparcl_comm* comm) {
-  if (!comm->auto_state) comm->auto_state = std::make_shared<AutoState>(comm->config.auto_params, comm->config.auto_tune);
-  return comm->auto_state;
-}
-
-// The place of an allreduce of `dim` values of `value_type` in auto's
-// records (empty unless the communicator's algorithm is auto).
-AutoTicket auto_ticket(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {
-  if (comm->config.algorithm == SPARCL_ALGO_DENSE) {
-    AutoTicket t;
-    t.native = auto_state_of(comm)->native_slot();
-    return t;
-  }
-  if (comm->config.algorithm != SPARCL_ALGO_AUTO) return AutoTicket{};
-  return auto_state_of(comm)->start(dim, value_type, value_size(value_type), comm->transport->size());
-}
-
-// The operation of an allreduce: auto's, or the configured algorithm.
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_allreduce_op(sparcl_comm* comm, const Identity& id, const View<V, I>& input,
-                                                     AutoTicket& ticket) {
-  if (comm->config.algorithm == SPARCL_ALGO_AUTO)
-    return make_auto_allreduce<V, I>(*comm->transport, id, input, auto_state_of(comm), std::move(ticket));
-  return make_allreduce<V, I>(comm->config.algorithm, *comm->transport, id, input, std::move(ticket.native));
-}
-
-}  // namespace
 
 extern "C" {
 
@@ -170,178 +64,6 @@ void run_to_end(sparcl_request* r, std::unique_lock<std::mutex>& lock) {
   r->comm->wait_for(r, lock);
   std::unique_ptr<sparcl_request> owned(r);
   if (r->status != SPARCL_SUCCESS) throw Error(r->status, r->message);
-}
-
-// `request_slot` is where the caller wants the request (checked for NULL so
-// that a missing pointer fails on every rank like any other bad argument).
-void fail_allreduce_start(sparcl_comm* comm, uint64_t dim, uint8_t value_type, sparcl_status_t status,
-                          const std::string& message) {
-  const Identity id = comm->next_identity(Kind::Allreduce, uint8_t(comm->config.algorithm), dim, value_type,
-                                          index_width_for(dim));
-  auto_ticket(comm, dim, value_type).fail();
-  send_abort_notices(*comm->transport, id, status, message);
-}
-
-sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, void* dense_recv,
-                                       sparcl_result_t* result, const void* request_slot,
-                                       const CompressedCall* compressed) {
-  // GPU buffers (CUDA builds): ml/cuda/ stages them through host memory and comes back here.
-  if (cuda::any_device_buffer(send, dense_recv))
-    return cuda::start_allreduce_sparse(comm, send, dense_recv, result, request_slot, nullptr, compressed);
-  if (result) *result = nullptr;
-  const uint64_t dim = send ? send->dim : 0;
-  const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
-  Identity id = comm->next_identity(Kind::Allreduce, uint8_t(comm->config.algorithm), dim, vt, index_width_for(dim));
-  // Taken before the checks: a call that fails here still has its place (its ticket marks it failed).
-  AutoTicket ticket = auto_ticket(comm, dim, vt);
-  if (compressed) {
-    id.encoding = compressed->encoding;
-    id.bucket = compressed->bucket;
-  }
-  checked(comm, id, [&] {
-    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
-    check_sparse_header(send);
-    require((dense_recv != nullptr) != (result != nullptr), SPARCL_ERR_INVALID_ARG,
-            "pass exactly one of dense_recv and result");
-    if (compressed)
-      require(vt == SPARCL_FLOAT32 && dim < (uint64_t(1) << 32), SPARCL_ERR_INTERNAL,
-              "a compressed allreduce of other than float32 values with 32-bit indices");
-  });
-  auto request = std::make_unique<sparcl_request>();
-  dispatch(vt, dim, [&](auto v, auto i) {
-    using V = typename decltype(v)::type;
-    using I = typename decltype(i)::type;
-    auto in = std::make_shared<Input<V, I>>();
-    checked(comm, id, [&] { make_input(*send, *in); });
-    auto op = make_allreduce_op<V, I>(comm, id, in->view, ticket);
-    if constexpr (std::is_same<V, float>::value)
-      if (compressed) op->report_input_sent(compressed->input_sent);
-    const AllreduceOp<V, I>* reduce = op.get();
-    request->deliver = [comm, reduce, dense_recv, result, dim] {
-      if (dense_recv)
-        write_pieces(reduce->pieces(), dense_recv);
-      else
-        *result = new_result(reduce->pieces(), Range{0, dim});
-      comm->last_algorithm = sparcl_algorithm_t(reduce->identity().algorithm);
-      comm->last_choice = reduce->choice();
-    };
-    request->op = std::move(op);
-    request->keep = in;
-  });
-  return comm->submit(std::move(request));
-}
-
-sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, sparcl_result_t* results,
-                                       sparcl_result_t* merged, const void* request_slot) {
-  const int p = comm->transport->size();
-  if (results)
-    for (int k = 0; k < p; ++k) results[k] = nullptr;
-  if (merged) *merged = nullptr;
-  const uint64_t dim = send ? send->dim : 0;
-  const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
-  const Identity id = comm->next_identity(Kind::Allgather, 0, dim, vt, index_width_for(dim));
-  checked(comm, id, [&] {
-    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
-    check_sparse_header(send);
-    require(results != nullptr, SPARCL_ERR_INVALID_ARG, "results is NULL");
-    cuda::require_host_buffers(send->indices, send->values, "sparcl_allgather_sparse");
-  });
-  auto request = std::make_unique<sparcl_request>();
-  dispatch(vt, dim, [&](auto v, auto i) {
-    using V = typename decltype(v)::type;
-    using I = typename decltype(i)::type;
-    auto in = std::make_shared<Input<V, I>>();
-    checked(comm, id, [&] { make_input(*send, *in); });
-    auto op = std::make_unique<AllgatherOp<V, I>>(*comm->transport, id, in->view);
-    const AllgatherOp<V, I>* gather = op.get();
-    request->deliver = [gather, results, merged, p] {
-      std::vector<std::unique_ptr<sparcl_result>> out;
-      for (const auto& h : gather->vectors()) out.emplace_back(new_result(h));
-      std::unique_ptr<sparcl_result> sum;
-      if (merged) {
-        std::vector<View<V, I>> views;
-        for (const auto& h : gather->vectors()) views.push_back(h.view);
-        sum.reset(new_result(Held<V, I>::of_stream(merge_all(views))));
-      }
-      for (int k = 0; k < p; ++k) results[k] = out[size_t(k)].release();
-      if (merged) *merged = sum.release();
-    };
-    request->op = std::move(op);
-    request->keep = in;
-  });
-  return comm->submit(std::move(request));
-}
-
-sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* recvbuf, size_t count,
-                                sparcl_datatype_t datatype, sparcl_op_t op, const void* request_slot) {
-  const int type = raw(datatype), reduction = raw(op);
-  const bool sparse_path = reduction == SPARCL_SUM && (type == SPARCL_FLOAT32 || type == SPARCL_FLOAT64);
-  const void* src = sendbuf == SPARCL_IN_PLACE ? recvbuf : sendbuf;
-  if (count == 0 || !sparse_path) {
-    // Checked across ranks like every collective (the op travels in the
-    // algorithm field), so that ranks that called with other arguments all
-    // fail instead of pairing later calls.
-    Identity id = comm->next_identity(Kind::Allreduce,
-                                      sparse_path ? uint8_t(comm->config.algorithm) : pass_through_algorithm(reduction),
-                                      count, uint8_t(type), index_width_for(count));
-    id.encoding = Encoding::Raw;
-    id.bucket = 0;
-    checked(comm, id, [&] {
-      require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
-      require(value_size(type) != 0, SPARCL_ERR_INVALID_ARG, "unknown datatype");
-      require(reduction >= SPARCL_SUM && reduction <= SPARCL_MIN, SPARCL_ERR_INVALID_ARG, "unknown reduction op");
-      if (count == 0) return;
-      require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
-      cuda::require_host_buffers(src, recvbuf, "sparcl_allreduce");
-      if (!comm->transport->has_native_iallreduce(count))
-        fail(SPARCL_ERR_UNSUPPORTED,
-             std::strcmp(comm->transport->name(), "mpi") == 0
-                 ? "count too large for MPI_Iallreduce"
-                 : std::string("sparcl_allreduce over the ") + comm->transport->name() +
-                       " transport supports SPARCL_SUM of float32 and float64; other ops and types need the MPI "
-                       "transport (sparcl_comm_create_mpi with SPARCL_TRANSPORT=mpi)");
-    });
-    auto request = std::make_unique<sparcl_request>();
-    if (count == 0) {
-      request->op = std::make_unique<EmptyAllreduce>(*comm->transport, id);
-      return comm->submit(std::move(request));
-    }
-    std::unique_ptr<PassThroughAllreduce> pass;
-    checked(comm, id, [&] {  // out of memory for its copies: the others are told
-      pass = std::make_unique<PassThroughAllreduce>(*comm->transport, id, src, count, type, reduction,
-                                                    auto_state_of(comm)->native_slot());
-    });
-    const PassThroughAllreduce* reduce = pass.get();
-    const size_t bytes = count * value_size(type);
-    request->deliver = [reduce, recvbuf, bytes] { std::memcpy(recvbuf, reduce->result(), bytes); };
-    request->op = std::move(pass);
-    return comm->submit(std::move(request));
-  }
-  const Identity id = comm->next_identity(Kind::Allreduce, uint8_t(comm->config.algorithm), count, uint8_t(type),
-                                          index_width_for(count));
-  AutoTicket ticket = auto_ticket(comm, count, uint8_t(type));
-  checked(comm, id, [&] {
-    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
-    require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
-    cuda::require_host_buffers(src, recvbuf, "sparcl_allreduce");
-  });
-  auto request = std::make_unique<sparcl_request>();
-  dispatch(uint8_t(type), count, [&](auto v, auto i) {
-    using V = typename decltype(v)::type;
-    using I = typename decltype(i)::type;
-    auto in = std::make_shared<Input<V, I>>();
-    make_dense_input(static_cast<const V*>(src), count, *in);
-    auto reduce_op = make_allreduce_op<V, I>(comm, id, in->view, ticket);
-    const AllreduceOp<V, I>* reduce = reduce_op.get();
-    request->deliver = [comm, reduce, recvbuf] {
-      write_pieces(reduce->pieces(), recvbuf);
-      comm->last_algorithm = sparcl_algorithm_t(reduce->identity().algorithm);
-      comm->last_choice = reduce->choice();
-    };
-    request->op = std::move(reduce_op);
-    request->keep = in;
-  });
-  return comm->submit(std::move(request));
 }
 
 }  // namespace sparcl
@@ -425,8 +147,11 @@ const char* sparcl_comm_last_error(sparcl_comm_t comm) {
   return comm ? comm->last_error.c_str() : thread_last_error().c_str();
 }
 
+// The counters change under the communicator's lock (the progress thread
+// counts what it sends), so they are read and reset under it too.
 sparcl_status_t sparcl_comm_stats(sparcl_comm_t comm, sparcl_stats_t* stats) {
   if (!comm) return null_comm();
+  auto lock = comm->lock();
   if (!stats) return record(comm, SPARCL_ERR_INVALID_ARG, "stats is NULL");
   stats->collectives = comm->next_seq - comm->traffic_since_seq;
   stats->messages_sent = comm->traffic.messages;
@@ -434,91 +159,16 @@ sparcl_status_t sparcl_comm_stats(sparcl_comm_t comm, sparcl_stats_t* stats) {
   return SPARCL_SUCCESS;
 }
 
-sparcl_status_t sparcl_comm_last_algorithm(sparcl_comm_t comm, sparcl_algorithm_t* algorithm) {
-  if (!comm) return null_comm();
-  if (!algorithm) return record(comm, SPARCL_ERR_INVALID_ARG, "algorithm is NULL");
-  auto lock = comm->lock();
-  *algorithm = comm->last_algorithm;
-  return SPARCL_SUCCESS;
-}
-
-const char* sparcl_algorithm_name(sparcl_algorithm_t algorithm) {
-  const int a = int(algorithm);
-  return a >= SPARCL_ALGO_AUTO && a <= SPARCL_ALGO_DENSE ? sparcl::algorithm_name(algorithm) : nullptr;
-}
-
 const char* sparcl_encoding_name(sparcl_value_encoding_t encoding) {
-  return sparcl::compress::is_value_codec(int(encoding)) ? sparcl::encoding_name(encoding) : nullptr;
-}
-
-sparcl_status_t sparcl_comm_last_choice(sparcl_comm_t comm, sparcl_choice_t* choice) {
-  if (!comm) return null_comm();
-  if (!choice) return record(comm, SPARCL_ERR_INVALID_ARG, "choice is NULL");
-  auto lock = comm->lock();
-  *choice = comm->last_choice;
-  return SPARCL_SUCCESS;
-}
-
-const char* sparcl_comm_auto_model(sparcl_comm_t comm) {
-  if (!comm) return "";
-  auto lock = comm->lock();
-  try {
-    comm->auto_model_text = auto_state_of(comm)->describe();
-  } catch (...) {
-    comm->auto_model_text = "(out of memory)";
-  }
-  return comm->auto_model_text.c_str();
+  return sparcl::codec::is_value_codec(raw(encoding)) ? sparcl::encoding_name(encoding) : nullptr;
 }
 
 sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm) {
   if (!comm) return null_comm();
+  auto lock = comm->lock();
   comm->traffic = Traffic{};
   comm->traffic_since_seq = comm->next_seq;
   return SPARCL_SUCCESS;
-}
-
-// --- collectives: each is started as a request; the blocking call waits for it ---
-
-sparcl_status_t sparcl_iallreduce_sparse(const sparcl_sparse_t* send, void* dense_recv, sparcl_result_t* result,
-                                         sparcl_comm_t comm, sparcl_request_t* request) {
-  if (!comm) return null_comm();
-  auto lock = comm->lock();
-  return guarded(comm, [&] { *request = start_allreduce_sparse(comm, send, dense_recv, result, request); });
-}
-
-sparcl_status_t sparcl_allreduce_sparse(const sparcl_sparse_t* send, void* dense_recv, sparcl_result_t* result,
-                                        sparcl_comm_t comm) {
-  if (!comm) return null_comm();
-  auto lock = comm->lock();
-  return guarded(comm, [&] { run_to_end(start_allreduce_sparse(comm, send, dense_recv, result, &dense_recv), lock); });
-}
-
-sparcl_status_t sparcl_iallgather_sparse(const sparcl_sparse_t* send, sparcl_result_t* results,
-                                         sparcl_result_t* merged, sparcl_comm_t comm, sparcl_request_t* request) {
-  if (!comm) return null_comm();
-  auto lock = comm->lock();
-  return guarded(comm, [&] { *request = start_allgather_sparse(comm, send, results, merged, request); });
-}
-
-sparcl_status_t sparcl_allgather_sparse(const sparcl_sparse_t* send, sparcl_result_t* results,
-                                        sparcl_result_t* merged, sparcl_comm_t comm) {
-  if (!comm) return null_comm();
-  auto lock = comm->lock();
-  return guarded(comm, [&] { run_to_end(start_allgather_sparse(comm, send, results, merged, &results), lock); });
-}
-
-sparcl_status_t sparcl_iallreduce(const void* sendbuf, void* recvbuf, size_t count, sparcl_datatype_t datatype,
-                                  sparcl_op_t op, sparcl_comm_t comm, sparcl_request_t* request) {
-  if (!comm) return null_comm();
-  auto lock = comm->lock();
-  return guarded(comm, [&] { *request = start_allreduce(comm, sendbuf, recvbuf, count, datatype, op, request); });
-}
-
-sparcl_status_t sparcl_allreduce(const void* sendbuf, void* recvbuf, size_t count, sparcl_datatype_t datatype,
-                                 sparcl_op_t op, sparcl_comm_t comm) {
-  if (!comm) return null_comm();
-  auto lock = comm->lock();
-  return guarded(comm, [&] { run_to_end(start_allreduce(comm, sendbuf, recvbuf, count, datatype, op, &recvbuf), lock); });
 }
 
 // --- completion ---
@@ -552,13 +202,32 @@ sparcl_status_t sparcl_wait(sparcl_request_t* request) {
   return release(request);
 }
 
+// Tests every request in turn until all have ended, so that every
+// communicator they belong to keeps moving: ranks may wait for the same
+// requests in different orders (as MPI_Waitall allows), and waiting for one
+// request at a time would leave another rank's first request, on another
+// communicator, without progress here.
 sparcl_status_t sparcl_waitall(size_t count, sparcl_request_t* requests, sparcl_status_t* statuses) {
   if (count && !requests) return record(nullptr, SPARCL_ERR_INVALID_ARG, "requests is NULL");
+  std::vector<sparcl_status_t> outcome(count, SPARCL_SUCCESS);
+  std::vector<char> ended(count, 0);
+  size_t left = count;
+  while (left > 0) {
+    for (size_t k = 0; k < count; ++k) {
+      if (ended[k]) continue;
+      int completed = 0;
+      const sparcl_status_t st = sparcl_test(&requests[k], &completed);
+      if (!completed && st == SPARCL_SUCCESS) continue;
+      outcome[k] = st;
+      ended[k] = 1;
+      --left;
+    }
+    if (left > 0) sched_yield();
+  }
   sparcl_status_t first = SPARCL_SUCCESS;
   for (size_t k = 0; k < count; ++k) {
-    const sparcl_status_t st = sparcl_wait(&requests[k]);
-    if (statuses) statuses[k] = st;
-    if (first == SPARCL_SUCCESS) first = st;
+    if (statuses) statuses[k] = outcome[k];
+    if (first == SPARCL_SUCCESS) first = outcome[k];
   }
   return first;
 }
@@ -616,7 +285,7 @@ const void* sparcl_result_values(sparcl_result_t r) { return r ? r->values : nul
 sparcl_status_t sparcl_result_to_dense(sparcl_result_t r, void* dense) {
   if (!r || !dense) return record(nullptr, SPARCL_ERR_INVALID_ARG, "result or dense is NULL");
   return guarded(nullptr, [&] {
-    dispatch(uint8_t(r->value_type), r->dim, [&](auto v, auto i) {
+    dispatch_types(uint8_t(r->value_type), r->dim, [&](auto v, auto i) {
       using V = typename decltype(v)::type;
       using I = typename decltype(i)::type;
       View<V, I> view{Range{0, r->dim}, r->dense, r->nnz, static_cast<const I*>(r->indices),

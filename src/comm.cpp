@@ -5,7 +5,7 @@
 #include <chrono>
 #include <sched.h>
 
-#include "ml/compress/common.hpp"
+#include "codec/scalar.hpp"
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -23,6 +23,12 @@ void finish(sparcl_request& r) {
     } catch (const std::bad_alloc&) {
       r.status = SPARCL_ERR_NO_MEMORY;
       r.message = "out of memory while delivering a result";
+    } catch (const std::exception& e) {  // finish() runs on the progress thread too: nothing may escape it
+      r.status = SPARCL_ERR_INTERNAL;
+      r.message = std::string("delivering a result: ") + e.what();
+    } catch (...) {
+      r.status = SPARCL_ERR_INTERNAL;
+      r.message = "delivering a result: unknown exception";
     }
   }
   if (r.status != SPARCL_SUCCESS && r.on_failure) r.on_failure();
@@ -59,10 +65,10 @@ sparcl::Identity sparcl_comm::next_identity(sparcl::Kind kind, uint8_t algorithm
   ident.index_width = index_width;
   if (value_type == SPARCL_FLOAT32) {
     ident.encoding = sparcl::Encoding(config.encoding);
-    ident.bucket = sparcl::compress::qsgd_bits(ident.encoding) ? config.quantization_bucket : 0;
+    ident.bucket = sparcl::codec::qsgd_bits(ident.encoding) ? config.quantization_bucket : 0;
   }
   ident.checksum = config.checksum;
-  ident.rounding_key = sparcl::compress::derive_seed(rounding_base, ident.seq);
+  ident.rounding_key = sparcl::codec::derive_seed(rounding_base, ident.seq);
   return ident;
 }
 
@@ -81,7 +87,15 @@ sparcl_request* sparcl_comm::submit(std::unique_ptr<sparcl_request> request) {
 }
 
 bool sparcl_comm::progress() {
-  transport->progress();
+  try {
+    transport->progress();
+  } catch (const std::exception& e) {
+    // The transport failed under every request in flight (this also runs on
+    // the progress thread, which nothing may escape): each ends with the
+    // error and tells its peers.
+    for (sparcl_request* r : in_flight)
+      r->op->abort(SPARCL_ERR_TRANSPORT, std::string("progressing the transport: ") + e.what());
+  }
   const auto now = Clock::now();
   bool moved = false;
   for (auto it = in_flight.begin(); it != in_flight.end();) {
@@ -168,8 +182,7 @@ void sparcl_comm::progress_loop() {
     // Yield only to a caller waiting for the lock: a thread that yields on
     // every pass loses its core to a computing caller for a whole time slice,
     // and communication then barely moves while the caller computes
-    // (sparcl-overlap, 4 ranks on 2 cores: 0% with a yield on every pass,
-    // 1-50% without, varying with the machine's load).
+    // (bench/overlap.cpp, sparcl-overlap, measures how much moves).
     lock.unlock();
     if (callers_waiting_.load(std::memory_order_relaxed) > 0) sched_yield();
     lock.lock();

@@ -26,10 +26,6 @@
 
 struct sparcl_request;
 
-namespace sparcl {
-class AutoState;
-}
-
 struct sparcl_comm {
   ~sparcl_comm();
 
@@ -41,12 +37,9 @@ struct sparcl_comm {
   std::string last_error;
   sparcl::Traffic traffic;
   uint64_t traffic_since_seq = 0;  // next_seq when the counters were last reset
-  // SPARCL_ALGO_AUTO's per-communicator state (collectives/auto.hpp), made
-  // at the first auto allreduce.
-  std::shared_ptr<sparcl::AutoState> auto_state;
-  sparcl_algorithm_t last_algorithm = SPARCL_ALGO_AUTO;  // of the latest allreduce that succeeded
-  sparcl_choice_t last_choice = SPARCL_CHOSEN_BY_CONFIG;  // and how it was chosen
-  std::string auto_model_text;                           // sparcl_comm_auto_model()'s storage
+  // The collectives layer's state of this communicator (auto's records,
+  // the last algorithm: collectives/start.hpp, CommCollectives), opaque here.
+  std::shared_ptr<void> collectives;
 
   // Identity of the next collective; every collective call takes one, also
   // one that fails on bad input, so that sequence numbers stay aligned.

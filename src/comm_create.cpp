@@ -6,8 +6,9 @@
 #include <random>
 #include <string>
 
-#include "ml/compress/codec.hpp"
-#include "ml/compress/common.hpp"
+#include "algorithm_catalog.hpp"
+#include "src/codec/codec.hpp"
+#include "src/codec/common.hpp"
 
 namespace sparcl {
 
@@ -126,8 +127,8 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
     if (i == 0) comm_id = theirs.comm_id_candidate, ordinal = theirs.ordinal_candidate;
     const std::string who = "rank " + std::to_string(i);
     if (theirs.algorithm != mine.algorithm)
-      fail(SPARCL_ERR_MISMATCH, who + " configured algorithm " + algorithm_name(sparcl_algorithm_t(theirs.algorithm)) +
-                                    ", this rank " + algorithm_name(cfg.algorithm) +
+      fail(SPARCL_ERR_MISMATCH, who + " configured algorithm " + algorithm_catalog().name(sparcl_algorithm_t(theirs.algorithm)) +
+                                    ", this rank " + algorithm_catalog().name(cfg.algorithm) +
                                     " (check SPARCL_ALGORITHM on every rank)");
     if (theirs.transport != mine.transport)
       fail(SPARCL_ERR_MISMATCH, who + " configured transport " + transport_name(sparcl_transport_t(theirs.transport)) +
@@ -139,7 +140,7 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
     if (theirs.encoding != mine.encoding)
       fail(SPARCL_ERR_MISMATCH, who + " configured value encoding " + encoding_name(sparcl_value_encoding_t(theirs.encoding)) +
                                     ", this rank " + encoding_name(cfg.encoding) + " (check SPARCL_ENCODING on every rank)");
-    if (theirs.quantization_bucket != mine.quantization_bucket && compress::qsgd_bits(compress::ValueCodec(cfg.encoding)))
+    if (theirs.quantization_bucket != mine.quantization_bucket && codec::qsgd_bits(codec::ValueCodec(cfg.encoding)))
       fail(SPARCL_ERR_MISMATCH, who + " configured a QSGD bucket of " + std::to_string(theirs.quantization_bucket) +
                                     " values, this rank " + std::to_string(mine.quantization_bucket) +
                                     " (check SPARCL_QSGD_BUCKET on every rank)");
@@ -165,7 +166,7 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
   auto comm = std::make_unique<sparcl_comm>();
   comm->config = cfg;
   comm->id = comm_id;
-  comm->rounding_base = compress::mix64(ordinal);
+  comm->rounding_base = codec::mix64(ordinal);
   if (cfg.transport == SPARCL_TRANSPORT_MPI) {
     agreed(boot, [&] { comm->transport = make_mpi(); });
   } else {

@@ -6,42 +6,24 @@
 #include <cstddef>
 #include <cstdlib>
 
+#include "algorithm_catalog.hpp"
 #include "error.hpp"
-#include "collectives/cost_model.hpp"
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 
 namespace sparcl {
 
 namespace {
-struct AlgorithmName {
-  sparcl_algorithm_t algorithm;
-  const char* name;
-};
-constexpr AlgorithmName kAlgorithms[] = {
-    {SPARCL_ALGO_AUTO, "auto"},
-    {SPARCL_ALGO_RECURSIVE_DOUBLING, "recursive_doubling"},
-    {SPARCL_ALGO_SPLIT_ALLGATHER, "split_allgather"},
-    {SPARCL_ALGO_SPLIT_DENSE, "split_dense"},
-    {SPARCL_ALGO_RING, "ring"},
-    {SPARCL_ALGO_HALVING_DOUBLING, "halving_doubling"},
-    {SPARCL_ALGO_ALLGATHER, "allgather"},
-    {SPARCL_ALGO_DENSE, "dense"},
-};
+const AlgorithmCatalog* registered_catalog = nullptr;
 }  // namespace
 
-sparcl_algorithm_t parse_algorithm(const std::string& text) {
-  for (const auto& a : kAlgorithms)
-    if (text == a.name) return a.algorithm;
-  fail(SPARCL_ERR_INVALID_ARG,
-       "unknown algorithm '" + text +
-           "' (expected auto, recursive_doubling, split_allgather, split_dense, ring, halving_doubling, allgather or "
-           "dense)");
+bool register_algorithm_catalog(const AlgorithmCatalog* catalog) {
+  registered_catalog = catalog;
+  return true;
 }
 
-const char* algorithm_name(sparcl_algorithm_t algorithm) {
-  for (const auto& a : kAlgorithms)
-    if (algorithm == a.algorithm) return a.name;
-  return "unknown";
+const AlgorithmCatalog& algorithm_catalog() {
+  if (!registered_catalog) fail(SPARCL_ERR_INTERNAL, "no allreduce algorithms are built into this library");
+  return *registered_catalog;
 }
 
 sparcl_transport_t parse_transport(const std::string& text) {
@@ -107,13 +89,13 @@ void env_flag(const char* var, bool& field) {
 
 sparcl_value_encoding_t parse_encoding(const std::string& text) {
   for (int e = SPARCL_VALUES_RAW; e <= SPARCL_VALUES_QSGD2; ++e)
-    if (text == compress::value_codec_name(compress::ValueCodec(e))) return sparcl_value_encoding_t(e);
+    if (text == codec::value_codec_name(codec::ValueCodec(e))) return sparcl_value_encoding_t(e);
   fail(SPARCL_ERR_INVALID_ARG, "unknown value encoding '" + text + "' (expected " + kEncodingChoices + ")");
 }
 
 const char* encoding_name(sparcl_value_encoding_t encoding) {
   const int e = raw(encoding);
-  return compress::is_value_codec(e) ? compress::value_codec_name(compress::ValueCodec(e)) : "unknown";
+  return codec::is_value_codec(e) ? codec::value_codec_name(codec::ValueCodec(e)) : "unknown";
 }
 
 uint32_t parse_quantization_bucket(const std::string& text) {
@@ -134,7 +116,7 @@ Config resolve_config(const sparcl_config_t* user) {
     if (user->struct_size < kOldest)
       fail(SPARCL_ERR_INVALID_ARG, "config.struct_size is too small: initialise it with SPARCL_CONFIG_INIT");
     auto has = [&](size_t offset, size_t bytes) { return user->struct_size >= offset + bytes; };
-    if (raw(user->algorithm) < SPARCL_ALGO_AUTO || raw(user->algorithm) > SPARCL_ALGO_DENSE)
+    if (!algorithm_catalog().valid(raw(user->algorithm)))
       fail(SPARCL_ERR_INVALID_ARG, "config.algorithm is not a sparcl_algorithm_t");
     if (raw(user->transport) < SPARCL_TRANSPORT_DEFAULT || raw(user->transport) > SPARCL_TRANSPORT_UCX)
       fail(SPARCL_ERR_INVALID_ARG, "config.transport is not a sparcl_transport_t");
@@ -151,7 +133,7 @@ Config resolve_config(const sparcl_config_t* user) {
       c.ofi_provider = user->ofi_provider;
     }
     if (has(offsetof(sparcl_config_t, encoding), sizeof(int))) {
-      if (!compress::is_value_codec(raw(user->encoding)))
+      if (!codec::is_value_codec(raw(user->encoding)))
         fail(SPARCL_ERR_INVALID_ARG, "config.encoding is not a sparcl_value_encoding_t");
       c.encoding = user->encoding;
     }
@@ -165,7 +147,7 @@ Config resolve_config(const sparcl_config_t* user) {
       c.checksum = user->checksum == 1;
     }
   }
-  env_value("SPARCL_ALGORITHM", c.algorithm, parse_algorithm);
+  env_value("SPARCL_ALGORITHM", c.algorithm, algorithm_catalog().parse);
   env_value("SPARCL_TIMEOUT_MS", c.timeout_ms, parse_timeout_ms);
   env_value("SPARCL_TRANSPORT", c.transport, parse_transport);
   env_flag("SPARCL_PROGRESS_THREAD", c.progress_thread);
@@ -175,7 +157,7 @@ Config resolve_config(const sparcl_config_t* user) {
   env_flag("SPARCL_AUTO_TUNE", c.auto_tune);
   if (const char* v = std::getenv("SPARCL_AUTO_PARAMS")) {
     try {
-      parse_machine_params(v);
+      algorithm_catalog().check_auto_params(v);
     } catch (const Error& e) {
       fail(e.status(), std::string("SPARCL_AUTO_PARAMS: ") + e.what());
     }

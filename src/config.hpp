@@ -29,8 +29,6 @@ struct Config {
 Config resolve_config(const sparcl_config_t* user);
 
 // Parsing of single values, shared with tests.
-sparcl_algorithm_t parse_algorithm(const std::string& text);
-const char* algorithm_name(sparcl_algorithm_t algorithm);
 sparcl_transport_t parse_transport(const std::string& text);
 const char* transport_name(sparcl_transport_t transport);
 int64_t parse_timeout_ms(const std::string& text);

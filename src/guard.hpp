@@ -19,6 +19,9 @@ inline sparcl_status_t record(sparcl_comm_t comm, sparcl_status_t status, const 
   return status;
 }
 
+// The one answer to a NULL communicator.
+inline sparcl_status_t null_comm() { return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL"); }
+
 template <class F>
 sparcl_status_t guarded(sparcl_comm_t comm, F&& body) {
   try {

@@ -23,6 +23,25 @@ inline size_t value_size(int t) {
   }
 }
 
+template <class T>
+struct TypeTag {
+  using type = T;
+};
+
+// Calls f(TypeTag<V>, TypeTag<I>) for the value type and the index width of
+// dim: where the C API's run-time types become the templates' types.
+template <class F>
+void dispatch_types(uint8_t value_type, uint64_t dim, F&& f) {
+  const bool wide = index_width_for(dim) == 8;
+  if (value_type == SPARCL_FLOAT32) {
+    wide ? f(TypeTag<float>{}, TypeTag<uint64_t>{}) : f(TypeTag<float>{}, TypeTag<uint32_t>{});
+  } else if (value_type == SPARCL_FLOAT64) {
+    wide ? f(TypeTag<double>{}, TypeTag<uint64_t>{}) : f(TypeTag<double>{}, TypeTag<uint32_t>{});
+  } else {
+    fail(SPARCL_ERR_INVALID_ARG, "value type must be SPARCL_FLOAT32 or SPARCL_FLOAT64");
+  }
+}
+
 // Checks what can be checked without knowing the value and index types.
 inline void check_sparse_header(const sparcl_sparse_t* s) {
   require(s != nullptr, SPARCL_ERR_INVALID_ARG, "sparse input is NULL");

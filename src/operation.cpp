@@ -5,14 +5,20 @@ namespace sparcl {
 
 void send_abort_notices(Transport& transport, const Identity& id, sparcl_status_t status,
                         const std::string& message) {
-  const std::string text = "rank " + std::to_string(transport.rank()) + ": " + message;
-  SharedBuffer notice = encode_abort(id, status, text);
+  // Never throws: it runs where an error is already being reported. Without
+  // memory for a notice, the peers learn of the failure through their timeout.
+  SharedBuffer notice;
+  try {
+    notice = encode_abort(id, status, "rank " + std::to_string(transport.rank()) + ": " + message);
+  } catch (...) {
+    return;
+  }
   for (int peer = 0; peer < transport.size(); ++peer) {
     if (peer == transport.rank()) continue;
     try {
       // The request is dropped at once: the transport finishes it on its own.
       transport.isend(peer, Tag{id.comm_id, id.seq, true}, notice);
-    } catch (const Error&) {
+    } catch (...) {
       // A peer we cannot reach learns of the failure through its own timeout.
     }
   }
@@ -45,6 +51,8 @@ bool Operation::advance() {
       abort(SPARCL_ERR_NO_MEMORY, "out of memory in a collective");
     } catch (const std::exception& e) {
       abort(SPARCL_ERR_INTERNAL, e.what());
+    } catch (...) {
+      abort(SPARCL_ERR_INTERNAL, "unknown exception in a collective");
     }
     if (!moved) break;
     ++moves_;
@@ -138,7 +146,7 @@ bool Operation::step() {
       r.header = read_header(*r.buffer);
       if (r.header.flags & kFlagAbort)
         fail(SPARCL_ERR_CORRUPT, "abort notice with a data tag from rank " + std::to_string(r.peer));
-      check_identity(r.header, id_, uint16_t(round_), r.peer);
+      check_identity(r.header, round_ < rounds() ? round_identity(round_) : id_, uint16_t(round_), r.peer);
       if (round_ >= rounds()) check_ack(*r.buffer, r.header, r.peer);
     }
     for (auto& a : awaits_) {

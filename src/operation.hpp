@@ -90,7 +90,9 @@ class Operation {
   const std::string& message() const { return message_; }
   const Identity& identity() const { return id_; }
 
- protected:
+  // The schedule: what an algorithm defines, and what advance() executes.
+  // Public so that one operation can run another's rounds inside its own
+  // (auto runs the algorithm it chooses after rounds of its own).
   virtual int rounds() const = 0;
   virtual void post(int round, RoundIO& io) = 0;
   // Messages arrive in the order of the round's recv() calls.
@@ -103,6 +105,15 @@ class Operation {
   virtual bool ready() { return true; }
   // Called once if the operation ends without success.
   virtual void failed() noexcept {}
+
+ protected:
+  // The identity that the messages of `round` carry, checked on receipt:
+  // the call's, unless the operation's own rounds travel otherwise (auto's
+  // calibration and vote, in raw values whatever the call's encoding).
+  virtual Identity round_identity(int round) const {
+    (void)round;
+    return id_;
+  }
 
   int rank() const { return transport_.rank(); }
   int size() const { return transport_.size(); }

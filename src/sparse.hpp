@@ -209,11 +209,10 @@ Stream<V, I> merge(const View<V, I>& a, const View<V, I>& b) {
 // Whether merge_all sums `parts` streams of `entries` entries in all over a
 // range of `length` as a dense vector. A dense sum costs a pass over the
 // range and a scattered add per entry; the merge tree costs a (branchy)
-// merge per entry and level, about 10x a pass element (5.4 against 0.5 ns
-// calibrated on the development VM). So dense wins well before the result
+// merge per entry and level, about ten times a pass element (the cost
+// model's merge_s against pass_s). So dense wins well before the result
 // would be smaller dense: from entries >= length / (8 levels), e.g. 6% of
-// the range for 4 parts (the allgather at 4 ranks and 10% each summed 3.8x
-// faster so), or where prefer_dense says so.
+// the range for 4 parts, or where prefer_dense says so.
 template <class V, class I>
 inline bool merge_all_is_dense(uint64_t entries, uint64_t length, size_t parts) {
   uint64_t levels = 0;

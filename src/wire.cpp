@@ -149,10 +149,10 @@ WireHeader read_header(const Buffer& msg) {
                                   ", this library " + std::to_string(kWireVersion));
   if (h.flags & ~(kFlagDense | kFlagAbort | kFlagChecksum)) fail(SPARCL_ERR_CORRUPT, "unknown header flags");
   if (h.reserved0 != 0 || h.reserved1 != 0) fail(SPARCL_ERR_CORRUPT, "nonzero reserved header fields");
-  if (!compress::is_value_codec(h.encoding))
+  if (!codec::is_value_codec(h.encoding))
     fail(SPARCL_ERR_CORRUPT, "unknown value encoding " + std::to_string(h.encoding));
   if (!(h.flags & kFlagAbort)) {
-    const bool qsgd = compress::qsgd_bits(Encoding(h.encoding)) != 0;
+    const bool qsgd = codec::qsgd_bits(Encoding(h.encoding)) != 0;
     if (qsgd ? h.bucket == 0 : h.bucket != 0)
       fail(SPARCL_ERR_CORRUPT, qsgd ? "QSGD message with a bucket size of 0" : "bucket size set for an encoding without buckets");
   }
@@ -182,8 +182,8 @@ void check_identity(const WireHeader& h, const Identity& id, uint16_t step, int 
                                   op_name(id.algorithm));
   if (h.index_width != id.index_width) mismatch("index width", h.index_width, id.index_width);
   if (h.encoding != uint8_t(id.encoding))
-    fail(SPARCL_ERR_MISMATCH, who + " sends " + compress::value_codec_name(Encoding(h.encoding)) +
-                                  " values, this rank expects " + compress::value_codec_name(id.encoding) +
+    fail(SPARCL_ERR_MISMATCH, who + " sends " + codec::value_codec_name(Encoding(h.encoding)) +
+                                  " values, this rank expects " + codec::value_codec_name(id.encoding) +
                                   " (value encoding: SPARCL_ENCODING, or the compressors' values)");
   if (h.algorithm != id.algorithm) mismatch("algorithm", h.algorithm, id.algorithm);
   if (!(h.flags & kFlagAbort) && h.bucket != id.bucket) mismatch("QSGD bucket size", h.bucket, id.bucket);

@@ -26,8 +26,8 @@
 #include <type_traits>
 
 #include "buffer.hpp"
-#include "ml/compress/codec.hpp"
-#include "ml/compress/common.hpp"
+#include "src/codec/codec.hpp"
+#include "src/codec/common.hpp"
 #include "sparse.hpp"
 
 namespace sparcl {
@@ -38,7 +38,7 @@ constexpr uint8_t kWireVersion = 2;
 enum WireFlags : uint8_t { kFlagDense = 1, kFlagAbort = 2, kFlagChecksum = 4 };
 enum class Kind : uint8_t { Allreduce = 1, Allgather = 2 };
 // Value encodings: the codecs of ml/compress (same codes as sparcl_value_encoding_t).
-using Encoding = compress::ValueCodec;
+using Encoding = codec::ValueCodec;
 
 constexpr size_t kChecksumBytes = 8;
 
@@ -110,7 +110,7 @@ uint128 values_bytes(Encoding e, uint64_t n, uint32_t bucket) {
   // More values than any message holds: a size no message has (and the
   // codec's size_t arithmetic cannot overflow below it).
   if (n > (uint64_t(1) << 56)) return uint128(1) << 100;
-  return compress::encoded_values_size(e, size_t(n), bucket);
+  return codec::encoded_values_size(e, size_t(n), bucket);
 }
 
 // Payload bytes of a data message (without the checksum trailer).
@@ -121,15 +121,15 @@ uint128 payload_bytes(const Identity& id, bool dense, uint64_t nnz, uint64_t len
 }
 
 // Rounding streams of the stochastic encodings (QSGD). The draws of a
-// message come from (the collective's rounding_key, step, stream). A piece
+// message come from (the collective's rounding_key, step, rounding stream). A piece
 // that only its sender holds uses the sender's rank; a piece that several
 // ranks hold bitwise identically and each encode in the same step uses a
 // stream named after the piece, so that they all send (and keep) the same
 // bytes.
 inline uint64_t own_stream(int rank) { return uint64_t(uint32_t(rank)); }
 inline uint64_t shared_stream(uint64_t key) { return (uint64_t(1) << 63) | key; }
-inline uint64_t rounding_seed(const Identity& id, uint16_t step, uint64_t stream) {
-  return compress::derive_seed(id.rounding_key, step, stream);
+inline uint64_t rounding_seed(const Identity& id, uint16_t step, uint64_t rounding_stream) {
+  return codec::derive_seed(id.rounding_key, step, rounding_stream);
 }
 
 WireHeader make_header(const Identity& id, uint16_t step);
@@ -144,12 +144,12 @@ void set_step(Buffer& msg, uint16_t step);
 // SPARCL_ERR_CORRUPT naming the peer.
 void verify_checksum(const Buffer& msg, int peer);
 
-// Encodes `v` as one message of `step`; `stream` picks the rounding stream
+// Encodes `v` as one message of `step`; `rounding_stream` picks the rounding stream
 // (see own_stream). A sparse view whose sparse form would not be smaller
 // than its dense form is sent dense (SparCML's rule, on encoded sizes).
 // Throws SPARCL_ERR_INVALID_ARG for values QSGD cannot encode (NaN, Inf).
 template <class V, class I>
-SharedBuffer encode(const Identity& id, uint16_t step, const View<V, I>& v, uint64_t stream = 0) {
+SharedBuffer encode(const Identity& id, uint16_t step, const View<V, I>& v, uint64_t rounding_stream = 0) {
   const bool lossy = is_lossy(id.encoding);
   if (lossy && !std::is_same<V, float>::value)
     fail(SPARCL_ERR_INTERNAL, "value encodings other than raw are for float32 vectors");
@@ -180,13 +180,13 @@ SharedBuffer encode(const Identity& id, uint16_t step, const View<V, I>& v, uint
     else if (v.nnz)
       std::memcpy(p, v.val, v.nnz * sizeof(V));
   } else if constexpr (std::is_same<V, float>::value) {
-    const uint64_t seed = rounding_seed(id, step, stream);
+    const uint64_t seed = rounding_seed(id, step, rounding_stream);
     if (dense && !v.dense) {  // encoded dense: stage the zeros too
       Array<float> staged(length);
       write_dense(v, staged.data());
-      compress::encode_values(id.encoding, staged.data(), length, id.bucket, seed, p);
+      codec::encode_values(id.encoding, staged.data(), length, id.bucket, seed, p);
     } else {
-      compress::encode_values(id.encoding, v.val, h.nnz, id.bucket, seed, p);
+      codec::encode_values(id.encoding, v.val, h.nnz, id.bucket, seed, p);
     }
   }
   if (id.checksum) seal(*buf);
@@ -271,7 +271,7 @@ Decoded<V, I> decode(const Buffer& msg, const WireHeader& h, Range expected, int
   const auto encoding = Encoding(h.encoding);
   const bool lossy = is_lossy(encoding);
   if (lossy && !std::is_same<V, float>::value)
-    fail(SPARCL_ERR_CORRUPT, std::string(compress::value_codec_name(encoding)) + " values of a float64 vector" + from);
+    fail(SPARCL_ERR_CORRUPT, std::string(codec::value_codec_name(encoding)) + " values of a float64 vector" + from);
   const bool dense = h.flags & kFlagDense;
   const uint64_t length = expected.size();
   if (dense ? h.nnz != length : h.nnz > length) fail(SPARCL_ERR_CORRUPT, "bad entry count" + from);
@@ -314,7 +314,7 @@ Decoded<V, I> decode(const Buffer& msg, const WireHeader& h, Range expected, int
     if (!dense) s->idx.assign(v.idx, v.idx + v.nnz);
     s->val.resize(v.nnz);
     try {
-      compress::decode_values(encoding, values, size_t(payload) - index_bytes, v.nnz, h.bucket, s->val.data());
+      codec::decode_values(encoding, values, size_t(payload) - index_bytes, v.nnz, h.bucket, s->val.data());
     } catch (const Error& e) {
       fail(SPARCL_ERR_CORRUPT, e.what() + from);
     }

@@ -87,7 +87,11 @@ const CompressMethod kCompressMethods[] = {{"topk", SPARCL_COMPRESS_TOPK},
 void usage(FILE* f) {
   std::fprintf(
       f,
-      "usage: mpirun -np P sparcl-bench [options]\n"
+      "usage: mpirun -np P sparcl-bench [options]     (P >= 2: one rank communicates nothing)\n"
+      "Sizes are ELEMENTS (vector dimensions), not bytes as in nccl-tests: -b 16M is 16Mi values,\n"
+      "64 MiB of float; the bytes column shows elements * value size. -d is DENSITIES, not a data type.\n"
+      "sparcl-bench times a SUM allreduce of sparse vectors in host memory: nccl-tests' -o sum and -g 1\n"
+      "are accepted, other -o/-g values are not.\n"
       "sizes (elements; K/M/G suffixes are powers of 1024):\n"
       "  -b, --minelements N    smallest vector dimension (default 64K)\n"
       "  -e, --maxelements N    largest vector dimension (default 1M)\n"
@@ -100,18 +104,20 @@ void usage(FILE* f) {
       "                         --cluster-len consecutive indices, default 64)\n"
       "  --overlap F            fraction of each rank's nonzeros at indices shared by all ranks (default 0:\n"
       "                         independent draws)\n"
-      "  --dtype T              float (default) or double\n"
+      "  --dtype T              value type: float (default) or double\n"
       "  -v, --values LIST      value encodings on the wire, one sparcl communicator each: raw (default),\n"
       "                         fp16, bf16, qsgd8, qsgd4, qsgd2, or all (config.encoding); with --compress\n"
       "                         the compressors' encodings\n"
       "  --seed S               random seed (default 1)\n"
       "what to run:\n"
-      "  -a, --algorithms LIST  auto,recursive_doubling,split_allgather,split_dense,ring,halving_doubling,\n"
-      "                         allgather,dense or all (default auto); one sparcl communicator per algorithm\n"
+      "  -a, --algorithms LIST  comma-separated, or all (default auto); one sparcl communicator each:\n"
+      "                         %s (--list-algorithms says what each does)\n"
       "  -t, --transports LIST  mpi (default), ofi, ucx: sparcl_config_t.transport\n"
       "  --output LIST          sparcl output that is timed: sparse (result object, default) and/or dense\n"
       "                         (a dense receive buffer)\n"
       "  --baselines LIST       allreduce,allgather (default), or none\n"
+      "  -o, --op sum           the reduction (sum is the only one; accepted for nccl-tests habits)\n"
+      "  -g, --ngpus 1          processes use host memory, one rank each (accepted for nccl-tests habits)\n"
       "  --compress METHOD      time sparcl_allreduce_compressed of a dense N(0,1) gradient per rank instead:\n"
       "                         topk, approx_topk, topk_bucket, randomk or none, keeping -d of the entries,\n"
       "                         values in each -v encoding; beside MPI_Allreduce of the dense gradient\n"
@@ -125,9 +131,18 @@ void usage(FILE* f) {
       "output:\n"
       "  --csv FILE, --json FILE  also write the rows there (the JSON adds the run's parameters)\n"
       "  -q, --quiet            no progress on stderr\n"
+      "  --list-algorithms      the algorithms of this library, one a line, and what each does\n"
       "  -h, --help\n"
       "exit status: 0 ok, 1 wrong values or a failed collective, 2 bad usage, 3 nothing to run (e.g. the\n"
-      "only transport asked for is not in this build: SPARCL_ERR_UNSUPPORTED)\n");
+      "only transport asked for is not in this build: SPARCL_ERR_UNSUPPORTED)\n",
+      joined(kAlgorithms).c_str());
+}
+
+// The library's algorithms, one a line: name and what it does.
+void list_algorithms(FILE* f) {
+  for (int a = 0; a < sparcl_algorithm_count(); ++a)
+    std::fprintf(f, "%-20s %s\n", sparcl_algorithm_name(sparcl_algorithm_t(a)),
+                 sparcl_algorithm_summary(sparcl_algorithm_t(a)));
 }
 
 struct UsageError {
@@ -179,7 +194,20 @@ int parse_int(const std::string& text, const char* flag, int lo) {
   return int(v);
 }
 
+// nccl-tests' -d takes a data type; sparcl-bench's takes densities.
+bool is_type_name(const std::string& text) {
+  static const char* const kTypes[] = {"float", "double", "half", "bfloat16", "bf16", "fp16", "fp32", "fp64",
+                                       "float16", "float32", "float64", "int", "int8", "uint8", "int32", "uint32",
+                                       "int64", "uint64", "char", "all"};
+  for (const char* t : kTypes)
+    if (text == t) return true;
+  return false;
+}
+
 double parse_fraction(const std::string& text, const char* flag) {
+  if (std::string(flag) == "-d" && is_type_name(text))
+    bad("-d: '" + text + "' is a data type, but -d takes densities (nonzeros per rank / elements, e.g. "
+        "-d 0.01 or -d 1%); the value type is --dtype float|double, the wire encoding -v");
   char* end = nullptr;
   errno = 0;
   double v = std::strtod(text.c_str(), &end);
@@ -192,7 +220,7 @@ double parse_fraction(const std::string& text, const char* flag) {
   return v;
 }
 
-Options parse(int argc, char** argv, bool& help) {
+Options parse(int argc, char** argv, bool& help, bool& list) {
   Options o;
   help = false;
   for (int i = 1; i < argc; ++i) {
@@ -204,13 +232,27 @@ Options parse(int argc, char** argv, bool& help) {
       a = a.substr(0, eq);
       inline_value = true;
     }
+    bool value_taken = false;
     auto value = [&]() -> std::string {
+      value_taken = true;
       if (inline_value) return v;
       if (i + 1 >= argc) bad(a + " needs a value");
       return argv[++i];
     };
     if (a == "-h" || a == "--help")
       help = true;
+    else if (a == "--list-algorithms")
+      list = true;
+    else if (a == "-o" || a == "--op") {
+      const std::string op = value();
+      if (op != "sum")
+        bad("-o: '" + op + "': sparcl-bench measures the SUM allreduce of sparse vectors only (-o sum)");
+    } else if (a == "-g" || a == "--ngpus") {
+      const std::string g = value();
+      if (g != "1")
+        bad("-g: '" + g + "': sparcl-bench measures one process per rank on host memory (-g 1); start more "
+            "ranks with mpirun -np P instead");
+    }
     else if (a == "-b" || a == "--minelements")
       o.min_elements = parse_count(value(), "-b");
     else if (a == "-e" || a == "--maxelements")
@@ -314,9 +356,13 @@ Options parse(int argc, char** argv, bool& help) {
     else if (a == "-w" || a == "--warmup_iters")
       o.warmups = parse_int(value(), "-w", 0);
     else if (a == "-c" || a == "--check") {
-      // nccl-tests takes "-c 0|1"; accept an optional 0/1 too.
+      // nccl-tests takes "-c 0|1"; accept an optional 0/1 too (--check=0|1 as well).
       o.check = true;
-      if (i + 1 < argc && (std::string(argv[i + 1]) == "0" || std::string(argv[i + 1]) == "1"))
+      if (inline_value) {
+        const std::string c = value();
+        if (c != "0" && c != "1") bad("--check: '" + c + "' is not 0 or 1");
+        o.check = c == "1";
+      } else if (i + 1 < argc && (std::string(argv[i + 1]) == "0" || std::string(argv[i + 1]) == "1"))
         o.check = std::string(argv[++i]) == "1";
     } else if (a == "--median")
       o.median = true;
@@ -334,6 +380,7 @@ Options parse(int argc, char** argv, bool& help) {
       o.json = value();
     else
       bad("unknown option '" + a + "' (-h for help)");
+    if (inline_value && !value_taken) bad(a + " takes no value");
   }
   if (o.min_elements < 1) bad("-b must be >= 1");
   if (o.max_elements < o.min_elements) bad("-e must be >= -b");
@@ -553,6 +600,12 @@ std::string fmt(const char* f, ...) {
   return buf;
 }
 
+// The linked library's version as major.minor.patch (pkg-config and Python say it so too).
+std::string version_text() {
+  const int v = sparcl_version();
+  return fmt("%d.%d.%d", v / 10000, v / 100 % 100, v % 100);
+}
+
 std::string json_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -654,13 +707,13 @@ void write_json(const Run& r, size_t value_bytes, const std::string& started) {
   for (size_t i = 0; i < r.opt.densities.size(); ++i) d += (i ? "," : "") + fmt("%g", r.opt.densities[i]);
   for (size_t i = 0; i < r.opt.encodings.size(); ++i) encodings += (i ? ", \"" : "\"") + r.opt.encodings[i] + "\"";
   std::fprintf(f,
-               "{\n  \"tool\": \"sparcl-bench\",\n  \"sparcl_version\": %d,\n  \"command\": \"%s\",\n"
+               "{\n  \"tool\": \"sparcl-bench\",\n  \"sparcl_version\": \"%s\",\n  \"command\": \"%s\",\n"
                "  \"started\": \"%s\",\n  \"host\": \"%s\",\n  \"ranks\": %d,\n  \"dtype\": \"%s\",\n"
                "  \"encodings\": [%s],\n  \"compress\": \"%s\",\n  \"dist\": \"%s\",\n  \"overlap\": %g,\n"
                "  \"zipf_s\": %g,\n"
                "  \"cluster_len\": %llu,\n  \"densities\": [%s],\n  \"iters\": %d,\n  \"warmups\": %d,\n"
                "  \"time_statistic\": \"%s\",\n  \"check\": %s,\n  \"seed\": %llu,\n  \"rows\": [",
-               sparcl_version(), json_escape(r.command).c_str(), started.c_str(), json_escape(host).c_str(), r.ranks,
+               version_text().c_str(), json_escape(r.command).c_str(), started.c_str(), json_escape(host).c_str(), r.ranks,
                r.opt.dtype.c_str(), encodings.c_str(), r.opt.compress.c_str(), dist_name(r.opt.dist), r.opt.overlap,
                r.opt.zipf_s,
                (unsigned long long)r.opt.cluster_len, d.c_str(), r.opt.iters, r.opt.warmups,
@@ -851,7 +904,7 @@ void report_point(Run& r, const PointData& d) {
     w.t_avg = sum / P, w.t_min = mn, w.t_max = mx;
     // nccl-tests' allreduce formulas on the dense-equivalent size.
     w.algbw = S / w.t_avg / 1e9;
-    w.busbw = w.algbw * (P > 1 ? 2.0 * (P - 1) / P : 1.0);
+    w.busbw = w.algbw * 2.0 * (P - 1) / P;  // 0 at one rank, as in nccl-tests: nothing crosses a link
     // What a bandwidth-optimal dense allreduce (ring, Rabenseifner) sends per rank.
     w.dense_bytes = P > 1 ? 2.0 * (P - 1) / P * S : 0.0;
     if (counted) {
@@ -879,9 +932,10 @@ void report_point(Run& r, const PointData& d) {
     }
     for (const Row& w : rows) {
       std::printf(
-          "%12llu %8.4g %10llu %10llu  %-24s %-3s %-6s %-5s %11.1f %11.1f %11.1f %8.3f %8.3f %12.0f %8.2f %8.2f "
-          "%8.2f %8s%s\n",
-          (unsigned long long)w.elements, w.density, (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz,
+          "%12llu %12llu %8.4g %10llu %10llu  %-24s %-3s %-6s %-5s %11.1f %11.1f %11.1f %8.3f %8.3f %12.0f %8.2f "
+          "%8.2f %8.2f %8s%s\n",
+          (unsigned long long)w.elements, (unsigned long long)(w.elements * d.value_bytes), w.density,
+          (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz,
           w.algorithm.c_str(), w.transport.c_str(),
           (w.output == "sparse" ? (w.result_form == "dense" ? "s->d" : "sparse") : "dense"), w.encoding.c_str(),
           w.t_avg * 1e6, w.t_min * 1e6, w.t_max * 1e6, w.algbw, w.busbw, w.wire_bytes, w.x_bytes, w.x_allreduce,
@@ -1164,16 +1218,16 @@ void print_header(const Run& r) {
   std::string encodings;
   for (const auto& e : o.encodings) encodings += (encodings.empty() ? "" : ",") + e;
   if (o.compress.empty()) {
-    std::printf("# sparcl-bench (sparcl %d): %d ranks, dtype %s, values %s, dist %s", sparcl_version(), r.ranks,
+    std::printf("# sparcl-bench (sparcl %s): %d ranks, dtype %s, values %s, dist %s", version_text().c_str(), r.ranks,
                 o.dtype.c_str(), encodings.c_str(), dist_name(o.dist));
     if (o.dist == Dist::Zipf) std::printf(" (s=%g)", o.zipf_s);
     if (o.dist == Dist::Clustered) std::printf(" (runs of %llu)", (unsigned long long)o.cluster_len);
     std::printf(", overlap %g\n", o.overlap);
   } else {
     std::printf(
-        "# sparcl-bench (sparcl %d): %d ranks, sparcl_allreduce_compressed of a dense N(0,1) float32 gradient per "
+        "# sparcl-bench (sparcl %s): %d ranks, sparcl_allreduce_compressed of a dense N(0,1) float32 gradient per "
         "rank: %s keeping the density's share of entries, values %s, error feedback on; compression is timed\n",
-        sparcl_version(), r.ranks, o.compress.c_str(), encodings.c_str());
+        version_text().c_str(), r.ranks, o.compress.c_str(), encodings.c_str());
   }
   std::printf(
       "# %d warm-up + %d timed iterations per point%s, methods interleaved; time = %s over iterations per "
@@ -1181,8 +1235,9 @@ void print_header(const Run& r) {
       o.warmups, o.iters, o.fixed_iters ? "" : " (up to 10x below 1M elements)", o.median ? "median" : "mean",
       o.check && o.compress.empty() ? "; results checked (-c)" : "");
   std::printf(
-      "# algbw = elements*%zu B / time_avg; busbw = algbw*2(P-1)/P (dense-equivalent, as nccl-tests' "
-      "allreduce); wire = bytes sent per rank per call (sparcl: counters; baselines: model)\n",
+      "# bytes = elements*%zu B (the dense vector); algbw = bytes / time_avg; busbw = algbw*2(P-1)/P "
+      "(dense-equivalent, as nccl-tests' allreduce: 0 at one rank); wire = bytes sent per rank per call "
+      "(sparcl: counters; baselines: model)\n",
       o.dtype == "float" ? sizeof(float) : sizeof(double));
   std::printf(
       "# x_bytes = the bytes a dense ring allreduce sends per rank, 2(P-1)/P * elements*%zu B, / wire\n",
@@ -1195,11 +1250,11 @@ void print_header(const Run& r) {
   }
   if (o.check && o.compress.empty() && encodings != "raw")
     std::printf("# lossy encodings: #wrong counts values beyond the bound of the encoding's roundings\n");
-  std::printf("#\n#%11s %8s %10s %10s  %-24s %-3s %-6s %-5s %11s %11s %11s %8s %8s %12s %8s %8s %8s %8s\n",
-              "elements", "density", "nnz/rank", "result_nnz", "algorithm", "tr", "out", "enc", "time(us)", "min(us)",
+  std::printf("#\n#%11s %12s %8s %10s %10s  %-24s %-3s %-6s %-5s %11s %11s %11s %8s %8s %12s %8s %8s %8s %8s\n",
+              "elements", "bytes", "density", "nnz/rank", "result_nnz", "algorithm", "tr", "out", "enc", "time(us)", "min(us)",
               "max(us)", "algbw", "busbw", "wire(B)", "x_bytes", "x_allred", "x_allgat", "#wrong");
-  std::printf("#%11s %8s %10s %10s  %-24s %-3s %-6s %-5s %11s %11s %11s %8s %8s %12s %8s %8s %8s %8s\n", "", "", "",
-              "", "", "", "", "", "avg", "over ranks", "", "(GB/s)", "(GB/s)", "per rank", "vs dense", "speedup",
+  std::printf("#%11s %12s %8s %10s %10s  %-24s %-3s %-6s %-5s %11s %11s %11s %8s %8s %12s %8s %8s %8s %8s\n", "",
+              "dense", "", "", "", "", "", "", "", "avg", "over ranks", "", "(GB/s)", "(GB/s)", "per rank", "vs dense", "speedup",
               "speedup", "");
   std::fflush(stdout);
 }
@@ -1283,15 +1338,19 @@ int main(int argc, char** argv) {
     return code;
   };
 
-  bool help = false;
+  bool help = false, list = false;
   try {
-    r.opt = parse(argc, argv, help);
+    r.opt = parse(argc, argv, help, list);
   } catch (const UsageError& e) {
     if (r.rank == 0) std::fprintf(stderr, "sparcl-bench: %s\n", e.what.c_str());
     return finish(2);
   }
   if (help) {
     if (r.rank == 0) usage(stdout);
+    return finish(0);
+  }
+  if (list) {
+    if (r.rank == 0) list_algorithms(stdout);
     return finish(0);
   }
   const Options& o = r.opt;
@@ -1382,6 +1441,10 @@ int main(int argc, char** argv) {
   const size_t points = sizes.size() * o.densities.size();
   double weight_total = 0, weight_done = 0;
   for (uint64_t n : sizes) weight_total += double(n + 4096) * double(o.densities.size());
+  if (r.rank == 0 && r.ranks == 1)
+    std::fprintf(stderr,
+                 "sparcl-bench: warning: 1 rank: nothing is communicated, so times are local work only and busbw "
+                 "is 0; run under mpirun -np P with P >= 2\n");
   if (r.rank == 0) print_header(r);
   const std::string started = now_utc();
   const double t_start = MPI_Wtime();

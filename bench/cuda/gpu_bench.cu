@@ -33,9 +33,9 @@
 #include <string>
 #include <vector>
 
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 #include "ml/compress/compressor.hpp"
-#include "ml/compress/scalar.hpp"
+#include "src/codec/scalar.hpp"
 #include "ml/compress/select.hpp"
 #include "ml/cuda/compressor.hpp"
 #include "ml/cuda/kernels.hpp"

@@ -13,8 +13,8 @@
 //   Crc32c/*     the checksum of the wire format (src/crc32c.hpp) over 4 N
 //                bytes: the SSE4.2 instruction and the portable tables.
 //   HostBufferCheck   what the sparse allreduce pays, per call, to learn that
-//                its buffers are host memory (ml/cuda/dispatch.hpp; in builds
-//                without CUDA a constant).
+//                its buffers are host memory (DeviceStaging in
+//                collectives/start.hpp; in builds without CUDA a null check).
 //
 // Run with --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 // and compare medians: the machine may be shared.
@@ -29,9 +29,9 @@
 #include <random>
 #include <vector>
 
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 #include "ml/compress/select.hpp"
-#include "ml/cuda/dispatch.hpp"
+#include "collectives/start.hpp"
 #include "src/crc32c.hpp"
 
 namespace {
@@ -269,7 +269,10 @@ void HostBufferCheck(benchmark::State& state) {
   s.indices = idx.data();
   s.value_type = SPARCL_FLOAT32;
   s.values = val.data();
-  for (auto _ : state) benchmark::DoNotOptimize(sparcl::cuda::any_device_buffer(&s, dense.data()));
+  for (auto _ : state) {
+    const sparcl::DeviceStaging* staging = sparcl::device_staging();
+    benchmark::DoNotOptimize(staging && staging->any_device_buffer(&s, dense.data()));
+  }
 }
 
 BENCHMARK(HostBufferCheck);

@@ -289,6 +289,26 @@ sparcl_status_t sparcl_comm_last_algorithm(sparcl_comm_t comm, sparcl_algorithm_
 const char *sparcl_algorithm_name(sparcl_algorithm_t algorithm);
 
 /**
+ * The number of values of sparcl_algorithm_t: the algorithms are 0 ..
+ * sparcl_algorithm_count() - 1 (SPARCL_ALGO_AUTO first), so that a program can
+ * list them with sparcl_algorithm_name(). Thread-safe.
+ */
+int sparcl_algorithm_count(void);
+
+/**
+ * A one-line description of `algorithm`, for help texts, or NULL if it is
+ * none of sparcl_algorithm_t. Thread-safe.
+ */
+const char *sparcl_algorithm_summary(sparcl_algorithm_t algorithm);
+
+/**
+ * The algorithm that SPARCL_ALGORITHM would name `name` ("ring" ->
+ * SPARCL_ALGO_RING). SPARCL_ERR_INVALID_ARG if `name` is none (the message,
+ * from sparcl_comm_last_error(NULL), lists the names).
+ */
+sparcl_status_t sparcl_algorithm_parse(const char *name, sparcl_algorithm_t *algorithm);
+
+/**
  * The name of `encoding` as SPARCL_ENCODING spells it ("raw", "fp16", ...),
  * or NULL if it is none of sparcl_value_encoding_t. Thread-safe.
  */

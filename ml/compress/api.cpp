@@ -12,7 +12,7 @@
 #include "guard.hpp"
 #include "handle.hpp"
 #include "input.hpp"
-#include "start.hpp"
+#include "collectives/start.hpp"
 #include "sparcl/compress.h"
 
 using namespace sparcl;
@@ -26,7 +26,7 @@ CompressorOptions options_from(const sparcl_compressor_config_t& c) {
   if (method < SPARCL_COMPRESS_NONE || method > SPARCL_COMPRESS_RANDOMK)
     fail(SPARCL_ERR_INVALID_ARG, "config.method is not a sparcl_compress_method_t");
   const int values = raw(c.values);
-  if (!compress::is_value_codec(values))
+  if (!codec::is_value_codec(values))
     fail(SPARCL_ERR_INVALID_ARG, "config.values is not a sparcl_value_encoding_t");
   if (c.error_feedback != 0 && c.error_feedback != 1)
     fail(SPARCL_ERR_INVALID_ARG, "config.error_feedback must be 0 or 1");
@@ -44,7 +44,7 @@ CompressorOptions options_from(const sparcl_compressor_config_t& c) {
   o.density = c.density;
   o.threshold = c.threshold;
   o.bucket = c.bucket_size;
-  o.codec = compress::ValueCodec(values);
+  o.codec = codec::ValueCodec(values);
   o.quant_bucket = c.quantization_bucket;
   o.error_feedback = c.error_feedback == 1;
   o.momentum = c.momentum;
@@ -118,48 +118,43 @@ void scatter(const sparcl_sparse_t& s, float* dense) {
 
 }  // namespace
 
-// The request puts the step's values back into the residual if it fails,
-// so that a retried step loses nothing.
+// The call takes its places (start.hpp) before anything can fail, with the
+// compressor's encoding, so that a step that fails here (a bad argument, a
+// failed compression) fails on every rank with its cause. The request puts
+// the step's values back into the residual if it fails, so that a retried
+// step loses nothing.
 sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* compressor, const float* grad,
                                          float* out, const void* request_slot, const StreamArg* stream) {
+  CompressedCall options;
+  if (compressor) {
+    const compress::CompressorOptions& o = compressor->impl.options();
+    options.encoding = o.codec;
+    // Messages hold fewer than 2^32 values, so a larger bucket is the same as 2^32 - 1.
+    options.bucket = codec::qsgd_bits(o.codec) ? uint32_t(std::min<size_t>(o.quant_bucket, UINT32_MAX)) : 0;
+    // The collective encodes the values with the compressor's encoding and
+    // reports what each piece became, so the residual keeps exactly the
+    // error of what went on the wire.
+    options.input_sent = [compressor](size_t first, size_t count, const float* received) {
+      sent_as_step(*compressor, first, count, received);
+    };
+  }
+  CallStart call = CallStart::allreduce(comm, compressor ? compressor->impl.dim() : 0, SPARCL_FLOAT32,
+                                        compressor ? &options : nullptr);
   sparcl_sparse_t send{};
   sparcl_result_t* staged = nullptr;  // a backend's place for the sum
-  const auto local_failure = [&](sparcl_status_t status, const std::string& message) {
-    // Compression failed here. The collective still takes its sequence
-    // number on this rank, and the other ranks, which would otherwise wait
-    // for this one, get the real error through an abort notice.
-    fail_allreduce_start(comm, compressor ? compressor->impl.dim() : 0, SPARCL_FLOAT32, status, message);
-  };
-  try {
+  call.check([&] {
     require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
     require(compressor != nullptr, SPARCL_ERR_INVALID_ARG, "compressor is NULL");
     require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "grad is NULL");
     require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
     if (stream) bind_stream(*compressor, stream->stream);
     if (compressor->backend) staged = compressor->backend->result_slot(out);
-    // The collective encodes the values with the compressor's encoding and
-    // reports what each piece became, so the residual keeps exactly the
-    // error of what went on the wire.
     send = compress_step(*compressor, grad, uint64_t(comm->transport->rank()), false);
-  } catch (const Error& e) {
-    local_failure(e.status(), e.what());
-    throw;
-  } catch (const std::bad_alloc&) {
-    local_failure(SPARCL_ERR_NO_MEMORY, "out of memory");
-    throw;
-  }
-  const compress::CompressorOptions& o = compressor->impl.options();
-  CompressedCall call;
-  call.encoding = o.codec;
-  // Messages hold fewer than 2^32 values, so a larger bucket is the same as 2^32 - 1.
-  call.bucket = compress::qsgd_bits(o.codec) ? uint32_t(std::min<size_t>(o.quant_bucket, UINT32_MAX)) : 0;
-  call.input_sent = [compressor](size_t first, size_t count, const float* received) {
-    sent_as_step(*compressor, first, count, received);
-  };
+  });
   sparcl_request* r = nullptr;
   CompressorBackend* backend = compressor->backend.get();
   try {
-    r = start_allreduce_sparse(comm, &send, staged ? nullptr : out, staged, request_slot, &call);
+    r = start_allreduce_sparse(std::move(call), &send, staged ? nullptr : out, staged, request_slot, &options);
   } catch (...) {
     unsend_step(*compressor);  // nothing was delivered: keep it for the next step
     throw;
@@ -232,16 +227,13 @@ sparcl_status_t sparcl_decompress(const sparcl_sparse_t* sparse, float* dense) {
 
 sparcl_status_t sparcl_allreduce_compressed(sparcl_comm_t comm, sparcl_compressor_t compressor, const float* grad,
                                             float* out) {
-  if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL");
-  auto lock = comm->lock();
-  return guarded(comm, [&] { run_to_end(start_compressed(comm, compressor, grad, out, &out, nullptr), lock); });
+  return on_comm(comm,
+                 [&](auto& lock) { run_to_end(start_compressed(comm, compressor, grad, out, &out, nullptr), lock); });
 }
 
 sparcl_status_t sparcl_iallreduce_compressed(sparcl_comm_t comm, sparcl_compressor_t compressor, const float* grad,
                                              float* out, sparcl_request_t* request) {
-  if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL");
-  auto lock = comm->lock();
-  return guarded(comm, [&] { *request = start_compressed(comm, compressor, grad, out, request, nullptr); });
+  return on_comm(comm, [&](auto&) { *request = start_compressed(comm, compressor, grad, out, request, nullptr); });
 }
 
 float* sparcl_compressor_residual(sparcl_compressor_t compressor) {

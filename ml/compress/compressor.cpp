@@ -5,7 +5,7 @@
 #include <cmath>
 #include <string>
 
-#include "scalar.hpp"
+#include "src/codec/scalar.hpp"
 #include "src/error.hpp"
 
 namespace sparcl {

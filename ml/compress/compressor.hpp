@@ -29,11 +29,14 @@
 #include <cstdint>
 #include <vector>
 
-#include "codec.hpp"
+#include "src/codec/codec.hpp"
 #include "select.hpp"
 
 namespace sparcl {
 namespace compress {
+
+// The compressors are built on the core's codec kernels (src/codec/).
+using namespace ::sparcl::codec;
 
 enum class Method : uint8_t { None = 0, TopK = 1, TopKBucket = 2, ApproxTopK = 3, Threshold = 4, RandomK = 5 };
 

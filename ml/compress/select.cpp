@@ -9,7 +9,7 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-#include "common.hpp"
+#include "src/codec/common.hpp"
 #if defined(SPARCL_X86_DISPATCH)
 #include <immintrin.h>
 #endif

@@ -31,10 +31,13 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "common.hpp"
+#include "src/codec/common.hpp"
 
 namespace sparcl {
 namespace compress {
+
+// The compressors are built on the core's codec kernels (src/codec/).
+using namespace ::sparcl::codec;
 
 // Output of a sparsifier.
 struct Selection {

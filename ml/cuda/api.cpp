@@ -1,21 +1,20 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // The C API of include/sparcl/sparcl_cuda.h, and the GPU side of the host
-// collectives (dispatch.hpp), in builds with CUDA. Every entry point catches
+// collectives (DeviceStaging, collectives/start.hpp), in builds with CUDA. Every entry point catches
 // everything (src/guard.hpp): no exception crosses it.
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "collectives/start.hpp"
 #include "compressor.hpp"
-#include "dispatch.hpp"
 #include "ml/compress/handle.hpp"
 #include "runtime.hpp"
 #include "sparcl/sparcl_cuda.h"
 #include "src/guard.hpp"
 #include "src/input.hpp"
 #include "src/operation.hpp"
-#include "src/start.hpp"
 
 using namespace sparcl;
 
@@ -59,8 +58,6 @@ int device_for(const StreamArg* stream, const sparcl_sparse_t* send, const void*
   return device;
 }
 
-}  // namespace
-
 bool any_device_buffer(const sparcl_sparse_t* send, const void* dense_recv) {
   if (!driver_loaded()) return false;  // the host path's only cost
   if (is_device_memory(dense_recv)) return true;
@@ -74,7 +71,7 @@ void require_host_buffers(const void* a, const void* b, const char* call) {
                                      "the compressed allreduce accept device buffers)");
 }
 
-sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, void* dense_recv,
+sparcl_request* start_allreduce_sparse(CallStart call, const sparcl_sparse_t* send, void* dense_recv,
                                        sparcl_result_t* result, const void* request_slot, const StreamArg* stream,
                                        const CompressedCall* compressed) {
   auto staging = std::make_shared<Staging>();
@@ -82,7 +79,8 @@ sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t*
   bool device_out = false;
   cudaStream_t s = cudaStreamLegacy;
   int device = -1;
-  try {
+  // Like any bad argument, a failed copy fails the call on every rank.
+  call.check([&] {
     if (stream) {
       require_device("a CUDA stream was given");
       s = static_cast<cudaStream_t>(stream->stream);
@@ -108,17 +106,10 @@ sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t*
     }
     check(cudaStreamSynchronize(s), "copying the sparse input to the host");
     device_out = is_device_memory(dense_recv) && result == nullptr;
-  } catch (const Error& e) {
-    // Like any bad argument: this rank takes the collective's sequence
-    // number and tells the others, which would otherwise wait for it.
-    const uint64_t dim = send ? send->dim : 0;
-    const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
-    send_abort_notices(*comm->transport, comm->next_identity(Kind::Allreduce, 0, dim, vt, index_width_for(dim)),
-                       e.status(), e.what());
-    throw;
-  }
-  sparcl_request* r = sparcl::start_allreduce_sparse(comm, send ? &host : nullptr, device_out ? nullptr : dense_recv,
-                                                     device_out ? &staging->result : result, request_slot, compressed);
+  });
+  sparcl_request* r = start_allreduce_sparse_on_host(std::move(call), send ? &host : nullptr,
+                                                    device_out ? nullptr : dense_recv,
+                                                    device_out ? &staging->result : result, request_slot, compressed);
   r->keep = std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<Staging>>>(std::move(r->keep), staging);
   if (device_out)
     r->deliver = [deliver = std::move(r->deliver), staging, dense_recv, s, device, synchronous = stream == nullptr] {
@@ -130,6 +121,26 @@ sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t*
   return r;
 }
 
+sparcl_request* start_allreduce_sparse_unordered(CallStart call, const sparcl_sparse_t* send, void* dense_recv,
+                                                 sparcl_result_t* result, const void* request_slot,
+                                                 const CompressedCall* compressed) {
+  return start_allreduce_sparse(std::move(call), send, dense_recv, result, request_slot, nullptr, compressed);
+}
+
+// The host collectives stage GPU buffers through here (collectives/start.hpp).
+const DeviceStaging kStaging{any_device_buffer, require_host_buffers, start_allreduce_sparse_unordered};
+[[maybe_unused]] const bool kStagingRegistered = register_device_staging(&kStaging);
+
+// sparcl_allreduce_sparse_stream(): ordered on `stream`.
+sparcl_request* start_stream_call(sparcl_comm* comm, const sparcl_sparse_t* send, void* dense_recv,
+                                  sparcl_result_t* result, const void* request_slot, const StreamArg* stream) {
+  const uint64_t dim = send ? send->dim : 0;
+  const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
+  return start_allreduce_sparse(CallStart::allreduce(comm, dim, vt), send, dense_recv, result, request_slot, stream,
+                                nullptr);
+}
+
+}  // namespace
 }  // namespace cuda
 
 void bind_stream(sparcl_compressor& compressor, void* stream) {
@@ -142,10 +153,6 @@ void bind_stream(sparcl_compressor& compressor, void* stream) {
 }
 
 }  // namespace sparcl
-
-namespace {
-sparcl_status_t null_comm() { return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL"); }
-}  // namespace
 
 extern "C" {
 
@@ -180,22 +187,18 @@ sparcl_status_t sparcl_compress_stream(sparcl_compressor_t compressor, const flo
 
 sparcl_status_t sparcl_allreduce_sparse_stream(const sparcl_sparse_t* send, void* dense_recv,
                                                sparcl_result_t* result, sparcl_comm_t comm, cudaStream_t stream) {
-  if (!comm) return null_comm();
-  auto lock = comm->lock();
   const StreamArg s{stream};
-  return guarded(comm, [&] {
-    run_to_end(cuda::start_allreduce_sparse(comm, send, dense_recv, result, &dense_recv, &s), lock);
+  return on_comm(comm, [&](auto& lock) {
+    run_to_end(cuda::start_stream_call(comm, send, dense_recv, result, &dense_recv, &s), lock);
   });
 }
 
 sparcl_status_t sparcl_iallreduce_sparse_stream(const sparcl_sparse_t* send, void* dense_recv,
                                                 sparcl_result_t* result, sparcl_comm_t comm, cudaStream_t stream,
                                                 sparcl_request_t* request) {
-  if (!comm) return null_comm();
-  auto lock = comm->lock();
   const StreamArg s{stream};
-  return guarded(comm,
-                 [&] { *request = cuda::start_allreduce_sparse(comm, send, dense_recv, result, request, &s); });
+  return on_comm(comm,
+                 [&](auto&) { *request = cuda::start_stream_call(comm, send, dense_recv, result, request, &s); });
 }
 
 }  // extern "C"

@@ -7,14 +7,14 @@
 #include <string>
 
 #include "kernels.hpp"
-#include "ml/compress/scalar.hpp"
+#include "src/codec/scalar.hpp"
 
 namespace sparcl {
 namespace cuda {
 
 namespace {
 
-using namespace sparcl::compress;
+using namespace sparcl::codec;
 
 constexpr int kThreads = 256;
 

@@ -6,14 +6,14 @@
 #include <cstring>
 #include <string>
 
-#include "ml/compress/codec.hpp"
-#include "ml/compress/scalar.hpp"
+#include "src/codec/codec.hpp"
+#include "src/codec/scalar.hpp"
 
 namespace sparcl {
 namespace cuda {
 
 using compress::Method;
-using compress::ValueCodec;
+using codec::ValueCodec;
 
 bool device_writable(const void* p, int device) {
   const PointerInfo info = pointer_info(p);
@@ -196,7 +196,7 @@ const float* DeviceCompressor::encode_here(size_t m, uint64_t rounding_stream, c
   const compress::CompressorOptions& o = options_;
   const Selector& sel = *selector_;
   const bool raw = o.codec == ValueCodec::Raw;
-  const size_t bytes = compress::encoded_values_size(o.codec, m, o.quant_bucket);
+  const size_t bytes = codec::encoded_values_size(o.codec, m, o.quant_bucket);
   encoded_.reserve(bytes);
   encode_values(o.codec, sel.values(), m, o.quant_bucket, compress::rounding_seed(o.seed, step_, rounding_stream),
                 encoded_.get(), failed_.get(), stream);
@@ -229,7 +229,7 @@ const float* DeviceCompressor::encode_here(size_t m, uint64_t rounding_stream, c
   // GPU's bytes): what the receivers will see.
   if (raw) return reinterpret_cast<const float*>(host_encoded_.get());
   host_values_.reserve(m);
-  compress::decode_values(o.codec, host_encoded_.get(), bytes, m, o.quant_bucket, host_values_.get());
+  codec::decode_values(o.codec, host_encoded_.get(), bytes, m, o.quant_bucket, host_values_.get());
   return host_values_.get();
 }
 
@@ -262,7 +262,7 @@ void DeviceCompressor::sent_as(size_t first, size_t count, const float* received
   // The arithmetic of Compressor::sent_as, on the host copy of acc; settle() writes it to the GPU.
   const float* acc = host_values_.get() + first;
   float* left = host_left_.get() + first;
-  for (size_t j = 0; j < count; ++j) left[j] = compress::unsent_part(acc[j], received[j]);
+  for (size_t j = 0; j < count; ++j) left[j] = codec::unsent_part(acc[j], received[j]);
 }
 
 void DeviceCompressor::settle() {

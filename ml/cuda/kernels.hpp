@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 #include "runtime.hpp"
 
 namespace sparcl {
@@ -49,15 +49,15 @@ void scatter(V* d_out, const I* d_idx, const V* d_val, size_t m, cudaStream_t st
 constexpr unsigned long long kNoPosition = ~0ull;
 
 // Encodes in[0, n) into out[0, encoded_values_size(codec, n, bucket)), the
-// bytes compress::encode_values writes. For QSGD, *d_failed receives the
+// bytes codec::encode_values writes. For QSGD, *d_failed receives the
 // smallest position of a NaN or Inf (kNoPosition if none; the codes are then
 // unspecified); d_failed is written for every codec.
-void encode_values(compress::ValueCodec codec, const float* d_in, size_t n, size_t bucket, uint64_t seed,
+void encode_values(codec::ValueCodec codec, const float* d_in, size_t n, size_t bucket, uint64_t seed,
                    uint8_t* d_out, unsigned long long* d_failed, cudaStream_t stream);
 
 // Decodes n values that encode_values wrote (no validation: the CPU's
 // decode_values validates what crosses to the host).
-void decode_values(compress::ValueCodec codec, const uint8_t* d_in, size_t n, size_t bucket, float* d_out,
+void decode_values(codec::ValueCodec codec, const uint8_t* d_in, size_t n, size_t bucket, float* d_out,
                    cudaStream_t stream);
 
 // --- selection ---

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // sparcl built without CUDA (-DSPARCL_CUDA=OFF, or AUTO without nvcc): the
 // functions of include/sparcl/sparcl_cuda.h exist, so that one program can
-// ask any build, and return SPARCL_ERR_UNSUPPORTED; no buffer is GPU memory.
+// ask any build, and return SPARCL_ERR_UNSUPPORTED; no buffer is GPU memory
+// (no DeviceStaging is registered: collectives/start.hpp).
 #define SPARCL_CUDA_STREAM_TYPE_ONLY
-#include "dispatch.hpp"
 #include "ml/compress/handle.hpp"
 #include "sparcl/sparcl_cuda.h"
 #include "src/guard.hpp"
@@ -21,18 +21,6 @@ sparcl_status_t unsupported(sparcl_comm_t comm, const char* call) {
 }  // namespace
 
 namespace sparcl {
-namespace cuda {
-
-bool any_device_buffer(const sparcl_sparse_t*, const void*) { return false; }
-
-void require_host_buffers(const void*, const void*, const char*) {}
-
-sparcl_request* start_allreduce_sparse(sparcl_comm*, const sparcl_sparse_t*, void*, sparcl_result_t*, const void*,
-                                       const StreamArg*, const CompressedCall*) {
-  fail(SPARCL_ERR_UNSUPPORTED, std::string("GPU buffers: ") + kNoCuda);  // unreachable: no buffer is GPU memory
-}
-
-}  // namespace cuda
 
 void bind_stream(sparcl_compressor&, void*) { fail(SPARCL_ERR_UNSUPPORTED, std::string("a CUDA stream was given: ") + kNoCuda); }
 
@@ -57,13 +45,13 @@ sparcl_status_t sparcl_compress_stream(sparcl_compressor_t compressor, const flo
 
 sparcl_status_t sparcl_allreduce_sparse_stream(const sparcl_sparse_t*, void*, sparcl_result_t*, sparcl_comm_t comm,
                                                cudaStream_t) {
-  if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL");
+  if (!comm) return null_comm();
   return unsupported(comm, "sparcl_allreduce_sparse_stream");
 }
 
 sparcl_status_t sparcl_iallreduce_sparse_stream(const sparcl_sparse_t*, void*, sparcl_result_t*, sparcl_comm_t comm,
                                                 cudaStream_t, sparcl_request_t*) {
-  if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL");
+  if (!comm) return null_comm();
   return unsupported(comm, "sparcl_iallreduce_sparse_stream");
 }
 

@@ -26,7 +26,7 @@
 #include <string>
 
 #include "kernels.hpp"
-#include "ml/compress/scalar.hpp"
+#include "src/codec/scalar.hpp"
 #include "ml/compress/select.hpp"
 
 namespace sparcl {
@@ -34,7 +34,7 @@ namespace cuda {
 
 namespace {
 
-using compress::magnitude_key;
+using codec::magnitude_key;
 
 constexpr int kBins = 2048;
 constexpr int kThreads = 256;
@@ -138,9 +138,9 @@ __global__ void cut_find(int digit, const uint32_t* hist, CutState* st, int exac
   *st = s;
 }
 
-__global__ void take_sample(const float* x, uint64_t step, compress::Key32 key, uint64_t s, float* out) {
+__global__ void take_sample(const float* x, uint64_t step, codec::Key32 key, uint64_t s, float* out) {
   const uint64_t j = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j < s) out[j] = x[compress::stratified_position(step, key, j)];
+  if (j < s) out[j] = x[codec::stratified_position(step, key, j)];
 }
 
 // refine_by_subsample's strided subsample of the c candidates' values.

@@ -10,7 +10,7 @@
 #include "ml/compress/handle.hpp"
 #include "sparcl/sparcl_cuda.h"
 #include "src/guard.hpp"
-#include "src/start.hpp"
+#include "collectives/start.hpp"
 
 using namespace sparcl;
 
@@ -18,19 +18,15 @@ extern "C" {
 
 sparcl_status_t sparcl_allreduce_compressed_stream(sparcl_comm_t comm, sparcl_compressor_t compressor,
                                                    const float* grad, float* out, cudaStream_t stream) {
-  if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL");
-  auto lock = comm->lock();
   const StreamArg s{stream};
-  return guarded(comm, [&] { run_to_end(start_compressed(comm, compressor, grad, out, &out, &s), lock); });
+  return on_comm(comm, [&](auto& lock) { run_to_end(start_compressed(comm, compressor, grad, out, &out, &s), lock); });
 }
 
 sparcl_status_t sparcl_iallreduce_compressed_stream(sparcl_comm_t comm, sparcl_compressor_t compressor,
                                                     const float* grad, float* out, cudaStream_t stream,
                                                     sparcl_request_t* request) {
-  if (!comm) return record(nullptr, SPARCL_ERR_INVALID_ARG, "communicator is NULL");
-  auto lock = comm->lock();
   const StreamArg s{stream};
-  return guarded(comm, [&] { *request = start_compressed(comm, compressor, grad, out, request, &s); });
+  return on_comm(comm, [&](auto&) { *request = start_compressed(comm, compressor, grad, out, request, &s); });
 }
 
 }  // extern "C"

@@ -64,6 +64,12 @@ const char* const kUsage =
     "  --progress on|off|auto  progress bar on stderr (auto: when stderr is a terminal or under mpirun)\n"
     "  --quiet              only the summary line\n";
 
+std::string fmt_real(double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%g", x);
+  return buf;
+}
+
 [[noreturn]] void usage_error(const std::string& msg) {
   throw std::invalid_argument(msg + "\n(sparcl-train --help lists the options)");
 }
@@ -120,8 +126,18 @@ Options parse(int argc, char** argv) {
   o.train.epochs = 10;
   o.train.target_accuracy = 0.88;
   for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
+    // --opt=value and --opt value alike.
+    std::string a = argv[i], inline_value;
+    const size_t eq = a.find('=');
+    const bool has_inline = a.rfind("--", 0) == 0 && eq != std::string::npos;
+    if (has_inline) {
+      inline_value = a.substr(eq + 1);
+      a.resize(eq);
+    }
+    bool value_taken = false;
     auto value = [&]() -> const char* {
+      value_taken = true;
+      if (has_inline) return inline_value.c_str();
       if (i + 1 >= argc) usage_error(a + " needs a value");
       return argv[++i];
     };
@@ -155,6 +171,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--progress") o.progress = value();
     else if (a == "--quiet") o.quiet = true;
     else usage_error("unknown option '" + a + "'");
+    if (has_inline && !value_taken) usage_error(a + " takes no value");
   }
   if (o.workload != "autoencoder" && o.workload != "cnn")
     usage_error(o.workload.empty() ? "--workload is required (autoencoder or cnn)"
@@ -171,6 +188,27 @@ Options parse(int argc, char** argv) {
   if (ae && o.data.empty()) usage_error("--workload autoencoder needs --data FILE (made by tools/export-bladder)");
   if (!ae && o.data.empty()) o.data = data::kFashionMnistDir;
   if (!ae && !o.saliency.empty()) usage_error("--saliency is for the autoencoder");
+  // Everything that can be checked without the data is checked here, before
+  // anything is loaded (the exchange and the trainer check again).
+  const auto mode = o.train.exchange.mode;
+  if (!(o.train.exchange.density > 0.0 && o.train.exchange.density <= 1.0))
+    usage_error("--density must lie in (0, 1] (a fraction: 0.01 keeps 1%), not " + fmt_real(o.train.exchange.density));
+  if (mode == train::CommMode::TopKQ && o.train.exchange.bits != 4 && o.train.exchange.bits != 8)
+    usage_error("--bits must be 4 or 8, not " + std::to_string(o.train.exchange.bits));
+  if (!(o.train.optimizer.lr > 0)) usage_error("--lr must be positive");
+  if (!(o.train.optimizer.momentum >= 0 && o.train.optimizer.momentum < 1)) usage_error("--momentum must lie in [0, 1)");
+  if (o.train.max_seconds < 0) usage_error("--max-seconds must not be negative");
+  if (ae && o.heldout == 0) usage_error("--heldout must be at least 1");
+  if (access(o.data.c_str(), R_OK) != 0)
+    usage_error("--data " + o.data + ": cannot open: " + std::strerror(errno) +
+                (ae ? " (make it with tools/export-bladder)" : " (Debian package dataset-fashion-mnist)"));
+  for (const std::string* out : {&o.train.csv_path, &o.saliency})
+    if (!out->empty()) {
+      const size_t slash = out->rfind('/');
+      const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : out->substr(0, slash);
+      if (access(dir.c_str(), W_OK) != 0)
+        usage_error(*out + ": cannot write into " + dir + ": " + std::strerror(errno));
+    }
   o.train.workload = o.workload;
   o.train.eval_train = ae;
   o.train.verbose = !o.quiet;

@@ -18,6 +18,17 @@ namespace {
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
+// 75 -> "1:15", 3725 -> "1:02:05".
+std::string clock_text(double seconds) {
+  const long s = std::lround(std::max(0.0, seconds));
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%ld:%02ld", s / 60, s % 60);
+  return buf;
+}
+
 std::vector<size_t> tensor_sizes(const nn::Sequential& model) {
   std::vector<size_t> sizes;
   for (size_t i : model.trainable()) sizes.push_back(model.layer(i).params().size());
@@ -174,12 +185,39 @@ void Trainer::record(size_t epoch) {
   interval_ = loss_sum_ = correct_ = seen_ = 0;
 }
 
+// The rows of one epoch (several with --eval-every) as one: times, bytes and
+// samples add up; the training loss and accuracy are means over all its samples.
+LogRow Trainer::epoch_total(size_t first_row, size_t samples_before) const {
+  LogRow e = log_.back();
+  e.interval_s = e.comm_s = e.sent_mb = e.train_loss = e.train_accuracy = 0;
+  size_t before = samples_before;
+  for (size_t i = first_row; i < log_.size(); ++i) {
+    const LogRow& r = log_[i];
+    const double samples = double(r.samples - before);
+    before = r.samples;
+    e.interval_s += r.interval_s;
+    e.comm_s += r.comm_s;
+    e.sent_mb += r.sent_mb;
+    e.train_loss += r.train_loss * samples;
+    e.train_accuracy += r.train_accuracy * samples;
+  }
+  const double samples = double(e.samples - samples_before);
+  if (samples > 0) e.train_loss /= samples, e.train_accuracy /= samples;
+  e.samples_per_s = e.interval_s > 0 ? samples / e.interval_s : 0;
+  return e;
+}
+
 const std::vector<LogRow>& Trainer::run() {
   const size_t n = train_.count, global = config_.batch * size_t(ranks_);
   const size_t steps_per_epoch = (n + global - 1) / global;
   std::vector<size_t> order(n);
   bool stop = false;
+  run_start_ = now();
+  total_steps_ = config_.epochs * steps_per_epoch;
+  if (config_.max_steps) total_steps_ = std::min(total_steps_, config_.max_steps);
   for (size_t epoch = 1; epoch <= config_.epochs && !stop; ++epoch) {
+    const size_t first_row = log_.size(), samples_before = samples_;
+    epoch_start_ = now();
     exchange_.set_compression(epoch > config_.warmup_epochs);
     std::iota(order.begin(), order.end(), size_t(0));
     nn::Rng(config_.seed * 1000003u + epoch).shuffle(order);
@@ -197,10 +235,11 @@ const std::vector<LogRow>& Trainer::run() {
       show_progress(epoch, s + 1, steps_per_epoch, last || stop);
       if (last || stop || (config_.eval_every && steps_ % config_.eval_every == 0)) {
         record(epoch);
-        const LogRow& row = log_.back();
         if (config_.stop_at_target && time_to_target_ >= 0) stop = true;
-        if (config_.max_seconds > 0 && row.wall_s >= config_.max_seconds) stop = true;
+        if (config_.max_seconds > 0 && log_.back().wall_s >= config_.max_seconds) stop = true;
         if (rank_ == 0 && config_.verbose && (last || stop)) {
+          // The whole epoch, however many rows --eval-every wrote (evaluations: the last one's).
+          const LogRow row = epoch_total(first_row, samples_before);
           std::printf("epoch %zu: %.2f s training, %.0f samples/s, comm %.0f%%, train loss %.5f", epoch,
                       row.interval_s, row.samples_per_s, row.interval_s > 0 ? 100 * row.comm_s / row.interval_s : 0,
                       row.train_loss);
@@ -272,8 +311,18 @@ void Trainer::show_progress(size_t epoch, size_t step, size_t steps, bool force)
   std::fprintf(stderr, "\repoch %zu/%zu [%s] %zu/%zu loss %.4f", epoch, config_.epochs, bar, step, steps,
                seen_ > 0 ? loss_sum_ / seen_ : 0.0);
   if (task_ == Task::Classify) std::fprintf(stderr, " acc %5.1f%%", seen_ > 0 ? 100 * correct_ / seen_ : 0.0);
-  std::fprintf(stderr, " | %.0f samples/s | comm %3.0f%% ", interval_ > 0 ? seen_ * ranks_ / interval_ : 0.0,
+  std::fprintf(stderr, " | %.0f samples/s | comm %3.0f%%", interval_ > 0 ? seen_ * ranks_ / interval_ : 0.0,
                interval_ > 0 ? 100 * comm / interval_ : 0.0);
+  // Remaining time from the pace so far, evaluations included (wall clock).
+  if (step < steps) {
+    const double epoch_left = (t - epoch_start_) / double(step) * double(steps - step);
+    const double run_left = steps_ < total_steps_ ? (t - run_start_) / double(steps_) * double(total_steps_ - steps_) : 0;
+    std::fprintf(stderr, " | ETA epoch %s, run %s ", clock_text(epoch_left).c_str(), clock_text(run_left).c_str());
+  } else {
+    std::fprintf(stderr, " | epoch took %s, run ETA %s ", clock_text(t - epoch_start_).c_str(),
+                 clock_text(steps_ < total_steps_ ? (t - run_start_) / double(steps_) * double(total_steps_ - steps_) : 0)
+                     .c_str());
+  }
   if (force) std::fprintf(stderr, "\n");
   std::fflush(stderr);
 }

@@ -91,6 +91,7 @@ class Trainer {
   void write_csv_header();
   void write_csv_row(const LogRow& row);
   void show_progress(size_t epoch, size_t step, size_t steps, bool force);
+  LogRow epoch_total(size_t first_row, size_t samples_before) const;
 
   nn::Sequential& model_;
   Task task_;
@@ -113,6 +114,8 @@ class Trainer {
   size_t steps_ = 0, samples_ = 0;
   double time_to_target_ = -1;
   double last_bar_ = -1;
+  double run_start_ = 0, epoch_start_ = 0;  // wall clock, for the progress bar's ETA
+  size_t total_steps_ = 0;
 };
 
 }  // namespace train

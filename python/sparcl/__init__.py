@@ -6,6 +6,6 @@ adds a communicator built from a torch.distributed process group and
 DistributedDataParallel communication hooks (top-k with error feedback, dense
 allreduce). See docs/pytorch.md.
 """
-from ._lib import SparclError, library_path, version
+from ._lib import ALGORITHMS, VALUE_ENCODINGS, SparclError, library_path, version
 
-__all__ = ["SparclError", "library_path", "version"]
+__all__ = ["ALGORITHMS", "VALUE_ENCODINGS", "SparclError", "library_path", "version"]

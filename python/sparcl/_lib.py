@@ -180,8 +180,9 @@ def _check_layout(struct, init, c_name):
 _check_layout(Config, lib.sparcl_config_init, "sparcl_config_t")
 _check_layout(CompressorConfig, lib.sparcl_compressor_config_init, "sparcl_compressor_config_t")
 if lib.sparcl_version() // 10000 != _MAJOR:
-    raise ImportError("sparcl: %s is version %d, the Python bindings need %d.x" % (_path, lib.sparcl_version(),
-                                                                                   _MAJOR))
+    _v = lib.sparcl_version()
+    raise ImportError("sparcl: %s is version %d.%d.%d, the Python bindings need %d.x" % (
+        _path, _v // 10000, _v // 100 % 100, _v % 100, _MAJOR))
 
 
 def _names_of(name_fn):

@@ -92,6 +92,30 @@ expect_usage --compress topk --dtype double
 expect_usage --compress nosuchmethod
 out=$(run 1 -h 2>&1)
 grep -q -- "--densities" <<<"$out" && ok "-h" || no "-h: $out"
+# nccl-tests habits: the unit comes first in -h; -o sum and -g 1 run, other values and a type given
+# to -d are refused with a message saying what sparcl-bench does instead.
+sed -n 2p <<<"$out" | grep -q "Sizes are ELEMENTS" && ok "-h states the size unit first" || no "-h: $(sed -n 2p <<<"$out")"
+expect_usage -o max
+expect_usage -g 4
+expect_usage -d float
+out=$(run 2 -d float 2>&1)
+grep -q -- "-d takes densities" <<<"$out" && grep -q -- "--dtype" <<<"$out" && ok "-d float: hint" || no "-d float: $out"
+out=$(run 2 -o max 2>&1)
+grep -q "SUM allreduce" <<<"$out" && ok "-o max: says what is measured" || no "-o max: $out"
+expect_usage --median=1
+# --opt=value and --opt value alike; the banner's version is major.minor.patch; a bytes column.
+if run 2 --minelements=1K --maxelements 4K --stepfactor=4 --densities=0.01 -o sum -g 1 --iters=1 -w 0 --check=1 \
+  -q --csv=eq.csv >eq.txt 2>&1; then ok "--opt=value, -o sum, -g 1"; else no "--opt=value run: $(cat eq.txt)"; fi
+[[ $(($(wc -l <eq.csv) - 1)) == 6 ]] && ok "--opt=value: 6 rows" || no "--opt=value: $(wc -l <eq.csv) lines"
+grep -Eq '^# sparcl-bench \(sparcl [0-9]+\.[0-9]+\.[0-9]+\)' eq.txt && ok "version as major.minor.patch" ||
+  no "banner: $(head -1 eq.txt)"
+awk '/^#/ && $2 == "elements" { ok = $3 == "bytes" } $1 == 4096 && $2 != 16384 { bad = 1 } END { exit bad || !ok }' eq.txt &&
+  ok "bytes column" || no "bytes column: $(grep -E '^ +4096' eq.txt | head -1)"
+# One rank: a warning, and busbw 0 (nccl-tests' convention).
+run 1 -b 1K -e 1K -d 0.01 -n 1 -w 0 -q --csv one.csv >one.txt 2>&1
+grep -q "warning: 1 rank" one.txt && ok "one rank: warning" || no "one rank: no warning: $(cat one.txt)"
+awk -F, 'NR > 1 && $20 != "0.0000" { bad = 1 } END { exit bad }' one.csv && ok "one rank: busbw 0" ||
+  no "one rank busbw: $(cut -d, -f20 one.csv | tr '\n' ' ')"
 
 # 5. A transport this build may lack: runs (0) or says unsupported cleanly (3).
 for tr in ofi ucx; do

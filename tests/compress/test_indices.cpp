@@ -8,7 +8,7 @@
 
 #include <set>
 
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 #include "test_util.hpp"
 
 namespace {

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "ml/compress/common.hpp"
+#include "src/codec/common.hpp"
 #include "ml/compress/select.hpp"
 #include "src/error.hpp"
 

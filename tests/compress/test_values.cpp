@@ -7,7 +7,7 @@
 
 #include <cfloat>
 
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 #include "test_util.hpp"
 
 namespace {

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "gpu_util.hpp"
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 #include "ml/compress/compressor.hpp"
 #include "ml/compress/select.hpp"
 #include "ml/cuda/compressor.hpp"

@@ -22,7 +22,7 @@
 
 #include "config.hpp"
 #include "fuzz_util.hpp"
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 
 using namespace sparcl;
 using sparcl_fuzz::accepts;
@@ -95,7 +95,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         "resolved transport is not a sparcl_transport_t");
   check(c.timeout_ms >= 0, "resolved timeout is negative");
   check(!c.ofi_provider.empty(), "resolved provider is empty");
-  check(compress::is_value_codec(raw(c.encoding)), "resolved encoding is not a sparcl_value_encoding_t");
+  check(codec::is_value_codec(raw(c.encoding)), "resolved encoding is not a sparcl_value_encoding_t");
   check(c.quantization_bucket >= 1, "resolved bucket is 0");
   if (flags & 4) check(c.algorithm == parse_algorithm(values[0]), "SPARCL_ALGORITHM did not win");
   if (flags & 8) check(c.timeout_ms == parse_timeout_ms(values[1]), "SPARCL_TIMEOUT_MS did not win");

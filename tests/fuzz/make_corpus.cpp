@@ -11,7 +11,7 @@
 
 #include "config.hpp"
 #include "fuzz_util.hpp"
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 
 using namespace sparcl;
 
@@ -50,7 +50,7 @@ template <class V, class I>
 void wire_messages(unsigned types, Range r, unsigned pick, const std::string& tag, Encoding encoding = Encoding::Raw,
                    bool checksum = false) {
   const uint64_t dim = sizeof(I) == 8 ? (uint64_t(1) << 32) + 1000 : 1000;
-  const uint32_t bucket = compress::qsgd_bits(encoding) ? 512 : 0;  // wire_header's receiver expects 512
+  const uint32_t bucket = codec::qsgd_bits(encoding) ? 512 : 0;  // wire_header's receiver expects 512
   const Identity id = sparcl_fuzz::receiver_identity(dim, value_type_code<V>(), encoding, bucket, checksum);
   for (uint64_t stride : {uint64_t(0), uint64_t(1), uint64_t(3), uint64_t(50)}) {
     Stream<V, I> s;
@@ -88,12 +88,12 @@ void wire_corpora() {
   }
   wire_messages<float, uint32_t>(0, Range{100, 200}, 0, "f32_u32_own_range");
   // The value encodings and the checksum trailer (on two ranges each).
-  for (int code = 1; compress::is_value_codec(code); ++code) {
+  for (int code = 1; codec::is_value_codec(code); ++code) {
     const auto e = Encoding(code);
     for (unsigned pick : {1u, 3u}) {
       const Range r = sparcl_fuzz::kPayloadRanges[pick - 1];
       const std::string p = "_range" + std::to_string(pick);
-      wire_messages<float, uint32_t>(0, r, pick, std::string("f32_u32_") + compress::value_codec_name(e) + p, e);
+      wire_messages<float, uint32_t>(0, r, pick, std::string("f32_u32_") + codec::value_codec_name(e) + p, e);
     }
   }
   wire_messages<float, uint32_t>(0, sparcl_fuzz::kPayloadRanges[0], 1, "f32_u32_crc_range1", Encoding::Raw, true);

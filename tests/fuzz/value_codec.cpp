@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "fuzz_util.hpp"
-#include "ml/compress/codec.hpp"
+#include "src/codec/codec.hpp"
 
 using namespace sparcl::compress;
 using sparcl_fuzz::accepts;

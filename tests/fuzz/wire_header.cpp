@@ -32,8 +32,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!accepts([&] { h = read_header(msg); })) return 0;
   check(h.magic == kWireMagic && h.version == kWireVersion, "read_header accepted a foreign header");
   check((h.flags & ~(kFlagDense | kFlagAbort | kFlagChecksum)) == 0, "read_header accepted unknown flags");
-  check(compress::is_value_codec(h.encoding), "read_header accepted an unknown encoding");
-  const bool qsgd = compress::qsgd_bits(Encoding(h.encoding)) != 0;
+  check(codec::is_value_codec(h.encoding), "read_header accepted an unknown encoding");
+  const bool qsgd = codec::qsgd_bits(Encoding(h.encoding)) != 0;
   if (!(h.flags & kFlagAbort)) check(qsgd == (h.bucket != 0), "read_header accepted a bucket that does not fit");
 
   if ((h.flags & kFlagChecksum) && size >= sizeof(WireHeader) + kChecksumBytes) {

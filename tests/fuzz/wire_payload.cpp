@@ -55,7 +55,7 @@ void exercise(const Buffer& msg, const WireHeader& h, Range expected) {
   } else {
     check(d.stream && inside(v.val, v.nnz * sizeof(V), d.stream->val.data(), d.stream->val.size() * sizeof(V)),
           "decoded values lie outside their stream");
-    if (compress::qsgd_bits(Encoding(h.encoding)))
+    if (codec::qsgd_bits(Encoding(h.encoding)))
       for (size_t k = 0; k < v.nnz; ++k) check(std::isfinite(v.val[k]), "QSGD value decoded to Inf or NaN");
   }
   if (v.dense) {

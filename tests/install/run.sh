@@ -4,7 +4,8 @@
 #
 # Installs the sparcl built in <build-dir> into a temporary prefix, then builds
 # tests/install/consumer against that prefix twice, with CMake's
-# find_package(sparcl) and with pkg-config, and runs each build on 2 ranks.
+# find_package(sparcl) and with pkg-config, and runs each build on 2 ranks
+# (the pkg-config one without LD_LIBRARY_PATH); checks the installed scripts.
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -99,8 +100,22 @@ pc_libdir=$(pkg-config --variable=libdir sparcl)
   die "sparcl.pc gives libdir=$pc_libdir after installing to $prefix (sparcl.pc is not relocatable)"
 # shellcheck disable=SC2086  # the flags are meant to be split
 mpicc "${san_flags[@]}" -o "$tmp/consumer-pc" "$consumer_dir/consumer.c" $pc_flags
-export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# A program linked with pkg-config's flags starts from a prefix the dynamic
+# linker does not search, with no LD_LIBRARY_PATH: sparcl.pc's rpath finds it.
+unset LD_LIBRARY_PATH
+readelf -d "$tmp/consumer-pc" | grep -Eq '\((RUNPATH|RPATH)\)' || die "the pkg-config consumer has no rpath"
 check_links_installed "$tmp/consumer-pc"
-run_consumer "pkg-config" "$tmp/consumer-pc"
+run_consumer "pkg-config" env -u LD_LIBRARY_PATH "$tmp/consumer-pc"
+
+echo "== installed scripts"
+for script in sparcl-plot sparcl-export-bladder; do
+  [[ -x $prefix/bin/$script ]] || die "$script is not installed in $prefix/bin"
+done
+usage=$("$prefix/bin/sparcl-export-bladder" --help 2>&1 || true)  # exit status 2: usage
+[[ $usage == *"usage: sparcl-export-bladder"* ]] || die "sparcl-export-bladder --help: $usage"
+if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+  usage=$("$prefix/bin/sparcl-plot" --help) || die "sparcl-plot --help failed"
+  [[ $usage == *--train* ]] || die "sparcl-plot --help: $usage"
+fi
 
 echo "install test passed"

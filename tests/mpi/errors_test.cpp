@@ -76,6 +76,36 @@ TEST_P(Errors, InvalidInputOnOneRankFailsEverywhere) {
   expect_everyone_fails(comm, bad, bad_type, SPARCL_ERR_INVALID_ARG, "unknown value type");
 }
 
+// A call that fails on one rank before it starts (bad input there only)
+// still takes its place on that rank (sequence number, auto's records, the
+// native order), so the next allreduce of the same dim succeeds everywhere,
+// exactly, also while auto is measuring its candidates.
+TEST_P(Errors, FailureBeforeTheStartKeepsTheRanksInStep) {
+  Comm comm(GetParam());
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  const int bad = world_size() - 1;
+  const uint64_t dim = 4096;
+  Valid v(dim);
+  const sparcl_sparse_t good = v.input();
+  sparcl_sparse_t broken = good;
+  broken.indices = nullptr;
+  std::vector<float> out(dim);
+  for (int round = 0; round < 6; ++round) {
+    const bool me = world_rank() == bad;
+    const sparcl_status_t failed = sparcl_allreduce_sparse(me ? &broken : &good, out.data(), nullptr, comm.get());
+    EXPECT_EQ(failed, SPARCL_ERR_INVALID_ARG) << comm.error();
+    for (int ok = 0; ok < 3; ++ok) {
+      std::fill(out.begin(), out.end(), -1.0f);
+      EXPECT_EQ(sparcl_allreduce_sparse(&good, out.data(), nullptr, comm.get()), SPARCL_SUCCESS)
+          << "round " << round << ": " << comm.error();
+      std::vector<float> expected(dim, 0.0f);
+      for (int r = 0; r < world_size(); ++r) expected[uint64_t(r) % dim] += 1.0f;
+      EXPECT_EQ(out, expected) << "round " << round;
+    }
+  }
+  all_ranks(true);
+}
+
 TEST_P(Errors, MismatchedDimOrTypeIsReportedOnEveryRank) {
   Comm comm(GetParam());
   ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));

@@ -187,6 +187,36 @@ TEST(NonBlocking, ProgressThreadCompletesWithoutCalls) {
   EXPECT_EQ(count_wrong<float>(c, world_size(), out), 0u);
 }
 
+// The traffic counters can be read and reset from any thread while the
+// progress thread runs collectives (ThreadSanitizer checks the locking).
+TEST(NonBlocking, StatsWhileTheProgressThreadRuns) {
+  Comm comm(SPARCL_ALGO_RING, 120000, /*progress_thread=*/true);
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();
+  const Case c{20000, 0.05, Pattern::Overlapping, true, 11};
+  SparseVec<float> mine = make_vector<float>(c, world_rank(), world_size());
+  sparcl_sparse_t in = mine.as_input();
+  constexpr int kInFlight = 8;
+  std::vector<std::vector<float>> out(kInFlight, std::vector<float>(c.dim));
+  std::vector<sparcl_request_t> req(kInFlight, nullptr);
+  for (int k = 0; k < kInFlight; ++k)
+    ASSERT_EQ(sparcl_iallreduce_sparse(&in, out[size_t(k)].data(), nullptr, comm.get(), &req[size_t(k)]),
+              SPARCL_SUCCESS);
+  std::thread reader([&] {
+    for (int i = 0; i < 200; ++i) {
+      sparcl_stats_t st{};
+      EXPECT_EQ(sparcl_comm_stats(comm.get(), &st), SPARCL_SUCCESS);
+      if (i % 50 == 49) {
+        EXPECT_EQ(sparcl_comm_reset_stats(comm.get()), SPARCL_SUCCESS);
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  reader.join();
+  std::vector<sparcl_status_t> statuses(kInFlight);
+  EXPECT_EQ(sparcl_waitall(kInFlight, req.data(), statuses.data()), SPARCL_SUCCESS) << comm.error();
+  for (const auto& o : out) EXPECT_EQ(count_wrong<float>(c, world_size(), o), 0u);
+}
+
 // Ranks that start collectives in different orders get an error, never a
 // silently mixed-up result.
 TEST(NonBlocking, DifferentStartOrderIsAMismatch) {

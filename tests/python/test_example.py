@@ -8,6 +8,7 @@ here: 1.17x, 0.5 points higher). Both runs are seeded, so the figures are the sa
 a given machine and rank count."""
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -36,3 +37,16 @@ def test_topk_one_percent_trains_like_dense():
     assert dense_loss < 0.7, "dense DDP did not learn: " + output
     assert topk_loss <= 1.25 * dense_loss, output
     assert topk_accuracy >= dense_accuracy - 0.05, output
+
+
+def test_missing_package_gives_a_one_line_hint(tmp_path):
+    # A copy of the example away from any build/python, with no sparcl on the path: one line saying how
+    # to run it, no traceback.
+    script = tmp_path / "ddp_topk.py"
+    script.write_text(open(os.path.join(source_dir(), "examples", "ddp_topk.py")).read())
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RANK", "OMPI_COMM_WORLD_RANK")}
+    proc = subprocess.run([PYTHON, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PYTHONPATH" in lines[0] and "mpirun -x" in lines[0], proc.stderr

@@ -35,6 +35,20 @@ if [[ -r $FMNIST/train-images-idx3-ubyte.gz ]]; then
     rows=$(($(wc -l <"cnn-$comm.csv") - 1))
     [[ $rows == 4 ]] && ok "cnn $comm: 4 CSV rows" || no "cnn $comm: $rows CSV rows, expected 4"
   done
+  # With --eval-every the epoch line reports the whole epoch: its training time and bytes are the sums
+  # of the epoch's CSV rows.
+  for e in 1 2; do
+    want=$(awk -F, -v e="$e" 'NR > 1 && $9 == e { t += $13; mb += $24 } END { printf "%.2f s training|sent %.1f MB", t, mb }' cnn-topk.csv)
+    line=$(grep "^epoch $e: " cnn-topk.txt)
+    [[ $line == *"${want%|*}"* && $line == *"${want#*|}"* ]] && ok "epoch $e line sums its CSV rows" ||
+      no "epoch $e line '$line', CSV rows sum to '$want'"
+  done
+  # --opt=value as well as --opt value; the progress bar shows an ETA.
+  if "$MPIEXEC" -np 2 "$TRAIN" --workload=cnn --comm=topk --density=0.05 --epochs=1 --train-samples=64 \
+    --test-samples=32 --channels=4,8 --fc=64 --progress=on >eq.txt 2>eq.err; then ok "--opt=value"
+  else no "--opt=value exited $?"; cat eq.txt eq.err; fi
+  grep -q "comm topk (density 0.05" eq.txt && ok "--opt=value values are used" || no "--opt=value: $(head -1 eq.txt)"
+  grep -q "ETA" eq.err && ok "progress bar has an ETA" || no "progress bar: $(tr '\r' '\n' <eq.err | tail -2)"
   head -1 cnn-topk.csv | grep -q '^workload,comm,ranks,density,bits,optimizer,lr,batch,epoch,step,samples,wall_s,' \
     && ok "CSV header" || no "CSV header: $(head -1 cnn-topk.csv)"
   awk -F, 'NR > 1 && ($2 != "topk-q" || $5 != "4" || $4 != "0.05") { bad = 1 } END { exit bad }' cnn-topk-q.csv \
@@ -85,6 +99,12 @@ expect_usage "unknown --comm" --workload cnn --comm fast
 expect_usage "needs --data" --workload autoencoder
 expect_usage "--bits" --workload cnn --comm topk-q --bits 3 --train-samples 16 --test-samples 16
 expect_usage "--density" --workload cnn --comm topk --density 0 --train-samples 16 --test-samples 16
+expect_usage "takes no value" --workload cnn --quiet=1
+# Options are checked before anything is loaded: no model summary precedes the error.
+out=$(timeout 60 "$MPIEXEC" -np 2 "$TRAIN" --workload cnn --comm topk --density 2 2>&1)
+rc=$?
+[[ $rc == 2 && $out == *"--density must lie in (0, 1]"* && $out != *parameters* ]] &&
+  ok "--density 2 refused before loading" || no "--density 2: exit $rc: $out"
 out=$(timeout 60 "$MPIEXEC" -np 2 "$TRAIN" --workload autoencoder --data missing.bin 2>&1)
 rc=$?
 [[ $rc != 0 && $out == *"missing.bin: cannot open"* ]] && ok "missing data file: exit $rc" ||

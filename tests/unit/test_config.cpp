@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Configuration: parsing of single values and resolve_config() with the
-// SPARCL_* environment variables (src/config.hpp, src/config.cpp).
+// SPARCL_* environment variables (src/config.hpp, src/config.cpp), and the
+// algorithm names of the table (collectives/algorithms.cpp).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "collectives/algorithms.hpp"
 #include "config.hpp"
 #include "unit_types.hpp"
 
@@ -38,6 +40,26 @@ TEST(ParseAlgorithm, NamesRoundTrip) {
   }
   EXPECT_STREQ(sparcl::algorithm_name(sparcl_algorithm_t(SPARCL_ALGO_DENSE + 1)), "unknown");
   EXPECT_STREQ(sparcl::algorithm_name(sparcl_algorithm_t(99)), "unknown");
+}
+
+// The table lists every sparcl_algorithm_t in order; every row but auto
+// has a factory for every type and a cost.
+TEST(AlgorithmTable, RowsAreComplete) {
+  size_t n = 0;
+  const sparcl::AlgorithmEntry* table = sparcl::algorithm_table(n);
+  ASSERT_EQ(n, size_t(SPARCL_ALGO_DENSE) + 1);
+  for (size_t i = 0; i < n; ++i) {
+    const sparcl::AlgorithmEntry& a = table[i];
+    EXPECT_EQ(size_t(a.id), i) << a.name;
+    EXPECT_NE(std::string(a.summary), "") << a.name;
+    if (a.id == SPARCL_ALGO_AUTO) {
+      EXPECT_FALSE(a.concrete());
+      continue;
+    }
+    EXPECT_TRUE(a.concrete()) << a.name;
+    EXPECT_TRUE(a.make.f32_i32 && a.make.f32_i64 && a.make.f64_i32 && a.make.f64_i64) << a.name;
+  }
+  EXPECT_EQ(sparcl_algorithm_count(), int(n));
 }
 
 TEST(ParseAlgorithm, UnknownNames) {

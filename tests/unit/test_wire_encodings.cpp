@@ -38,7 +38,7 @@ sparcl::Identity identity(uint64_t dim, Encoding e, uint32_t bucket = 4, bool ch
   id.value_type = SPARCL_FLOAT32;
   id.index_width = 4;
   id.encoding = e;
-  id.bucket = sparcl::compress::qsgd_bits(e) ? bucket : 0;
+  id.bucket = sparcl::codec::qsgd_bits(e) ? bucket : 0;
   id.checksum = checksum;
   id.rounding_key = 0x1234;
   return id;
@@ -66,12 +66,12 @@ sparcl::Decoded<float, uint32_t> receive(const Buffer& b, const sparcl::Identity
 
 // What the codec alone gives for these values with the message's seed.
 std::vector<float> codec_round_trip(const sparcl::Identity& id, const std::vector<float>& x, uint64_t stream) {
-  const size_t bytes = sparcl::compress::encoded_values_size(id.encoding, x.size(), id.bucket);
+  const size_t bytes = sparcl::codec::encoded_values_size(id.encoding, x.size(), id.bucket);
   std::vector<uint8_t> enc(bytes);
-  sparcl::compress::encode_values(id.encoding, x.data(), x.size(), id.bucket,
+  sparcl::codec::encode_values(id.encoding, x.data(), x.size(), id.bucket,
                                   sparcl::rounding_seed(id, kStep, stream), enc.data());
   std::vector<float> out(x.size());
-  sparcl::compress::decode_values(id.encoding, enc.data(), bytes, x.size(), id.bucket, out.data());
+  sparcl::codec::decode_values(id.encoding, enc.data(), bytes, x.size(), id.bucket, out.data());
   return out;
 }
 
@@ -85,7 +85,7 @@ TEST(WireEncodings, SparseRoundTripEqualsTheCodec) {
   const auto s = sample();
   const std::vector<float> values(s.val.begin(), s.val.end());
   for (Encoding e : kLossy) {
-    SCOPED_TRACE(sparcl::compress::value_codec_name(e));
+    SCOPED_TRACE(sparcl::codec::value_codec_name(e));
     const auto id = identity(100, e);
     auto buf = sparcl::encode(id, kStep, s.view(), sparcl::own_stream(5));
     const WireHeader h = sparcl::read_header(*buf);
@@ -94,7 +94,7 @@ TEST(WireEncodings, SparseRoundTripEqualsTheCodec) {
     EXPECT_EQ(h.flags, 0);
     EXPECT_EQ(h.nnz, 9u);
     EXPECT_EQ(buf->size(), sizeof(WireHeader) + sparcl::pad8(9 * 4) +
-                               sparcl::compress::encoded_values_size(e, 9, id.bucket));
+                               sparcl::codec::encoded_values_size(e, 9, id.bucket));
     const auto d = receive(*buf, id, s.range);
     ASSERT_NE(d.stream, nullptr);
     EXPECT_FALSE(d.view.dense);
@@ -111,11 +111,11 @@ TEST(WireEncodings, DenseRoundTripEqualsTheCodec) {
   const auto d = dense<float, uint32_t>({3, 40}, v);
   const std::vector<float> values(d.val.begin(), d.val.end());
   for (Encoding e : kLossy) {
-    SCOPED_TRACE(sparcl::compress::value_codec_name(e));
+    SCOPED_TRACE(sparcl::codec::value_codec_name(e));
     const auto id = identity(50, e, 8);
     auto buf = sparcl::encode(id, kStep, d.view(), sparcl::shared_stream(3));
     EXPECT_EQ(sparcl::read_header(*buf).flags, sparcl::kFlagDense);
-    EXPECT_EQ(buf->size(), sizeof(WireHeader) + sparcl::compress::encoded_values_size(e, 37, id.bucket));
+    EXPECT_EQ(buf->size(), sizeof(WireHeader) + sparcl::codec::encoded_values_size(e, 37, id.bucket));
     const auto got = receive(*buf, id, d.range);
     ASSERT_TRUE(got.view.dense);
     ASSERT_EQ(got.view.nnz, 37u);
@@ -130,7 +130,7 @@ TEST(WireEncodings, DenseRoundTripEqualsTheCodec) {
 TEST(WireEncodings, DenseSwitchWeighsEncodedSizes) {
   const uint64_t len = 256;
   for (Encoding e : kLossy) {
-    SCOPED_TRACE(sparcl::compress::value_codec_name(e));
+    SCOPED_TRACE(sparcl::codec::value_codec_name(e));
     const auto id = identity(len, e, 64);
     const auto dense_bytes = sparcl::values_bytes<float>(e, len, id.bucket);
     uint64_t t = 0;  // the smallest entry count sent dense
@@ -179,7 +179,7 @@ TEST(WireEncodings, RoundingStreamsAreDeterministic) {
 TEST(WireEncodings, TruncatedOrPaddedMessagesAreCorrupt) {
   const auto s = sample();
   for (Encoding e : kLossy) {
-    SCOPED_TRACE(sparcl::compress::value_codec_name(e));
+    SCOPED_TRACE(sparcl::codec::value_codec_name(e));
     const auto id = identity(100, e);
     auto full = sparcl::encode(id, kStep, s.view(), 0);
     for (size_t n = 0; n < full->size() + 9; ++n) {
@@ -250,7 +250,7 @@ TEST(WireEncodings, BadPayloadBitsAreCorrupt) {
   const auto s = sample();  // 9 entries: 36 index bytes, 4 of padding
   const size_t values_at = sizeof(WireHeader) + 40;
   for (Encoding e : {Encoding::Qsgd8, Encoding::Qsgd4, Encoding::Qsgd2}) {
-    SCOPED_TRACE(sparcl::compress::value_codec_name(e));
+    SCOPED_TRACE(sparcl::codec::value_codec_name(e));
     const auto id = identity(100, e, 4);  // 3 buckets: scales at values_at + 0, 4, 8
     auto good = sparcl::encode(id, kStep, s.view(), 0);
     ASSERT_NO_THROW(receive(*good, id, s.range));
@@ -269,7 +269,7 @@ TEST(WireEncodings, BadPayloadBitsAreCorrupt) {
       std::memcpy(b.data() + values_at + 4, &scale, 4);
       expect_corrupt(b, "scale");
     }
-    const unsigned bits = sparcl::compress::qsgd_bits(e);
+    const unsigned bits = sparcl::codec::qsgd_bits(e);
     const size_t codes_at = values_at + 12;
     {  // the unused code 2^B - 1 as the first value
       Buffer b = copy(*good);
@@ -291,7 +291,7 @@ TEST(WireEncodings, RandomCorruptionNeverCrashes) {
   std::mt19937 rng(3);
   for (bool checksum : {false, true})
     for (Encoding e : kLossy) {
-      SCOPED_TRACE(sparcl::compress::value_codec_name(e));
+      SCOPED_TRACE(sparcl::codec::value_codec_name(e));
       const auto id = identity(100, e, 4, checksum);
       auto good = sparcl::encode(id, kStep, s.view(), 0);
       size_t accepted = 0;

@@ -151,8 +151,7 @@ class Communicator:
     over its own transport, UCX or libfabric.
 
     transport: "ucx", "ofi" (libfabric) or None (SPARCL_TRANSPORT, else UCX, else libfabric)
-    algorithm: "auto", "recursive_doubling", "split_allgather", "split_dense", "ring",
-        "halving_doubling", "allgather", "dense" or None (SPARCL_ALGORITHM, else auto)
+    algorithm: a name of sparcl.ALGORITHMS ("auto", "ring", ...) or None (SPARCL_ALGORITHM, else auto)
     ofi_provider: libfabric provider, e.g. "tcp;ofi_rxm" (the default) or "shm"
     timeout_ms: limit of each collective (0: none); None: SPARCL_TIMEOUT_MS, else 30 min
     progress_thread: let sparcl progress collectives on a thread of its own (it spins

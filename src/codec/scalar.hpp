@@ -19,7 +19,7 @@
 #endif
 
 namespace sparcl {
-namespace compress {
+namespace codec {
 
 SPARCL_HD uint32_t float_bits(float x) {
 #if defined(__CUDA_ARCH__)
@@ -200,5 +200,5 @@ SPARCL_HD float qsgd_value_in_double(uint8_t code, float scale) {
   return float(double(int32_t(code) - S) * double(scale) / S);
 }
 
-}  // namespace compress
+}  // namespace codec
 }  // namespace sparcl

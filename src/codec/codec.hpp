@@ -54,7 +54,7 @@
 #include <vector>
 
 namespace sparcl {
-namespace compress {
+namespace codec {
 
 enum class ValueCodec : uint8_t { Raw = 0, Fp16 = 1, Bf16 = 2, Qsgd8 = 3, Qsgd4 = 4, Qsgd2 = 5 };
 
@@ -116,5 +116,5 @@ size_t encode_indices(const uint32_t* idx, size_t n, uint64_t begin, uint64_t en
 // strictly increasing indices inside [begin, end).
 void decode_indices(const uint8_t* in, size_t bytes, size_t n, uint64_t begin, uint64_t end, uint32_t* out);
 
-}  // namespace compress
+}  // namespace codec
 }  // namespace sparcl

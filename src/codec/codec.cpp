@@ -10,7 +10,7 @@
 #include "src/error.hpp"
 
 namespace sparcl {
-namespace compress {
+namespace codec {
 
 namespace {
 
@@ -524,5 +524,5 @@ void decode_indices(const uint8_t* in, size_t bytes, size_t n, uint64_t begin, u
   }
 }
 
-}  // namespace compress
+}  // namespace codec
 }  // namespace sparcl

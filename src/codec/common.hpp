@@ -24,7 +24,7 @@
 #define SPARCL_ALWAYS_INLINE inline __attribute__((always_inline))
 
 namespace sparcl {
-namespace compress {
+namespace codec {
 
 // Whether the AVX-512 variants (of the few kernels that have one) run: true
 // when the CPU has AVX-512F; they also need avx2_enabled(). Tests turn it off
@@ -111,5 +111,5 @@ class PodArray {
   size_t capacity_ = 0;
 };
 
-}  // namespace compress
+}  // namespace codec
 }  // namespace sparcl

@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The one start-and-fail path of collectives (start.hpp), and the starts of
+// the allreduce and allgather calls.
+#include "start.hpp"
+
+#include <cstring>
+#include <type_traits>
+
+#include "algorithms.hpp"
+#include "src/input.hpp"
+
+namespace sparcl {
+
+namespace {
+
+const DeviceStaging* registered_staging = nullptr;
+
+std::shared_ptr<AutoState> auto_state_of(sparcl_comm* comm) {
+  CommCollectives& c = collectives_of(comm);
+  if (!c.auto_state) c.auto_state = std::make_shared<AutoState>(comm->config.auto_params, comm->config.auto_tune);
+  return c.auto_state;
+}
+
+// The place of an allreduce of `dim` values of `value_type` in auto's
+// records (empty unless the communicator's algorithm is auto), or, for the
+// dense algorithm, in the order of native collectives.
+AutoTicket auto_ticket(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {
+  if (comm->config.algorithm == SPARCL_ALGO_DENSE) {
+    AutoTicket t;
+    t.native = auto_state_of(comm)->native_slot();
+    return t;
+  }
+  if (comm->config.algorithm != SPARCL_ALGO_AUTO) return AutoTicket{};
+  return auto_state_of(comm)->start(dim, value_type, value_size(value_type), comm->transport->size());
+}
+
+template <class V, class I>
+sparcl_result* new_result(const Held<V, I>& h) {
+  // Results follow SparCML's rule too (an input passed through at P = 1 may not).
+  if (!h.view.dense && prefer_dense<V, I>(h.view.nnz, h.view.range.size()))
+    return new_result(Held<V, I>::of_stream(to_dense_stream(h.view)));
+  auto r = std::make_unique<sparcl_result>();
+  r->dim = h.view.range.size();
+  r->value_type = sparcl_datatype_t(value_type_code<V>());
+  r->index_type = sizeof(I) == 4 ? SPARCL_INDEX_U32 : SPARCL_INDEX_U64;
+  r->dense = h.view.dense;
+  r->nnz = h.view.nnz;
+  if (h.stream) {
+    r->storage = h.stream;
+  } else if (h.message) {
+    r->storage = h.message;
+  } else {  // the caller's input: copy it
+    auto s = std::make_shared<const Stream<V, I>>(to_stream(h.view));
+    r->storage = s;
+    r->indices = s->dense ? nullptr : s->idx.data();
+    r->values = s->val.data();
+    return r.release();
+  }
+  r->indices = h.view.dense ? nullptr : h.view.idx;
+  r->values = h.view.val;
+  return r.release();
+}
+
+template <class V, class I>
+sparcl_result* new_result(const std::vector<Held<V, I>>& pieces, Range whole) {
+  if (pieces.size() == 1) return new_result(pieces[0]);
+  std::vector<View<V, I>> views;
+  for (const auto& p : pieces) views.push_back(p.view);
+  return new_result(Held<V, I>::of_stream(concat(views, whole)));
+}
+
+template <class V, class I>
+void write_pieces(const std::vector<Held<V, I>>& pieces, void* dense) {
+  V* out = static_cast<V*>(dense);
+  for (const auto& p : pieces) write_dense(p.view, out + p.view.range.begin);
+}
+
+// What every allreduce delivers besides its sum: which algorithm ran.
+template <class V, class I>
+void record_algorithm(sparcl_comm* comm, const AllreduceOp<V, I>& reduce) {
+  CommCollectives& c = collectives_of(comm);
+  c.last_algorithm = sparcl_algorithm_t(reduce.identity().algorithm);
+  c.last_choice = reduce.choice();
+}
+
+}  // namespace
+
+CommCollectives& collectives_of(sparcl_comm* comm) {
+  if (!comm->collectives) comm->collectives = std::make_shared<CommCollectives>();
+  return *std::static_pointer_cast<CommCollectives>(comm->collectives);
+}
+
+bool register_device_staging(const DeviceStaging* staging) {
+  registered_staging = staging;
+  return true;
+}
+
+const DeviceStaging* device_staging() { return registered_staging; }
+
+// ---------------------------------------------------------------- CallStart --
+
+CallStart CallStart::allreduce(sparcl_comm* comm, uint64_t dim, uint8_t value_type,
+                               const CompressedCall* compressed) {
+  Identity id = comm->next_identity(Kind::Allreduce, uint8_t(comm->config.algorithm), dim, value_type,
+                                    index_width_for(dim));
+  if (compressed) {
+    id.encoding = compressed->encoding;
+    id.bucket = compressed->bucket;
+  }
+  CallStart call(comm, id);
+  call.ticket_ = auto_ticket(comm, dim, value_type);
+  return call;
+}
+
+CallStart CallStart::allgather(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {
+  return CallStart(comm, comm->next_identity(Kind::Allgather, 0, dim, value_type, index_width_for(dim)));
+}
+
+void CallStart::fail(sparcl_status_t status, const std::string& message) {
+  if (failed_) return;
+  failed_ = true;
+  ticket_.fail();
+  send_abort_notices(*comm_->transport, id_, status, message);
+}
+
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> CallStart::make_allreduce_op(const View<V, I>& input) {
+  if (comm_->config.algorithm == SPARCL_ALGO_AUTO)
+    return make_auto_allreduce<V, I>(*comm_->transport, id_, input, auto_state_of(comm_), std::move(ticket_));
+  return make_allreduce<V, I>(comm_->config.algorithm, *comm_->transport, id_, input, std::move(ticket_.native));
+}
+
+// ------------------------------------------------------------------ starts --
+
+sparcl_request* start_allreduce_sparse(CallStart call, const sparcl_sparse_t* send, void* dense_recv,
+                                       sparcl_result_t* result, const void* request_slot,
+                                       const CompressedCall* compressed) {
+  const DeviceStaging* staging = device_staging();
+  if (staging && staging->any_device_buffer(send, dense_recv))
+    return staging->start_allreduce_sparse(std::move(call), send, dense_recv, result, request_slot, compressed);
+  return start_allreduce_sparse_on_host(std::move(call), send, dense_recv, result, request_slot, compressed);
+}
+
+sparcl_request* start_allreduce_sparse_on_host(CallStart call, const sparcl_sparse_t* send, void* dense_recv,
+                                               sparcl_result_t* result, const void* request_slot,
+                                               const CompressedCall* compressed) {
+  sparcl_comm* comm = call.comm();
+  if (result) *result = nullptr;
+  const uint64_t dim = call.identity().dim;
+  const uint8_t vt = call.identity().value_type;
+  call.check([&] {
+    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+    check_sparse_header(send);
+    require((dense_recv != nullptr) != (result != nullptr), SPARCL_ERR_INVALID_ARG,
+            "pass exactly one of dense_recv and result");
+    if (compressed)
+      require(vt == SPARCL_FLOAT32 && dim < (uint64_t(1) << 32), SPARCL_ERR_INTERNAL,
+              "a compressed allreduce of other than float32 values with 32-bit indices");
+  });
+  // Everything up to the operation's existence may fail here only (bad
+  // input, out of memory): the other ranks are told.
+  std::unique_ptr<sparcl_request> request;
+  call.check([&] { request = std::make_unique<sparcl_request>(); dispatch_types(vt, dim, [&](auto v, auto i) {
+    using V = typename decltype(v)::type;
+    using I = typename decltype(i)::type;
+    auto in = std::make_shared<Input<V, I>>();
+    make_input(*send, *in);
+    auto op = call.make_allreduce_op<V, I>(in->view);
+    if constexpr (std::is_same<V, float>::value)
+      if (compressed) op->report_input_sent(compressed->input_sent);
+    const AllreduceOp<V, I>* reduce = op.get();
+    request->deliver = [comm, reduce, dense_recv, result, dim] {
+      if (dense_recv)
+        write_pieces(reduce->pieces(), dense_recv);
+      else
+        *result = new_result(reduce->pieces(), Range{0, dim});
+      record_algorithm(comm, *reduce);
+    };
+    request->op = std::move(op);
+    request->keep = in;
+  }); });
+  return comm->submit(std::move(request));
+}
+
+sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, sparcl_result_t* results,
+                                       sparcl_result_t* merged, const void* request_slot) {
+  const int p = comm->transport->size();
+  if (results)
+    for (int k = 0; k < p; ++k) results[k] = nullptr;
+  if (merged) *merged = nullptr;
+  const uint64_t dim = send ? send->dim : 0;
+  const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
+  CallStart call = CallStart::allgather(comm, dim, vt);
+  call.check([&] {
+    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+    check_sparse_header(send);
+    require(results != nullptr, SPARCL_ERR_INVALID_ARG, "results is NULL");
+    if (const DeviceStaging* staging = device_staging())
+      staging->require_host_buffers(send->indices, send->values, "sparcl_allgather_sparse");
+  });
+  std::unique_ptr<sparcl_request> request;
+  call.check([&] { request = std::make_unique<sparcl_request>(); dispatch_types(vt, dim, [&](auto v, auto i) {
+    using V = typename decltype(v)::type;
+    using I = typename decltype(i)::type;
+    auto in = std::make_shared<Input<V, I>>();
+    make_input(*send, *in);
+    auto op = std::make_unique<AllgatherOp<V, I>>(*comm->transport, call.identity(), in->view);
+    const AllgatherOp<V, I>* gather = op.get();
+    request->deliver = [gather, results, merged, p] {
+      std::vector<std::unique_ptr<sparcl_result>> out;
+      for (const auto& h : gather->vectors()) out.emplace_back(new_result(h));
+      std::unique_ptr<sparcl_result> sum;
+      if (merged) {
+        std::vector<View<V, I>> views;
+        for (const auto& h : gather->vectors()) views.push_back(h.view);
+        sum.reset(new_result(Held<V, I>::of_stream(merge_all(views))));
+      }
+      for (int k = 0; k < p; ++k) results[k] = out[size_t(k)].release();
+      if (merged) *merged = sum.release();
+    };
+    request->op = std::move(op);
+    request->keep = in;
+  }); });
+  return comm->submit(std::move(request));
+}
+
+sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* recvbuf, size_t count,
+                                sparcl_datatype_t datatype, sparcl_op_t op, const void* request_slot) {
+  const int type = raw(datatype), reduction = raw(op);
+  const bool sparse_path = reduction == SPARCL_SUM && (type == SPARCL_FLOAT32 || type == SPARCL_FLOAT64);
+  const void* src = sendbuf == SPARCL_IN_PLACE ? recvbuf : sendbuf;
+  const DeviceStaging* staging = device_staging();
+  if (count == 0 || !sparse_path) {
+    // Checked across ranks like every collective (the op travels in the
+    // algorithm field), so that ranks that called with other arguments all
+    // fail instead of pairing later calls.
+    Identity id = comm->next_identity(Kind::Allreduce,
+                                      sparse_path ? uint8_t(comm->config.algorithm) : pass_through_algorithm(reduction),
+                                      count, uint8_t(type), index_width_for(count));
+    id.encoding = Encoding::Raw;
+    id.bucket = 0;
+    auto told = [&](auto&& body) {  // a local failure is told to the other ranks
+      try {
+        body();
+      } catch (const Error& e) {
+        send_abort_notices(*comm->transport, id, e.status(), e.what());
+        throw;
+      } catch (const std::bad_alloc&) {
+        send_abort_notices(*comm->transport, id, SPARCL_ERR_NO_MEMORY, "out of memory");
+        throw;
+      }
+    };
+    told([&] {
+      require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+      require(value_size(type) != 0, SPARCL_ERR_INVALID_ARG, "unknown datatype");
+      require(reduction >= SPARCL_SUM && reduction <= SPARCL_MIN, SPARCL_ERR_INVALID_ARG, "unknown reduction op");
+      if (count == 0) return;
+      require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
+      if (staging) staging->require_host_buffers(src, recvbuf, "sparcl_allreduce");
+      if (!comm->transport->has_native_iallreduce(count))
+        fail(SPARCL_ERR_UNSUPPORTED,
+             std::strcmp(comm->transport->name(), "mpi") == 0
+                 ? "count too large for MPI_Iallreduce"
+                 : std::string("sparcl_allreduce over the ") + comm->transport->name() +
+                       " transport supports SPARCL_SUM of float32 and float64; other ops and types need the MPI "
+                       "transport (sparcl_comm_create_mpi with SPARCL_TRANSPORT=mpi)");
+    });
+    auto request = std::make_unique<sparcl_request>();
+    if (count == 0) {
+      request->op = std::make_unique<EmptyAllreduce>(*comm->transport, id);
+      return comm->submit(std::move(request));
+    }
+    std::unique_ptr<PassThroughAllreduce> pass;
+    told([&] {  // out of memory for its copies
+      pass = std::make_unique<PassThroughAllreduce>(*comm->transport, id, src, count, type, reduction,
+                                                    auto_state_of(comm)->native_slot());
+    });
+    const PassThroughAllreduce* reduce = pass.get();
+    const size_t bytes = count * value_size(type);
+    request->deliver = [reduce, recvbuf, bytes] { std::memcpy(recvbuf, reduce->result(), bytes); };
+    request->op = std::move(pass);
+    return comm->submit(std::move(request));
+  }
+  CallStart call = CallStart::allreduce(comm, count, uint8_t(type));
+  call.check([&] {
+    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+    require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
+    if (staging) staging->require_host_buffers(src, recvbuf, "sparcl_allreduce");
+  });
+  std::unique_ptr<sparcl_request> request;
+  call.check([&] { request = std::make_unique<sparcl_request>(); dispatch_types(uint8_t(type), count, [&](auto v, auto i) {
+    using V = typename decltype(v)::type;
+    using I = typename decltype(i)::type;
+    auto in = std::make_shared<Input<V, I>>();
+    make_dense_input(static_cast<const V*>(src), count, *in);
+    auto reduce_op = call.make_allreduce_op<V, I>(in->view);
+    const AllreduceOp<V, I>* reduce = reduce_op.get();
+    request->deliver = [comm, reduce, recvbuf] {
+      write_pieces(reduce->pieces(), recvbuf);
+      record_algorithm(comm, *reduce);
+    };
+    request->op = std::move(reduce_op);
+    request->keep = in;
+  }); });
+  return comm->submit(std::move(request));
+}
+
+#define SPARCL_INSTANTIATE(V, I) \
+  template std::unique_ptr<AllreduceOp<V, I>> CallStart::make_allreduce_op<V, I>(const View<V, I>&);
+SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
+
+}  // namespace sparcl
