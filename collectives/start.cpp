@@ -160,25 +160,28 @@ sparcl_request* start_allreduce_sparse_on_host(CallStart call, const sparcl_spar
   // Everything up to the operation's existence may fail here only (bad
   // input, out of memory): the other ranks are told.
   std::unique_ptr<sparcl_request> request;
-  call.check([&] { request = std::make_unique<sparcl_request>(); dispatch_types(vt, dim, [&](auto v, auto i) {
-    using V = typename decltype(v)::type;
-    using I = typename decltype(i)::type;
-    auto in = std::make_shared<Input<V, I>>();
-    make_input(*send, *in);
-    auto op = call.make_allreduce_op<V, I>(in->view);
-    if constexpr (std::is_same<V, float>::value)
-      if (compressed) op->report_input_sent(compressed->input_sent);
-    const AllreduceOp<V, I>* reduce = op.get();
-    request->deliver = [comm, reduce, dense_recv, result, dim] {
-      if (dense_recv)
-        write_pieces(reduce->pieces(), dense_recv);
-      else
-        *result = new_result(reduce->pieces(), Range{0, dim});
-      record_algorithm(comm, *reduce);
-    };
-    request->op = std::move(op);
-    request->keep = in;
-  }); });
+  call.check([&] {
+    request = std::make_unique<sparcl_request>();
+    dispatch_types(vt, dim, [&](auto v, auto i) {
+      using V = typename decltype(v)::type;
+      using I = typename decltype(i)::type;
+      auto in = std::make_shared<Input<V, I>>();
+      make_input(*send, *in);
+      auto op = call.make_allreduce_op<V, I>(in->view);
+      if constexpr (std::is_same<V, float>::value)
+        if (compressed) op->report_input_sent(compressed->input_sent);
+      const AllreduceOp<V, I>* reduce = op.get();
+      request->deliver = [comm, reduce, dense_recv, result, dim] {
+        if (dense_recv)
+          write_pieces(reduce->pieces(), dense_recv);
+        else
+          *result = new_result(reduce->pieces(), Range{0, dim});
+        record_algorithm(comm, *reduce);
+      };
+      request->op = std::move(op);
+      request->keep = in;
+    });
+  });
   return comm->submit(std::move(request));
 }
 
@@ -199,28 +202,31 @@ sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t*
       staging->require_host_buffers(send->indices, send->values, "sparcl_allgather_sparse");
   });
   std::unique_ptr<sparcl_request> request;
-  call.check([&] { request = std::make_unique<sparcl_request>(); dispatch_types(vt, dim, [&](auto v, auto i) {
-    using V = typename decltype(v)::type;
-    using I = typename decltype(i)::type;
-    auto in = std::make_shared<Input<V, I>>();
-    make_input(*send, *in);
-    auto op = std::make_unique<AllgatherOp<V, I>>(*comm->transport, call.identity(), in->view);
-    const AllgatherOp<V, I>* gather = op.get();
-    request->deliver = [gather, results, merged, p] {
-      std::vector<std::unique_ptr<sparcl_result>> out;
-      for (const auto& h : gather->vectors()) out.emplace_back(new_result(h));
-      std::unique_ptr<sparcl_result> sum;
-      if (merged) {
-        std::vector<View<V, I>> views;
-        for (const auto& h : gather->vectors()) views.push_back(h.view);
-        sum.reset(new_result(Held<V, I>::of_stream(merge_all(views))));
-      }
-      for (int k = 0; k < p; ++k) results[k] = out[size_t(k)].release();
-      if (merged) *merged = sum.release();
-    };
-    request->op = std::move(op);
-    request->keep = in;
-  }); });
+  call.check([&] {
+    request = std::make_unique<sparcl_request>();
+    dispatch_types(vt, dim, [&](auto v, auto i) {
+      using V = typename decltype(v)::type;
+      using I = typename decltype(i)::type;
+      auto in = std::make_shared<Input<V, I>>();
+      make_input(*send, *in);
+      auto op = std::make_unique<AllgatherOp<V, I>>(*comm->transport, call.identity(), in->view);
+      const AllgatherOp<V, I>* gather = op.get();
+      request->deliver = [gather, results, merged, p] {
+        std::vector<std::unique_ptr<sparcl_result>> out;
+        for (const auto& h : gather->vectors()) out.emplace_back(new_result(h));
+        std::unique_ptr<sparcl_result> sum;
+        if (merged) {
+          std::vector<View<V, I>> views;
+          for (const auto& h : gather->vectors()) views.push_back(h.view);
+          sum.reset(new_result(Held<V, I>::of_stream(merge_all(views))));
+        }
+        for (int k = 0; k < p; ++k) results[k] = out[size_t(k)].release();
+        if (merged) *merged = sum.release();
+      };
+      request->op = std::move(op);
+      request->keep = in;
+    });
+  });
   return comm->submit(std::move(request));
 }
 
@@ -288,20 +294,23 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
     if (staging) staging->require_host_buffers(src, recvbuf, "sparcl_allreduce");
   });
   std::unique_ptr<sparcl_request> request;
-  call.check([&] { request = std::make_unique<sparcl_request>(); dispatch_types(uint8_t(type), count, [&](auto v, auto i) {
-    using V = typename decltype(v)::type;
-    using I = typename decltype(i)::type;
-    auto in = std::make_shared<Input<V, I>>();
-    make_dense_input(static_cast<const V*>(src), count, *in);
-    auto reduce_op = call.make_allreduce_op<V, I>(in->view);
-    const AllreduceOp<V, I>* reduce = reduce_op.get();
-    request->deliver = [comm, reduce, recvbuf] {
-      write_pieces(reduce->pieces(), recvbuf);
-      record_algorithm(comm, *reduce);
-    };
-    request->op = std::move(reduce_op);
-    request->keep = in;
-  }); });
+  call.check([&] {
+    request = std::make_unique<sparcl_request>();
+    dispatch_types(uint8_t(type), count, [&](auto v, auto i) {
+      using V = typename decltype(v)::type;
+      using I = typename decltype(i)::type;
+      auto in = std::make_shared<Input<V, I>>();
+      make_dense_input(static_cast<const V*>(src), count, *in);
+      auto reduce_op = call.make_allreduce_op<V, I>(in->view);
+      const AllreduceOp<V, I>* reduce = reduce_op.get();
+      request->deliver = [comm, reduce, recvbuf] {
+        write_pieces(reduce->pieces(), recvbuf);
+        record_algorithm(comm, *reduce);
+      };
+      request->op = std::move(reduce_op);
+      request->keep = in;
+    });
+  });
   return comm->submit(std::move(request));
 }
 

@@ -131,7 +131,7 @@ def run(args):
     comm = st.Communicator(transport=args.transport)
     if rank == 0:
         print("sparcl %s: %d ranks, %s transport, top-k density %g, %s values" %
-              (sparcl.version(), size, args.transport or "default", args.density, args.values), flush=True)
+              (sparcl.version(), size, comm.transport, args.density, args.values), flush=True)
     for method in (["default", args.method] if args.compare else [args.method]):
         train(method, args, data, comm)
     comm.close()

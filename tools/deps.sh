@@ -26,6 +26,8 @@ SPARCL_DEPS=(
   libopenblas-dev zlib1g-dev dataset-fashion-mnist r-bioc-bladderbatch
   # PyTorch plugin and its tests (Debian's torch runs under /usr/bin/python3)
   python3-torch python3-pytest
+  # The MPI_Allreduce preload's tests and benchmark (unmodified mpi4py programs on numpy arrays)
+  python3-mpi4py python3-numpy
   # Fuzzing (libFuzzer) and LeakSanitizer runtimes
   clang libclang-rt-14-dev
 )

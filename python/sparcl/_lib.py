@@ -91,6 +91,24 @@ class CompressorConfig(ctypes.Structure):
     ]
 
 
+class Sparse(ctypes.Structure):
+    """sparcl_sparse_t."""
+    _fields_ = [
+        ("dim", ctypes.c_uint64),
+        ("nnz", ctypes.c_size_t),
+        ("index_type", ctypes.c_int),
+        ("indices", ctypes.c_void_p),
+        ("value_type", ctypes.c_int),
+        ("values", ctypes.c_void_p),
+        ("flags", ctypes.c_uint32),
+    ]
+
+
+INDEX_U32 = 1
+INDEX_U64 = 2
+SPARSE_UNSORTED = 1
+
+
 class Stats(ctypes.Structure):
     """sparcl_stats_t."""
     _fields_ = [("collectives", ctypes.c_uint64), ("messages_sent", ctypes.c_uint64),
@@ -118,6 +136,16 @@ _PROTOTYPES = {
     "sparcl_comm_stats": (ctypes.c_int, [_P, ctypes.POINTER(Stats)]),
     "sparcl_comm_reset_stats": (ctypes.c_int, [_P]),
     "sparcl_iallreduce": (ctypes.c_int, [_P, _P, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, _P, _PP]),
+    "sparcl_iallreduce_sparse": (ctypes.c_int, [ctypes.POINTER(Sparse), _P, _PP, _P, _PP]),
+    "sparcl_result_free": (ctypes.c_int, [_P]),
+    "sparcl_result_dim": (ctypes.c_uint64, [_P]),
+    "sparcl_result_is_dense": (ctypes.c_int, [_P]),
+    "sparcl_result_nnz": (ctypes.c_size_t, [_P]),
+    "sparcl_result_value_type": (ctypes.c_int, [_P]),
+    "sparcl_result_index_type": (ctypes.c_int, [_P]),
+    "sparcl_result_indices": (_P, [_P]),
+    "sparcl_result_values": (_P, [_P]),
+    "sparcl_comm_last_algorithm": (ctypes.c_int, [_P, ctypes.POINTER(ctypes.c_int)]),
     "sparcl_test": (ctypes.c_int, [_PP, ctypes.POINTER(ctypes.c_int)]),
     "sparcl_wait": (ctypes.c_int, [_PP]),
     "sparcl_compressor_config_init": (ctypes.c_int, [ctypes.POINTER(CompressorConfig)]),
@@ -129,6 +157,7 @@ _PROTOTYPES = {
 }
 
 IN_PLACE = ctypes.c_void_p(1)  # SPARCL_IN_PLACE
+_path_origin = None  # where the library was found (see _candidates)
 
 
 def _candidates():
@@ -149,10 +178,13 @@ def _candidates():
 
 
 def _load():
+    global _path_origin
     tried = []
     for origin, path in _candidates():
         try:
-            return ctypes.CDLL(path), path
+            library = ctypes.CDLL(path)
+            _path_origin = origin
+            return library, path
         except OSError as e:
             tried.append("%s (from %s): %s" % (path, origin, e))
     raise ImportError("sparcl: cannot load libsparcl; tried:\n  " + "\n  ".join(tried) +
@@ -197,6 +229,15 @@ def _names_of(name_fn):
 
 ALGORITHMS = _names_of(lib.sparcl_algorithm_name)
 VALUE_ENCODINGS = _names_of(lib.sparcl_encoding_name)
+
+
+def built_transports():
+    """The transports compiled into the library, as recorded by CMake (None when unknown: a
+    library found through $SPARCL_LIBRARY or the dynamic loader)."""
+    if _path_origin != "sparcl/_libpath.py":
+        return None
+    from . import _libpath
+    return tuple(getattr(_libpath, "TRANSPORTS", ())) or None
 
 
 def library_path():

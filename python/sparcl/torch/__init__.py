@@ -13,8 +13,10 @@
 docs/pytorch.md has the details.
 """
 from ._comm import Communicator, Compressor
+from .functional import all_reduce, close_default_communicator, default_communicator
 from .hooks import TopKState, allreduce_hook, topk_hook
+from .optimizer import DistributedOptimizer
 from .launch import finalize_distributed, init_distributed, launch_environment
 
-__all__ = ["Communicator", "Compressor", "TopKState", "allreduce_hook", "topk_hook", "init_distributed",
-           "finalize_distributed", "launch_environment"]
+__all__ = ["Communicator", "Compressor", "DistributedOptimizer", "TopKState", "all_reduce", "allreduce_hook", "close_default_communicator",
+           "default_communicator", "finalize_distributed", "init_distributed", "launch_environment", "topk_hook"]

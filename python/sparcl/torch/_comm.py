@@ -12,6 +12,7 @@ in the worker without the GIL) overlap with the rest of the backward pass.
 """
 import collections
 import ctypes
+import os
 import threading
 import time
 import weakref
@@ -20,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from .. import _lib
+from . import _sparse
 
 _DTYPES = {torch.float32: _lib.FLOAT32, torch.float64: _lib.FLOAT64}
 
@@ -128,10 +130,23 @@ class Compressor:
         self._handle = None
 
 
-class _Job:
-    __slots__ = ("what", "start", "finish", "future", "keep", "request", "compressor")
+def _resolved_transport(requested):
+    """The transport sparcl_comm_create uses, resolved as the library does: SPARCL_TRANSPORT
+    overrides the argument; without either, UCX if the library has it, else libfabric. None when
+    the library's transports are unknown (found through $SPARCL_LIBRARY or the loader)."""
+    name = os.environ.get("SPARCL_TRANSPORT") or requested
+    if name:
+        return name
+    built = _lib.built_transports()
+    if built is None:
+        return None
+    return "ucx" if "ucx" in built else "ofi"
 
-    def __init__(self, what, start, finish, keep, compressor=None):
+
+class _Job:
+    __slots__ = ("what", "start", "finish", "future", "keep", "request", "compressor", "on_error")
+
+    def __init__(self, what, start, finish, keep, compressor=None, on_error=None):
         self.what = what          # for error messages
         self.start = start        # (job) -> status; writes job.request
         self.finish = finish      # () -> value of the future, after success
@@ -139,6 +154,7 @@ class _Job:
         self.keep = keep          # tensors that must live until the collective ends
         self.request = ctypes.c_void_p()
         self.compressor = compressor
+        self.on_error = on_error  # (SparclError) -> the exception the future gets
 
 
 class Communicator:
@@ -161,6 +177,9 @@ class Communicator:
 
     Environment variables (SPARCL_TRANSPORT, SPARCL_ALGORITHM, ...) override the arguments, as
     in the C API. ``close()`` is collective: call it on every rank (or use ``with``).
+
+    ``transport`` (attribute): the transport the communicator really uses, "ucx" or "ofi"
+    (SPARCL_TRANSPORT, else the argument, else the library's default).
     """
 
     def __init__(self, group=None, *, transport=None, algorithm=None, ofi_provider=None, timeout_ms=None,
@@ -221,6 +240,7 @@ class Communicator:
                 raise error from failure[0]
             raise error
         self._handle = handle
+        self.transport = _resolved_transport(transport)
         self.group = group
         self.rank, self.size = rank, size
         self._poll_interval = float(poll_interval)
@@ -273,6 +293,67 @@ class Communicator:
 
         what = "sparcl_iallreduce_compressed of %d values" % tensor.numel()
         return self._submit(_Job(what, start, self._finisher(tensor, average), keep=tensor, compressor=compressor))
+
+    def allreduce_sparse(self, tensor):
+        """Sums a torch.sparse_coo tensor (float32 or float64 values, CPU, coalesced or not,
+        the same shape on every rank) over the ranks with sparcl's sparse allreduce.
+
+        Returns a Future whose value is a new coalesced COO tensor of the same shape and dtype
+        holding the sum. Bad input (indices outside the shape, other value types, shapes that
+        differ between ranks) fails on every rank with a Python exception, never a hang: a rank
+        whose own input is bad raises TypeError or ValueError, the others a SparclError naming it.
+        """
+        contribution = _sparse.Contribution(tensor)
+        result = ctypes.c_void_p()
+
+        def start(job):
+            return _lib.lib.sparcl_iallreduce_sparse(ctypes.byref(contribution.vector), None, ctypes.byref(result),
+                                                     self._handle, ctypes.byref(job.request))
+
+        def finish():
+            if contribution.error is not None:  # cannot happen: sparcl rejects the stand-in
+                raise contribution.error
+            try:
+                return _sparse.to_coo(result, contribution)
+            finally:
+                _lib.lib.sparcl_result_free(result)
+                result.value = None
+
+        def on_error(error):
+            if contribution.error is not None:
+                contribution.error.__cause__ = error
+                return contribution.error
+            if error.status == _lib.ERR_MISMATCH:
+                mismatch = ValueError("sparse all_reduce: the ranks passed different shapes or dtypes (this rank: "
+                                      "shape %s, %s): %s" % (contribution.shape, contribution.dtype, error))
+                mismatch.__cause__ = error
+                return mismatch
+            return error
+
+        what = "sparse all_reduce of a %s tensor" % (contribution.shape,)
+        return self._submit(_Job(what, start, finish, keep=contribution, on_error=on_error))
+
+    def allreduce_checked(self, tensor):
+        """``allreduce`` for callers whose tensors may be bad on some ranks only: a bad tensor
+        still takes part (with an input sparcl rejects), so that every rank fails at wait()
+        instead of the others waiting for this one."""
+        try:
+            _check_tensor(tensor, "tensor", _DTYPES)
+        except (TypeError, ValueError) as e:
+            local = e
+            count = max(1, tensor.numel()) if isinstance(tensor, torch.Tensor) else 1
+            dtype = _DTYPES.get(getattr(tensor, "dtype", None), _lib.FLOAT32)
+
+            def start(job):  # a NULL output: sparcl rejects it on every rank
+                return _lib.lib.sparcl_iallreduce(None, None, count, dtype, _lib.OP_SUM, self._handle,
+                                                  ctypes.byref(job.request))
+
+            def on_error(error):
+                local.__cause__ = error
+                return local
+            return self._submit(_Job("all_reduce of a bad tensor", start, lambda: None, keep=None,
+                                     on_error=on_error))
+        return self.allreduce(tensor)
 
     def _finisher(self, tensor, average):
         size = self.size
@@ -365,7 +446,9 @@ class Communicator:
         # Called with self._calls held: the message is the communicator's last error.
         if status == _lib.SUCCESS:
             return None
-        return _lib.SparclError(status, "%s: %s: %s" % (job.what, _lib.strerror(status), _lib.last_error(self._handle)))
+        error = _lib.SparclError(status, "%s: %s: %s" % (job.what, _lib.strerror(status),
+                                                         _lib.last_error(self._handle)))
+        return job.on_error(error) if job.on_error is not None else error
 
     def _complete(self, job, error):
         if job.compressor is not None:
@@ -404,4 +487,4 @@ class Communicator:
 
     def __repr__(self):
         state = "closed" if self._closed else "open"
-        return "<sparcl.torch.Communicator rank %d of %d, %s>" % (self.rank, self.size, state)
+        return "<sparcl.torch.Communicator rank %d of %d, %s, %s>" % (self.rank, self.size, self.transport, state)

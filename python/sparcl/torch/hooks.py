@@ -18,8 +18,19 @@ import torch
 from ._comm import Communicator, Compressor
 
 
+def _strip(name):
+    # The same names for a module and its DDP wrapper.
+    return name[len("module."):] if name.startswith("module.") else name
+
+
 def _communicator(state, hook):
+    if state is None and hook == "allreduce_hook":  # as DDP's default hooks: the default group
+        from .functional import default_communicator
+        return default_communicator()
     comm = state.comm if isinstance(state, TopKState) else state
+    if isinstance(state, TopKState) and comm is None:
+        raise ValueError("%s: the TopKState has no communicator (it was unpickled or loaded): set "
+                         "state.comm = sparcl.torch.Communicator(...) first" % hook)
     if not isinstance(comm, Communicator):
         raise TypeError("%s: the hook's state must be a sparcl.torch.Communicator%s, not %s" %
                         (hook, " or TopKState" if hook == "topk_hook" else "", type(state).__name__))
@@ -35,7 +46,9 @@ def _dense(comm, buffer, hook):
 
 
 def allreduce_hook(state, bucket) -> torch.futures.Future[torch.Tensor]:
-    """Dense mean of the bucket over the ranks through sparcl (state: a Communicator).
+    """Dense mean of the bucket over the ranks through sparcl (state: a Communicator, or None for
+    the default communicator of sparcl.torch.all_reduce, as DDP's default hooks take None for the
+    default process group).
 
     sparcl_iallreduce: zeros are skipped on the wire, dense gradients take sparcl's dense
     paths (ring, recursive halving/doubling, ...)."""
@@ -55,7 +68,17 @@ class TopKState:
     min_compress_numel: buckets with fewer entries go dense (small buckets are bound by
         latency, not by bytes)
     method: "topk" (exact) or another selection of sparcl.torch.Compressor ("approx_topk", ...)
+    model: the module (or the DDP wrapper) whose parameter names key the residuals in
+        state_dict(); needed to checkpoint residuals
     compressor_options: further Compressor arguments (momentum, seed, quantization_bucket, ...)
+
+    Checkpoints: ``state_dict()`` holds the settings, the iteration count and every
+    parameter's residual under its name; ``load_state_dict()`` restores them into a state of a
+    new (or the same) model, and the next backward pass starts from those residuals, so that a
+    resumed run trains exactly as an uninterrupted one. Pickling keeps the same and drops the
+    communicator and the model: set ``state.comm`` (and ``state.model``) after unpickling.
+    (DGC momentum and the compressors' step counts are not in the checkpoint: the library does
+    not expose them.)
 
     DDP rebuilds its buckets after the first iteration. Residuals are kept per bucket and,
     when the parameters of the buckets change, carried over parameter by parameter into the
@@ -64,7 +87,7 @@ class TopKState:
     """
 
     def __init__(self, comm, *, density=0.01, k=None, error_feedback=True, values="raw", start_iter=0,
-                 min_compress_numel=4096, method="topk", **compressor_options):
+                 min_compress_numel=4096, method="topk", model=None, **compressor_options):
         if not isinstance(comm, Communicator):
             raise TypeError("comm must be a sparcl.torch.Communicator, not %s" % type(comm).__name__)
         if k is None and not 0.0 < density <= 1.0:
@@ -74,6 +97,7 @@ class TopKState:
         if not isinstance(min_compress_numel, int) or min_compress_numel < 1:
             raise ValueError("min_compress_numel must be an int >= 1, not %r" % (min_compress_numel,))
         self.comm = comm
+        self.model = model
         self.start_iter = start_iter
         self.min_compress_numel = min_compress_numel
         self.iter = 0
@@ -81,7 +105,7 @@ class TopKState:
                              error_feedback=error_feedback)
         Compressor(1, **self._options).close()  # reject bad options here, not in the first backward
         self._buckets = {}  # bucket index -> (parameter key, compressor)
-        self._carried = {}  # parameter key -> residual slice, while buckets are rebuilt
+        self._carried = {}  # parameter key -> residual slice, while buckets are rebuilt (or loaded)
         self._warned = set()
 
     @staticmethod
@@ -128,6 +152,97 @@ class TopKState:
             self._warned.add(what)
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
+    # --- checkpoints ---------------------------------------------------------------
+
+    def _parameter_names(self, what):
+        if self.model is None:
+            raise ValueError("TopKState.%s: residuals are keyed by parameter name: pass model= to TopKState "
+                             "(or set state.model)" % what)
+        return {(p.data_ptr(), p.numel()): _strip(name) for name, p in self.model.named_parameters()}, \
+            {_strip(name): p for name, p in self.model.named_parameters()}
+
+    def _residuals_by_key(self):
+        out = {}
+        for key, compressor in self._buckets.values():
+            residual = compressor.residual()  # raises while a collective still uses it
+            if residual is None:
+                continue
+            offset = 0
+            for param in key:
+                out[param] = residual[offset:offset + param[1]].clone()
+                offset += param[1]
+        for param, residual in self._carried.items():
+            out.setdefault(param, residual.clone())
+        return out
+
+    def state_dict(self):
+        """Settings, iteration count and residuals (by parameter name) as plain Python and tensors.
+        Call it between steps (not while a backward pass is exchanging gradients)."""
+        residuals = self._residuals_by_key()
+        named = {}
+        if residuals:
+            names, _ = self._parameter_names("state_dict")
+            for key, residual in residuals.items():
+                if key not in names:
+                    raise ValueError("TopKState.state_dict: a residual belongs to a parameter that is not in "
+                                     "state.model")
+                named[names[key]] = residual
+        return {"version": 1, "iter": self.iter, "start_iter": self.start_iter,
+                "min_compress_numel": self.min_compress_numel, "options": dict(self._options),
+                "residuals": named}
+
+    def load_state_dict(self, state_dict):
+        """Restores what state_dict() returned; the residuals go to the parameters of state.model
+        with the same names when the next backward pass reaches them."""
+        if state_dict.get("version") != 1:
+            raise ValueError("TopKState.load_state_dict: unknown checkpoint version %r" % state_dict.get("version"))
+        residuals = state_dict["residuals"]
+        carried = {}
+        if residuals:
+            _, params = self._parameter_names("load_state_dict")
+            for name, residual in residuals.items():
+                p = params.get(name)
+                if p is None:
+                    raise ValueError("TopKState.load_state_dict: the model has no parameter %r" % name)
+                residual = torch.as_tensor(residual, dtype=torch.float32).reshape(-1)
+                if residual.numel() != p.numel():
+                    raise ValueError("TopKState.load_state_dict: residual of %r has %d entries, the parameter %d" %
+                                     (name, residual.numel(), p.numel()))
+                carried[(p.data_ptr(), p.numel())] = residual.clone()
+        Compressor(1, **state_dict["options"]).close()  # reject bad options before changing anything
+        for index in list(self._buckets):
+            self._buckets.pop(index)[1].close()
+        self._options = dict(state_dict["options"])
+        self.iter = int(state_dict["iter"])
+        self.start_iter = int(state_dict["start_iter"])
+        self.min_compress_numel = int(state_dict["min_compress_numel"])
+        self._carried = carried
+
+    def __getstate__(self):
+        state = self.state_dict()
+        state["warned"] = set(self._warned)
+        return state
+
+    def __setstate__(self, state):
+        self.comm = None
+        self.model = None
+        self._buckets, self._carried, self._warned = {}, {}, set(state.get("warned", ()))
+        self._options = dict(state["options"])
+        self.iter = int(state["iter"])
+        self.start_iter = int(state["start_iter"])
+        self.min_compress_numel = int(state["min_compress_numel"])
+        # Residuals wait by name until a model is set: they are placed at the first hook call.
+        self._pending = dict(state["residuals"])
+
+    def _place_pending(self):
+        pending = getattr(self, "_pending", None)
+        if pending:
+            self._pending = None
+            snapshot = {"version": 1, "iter": self.iter, "start_iter": self.start_iter,
+                        "min_compress_numel": self.min_compress_numel, "options": self._options,
+                        "residuals": pending}
+            self.load_state_dict(snapshot)
+
     def residual(self, param):
         """A copy of the error-feedback residual of one parameter (shaped like it), or None when
         no compressed bucket holds the parameter (yet) or error feedback is off."""
@@ -152,6 +267,8 @@ def topk_hook(state, bucket) -> torch.futures.Future[torch.Tensor]:
     if not isinstance(state, TopKState):
         raise TypeError("topk_hook: the hook's state must be a sparcl.torch.TopKState, not %s" %
                         type(state).__name__)
+    _communicator(state, "topk_hook")
+    state._place_pending()
     buffer = bucket.buffer()
     if state.iter < state.start_iter or buffer.numel() < state.min_compress_numel:
         future = _dense(state.comm, buffer, "topk_hook")

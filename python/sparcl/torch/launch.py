@@ -83,9 +83,11 @@ def init_distributed(backend="gloo", init_method=None, timeout=datetime.timedelt
 
 
 def finalize_distributed():
-    """Ends torch.distributed cleanly on every rank: a barrier, then destroy_process_group
-    (without the barrier gloo sometimes aborts a process that exits while a peer still talks)."""
+    """Ends torch.distributed cleanly on every rank: closes all_reduce's default communicator,
+    then a barrier and destroy_process_group (without the barrier gloo sometimes aborts a process that exits while a peer still talks)."""
     global _private_dir, _rendezvous_file
+    from .functional import close_default_communicator
+    close_default_communicator()  # collective, like what follows
     if dist.is_initialized():
         dist.barrier()
         # Past the barrier nobody reads the rendezvous file any more (torch's FileStore removes
