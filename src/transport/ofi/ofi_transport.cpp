@@ -1017,14 +1017,15 @@ namespace {
 // ofi_rxm allocates its bounce buffers per endpoint, that is per
 // communicator: pools of 1024 buffers of FI_OFI_RXM_BUFFER_SIZE (16 KiB by
 // default) at fi_enable and one more per connection, plus pools sized by
-// FI_OFI_RXM_MSG_TX_SIZE and _RX_SIZE (128): about 85 MiB per communicator
-// (bench/results/ofi-comm-memory.txt). sparcl keeps few messages in flight
-// per peer and moves large payloads by its own clear-to-send protocol, so
-// smaller defaults suffice. The provider reads these variables once, when
-// libfabric is first used in the process; a value the user set is kept.
+// FI_OFI_RXM_MSG_TX_SIZE and _RX_SIZE (128): about 85 MiB per communicator.
+// sparcl keeps few messages in flight per peer, so queues of 32 suffice
+// (35 MiB). The buffer size stays: it is also rxm's eager limit, and 4 KiB
+// buffers (11 MiB) make an 8 KiB message 2.3 times slower
+// (bench/results/ofi-comm-memory.txt). The provider reads these variables
+// once, when libfabric is first used in the process; a value the user set
+// is kept.
 void limit_rxm_pools(const std::string& provider) {
   if (provider.find("ofi_rxm") == std::string::npos) return;
-  setenv("FI_OFI_RXM_BUFFER_SIZE", "4096", 0);
   setenv("FI_OFI_RXM_MSG_TX_SIZE", "32", 0);
   setenv("FI_OFI_RXM_MSG_RX_SIZE", "32", 0);
 }
