@@ -206,10 +206,17 @@ class AllgatherOp : public Operation {
 // transport's own (MPI_Iallreduce). MPI matches those by the order they are
 // started in, not by a tag, so every rank must start them in the same order:
 // that of the calls' start (sequence numbers), which all ranks share. Every
-// allreduce that may run one takes a slot when it starts; the dense
-// algorithm begins (its barrier, then the collective) only when every earlier
-// slot is released, and releases its own once it has started the collective.
-// Any other outcome (another algorithm chosen, a failure) releases the slot.
+// allreduce that may run one takes a slot when it starts; it begins (its
+// barrier, then the collective) only when every earlier slot is released,
+// and releases its own once it has started the collective. Any other outcome
+// (another algorithm chosen, a failure) releases the slot.
+//
+// It also keeps what the barrier before each native collective compares
+// across ranks (NativeTally): how many this rank has started, and whether it
+// has retired native for good. A failure can leave ranks out of step (some
+// started the collective of a call, others gave up before); a rank that
+// failed after starting one retires. Either way every rank learns of it in
+// the next barrier and from then on all use sparcl's own messages instead.
 class NativeOrder {
  public:
   uint64_t take() {
@@ -218,6 +225,9 @@ class NativeOrder {
   }
   void release(uint64_t n) { open_.erase(n); }
   bool first(uint64_t n) const { return open_.empty() || *open_.begin() == n; }
+
+  uint64_t started = 0;  // native collectives this rank has started
+  bool retired = false;  // never start one again on this communicator
 
  private:
   std::set<uint64_t> open_;  // slots taken and not released
@@ -248,10 +258,39 @@ class NativeSlot {
     if (order_) order_->release(n_);
     order_.reset();
   }
+  // The order this slot belongs to (null for an empty or released slot).
+  const std::shared_ptr<NativeOrder>& order() const { return order_; }
 
  private:
   std::shared_ptr<NativeOrder> order_;
   uint64_t n_ = 0;
+};
+
+// The dissemination barrier (ceil(log2 P) rounds of acknowledgements that
+// carry a NativeTally) before a native collective. Every rank that completes
+// it holds the tally of all ranks, so all of them take the same decision.
+class NativeBarrier {
+ public:
+  explicit NativeBarrier(int ranks) {
+    while ((1 << levels_) < ranks) ++levels_;
+  }
+  int rounds() const { return levels_; }
+  // Round `round` (< rounds()); the first one reads this rank's own tally.
+  void post(const Identity& id, int round, int rank, int ranks, const NativeOrder* order, RoundIO& io) {
+    if (round == 0 && order) tally_ = NativeTally{order->started, order->started, order->retired};
+    const int d = 1 << round;
+    io.send((rank + d) % ranks, encode_native_ack(id, uint16_t(round), tally_));
+    io.recv((rank - d + ranks) % ranks);
+  }
+  void consume(std::vector<Received>& messages) {
+    for (const auto& m : messages) tally_.merge(read_native_ack(*m.buffer, m.header, m.peer));
+  }
+  // After the last round: whether the native collective may run.
+  bool native_ok() const { return !tally_.retired && tally_.min_started == tally_.max_started; }
+
+ private:
+  int levels_ = 0;
+  NativeTally tally_;
 };
 
 // Whether the dense algorithm runs on the transport's own allreduce for this
@@ -273,6 +312,67 @@ SPARCL_DECLARE_FACTORY(make_halving_doubling)
 SPARCL_DECLARE_FACTORY(make_allgather_allreduce)
 SPARCL_DECLARE_FACTORY(make_dense)
 #undef SPARCL_DECLARE_FACTORY
+
+// An allreduce that the transport performs itself (MPI_Iallreduce with the
+// op): for ops other than SPARCL_SUM and for integer types. It starts with a
+// NativeBarrier that checks the call's identity on every rank (dim, type,
+// op: the op is in the identity's algorithm field, pass_through_algorithm);
+// once native is retired, every rank sends its vector to every other and
+// each reduces them in rank order (the same bits on every rank).
+class PassThroughAllreduce final : public Operation {
+ public:
+  // Copies `count` values of `type` (sparcl_datatype_t) from `send`.
+  PassThroughAllreduce(Transport& t, const Identity& id, const void* send, size_t count, int type, int op,
+                       NativeSlot native);
+  // After success: the reduced values.
+  const void* result() const;
+
+ protected:
+  bool ready() override;
+  int rounds() const override;
+  void post(int round, RoundIO& io) override;
+  void consume(int round, std::vector<Received>& messages) override;
+  void finish() override;
+  void failed() noexcept override;
+
+ private:
+  struct Buffers {
+    Buffer send, recv;
+  };
+  std::shared_ptr<Buffers> buffers_;
+  size_t count_;
+  int type_, op_;
+  NativeSlot native_;
+  std::shared_ptr<NativeOrder> order_;
+  NativeBarrier barrier_;
+  bool gather_ = false;          // native retired: the vectors travel as sparcl messages
+  bool started_native_ = false;  // this rank started the native collective
+  std::vector<SharedBuffer> gathered_;
+};
+
+// An allreduce of no values: only a dissemination barrier of
+// acknowledgements, so that ranks that called with other arguments are told.
+class EmptyAllreduce final : public Operation {
+ public:
+  EmptyAllreduce(Transport& t, const Identity& id) : Operation(t, id) {
+    while ((1 << levels_) < t.size()) ++levels_;
+  }
+
+ protected:
+  int rounds() const override { return levels_; }
+  void post(int round, RoundIO& io) override {
+    const int d = 1 << round;
+    io.send((rank() + d) % size(), encode_ack(id_, uint16_t(round)));
+    io.recv((rank() - d + size()) % size());
+  }
+  void consume(int, std::vector<Received>& messages) override {
+    for (const auto& m : messages) check_ack(*m.buffer, m.header, m.peer);
+  }
+  void finish() override {}
+
+ private:
+  int levels_ = 0;
+};
 
 // Instantiates X(V, I) for every supported value and index type.
 #define SPARCL_FOR_EACH_TYPE(X) \

@@ -3,6 +3,7 @@
 // the allreduce and allgather calls.
 #include "start.hpp"
 
+#include <cstring>
 #include <type_traits>
 
 #include "algorithms.hpp"
@@ -235,15 +236,56 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
   const bool sparse_path = reduction == SPARCL_SUM && (type == SPARCL_FLOAT32 || type == SPARCL_FLOAT64);
   const void* src = sendbuf == SPARCL_IN_PLACE ? recvbuf : sendbuf;
   const DeviceStaging* staging = device_staging();
-  if (count == 0) return comm->submit(sparcl_request::completed(comm));
-  if (!sparse_path) {
-    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
-    require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
-    if (staging) staging->require_host_buffers(src, recvbuf, "sparcl_allreduce");
-    require(value_size(type) != 0, SPARCL_ERR_INVALID_ARG, "unknown datatype");
-    require(reduction >= SPARCL_SUM && reduction <= SPARCL_MIN, SPARCL_ERR_INVALID_ARG, "unknown reduction op");
-    comm->transport->native_allreduce(src, recvbuf, count, datatype, op);
-    return comm->submit(sparcl_request::completed(comm));
+  if (count == 0 || !sparse_path) {
+    // Checked across ranks like every collective (the op travels in the
+    // algorithm field), so that ranks that called with other arguments all
+    // fail instead of pairing later calls.
+    Identity id = comm->next_identity(Kind::Allreduce,
+                                      sparse_path ? uint8_t(comm->config.algorithm) : pass_through_algorithm(reduction),
+                                      count, uint8_t(type), index_width_for(count));
+    id.encoding = Encoding::Raw;
+    id.bucket = 0;
+    auto told = [&](auto&& body) {  // a local failure is told to the other ranks
+      try {
+        body();
+      } catch (const Error& e) {
+        send_abort_notices(*comm->transport, id, e.status(), e.what());
+        throw;
+      } catch (const std::bad_alloc&) {
+        send_abort_notices(*comm->transport, id, SPARCL_ERR_NO_MEMORY, "out of memory");
+        throw;
+      }
+    };
+    told([&] {
+      require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+      require(value_size(type) != 0, SPARCL_ERR_INVALID_ARG, "unknown datatype");
+      require(reduction >= SPARCL_SUM && reduction <= SPARCL_MIN, SPARCL_ERR_INVALID_ARG, "unknown reduction op");
+      if (count == 0) return;
+      require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
+      if (staging) staging->require_host_buffers(src, recvbuf, "sparcl_allreduce");
+      if (!comm->transport->has_native_iallreduce(count))
+        fail(SPARCL_ERR_UNSUPPORTED,
+             std::strcmp(comm->transport->name(), "mpi") == 0
+                 ? "count too large for MPI_Iallreduce"
+                 : std::string("sparcl_allreduce over the ") + comm->transport->name() +
+                       " transport supports SPARCL_SUM of float32 and float64; other ops and types need the MPI "
+                       "transport (sparcl_comm_create_mpi with SPARCL_TRANSPORT=mpi)");
+    });
+    auto request = std::make_unique<sparcl_request>();
+    if (count == 0) {
+      request->op = std::make_unique<EmptyAllreduce>(*comm->transport, id);
+      return comm->submit(std::move(request));
+    }
+    std::unique_ptr<PassThroughAllreduce> pass;
+    told([&] {  // out of memory for its copies
+      pass = std::make_unique<PassThroughAllreduce>(*comm->transport, id, src, count, type, reduction,
+                                                    auto_state_of(comm)->native_slot());
+    });
+    const PassThroughAllreduce* reduce = pass.get();
+    const size_t bytes = count * value_size(type);
+    request->deliver = [reduce, recvbuf, bytes] { std::memcpy(recvbuf, reduce->result(), bytes); };
+    request->op = std::move(pass);
+    return comm->submit(std::move(request));
   }
   CallStart call = CallStart::allreduce(comm, count, uint8_t(type));
   call.check([&] {

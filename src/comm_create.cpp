@@ -67,6 +67,7 @@ struct SharedConfig {
   uint32_t quantization_bucket;
   int32_t checksum;
   int32_t auto_tune;
+  int32_t progress_thread;
   uint64_t ordinal_candidate;
   char ofi_provider[52];
   char auto_params[96];
@@ -113,6 +114,7 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
   mine.quantization_bucket = cfg.quantization_bucket;
   mine.checksum = cfg.checksum ? 1 : 0;
   mine.auto_tune = cfg.auto_tune ? 1 : 0;
+  mine.progress_thread = cfg.progress_thread ? 1 : 0;
   mine.ordinal_candidate = communicators_created.fetch_add(1);
   std::strncpy(mine.ofi_provider, cfg.ofi_provider.c_str(), sizeof mine.ofi_provider - 1);
   std::strncpy(mine.auto_params, cfg.auto_params.c_str(), sizeof mine.auto_params - 1);
@@ -149,6 +151,13 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
       fail(SPARCL_ERR_MISMATCH, who + (theirs.auto_tune ? " measures" : " does not measure") +
                                     " auto's candidates, this rank " + (mine.auto_tune ? "does" : "does not") +
                                     " (check SPARCL_AUTO_TUNE on every rank)");
+    // Agreed before the transport is made: over MPI, whether it may be made
+    // at all depends on it (the thread level), and a rank that refused while
+    // the others went on to MPI's collectives would leave them waiting.
+    if (theirs.progress_thread != mine.progress_thread)
+      fail(SPARCL_ERR_MISMATCH, who + (theirs.progress_thread ? " turned the progress thread on" : " turned the progress thread off") +
+                                    ", this rank " + (mine.progress_thread ? "on" : "off") +
+                                    " (check progress_thread and SPARCL_PROGRESS_THREAD on every rank)");
     if (theirs.checksum != mine.checksum)
       fail(SPARCL_ERR_MISMATCH, who + (theirs.checksum ? " turned checksums on" : " turned checksums off") +
                                     ", this rank " + (mine.checksum ? "on" : "off") + " (check SPARCL_CHECKSUM on every rank)");

@@ -39,14 +39,10 @@ class CorruptingTransport final : public Transport {
   }
   std::unique_ptr<RecvRequest> irecv(int peer, const Tag& tag) override { return inner_->irecv(peer, tag); }
   void progress() override { inner_->progress(); }
-  void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
-                        sparcl_op_t op) override {
-    inner_->native_allreduce(send, recv, count, type, op);
-  }
   bool has_native_iallreduce(uint64_t count) const override { return inner_->has_native_iallreduce(count); }
   std::unique_ptr<Request> native_iallreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
-                                             std::shared_ptr<const void> keep) override {
-    return inner_->native_iallreduce(send, recv, count, type, std::move(keep));
+                                             sparcl_op_t op, std::shared_ptr<const void> keep) override {
+    return inner_->native_iallreduce(send, recv, count, type, op, std::move(keep));
   }
   void close() override { inner_->close(); }
   void abort() override { inner_->abort(); }

@@ -14,6 +14,28 @@ const char* kind_name(uint8_t k) {
   }
 }
 
+std::string type_name(uint8_t t) {
+  switch (t) {
+    case SPARCL_FLOAT32: return "float32";
+    case SPARCL_FLOAT64: return "float64";
+    case SPARCL_INT32: return "int32";
+    case SPARCL_INT64: return "int64";
+    default: return std::to_string(t);
+  }
+}
+
+// The op of an allreduce, from its algorithm field (sparcl's own algorithms sum).
+const char* op_name(uint8_t algorithm) {
+  if (!is_pass_through(algorithm)) return "SPARCL_SUM";
+  switch (algorithm - kPassThroughAlgorithm) {
+    case SPARCL_SUM: return "SPARCL_SUM";
+    case SPARCL_PROD: return "SPARCL_PROD";
+    case SPARCL_MAX: return "SPARCL_MAX";
+    case SPARCL_MIN: return "SPARCL_MIN";
+    default: return "unknown";
+  }
+}
+
 // The second CRC of the trailer covers the header and the payload's CRC, so
 // that a forwarder that rewrites the step recomputes 68 bytes, not the payload.
 uint32_t header_crc(const Buffer& msg, uint32_t payload_crc) {
@@ -83,6 +105,28 @@ void check_ack(const Buffer& msg, const WireHeader& h, int peer) {
     fail(SPARCL_ERR_CORRUPT, "malformed acknowledgement from rank " + std::to_string(peer));
 }
 
+SharedBuffer encode_native_ack(const Identity& id, uint16_t step, const NativeTally& tally) {
+  WireHeader h = make_header(id, step);
+  h.nnz = kNativeTallyBytes;
+  auto buf = std::make_shared<Buffer>(sizeof h + kNativeTallyBytes + (id.checksum ? kChecksumBytes : 0));
+  const uint64_t words[3] = {tally.min_started, tally.max_started, tally.retired ? uint64_t(1) : 0};
+  std::memcpy(buf->data(), &h, sizeof h);
+  std::memcpy(buf->data() + sizeof h, words, sizeof words);
+  if (id.checksum) seal(*buf);
+  return buf;
+}
+
+NativeTally read_native_ack(const Buffer& msg, const WireHeader& h, int peer) {
+  const size_t trailer = (h.flags & kFlagChecksum) ? kChecksumBytes : 0;
+  uint64_t words[3] = {1, 0, 2};
+  if (!(h.flags & kFlagDense) && h.begin == 0 && h.end == 0 && h.nnz == kNativeTallyBytes &&
+      msg.size() == sizeof h + kNativeTallyBytes + trailer)
+    std::memcpy(words, msg.data() + sizeof h, sizeof words);
+  if (words[0] > words[1] || words[2] > 1)
+    fail(SPARCL_ERR_CORRUPT, "malformed acknowledgement from rank " + std::to_string(peer));
+  return NativeTally{words[0], words[1], words[2] == 1};
+}
+
 SharedBuffer encode_abort(const Identity& id, sparcl_status_t status, const std::string& text) {
   WireHeader h = make_header(id, 0);
   h.flags = uint8_t(h.flags | kFlagAbort);
@@ -130,7 +174,12 @@ void check_identity(const WireHeader& h, const Identity& id, uint16_t step, int 
   // them, so ranks with different dims also differ in the algorithm, and the
   // dim is what the caller has to fix.
   if (h.dim != id.dim) mismatch("dim", h.dim, id.dim);
-  if (h.value_type != id.value_type) mismatch("value type", h.value_type, id.value_type);
+  if (h.value_type != id.value_type)
+    fail(SPARCL_ERR_MISMATCH, who + " called with value type " + type_name(h.value_type) + ", this rank with " +
+                                  type_name(id.value_type));
+  if ((is_pass_through(h.algorithm) || is_pass_through(id.algorithm)) && h.algorithm != id.algorithm)
+    fail(SPARCL_ERR_MISMATCH, who + " called with reduction op " + op_name(h.algorithm) + ", this rank with " +
+                                  op_name(id.algorithm));
   if (h.index_width != id.index_width) mismatch("index width", h.index_width, id.index_width);
   if (h.encoding != uint8_t(id.encoding))
     fail(SPARCL_ERR_MISMATCH, who + " sends " + codec::value_codec_name(Encoding(h.encoding)) +

@@ -200,6 +200,36 @@ SharedBuffer encode_ack(const Identity& id, uint16_t step);
 // Checks that a data message is an acknowledgement. Throws SPARCL_ERR_CORRUPT.
 void check_ack(const Buffer& msg, const WireHeader& h, int peer);
 
+// What the barrier before a transport's own collective (MPI_Iallreduce)
+// tells: the fewest and the most such collectives any rank seen so far has
+// started on the transport's communicator for them, and whether any of
+// those ranks has stopped using it. Merged along a dissemination barrier, it
+// covers every rank after ceil(log2 P) rounds.
+struct NativeTally {
+  uint64_t min_started = 0, max_started = 0;
+  bool retired = false;
+  void merge(const NativeTally& o) {
+    min_started = o.min_started < min_started ? o.min_started : min_started;
+    max_started = o.max_started > max_started ? o.max_started : max_started;
+    retired = retired || o.retired;
+  }
+};
+constexpr size_t kNativeTallyBytes = 24;
+
+// An acknowledgement that carries a tally: a data message over [0, 0) whose
+// payload is min_started, max_started and flags (bit 0: retired), 8 bytes
+// each; nnz holds the payload size.
+SharedBuffer encode_native_ack(const Identity& id, uint16_t step, const NativeTally& tally);
+// Checks such an acknowledgement and returns its tally. Throws SPARCL_ERR_CORRUPT.
+NativeTally read_native_ack(const Buffer& msg, const WireHeader& h, int peer);
+
+// The algorithm field of an allreduce that the transport performs itself
+// (an op other than SPARCL_SUM, or integer values): kPassThroughAlgorithm +
+// the sparcl_op_t. Never a sparcl_algorithm_t.
+constexpr uint8_t kPassThroughAlgorithm = 0x40;
+inline uint8_t pass_through_algorithm(int op) { return uint8_t(kPassThroughAlgorithm + op); }
+inline bool is_pass_through(uint8_t algorithm) { return (algorithm & 0xC0) == kPassThroughAlgorithm; }
+
 // An abort message: tells peers that this collective failed with `status`.
 SharedBuffer encode_abort(const Identity& id, sparcl_status_t status, const std::string& text);
 

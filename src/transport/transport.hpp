@@ -72,25 +72,22 @@ class Transport {
   // Moves outstanding transfers forward (for backends that need a call).
   virtual void progress() = 0;
 
-  // Dense allreduce by the transport itself, for the ops and types that have
-  // no sparse path. Throws SPARCL_ERR_UNSUPPORTED where there is none.
-  virtual void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
-                                sparcl_op_t op) = 0;
-
-  // A non-blocking dense SUM allreduce of `count` float32 or float64 values
-  // by the transport itself (MPI: MPI_Iallreduce on a communicator of its
-  // own), for sparcl's dense algorithm. has_native_iallreduce() depends on
-  // the transport and the count alone, so all ranks agree on it. `keep`
-  // holds the buffers: the transport keeps it until the operation is
-  // complete, also when the request is destroyed before that. Every rank
-  // must start these in the same order.
+  // A non-blocking dense allreduce of `count` values by the transport itself
+  // (MPI: MPI_Iallreduce on a communicator of its own): the dense
+  // algorithm's sum, and every op and type that has no sparse path.
+  // has_native_iallreduce() depends on the transport and the count alone, so
+  // all ranks agree on it. `keep` holds the buffers: the transport keeps it
+  // until the operation is complete, also when the request is destroyed
+  // before that. Every rank must start these in the same order
+  // (collectives/collective.hpp: NativeOrder).
   virtual bool has_native_iallreduce(uint64_t count) const {
     (void)count;
     return false;
   }
   virtual std::unique_ptr<Request> native_iallreduce(const void* send, void* recv, size_t count,
-                                                     sparcl_datatype_t type, std::shared_ptr<const void> keep) {
-    (void)send, (void)recv, (void)count, (void)type, (void)keep;
+                                                     sparcl_datatype_t type, sparcl_op_t op,
+                                                     std::shared_ptr<const void> keep) {
+    (void)send, (void)recv, (void)count, (void)type, (void)op, (void)keep;
     fail(SPARCL_ERR_UNSUPPORTED, std::string("the ") + name() + " transport has no allreduce of its own");
   }
 

@@ -30,6 +30,28 @@ void keep_forever(std::shared_ptr<const void> what) {
   kept->push_back(std::move(what));
 }
 
+void drop_message(MPI_Message& msg, size_t bytes) {
+  // Received into one small buffer, over and over: a datatype of blocks
+  // that all start at its address. It is not contiguous, so MPI unpacks
+  // block by block (a truncated receive into a small buffer is no way out:
+  // Open MPI's single-copy path then reads the whole message into it).
+  constexpr size_t kSinkBytes = size_t(64) << 10;
+  thread_local uint8_t sink[kSinkBytes];
+  const size_t blocks = (bytes + kSinkBytes - 1) / kSinkBytes;
+  if (blocks <= 1 || blocks > size_t(INT_MAX)) {
+    MPI_Mrecv(sink, int(bytes < kSinkBytes ? bytes : kSinkBytes), MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+    return;
+  }
+  MPI_Datatype overlay;
+  if (MPI_Type_create_hvector(int(blocks), int(kSinkBytes), 0, MPI_BYTE, &overlay) != MPI_SUCCESS ||
+      MPI_Type_commit(&overlay) != MPI_SUCCESS) {
+    MPI_Mrecv(sink, 0, MPI_BYTE, &msg, MPI_STATUS_IGNORE);  // truncated: the last resort
+    return;
+  }
+  MPI_Mrecv(sink, 1, overlay, &msg, MPI_STATUS_IGNORE);
+  MPI_Type_free(&overlay);
+}
+
 namespace {
 
 
@@ -101,7 +123,12 @@ class MpiRecv final : public RecvRequest {
       MPI_Count bytes = 0;
       t_.check(MPI_Get_elements_x(&st, MPI_BYTE, &bytes), "MPI_Get_elements_x");
       source_ = st.MPI_SOURCE;
-      buf_ = std::make_shared<Buffer>(size_t(bytes));
+      try {
+        buf_ = std::make_shared<Buffer>(size_t(bytes));
+      } catch (...) {
+        drop_message(msg, size_t(bytes));  // matched: it must be received, or its sender waits forever
+        throw;
+      }
       ByteSpan span = byte_span(size_t(bytes));
       const int rc = MPI_Imrecv(buf_->data(), span.count, span.type, &msg, &req_);
       release(span);
@@ -161,6 +188,8 @@ MpiTransport::MpiTransport(std::shared_ptr<OwnedComm> comm, int64_t timeout_ms)
   while (seq_bits_ < 30 && (1L << (seq_bits_ + 2)) - 1 <= ub) ++seq_bits_;
   if (seq_bits_ < 8) fail(SPARCL_ERR_UNSUPPORTED, "MPI_TAG_UB of this MPI is too small for sparcl");
   check(MPI_Comm_dup(comm_, &native_comm_), "MPI_Comm_dup");
+  // MPI's errors become sparcl's (SPARCL_ERR_TRANSPORT), never an abort.
+  MPI_Comm_set_errhandler(native_comm_, MPI_ERRORS_RETURN);
 }
 
 MpiTransport::~MpiTransport() {
@@ -213,10 +242,7 @@ void MpiTransport::discard_unexpected() {
     if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &found, &msg, &st) != MPI_SUCCESS || !found) return;
     MPI_Count bytes = 0;
     MPI_Get_elements_x(&st, MPI_BYTE, &bytes);
-    Buffer sink(static_cast<size_t>(bytes));
-    ByteSpan span = byte_span(size_t(bytes));
-    MPI_Mrecv(sink.data(), span.count, span.type, &msg, MPI_STATUS_IGNORE);
-    release(span);
+    drop_message(msg, size_t(bytes));
   }
 }
 
@@ -272,18 +298,9 @@ void MpiTransport::progress() {
 bool MpiTransport::has_native_iallreduce(uint64_t count) const { return count <= uint64_t(INT_MAX); }
 
 std::unique_ptr<Request> MpiTransport::native_iallreduce(const void* send, void* recv, size_t count,
-                                                         sparcl_datatype_t type, std::shared_ptr<const void> keep) {
+                                                         sparcl_datatype_t type, sparcl_op_t op,
+                                                         std::shared_ptr<const void> keep) {
   if (!has_native_iallreduce(count)) fail(SPARCL_ERR_UNSUPPORTED, "count too large for MPI_Iallreduce");
-  if (type != SPARCL_FLOAT32 && type != SPARCL_FLOAT64) fail(SPARCL_ERR_INVALID_ARG, "MPI_Iallreduce of other than float types");
-  MPI_Request req;
-  check(MPI_Iallreduce(send, recv, int(count), type == SPARCL_FLOAT32 ? MPI_FLOAT : MPI_DOUBLE, MPI_SUM,
-                       native_comm_, &req),
-        "MPI_Iallreduce");
-  return std::make_unique<MpiCollective>(*this, req, std::move(keep));
-}
-
-void MpiTransport::native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
-                                    sparcl_op_t op) {
   MPI_Datatype t;
   switch (type) {
     case SPARCL_FLOAT32: t = MPI_FLOAT; break;
@@ -300,27 +317,9 @@ void MpiTransport::native_allreduce(const void* send, void* recv, size_t count, 
     case SPARCL_MIN: o = MPI_MIN; break;
     default: fail(SPARCL_ERR_INVALID_ARG, "unknown reduction op");
   }
-  if (count > size_t(INT_MAX)) fail(SPARCL_ERR_UNSUPPORTED, "count too large for MPI_Allreduce");
-  if (timeout_ms_ == 0) {
-    check(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, int(count), t, o, comm_), "MPI_Allreduce");
-    return;
-  }
-  // Bounded: on copies of the caller's buffers, which MPI may go on using
-  // after a timeout (it cannot withdraw a started collective).
-  int type_size = 0;
-  MPI_Type_size(t, &type_size);
-  const size_t bytes = count * size_t(type_size);
-  auto work = std::make_shared<Buffer>(bytes);
-  std::memcpy(work->data(), send, bytes);
-  MPI_Request request = MPI_REQUEST_NULL;
-  check(MPI_Iallreduce(MPI_IN_PLACE, work->data(), int(count), t, o, comm_, &request), "MPI_Iallreduce");
-  if (!wait_until(request, deadline_after(timeout_ms_))) {
-    keep_forever(std::move(work));
-    keep_forever(owner_);
-    fail(SPARCL_ERR_TIMEOUT, "allreduce passed to MPI (MPI_Iallreduce) did not complete within " +
-                                 std::to_string(timeout_ms_) + " ms (SPARCL_TIMEOUT_MS)");
-  }
-  std::memcpy(recv, work->data(), bytes);
+  MPI_Request req;
+  check(MPI_Iallreduce(send, recv, int(count), t, o, native_comm_, &req), "MPI_Iallreduce");
+  return std::make_unique<MpiCollective>(*this, req, std::move(keep));
 }
 
 }  // namespace sparcl

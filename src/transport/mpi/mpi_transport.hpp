@@ -26,6 +26,10 @@ bool wait_until(MPI_Request& request, std::chrono::steady_clock::time_point dead
 // global, so leak checkers do not count it.
 void keep_forever(std::shared_ptr<const void> what);
 
+// Receives a matched message of `bytes` bytes and drops its contents,
+// without memory of its size.
+void drop_message(MPI_Message& msg, size_t bytes);
+
 // sparcl's own MPI communicator (a dup of the caller's), freed with its last
 // reference. When an operation on it is given up, the reference goes to
 // keep_forever: MPI may still use the communicator, so it is never freed.
@@ -41,9 +45,10 @@ struct OwnedComm {
 
 class MpiTransport final : public Transport {
  public:
-  // Works on `comm`, shared with the bootstrap that created it. The
-  // transport's blocking steps (close, the native allreduce) give up after
-  // `timeout_ms` (0: never) with SPARCL_ERR_TIMEOUT.
+  // Works on `comm`, shared with the bootstrap that created it. Its
+  // blocking step (close) gives up after `timeout_ms` (0: never) with
+  // SPARCL_ERR_TIMEOUT; its collectives (native_iallreduce) end at the
+  // deadline of the operation that started them.
   MpiTransport(std::shared_ptr<OwnedComm> comm, int64_t timeout_ms);
   ~MpiTransport() override;
 
@@ -53,11 +58,9 @@ class MpiTransport final : public Transport {
   std::unique_ptr<Request> isend(int peer, const Tag& tag, SharedBuffer data) override;
   std::unique_ptr<RecvRequest> irecv(int peer, const Tag& tag) override;
   void progress() override;
-  void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
-                        sparcl_op_t op) override;
   bool has_native_iallreduce(uint64_t count) const override;
   std::unique_ptr<Request> native_iallreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
-                                             std::shared_ptr<const void> keep) override;
+                                             sparcl_op_t op, std::shared_ptr<const void> keep) override;
   void close() override;
   void abort() override { aborted_ = true; }
 

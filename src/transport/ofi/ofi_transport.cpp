@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "ofi_transport.hpp"
 
+#include <malloc.h>
 #include <rdma/fi_cm.h>
 #include <rdma/fi_endpoint.h>
 #include <rdma/fi_errno.h>
@@ -571,6 +572,11 @@ Fabric::~Fabric() {
   if (domain) fi_close(&domain->fid);
   if (fabric) fi_close(&fabric->fid);
   if (info) fi_freeinfo(info);
+#ifdef __GLIBC__
+  // The provider's pools of this endpoint came from the heap and leave it
+  // fragmented behind later allocations: hand the freed pages back.
+  malloc_trim(0);
+#endif
 }
 
 // ---------------------------------------------------------------------------
@@ -930,12 +936,6 @@ void OfiTransport::progress_locked() {
   flush();
 }
 
-void OfiTransport::native_allreduce(const void*, void*, size_t, sparcl_datatype_t, sparcl_op_t) {
-  fail(SPARCL_ERR_UNSUPPORTED,
-       "the libfabric transport has no dense allreduce: sparcl_allreduce supports SPARCL_SUM on "
-       "float32/float64 here; other ops need the MPI transport (sparcl_comm_create_mpi with SPARCL_TRANSPORT=mpi)");
-}
-
 std::string OfiTransport::barrier(bool wire_up) {
   auto flow = std::make_shared<BarrierFlow>(*this, wire_up ? kWireUpMagic : kCloseMagic,
                                             wire_up ? kWireUpSeq : kCloseSeq);
@@ -1014,6 +1014,22 @@ void OfiTransport::close() {
 
 namespace {
 
+// ofi_rxm allocates its bounce buffers per endpoint, that is per
+// communicator: pools of 1024 buffers of FI_OFI_RXM_BUFFER_SIZE (16 KiB by
+// default) at fi_enable and one more per connection, plus pools sized by
+// FI_OFI_RXM_MSG_TX_SIZE and _RX_SIZE (128): about 85 MiB per communicator.
+// sparcl keeps few messages in flight per peer, so queues of 32 suffice
+// (35 MiB). The buffer size stays: it is also rxm's eager limit, and 4 KiB
+// buffers (11 MiB) make an 8 KiB message 2.3 times slower
+// (bench/results/ofi-comm-memory.txt). The provider reads these variables
+// once, when libfabric is first used in the process; a value the user set
+// is kept.
+void limit_rxm_pools(const std::string& provider) {
+  if (provider.find("ofi_rxm") == std::string::npos) return;
+  setenv("FI_OFI_RXM_MSG_TX_SIZE", "32", 0);
+  setenv("FI_OFI_RXM_MSG_RX_SIZE", "32", 0);
+}
+
 class OfiEndpoint final : public Endpoint {
  public:
   explicit OfiEndpoint(const Config& config);
@@ -1055,6 +1071,7 @@ OfiEndpoint::OfiEndpoint(const Config& config) : fab_(std::make_unique<ofi::Fabr
   hints.p->fabric_attr->prov_name = strdup(provider.c_str());  // freed by fi_freeinfo
   if (!hints.p->fabric_attr->prov_name) fail(SPARCL_ERR_NO_MEMORY, "out of memory");
 
+  limit_rxm_pools(provider);
   const int rc = fi_getinfo(FI_VERSION(FI_MAJOR_VERSION, FI_MINOR_VERSION), nullptr, nullptr, 0, hints.p, &fab_->info);
   if (rc != 0 || !fab_->info) {
     fab_->info = nullptr;

@@ -150,8 +150,6 @@ class OfiTransport final : public Transport {
   std::unique_ptr<Request> isend(int peer, const Tag& tag, SharedBuffer data) override;
   std::unique_ptr<RecvRequest> irecv(int peer, const Tag& tag) override;
   void progress() override;
-  void native_allreduce(const void* send, void* recv, size_t count, sparcl_datatype_t type,
-                        sparcl_op_t op) override;
   void close() override;
   // Posts the wildcard receives, then exchanges a message with every other
   // rank, which sets up all connections (called by connect(), on every rank).

@@ -469,12 +469,6 @@ void UcxTransport::reap_orphans() {
   }
 }
 
-void UcxTransport::native_allreduce(const void*, void*, size_t, sparcl_datatype_t, sparcl_op_t) {
-  fail(SPARCL_ERR_UNSUPPORTED,
-       "the UCX transport has no dense allreduce of its own: sparcl_allreduce over UCX supports SPARCL_SUM "
-       "of float32 and float64; other ops need the MPI transport (sparcl_comm_create_mpi)");
-}
-
 void UcxTransport::close() {
   if (closed_) return;
   closed_ = true;
