@@ -112,6 +112,18 @@ CallStart CallStart::allreduce(sparcl_comm* comm, uint64_t dim, uint8_t value_ty
   return call;
 }
 
+CallStart CallStart::pass_through(sparcl_comm* comm, uint64_t count, uint8_t value_type, int reduction,
+                                  bool sparse_op) {
+  // The op travels in the algorithm field, so that ranks that called with
+  // other arguments all fail instead of pairing later calls.
+  Identity id = comm->next_identity(Kind::Allreduce,
+                                    sparse_op ? uint8_t(comm->config.algorithm) : pass_through_algorithm(reduction),
+                                    count, value_type, index_width_for(count));
+  id.encoding = Encoding::Raw;
+  id.bucket = 0;
+  return CallStart(comm, id);
+}
+
 CallStart CallStart::allgather(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {
   return CallStart(comm, comm->next_identity(Kind::Allgather, 0, dim, value_type, index_width_for(dim)));
 }
@@ -230,63 +242,60 @@ sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t*
   return comm->submit(std::move(request));
 }
 
+namespace {
+
+// sparcl_allreduce() of count 0, or of an op or type without a sparse path:
+// checked across ranks like every collective, then the transport's own
+// allreduce (or nothing, for count 0).
+sparcl_request* start_pass_through(CallStart call, int type, int reduction, const void* src, void* recvbuf,
+                                   const void* request_slot) {
+  sparcl_comm* comm = call.comm();
+  const Identity& id = call.identity();
+  const uint64_t count = id.dim;
+  call.check([&] {
+    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+    require(value_size(type) != 0, SPARCL_ERR_INVALID_ARG, "unknown datatype");
+    require(reduction >= SPARCL_SUM && reduction <= SPARCL_MIN, SPARCL_ERR_INVALID_ARG, "unknown reduction op");
+    if (count == 0) return;
+    require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
+    if (const DeviceStaging* staging = device_staging())
+      staging->require_host_buffers(src, recvbuf, "sparcl_allreduce");
+    if (!comm->transport->has_native_iallreduce(count))
+      fail(SPARCL_ERR_UNSUPPORTED,
+           std::strcmp(comm->transport->name(), "mpi") == 0
+               ? "count too large for MPI_Iallreduce"
+               : std::string("sparcl_allreduce over the ") + comm->transport->name() +
+                     " transport supports SPARCL_SUM of float32 and float64; other ops and types need the MPI "
+                     "transport (sparcl_comm_create_mpi with SPARCL_TRANSPORT=mpi)");
+  });
+  std::unique_ptr<sparcl_request> request;
+  call.check([&] {
+    request = std::make_unique<sparcl_request>();
+    if (count == 0) {
+      request->op = std::make_unique<EmptyAllreduce>(*comm->transport, id);
+      return;
+    }
+    auto pass = std::make_unique<PassThroughAllreduce>(*comm->transport, id, src, count, type, reduction,
+                                                      auto_state_of(comm)->native_slot());
+    const PassThroughAllreduce* reduce = pass.get();
+    const size_t bytes = count * value_size(type);
+    request->deliver = [reduce, recvbuf, bytes] { std::memcpy(recvbuf, reduce->result(), bytes); };
+    request->op = std::move(pass);
+  });
+  return comm->submit(std::move(request));
+}
+
+}  // namespace
+
 sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* recvbuf, size_t count,
                                 sparcl_datatype_t datatype, sparcl_op_t op, const void* request_slot) {
   const int type = raw(datatype), reduction = raw(op);
   const bool sparse_path = reduction == SPARCL_SUM && (type == SPARCL_FLOAT32 || type == SPARCL_FLOAT64);
   const void* src = sendbuf == SPARCL_IN_PLACE ? recvbuf : sendbuf;
   const DeviceStaging* staging = device_staging();
-  if (count == 0 || !sparse_path) {
-    // Checked across ranks like every collective (the op travels in the
-    // algorithm field), so that ranks that called with other arguments all
-    // fail instead of pairing later calls.
-    Identity id = comm->next_identity(Kind::Allreduce,
-                                      sparse_path ? uint8_t(comm->config.algorithm) : pass_through_algorithm(reduction),
-                                      count, uint8_t(type), index_width_for(count));
-    id.encoding = Encoding::Raw;
-    id.bucket = 0;
-    auto told = [&](auto&& body) {  // a local failure is told to the other ranks
-      try {
-        body();
-      } catch (const Error& e) {
-        send_abort_notices(*comm->transport, id, e.status(), e.what());
-        throw;
-      } catch (const std::bad_alloc&) {
-        send_abort_notices(*comm->transport, id, SPARCL_ERR_NO_MEMORY, "out of memory");
-        throw;
-      }
-    };
-    told([&] {
-      require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
-      require(value_size(type) != 0, SPARCL_ERR_INVALID_ARG, "unknown datatype");
-      require(reduction >= SPARCL_SUM && reduction <= SPARCL_MIN, SPARCL_ERR_INVALID_ARG, "unknown reduction op");
-      if (count == 0) return;
-      require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
-      if (staging) staging->require_host_buffers(src, recvbuf, "sparcl_allreduce");
-      if (!comm->transport->has_native_iallreduce(count))
-        fail(SPARCL_ERR_UNSUPPORTED,
-             std::strcmp(comm->transport->name(), "mpi") == 0
-                 ? "count too large for MPI_Iallreduce"
-                 : std::string("sparcl_allreduce over the ") + comm->transport->name() +
-                       " transport supports SPARCL_SUM of float32 and float64; other ops and types need the MPI "
-                       "transport (sparcl_comm_create_mpi with SPARCL_TRANSPORT=mpi)");
-    });
-    auto request = std::make_unique<sparcl_request>();
-    if (count == 0) {
-      request->op = std::make_unique<EmptyAllreduce>(*comm->transport, id);
-      return comm->submit(std::move(request));
-    }
-    std::unique_ptr<PassThroughAllreduce> pass;
-    told([&] {  // out of memory for its copies
-      pass = std::make_unique<PassThroughAllreduce>(*comm->transport, id, src, count, type, reduction,
-                                                    auto_state_of(comm)->native_slot());
-    });
-    const PassThroughAllreduce* reduce = pass.get();
-    const size_t bytes = count * value_size(type);
-    request->deliver = [reduce, recvbuf, bytes] { std::memcpy(recvbuf, reduce->result(), bytes); };
-    request->op = std::move(pass);
-    return comm->submit(std::move(request));
-  }
+  if (count == 0 || !sparse_path)
+    return start_pass_through(CallStart::pass_through(comm, count, uint8_t(type), reduction, sparse_path), type,
+                              reduction, src, recvbuf, request_slot);
   CallStart call = CallStart::allreduce(comm, count, uint8_t(type));
   call.check([&] {
     require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");

@@ -47,6 +47,9 @@ class CallStart {
   static CallStart allreduce(sparcl_comm* comm, uint64_t dim, uint8_t value_type,
                              const CompressedCall* compressed = nullptr);
   static CallStart allgather(sparcl_comm* comm, uint64_t dim, uint8_t value_type);
+  // sparcl_allreduce() of count 0, or of an op or type without a sparse path
+  // (`sparse_op`: SUM of float32 or float64, for count 0).
+  static CallStart pass_through(sparcl_comm* comm, uint64_t count, uint8_t value_type, int reduction, bool sparse_op);
 
   CallStart(CallStart&&) = default;
   CallStart& operator=(CallStart&&) = delete;
