@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
     MPI_Finalize();
     return 1;
   }
-  Transport& t = *comm->transport;
+  Transport& t = comm->transport();
   if (rank == 0) {
     std::printf("# sparcl-pingpong: transport %s; one-way time = half a round trip; MB/s = 10^6 bytes/s\n",
                 t.name());
@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
   for (size_t bytes : o.sizes) {
     const int iters = int(std::clamp<size_t>(o.bytes_per_size / bytes, 10, size_t(o.max_iterations)));
     MPI_Barrier(MPI_COMM_WORLD);
-    const double ts = sparcl_one_way(t, comm->id, bytes, iters, seq);
+    const double ts = sparcl_one_way(t, comm->id(), bytes, iters, seq);
     MPI_Barrier(MPI_COMM_WORLD);
     const double tm = mpi_one_way(bytes, iters);
     if (rank == 0)

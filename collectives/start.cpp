@@ -17,7 +17,7 @@ const DeviceStaging* registered_staging = nullptr;
 
 std::shared_ptr<AutoState> auto_state_of(sparcl_comm* comm) {
   CommCollectives& c = collectives_of(comm);
-  if (!c.auto_state) c.auto_state = std::make_shared<AutoState>(comm->config.auto_params, comm->config.auto_tune);
+  if (!c.auto_state) c.auto_state = std::make_shared<AutoState>(comm->config().auto_params, comm->config().auto_tune);
   return c.auto_state;
 }
 
@@ -25,13 +25,13 @@ std::shared_ptr<AutoState> auto_state_of(sparcl_comm* comm) {
 // records (empty unless the communicator's algorithm is auto), or, for the
 // dense algorithm, in the order of native collectives.
 AutoTicket auto_ticket(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {
-  if (comm->config.algorithm == SPARCL_ALGO_DENSE) {
+  if (comm->config().algorithm == SPARCL_ALGO_DENSE) {
     AutoTicket t;
     t.native = auto_state_of(comm)->native_slot();
     return t;
   }
-  if (comm->config.algorithm != SPARCL_ALGO_AUTO) return AutoTicket{};
-  return auto_state_of(comm)->start(dim, value_type, value_size(value_type), comm->transport->size());
+  if (comm->config().algorithm != SPARCL_ALGO_AUTO) return AutoTicket{};
+  return auto_state_of(comm)->start(dim, value_type, value_size(value_type), comm->transport().size());
 }
 
 template <class V, class I>
@@ -86,8 +86,8 @@ void record_algorithm(sparcl_comm* comm, const AllreduceOp<V, I>& reduce) {
 }  // namespace
 
 CommCollectives& collectives_of(sparcl_comm* comm) {
-  if (!comm->collectives) comm->collectives = std::make_shared<CommCollectives>();
-  return *std::static_pointer_cast<CommCollectives>(comm->collectives);
+  if (!comm->collectives()) comm->collectives() = std::make_shared<CommCollectives>();
+  return *std::static_pointer_cast<CommCollectives>(comm->collectives());
 }
 
 bool register_device_staging(const DeviceStaging* staging) {
@@ -101,7 +101,7 @@ const DeviceStaging* device_staging() { return registered_staging; }
 
 CallStart CallStart::allreduce(sparcl_comm* comm, uint64_t dim, uint8_t value_type,
                                const CompressedCall* compressed) {
-  Identity id = comm->next_identity(Kind::Allreduce, uint8_t(comm->config.algorithm), dim, value_type,
+  Identity id = comm->next_identity(Kind::Allreduce, uint8_t(comm->config().algorithm), dim, value_type,
                                     index_width_for(dim));
   if (compressed) {
     id.encoding = compressed->encoding;
@@ -117,7 +117,7 @@ CallStart CallStart::pass_through(sparcl_comm* comm, uint64_t count, uint8_t val
   // The op travels in the algorithm field, so that ranks that called with
   // other arguments all fail instead of pairing later calls.
   Identity id = comm->next_identity(Kind::Allreduce,
-                                    sparse_op ? uint8_t(comm->config.algorithm) : pass_through_algorithm(reduction),
+                                    sparse_op ? uint8_t(comm->config().algorithm) : pass_through_algorithm(reduction),
                                     count, value_type, index_width_for(count));
   id.encoding = Encoding::Raw;
   id.bucket = 0;
@@ -132,14 +132,14 @@ void CallStart::fail(sparcl_status_t status, const std::string& message) {
   if (failed_) return;
   failed_ = true;
   ticket_.fail();
-  send_abort_notices(*comm_->transport, id_, status, message);
+  send_abort_notices(comm_->transport(), id_, status, message);
 }
 
 template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> CallStart::make_allreduce_op(const View<V, I>& input) {
-  if (comm_->config.algorithm == SPARCL_ALGO_AUTO)
-    return make_auto_allreduce<V, I>(*comm_->transport, id_, input, auto_state_of(comm_), std::move(ticket_));
-  return make_allreduce<V, I>(comm_->config.algorithm, *comm_->transport, id_, input, std::move(ticket_.native));
+  if (comm_->config().algorithm == SPARCL_ALGO_AUTO)
+    return make_auto_allreduce<V, I>(comm_->transport(), id_, input, auto_state_of(comm_), std::move(ticket_));
+  return make_allreduce<V, I>(comm_->config().algorithm, comm_->transport(), id_, input, std::move(ticket_.native));
 }
 
 // ------------------------------------------------------------------ starts --
@@ -199,7 +199,7 @@ sparcl_request* start_allreduce_sparse_on_host(CallStart call, const sparcl_spar
 
 sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, sparcl_result_t* results,
                                        sparcl_result_t* merged, const void* request_slot) {
-  const int p = comm->transport->size();
+  const int p = comm->transport().size();
   if (results)
     for (int k = 0; k < p; ++k) results[k] = nullptr;
   if (merged) *merged = nullptr;
@@ -221,7 +221,7 @@ sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t*
       using I = typename decltype(i)::type;
       auto in = std::make_shared<Input<V, I>>();
       make_input(*send, *in);
-      auto op = std::make_unique<AllgatherOp<V, I>>(*comm->transport, call.identity(), in->view);
+      auto op = std::make_unique<AllgatherOp<V, I>>(comm->transport(), call.identity(), in->view);
       const AllgatherOp<V, I>* gather = op.get();
       request->deliver = [gather, results, merged, p] {
         std::vector<std::unique_ptr<sparcl_result>> out;
@@ -260,11 +260,11 @@ sparcl_request* start_pass_through(CallStart call, int type, int reduction, cons
     require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
     if (const DeviceStaging* staging = device_staging())
       staging->require_host_buffers(src, recvbuf, "sparcl_allreduce");
-    if (!comm->transport->has_native_iallreduce(count))
+    if (!comm->transport().has_native_iallreduce(count))
       fail(SPARCL_ERR_UNSUPPORTED,
-           std::strcmp(comm->transport->name(), "mpi") == 0
+           std::strcmp(comm->transport().name(), "mpi") == 0
                ? "count too large for MPI_Iallreduce"
-               : std::string("sparcl_allreduce over the ") + comm->transport->name() +
+               : std::string("sparcl_allreduce over the ") + comm->transport().name() +
                      " transport supports SPARCL_SUM of float32 and float64; other ops and types need the MPI "
                      "transport (sparcl_comm_create_mpi with SPARCL_TRANSPORT=mpi)");
   });
@@ -272,10 +272,10 @@ sparcl_request* start_pass_through(CallStart call, int type, int reduction, cons
   call.check([&] {
     request = std::make_unique<sparcl_request>();
     if (count == 0) {
-      request->op = std::make_unique<EmptyAllreduce>(*comm->transport, id);
+      request->op = std::make_unique<EmptyAllreduce>(comm->transport(), id);
       return;
     }
-    auto pass = std::make_unique<PassThroughAllreduce>(*comm->transport, id, src, count, type, reduction,
+    auto pass = std::make_unique<PassThroughAllreduce>(comm->transport(), id, src, count, type, reduction,
                                                       auto_state_of(comm)->native_slot());
     const PassThroughAllreduce* reduce = pass.get();
     const size_t bytes = count * value_size(type);

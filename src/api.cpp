@@ -54,7 +54,12 @@ sparcl_status_t release(sparcl_request_t* request) {
   sparcl_request* r = *request;
   *request = nullptr;
   const sparcl_status_t st = r->status;
-  if (st != SPARCL_SUCCESS) (r->comm ? r->comm->last_error : thread_last_error()) = r->message;
+  if (st != SPARCL_SUCCESS) {
+    if (r->comm)
+      r->comm->set_last_error(r->message);
+    else
+      thread_last_error() = r->message;
+  }
   delete r;
   return st;
 }
@@ -92,27 +97,20 @@ sparcl_status_t sparcl_comm_free(sparcl_comm_t comm) {
   if (!comm) return null_comm();
   {
     auto lock = comm->lock();
-    for (const sparcl_request* r : comm->in_flight)
-      if (!r->detached)
-        return record(comm, SPARCL_ERR_INVALID_ARG, "communicator has requests in flight: wait for them first");
+    if (comm->has_attached_requests())
+      return record(comm, SPARCL_ERR_INVALID_ARG, "communicator has requests in flight: wait for them first");
   }
   // The communicator is gone afterwards whatever happens: a close that
   // timed out (a peer never called sparcl_comm_free) is reported, but the
   // handle is freed all the same.
   std::unique_ptr<sparcl_comm> owned(comm);
   return guarded(nullptr, [&] {
-    // Detached requests finish first (progress deletes each as it ends; each
-    // ends by its deadline); the transport closes only after that.
+    // Detached requests finish first; the transport closes only after that.
     auto lock = comm->lock();
-    while (!comm->in_flight.empty()) {
-      comm->progress();
-      lock.unlock();
-      sched_yield();
-      lock.lock();
-    }
+    comm->finish_detached_requests(lock);
     lock.unlock();
     comm->stop_progress_thread();
-    comm->transport->close();
+    comm->transport().close();
   });
 }
 
@@ -124,7 +122,7 @@ sparcl_status_t sparcl_comm_abort(sparcl_comm_t comm) {
       auto lock = comm->lock();
       comm->abort_requests("the communicator was aborted (sparcl_comm_abort) before this collective completed");
     }
-    comm->transport->abort();
+    comm->transport().abort();
     delete comm;
   });
 }
@@ -132,21 +130,21 @@ sparcl_status_t sparcl_comm_abort(sparcl_comm_t comm) {
 sparcl_status_t sparcl_comm_rank(sparcl_comm_t comm, int* rank) {
   if (!comm) return null_comm();
   if (!rank) return record(comm, SPARCL_ERR_INVALID_ARG, "rank is NULL");
-  *rank = comm->transport->rank();
+  *rank = comm->transport().rank();
   return SPARCL_SUCCESS;
 }
 
 sparcl_status_t sparcl_comm_size(sparcl_comm_t comm, int* size) {
   if (!comm) return null_comm();
   if (!size) return record(comm, SPARCL_ERR_INVALID_ARG, "size is NULL");
-  *size = comm->transport->size();
+  *size = comm->transport().size();
   return SPARCL_SUCCESS;
 }
 
-const char* sparcl_comm_transport(sparcl_comm_t comm) { return comm ? comm->transport->name() : nullptr; }
+const char* sparcl_comm_transport(sparcl_comm_t comm) { return comm ? comm->transport().name() : nullptr; }
 
 const char* sparcl_comm_last_error(sparcl_comm_t comm) {
-  return comm ? comm->last_error.c_str() : thread_last_error().c_str();
+  return comm ? comm->last_error().c_str() : thread_last_error().c_str();
 }
 
 // The counters change under the communicator's lock (the progress thread
@@ -155,9 +153,7 @@ sparcl_status_t sparcl_comm_stats(sparcl_comm_t comm, sparcl_stats_t* stats) {
   if (!comm) return null_comm();
   auto lock = comm->lock();
   if (!stats) return record(comm, SPARCL_ERR_INVALID_ARG, "stats is NULL");
-  stats->collectives = comm->next_seq - comm->traffic_since_seq;
-  stats->messages_sent = comm->traffic.messages;
-  stats->bytes_sent = comm->traffic.bytes;
+  *stats = comm->stats();
   return SPARCL_SUCCESS;
 }
 
@@ -168,8 +164,7 @@ const char* sparcl_encoding_name(sparcl_value_encoding_t encoding) {
 sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm) {
   if (!comm) return null_comm();
   auto lock = comm->lock();
-  comm->traffic = Traffic{};
-  comm->traffic_since_seq = comm->next_seq;
+  comm->reset_stats();
   return SPARCL_SUCCESS;
 }
 

@@ -44,42 +44,42 @@ std::unique_ptr<sparcl_request> sparcl_request::completed(sparcl_comm* comm) {
 }
 
 sparcl_request::~sparcl_request() {
-  if (comm) comm->open_requests.erase(this);
+  if (comm) comm->forget(this);
 }
 
 sparcl_comm::~sparcl_comm() {
   stop_progress_thread();
-  for (sparcl_request* r : in_flight) delete r;  // only detached ones can be left
-  for (sparcl_request* r : open_requests) r->comm = nullptr;
+  for (sparcl_request* r : in_flight_) delete r;  // only detached ones can be left
+  for (sparcl_request* r : open_requests_) r->comm = nullptr;
 }
 
 sparcl::Identity sparcl_comm::next_identity(sparcl::Kind kind, uint8_t algorithm, uint64_t dim,
                                             uint8_t value_type, uint8_t index_width) {
   sparcl::Identity ident;
-  ident.comm_id = id;
-  ident.seq = next_seq++;
+  ident.comm_id = id_;
+  ident.seq = next_seq_++;
   ident.kind = kind;
   ident.algorithm = algorithm;
   ident.dim = dim;
   ident.value_type = value_type;
   ident.index_width = index_width;
   if (value_type == SPARCL_FLOAT32) {
-    ident.encoding = sparcl::Encoding(config.encoding);
-    ident.bucket = sparcl::codec::qsgd_bits(ident.encoding) ? config.quantization_bucket : 0;
+    ident.encoding = sparcl::Encoding(config_.encoding);
+    ident.bucket = sparcl::codec::qsgd_bits(ident.encoding) ? config_.quantization_bucket : 0;
   }
-  ident.checksum = config.checksum;
-  ident.rounding_key = sparcl::codec::derive_seed(rounding_base, ident.seq);
+  ident.checksum = config_.checksum;
+  ident.rounding_key = sparcl::codec::derive_seed(rounding_base_, ident.seq);
   return ident;
 }
 
 sparcl_request* sparcl_comm::submit(std::unique_ptr<sparcl_request> request) {
   request->comm = this;
-  open_requests.insert(request.get());
+  open_requests_.insert(request.get());
   if (request->done) return request.release();
-  request->op->count_traffic_in(&traffic);
-  request->deadline = sparcl::deadline_after(config.timeout_ms);
+  request->op->count_traffic_in(&traffic_);
+  request->deadline = sparcl::deadline_after(config_.timeout_ms);
   sparcl_request* r = request.release();
-  in_flight.push_back(r);
+  in_flight_.push_back(r);
   // Start it right away: its first sends go out before the caller computes.
   r->op->advance();
   wake_.notify_one();
@@ -88,30 +88,30 @@ sparcl_request* sparcl_comm::submit(std::unique_ptr<sparcl_request> request) {
 
 bool sparcl_comm::progress() {
   try {
-    transport->progress();
+    transport_->progress();
   } catch (const std::exception& e) {
     // The transport failed under every request in flight (this also runs on
     // the progress thread, which nothing may escape): each ends with the
     // error and tells its peers.
-    for (sparcl_request* r : in_flight)
+    for (sparcl_request* r : in_flight_)
       r->op->abort(SPARCL_ERR_TRANSPORT, std::string("progressing the transport: ") + e.what());
   }
   const auto now = Clock::now();
   bool moved = false;
-  for (auto it = in_flight.begin(); it != in_flight.end();) {
+  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
     sparcl_request* r = *it;
     const uint64_t moves = r->op->moves();
     const bool ended = r->op->advance();
     moved = moved || r->op->moves() != moves;
     if (!ended && now > r->deadline)
-      r->op->abort(SPARCL_ERR_TIMEOUT, "collective did not complete within " + std::to_string(config.timeout_ms) +
+      r->op->abort(SPARCL_ERR_TIMEOUT, "collective did not complete within " + std::to_string(config_.timeout_ms) +
                                            " ms (SPARCL_TIMEOUT_MS)");
     if (!r->op->done()) {
       ++it;
       continue;
     }
     finish(*r);
-    it = in_flight.erase(it);
+    it = in_flight_.erase(it);
     if (r->detached) delete r;
     moved = true;
   }
@@ -119,7 +119,7 @@ bool sparcl_comm::progress() {
 }
 
 void sparcl_comm::abort_requests(const std::string& message) {
-  for (sparcl_request* r : in_flight) {
+  for (sparcl_request* r : in_flight_) {
     r->op.reset();  // its transfers are dropped while the transport still exists
     r->status = SPARCL_ERR_PEER_FAILED;
     r->message = message;
@@ -127,7 +127,35 @@ void sparcl_comm::abort_requests(const std::string& message) {
     r->done = true;
     if (r->detached) delete r;
   }
-  in_flight.clear();
+  in_flight_.clear();
+}
+
+bool sparcl_comm::has_attached_requests() const {
+  for (const sparcl_request* r : in_flight_)
+    if (!r->detached) return true;
+  return false;
+}
+
+void sparcl_comm::finish_detached_requests(std::unique_lock<std::mutex>& lock) {
+  while (!in_flight_.empty()) {
+    progress();
+    lock.unlock();
+    sched_yield();
+    lock.lock();
+  }
+}
+
+sparcl_stats_t sparcl_comm::stats() const {
+  sparcl_stats_t st{};
+  st.collectives = next_seq_ - traffic_since_seq_;
+  st.messages_sent = traffic_.messages;
+  st.bytes_sent = traffic_.bytes;
+  return st;
+}
+
+void sparcl_comm::reset_stats() {
+  traffic_ = sparcl::Traffic{};
+  traffic_since_seq_ = next_seq_;
 }
 
 void sparcl_comm::wait_for(sparcl_request* request, std::unique_lock<std::mutex>& lock) {
@@ -146,7 +174,7 @@ void sparcl_comm::start_progress_thread() { progress_thread_ = std::thread([this
 void sparcl_comm::stop_progress_thread() {
   if (!progress_thread_.joinable()) return;
   {
-    std::lock_guard<std::mutex> g(mutex);
+    std::lock_guard<std::mutex> g(mutex_);
     stop_ = true;
   }
   wake_.notify_all();
@@ -162,20 +190,20 @@ void sparcl_comm::progress_loop() {
   constexpr int kSpinPasses = 64;
   constexpr auto kFirstSleep = std::chrono::microseconds(16);
   constexpr auto kMaxSleep = std::chrono::microseconds(256);
-  std::unique_lock<std::mutex> lock(mutex);
+  std::unique_lock<std::mutex> lock(mutex_);
   int idle_passes = 0;
   auto sleep = kFirstSleep;
   while (!stop_) {
-    if (in_flight.empty()) {
-      wake_.wait(lock, [this] { return stop_ || !in_flight.empty(); });
+    if (in_flight_.empty()) {
+      wake_.wait(lock, [this] { return stop_ || !in_flight_.empty(); });
       continue;
     }
     if (progress()) {
       idle_passes = 0;
       sleep = kFirstSleep;
     } else if (++idle_passes > kSpinPasses) {
-      const size_t before = in_flight.size();
-      wake_.wait_for(lock, sleep, [&] { return stop_ || in_flight.size() != before; });
+      const size_t before = in_flight_.size();
+      wake_.wait_for(lock, sleep, [&] { return stop_ || in_flight_.size() != before; });
       sleep = std::min(sleep * 2, kMaxSleep);
       continue;
     }

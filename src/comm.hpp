@@ -26,20 +26,39 @@
 
 struct sparcl_request;
 
+// One locking rule: every mutable member is guarded by the communicator's
+// mutex, taken with lock() by every C API call that touches the communicator
+// and by the progress thread. Only what is fixed at creation (the transport,
+// the configuration, the id and the rounding base) is read without it.
 struct sparcl_comm {
+ public:
+  // `id` and `rounding_base` are the same on every rank: the id is part of
+  // every tag and header, the base seeds stochastic rounding.
+  sparcl_comm(const sparcl::Config& config, uint32_t id, uint64_t rounding_base)
+      : config_(config), id_(id), rounding_base_(rounding_base) {}
   ~sparcl_comm();
+  sparcl_comm(const sparcl_comm&) = delete;
+  sparcl_comm& operator=(const sparcl_comm&) = delete;
 
-  std::unique_ptr<sparcl::Transport> transport;
-  sparcl::Config config;
-  uint32_t id = 0;        // the same on every rank; part of every tag and header
-  uint64_t next_seq = 0;  // collectives started so far
-  uint64_t rounding_base = 0;  // the same on every rank; seeds stochastic rounding
-  std::string last_error;
-  sparcl::Traffic traffic;
-  uint64_t traffic_since_seq = 0;  // next_seq when the counters were last reset
-  // The collectives layer's state of this communicator (auto's records,
-  // the last algorithm: collectives/start.hpp, CommCollectives), opaque here.
-  std::shared_ptr<void> collectives;
+  // --- fixed at creation: read without the lock ---
+  sparcl::Transport& transport() const { return *transport_; }
+  const sparcl::Config& config() const { return config_; }
+  uint32_t id() const { return id_; }
+  // Sets the transport: at creation, and by test hooks that wrap it
+  // (src/test_hooks.cpp) between collectives, under the lock.
+  void set_transport(std::unique_ptr<sparcl::Transport> transport) { transport_ = std::move(transport); }
+  std::unique_ptr<sparcl::Transport> take_transport() { return std::move(transport_); }
+
+  // --- the rest: under the lock ---
+
+  // Takes the mutex for a caller's API call. The progress thread steps aside
+  // while such a call waits, so callers are never starved by its spinning.
+  std::unique_lock<std::mutex> lock() {
+    ++callers_waiting_;
+    std::unique_lock<std::mutex> l(mutex_);
+    --callers_waiting_;
+    return l;
+  }
 
   // Identity of the next collective; every collective call takes one, also
   // one that fails on bad input, so that sequence numbers stay aligned.
@@ -51,40 +70,63 @@ struct sparcl_comm {
   sparcl_request* submit(std::unique_ptr<sparcl_request> request);
 
   // Advances every request in flight once; true if any of them moved.
-  // Caller holds `mutex`.
   bool progress();
 
-  // Ends every request in flight at once with SPARCL_ERR_PEER_FAILED and
-  // `message`, dropping their transfers (sparcl_comm_abort). Caller holds
-  // `mutex`; the progress thread is stopped.
-  void abort_requests(const std::string& message);
-
   // Blocks until `request` completes (progressing all requests meanwhile).
-  // Caller holds `lock` on `mutex`.
+  // Caller holds `lock`.
   void wait_for(sparcl_request* request, std::unique_lock<std::mutex>& lock);
 
-  // Starts and stops the background progress thread.
+  // Whether a request the caller still holds is in flight (sparcl_comm_free
+  // refuses then).
+  bool has_attached_requests() const;
+  // Progresses until the requests the caller freed before they completed
+  // have ended (each ends by its deadline). Caller holds `lock`.
+  void finish_detached_requests(std::unique_lock<std::mutex>& lock);
+
+  // Ends every request in flight at once with SPARCL_ERR_PEER_FAILED and
+  // `message`, dropping their transfers (sparcl_comm_abort). The progress
+  // thread is stopped.
+  void abort_requests(const std::string& message);
+
+  // Forgets a request that is freed (its destructor calls this).
+  void forget(sparcl_request* request) { open_requests_.erase(request); }
+
+  // The message of the last error on this communicator (sparcl_comm_last_error).
+  const std::string& last_error() const { return last_error_; }
+  void set_last_error(const std::string& message) { last_error_ = message; }
+
+  // The traffic counters (sparcl_comm_stats) and their reset.
+  sparcl_stats_t stats() const;
+  void reset_stats();
+
+  // The collectives layer's state of this communicator (auto's records,
+  // the last algorithm: collectives/start.hpp, CommCollectives), opaque here.
+  std::shared_ptr<void>& collectives() { return collectives_; }
+
+  // Starts and stops the background progress thread (not under the lock).
   void start_progress_thread();
   void stop_progress_thread();
 
-  // Takes `mutex` for a caller's API call. The progress thread steps aside
-  // while such a call waits, so callers are never starved by its spinning.
-  std::unique_lock<std::mutex> lock() {
-    ++callers_waiting_;
-    std::unique_lock<std::mutex> l(mutex);
-    --callers_waiting_;
-    return l;
-  }
+ private:
+  void progress_loop();
 
-  std::mutex mutex;  // guards everything above against the progress thread
-  std::list<sparcl_request*> in_flight;
+  std::unique_ptr<sparcl::Transport> transport_;
+  const sparcl::Config config_;
+  const uint32_t id_;
+  const uint64_t rounding_base_;
+
+  std::mutex mutex_;
+  uint64_t next_seq_ = 0;  // collectives started so far
+  std::string last_error_;
+  sparcl::Traffic traffic_;
+  uint64_t traffic_since_seq_ = 0;  // next_seq_ when the counters were last reset
+  std::shared_ptr<void> collectives_;
+  std::list<sparcl_request*> in_flight_;
   // Every request handed out and not yet freed, in flight or completed. When
   // the communicator goes, those the caller still holds forget it (their
   // comm becomes NULL) and can still be waited for or freed.
-  std::unordered_set<sparcl_request*> open_requests;
+  std::unordered_set<sparcl_request*> open_requests_;
 
- private:
-  void progress_loop();
   std::condition_variable wake_;  // requests were submitted, or stop
   std::thread progress_thread_;
   bool stop_ = false;

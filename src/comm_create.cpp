@@ -163,17 +163,14 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
                                     ", this rank " + (mine.checksum ? "on" : "off") + " (check SPARCL_CHECKSUM on every rank)");
   }
 
-  auto comm = std::make_unique<sparcl_comm>();
-  comm->config = cfg;
-  comm->id = comm_id;
-  comm->rounding_base = codec::mix64(ordinal);
+  auto comm = std::make_unique<sparcl_comm>(cfg, comm_id, codec::mix64(ordinal));
   if (cfg.transport == SPARCL_TRANSPORT_MPI) {
-    agreed(boot, [&] { comm->transport = make_mpi(); });
+    agreed(boot, [&] { comm->set_transport(make_mpi()); });
   } else {
     std::unique_ptr<Endpoint> endpoint;
     agreed(boot, [&] { endpoint = open_endpoint(cfg); });
     const auto addresses = boot.allgatherv(endpoint->address());
-    agreed(boot, [&] { comm->transport = endpoint->connect(boot.rank(), boot.size(), addresses); });
+    agreed(boot, [&] { comm->set_transport(endpoint->connect(boot.rank(), boot.size(), addresses)); });
   }
   if (cfg.progress_thread) comm->start_progress_thread();
   return comm;

@@ -15,7 +15,10 @@ namespace sparcl {
 std::string& thread_last_error();
 
 inline sparcl_status_t record(sparcl_comm_t comm, sparcl_status_t status, const char* message) {
-  (comm ? comm->last_error : thread_last_error()) = message;
+  if (comm)
+    comm->set_last_error(message);
+  else
+    thread_last_error() = message;
   return status;
 }
 

@@ -56,11 +56,11 @@ class CorruptingTransport final : public Transport {
 
 void corrupt_next_message(sparcl_comm_t comm) {
   auto lock = comm->lock();
-  auto* corrupting = dynamic_cast<CorruptingTransport*>(comm->transport.get());
+  auto* corrupting = dynamic_cast<CorruptingTransport*>(&comm->transport());
   if (!corrupting) {
-    auto wrapper = std::make_unique<CorruptingTransport>(std::move(comm->transport));
+    auto wrapper = std::make_unique<CorruptingTransport>(comm->take_transport());
     corrupting = wrapper.get();
-    comm->transport = std::move(wrapper);
+    comm->set_transport(std::move(wrapper));
   }
   corrupting->arm();
 }

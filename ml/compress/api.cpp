@@ -149,7 +149,7 @@ sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* c
     require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
     if (stream) bind_stream(*compressor, stream->stream);
     if (compressor->backend) staged = compressor->backend->result_slot(out);
-    send = compress_step(*compressor, grad, uint64_t(comm->transport->rank()), false);
+    send = compress_step(*compressor, grad, uint64_t(comm->transport().rank()), false);
   });
   sparcl_request* r = nullptr;
   CompressorBackend* backend = compressor->backend.get();

@@ -32,7 +32,7 @@ class TransportTest : public ::testing::Test {
       EXPECT_EQ(sparcl_comm_free(comm_), SPARCL_SUCCESS);
     }
   }
-  Transport& transport() { return *comm_->transport; }
+  Transport& transport() { return comm_->transport(); }
   sparcl_comm_t comm_ = nullptr;
 };
 
@@ -61,7 +61,7 @@ TEST_F(TransportTest, EqualTagsInFlightArriveInOrder) {
   Transport& t = transport();
   const int me = t.rank(), p = t.size();
   if (p < 2) GTEST_SKIP() << "needs two ranks";
-  const Tag tag{comm_->id, 1u << 20, false};
+  const Tag tag{comm_->id(), 1u << 20, false};
   std::vector<std::unique_ptr<RecvRequest>> recvs;
   std::vector<std::unique_ptr<Request>> sends;
   for (int peer = 0; peer < p; ++peer) {
@@ -101,7 +101,7 @@ TEST_F(TransportTest, AnySourceReceiveNamesTheSender) {
   Transport& t = transport();
   const int me = t.rank(), p = t.size();
   if (p < 2) GTEST_SKIP() << "needs two ranks";
-  const Tag tag{comm_->id, 1u << 21, true};
+  const Tag tag{comm_->id(), 1u << 21, true};
   std::unique_ptr<Request> send;
   if (me != 0) send = t.isend(0, tag, message(me, 0, 5));  // a large one: 3 MiB
   std::vector<bool> heard(size_t(p), false);
