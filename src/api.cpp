@@ -66,6 +66,10 @@ sparcl_result* new_result(const Held<V, I>& h) {
   // Results follow SparCML's rule too (an input passed through at P = 1 may not).
   if (!h.view.dense && prefer_dense<V, I>(h.view.nnz, h.view.range.size()))
     return new_result(Held<V, I>::of_stream(to_dense_stream(h.view)));
+  // ... both ways: a dense sum (split_dense, dense, or an empty one) with few
+  // entries set is returned sparse, -0.0 entries kept.
+  if (h.view.dense && !prefer_dense<V, I>(count_set_entries(h.view), h.view.range.size()))
+    return new_result(Held<V, I>::of_stream(to_sparse_stream(h.view)));
   auto r = std::make_unique<sparcl_result>();
   r->dim = h.view.range.size();
   r->value_type = sparcl_datatype_t(value_type_code<V>());

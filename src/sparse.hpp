@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -124,6 +125,39 @@ uint64_t count_nonzeros(const View<V, I>& v) {
   uint64_t n = 0;
   for (size_t i = 0; i < v.nnz; ++i) n += v.val[i] != V(0);
   return n;
+}
+
+// Whether any bit of v is set: -0.0 and NaN count, +0.0 does not.
+template <class V>
+inline bool has_bits(V v) {
+  typename std::conditional<sizeof(V) == 4, uint32_t, uint64_t>::type bits;
+  std::memcpy(&bits, &v, sizeof v);
+  return bits != 0;
+}
+
+template <class V, class I>
+uint64_t count_set_entries(const View<V, I>& v) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < v.nnz; ++i) n += has_bits(v.val[i]);
+  return n;
+}
+
+// A dense view as a sparse stream of its entries with a bit set, so -0.0 is
+// kept and only +0.0 (what write_dense fills in) is left out.
+template <class V, class I>
+Stream<V, I> to_sparse_stream(const View<V, I>& v) {
+  Stream<V, I> s;
+  s.range = v.range;
+  size_t n = size_t(count_set_entries(v));
+  s.idx.resize(n);
+  s.val.resize(n);
+  n = 0;
+  for (size_t i = 0; i < v.nnz; ++i)
+    if (has_bits(v.val[i])) {
+      s.idx[n] = I(v.range.begin + i);
+      s.val[n++] = v.val[i];
+    }
+  return s;
 }
 
 // acc[i - v.range.begin] += v[i] for the entries of v; acc covers v.range.
@@ -239,8 +273,11 @@ Stream<V, I> merge_all(const std::vector<View<V, I>>& parts) {
     Stream<V, I> s;
     s.range = range;
     s.dense = true;
-    s.val.assign(range.size(), V(0));
-    for (const auto& p : parts) add_into_dense(p, s.val.data());
+    // Start from the first part, not from +0.0: +0.0 + -0.0 is +0.0, so a sum
+    // of -0.0 inputs would lose its sign (-0.0 is the additive identity).
+    s.val.resize(range.size());
+    write_dense(parts[0], s.val.data());
+    for (size_t k = 1; k < parts.size(); ++k) add_into_dense(parts[k], s.val.data());
     return s;
   }
   // Pairwise merges in a balanced tree, (0+1)+(2+3)...: O(entries log parts),
