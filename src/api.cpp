@@ -46,19 +46,36 @@ void dispatch(uint8_t value_type, uint64_t dim, F&& f) {
   }
 }
 
+// An error the other ranks have been told of already.
+struct Told : Error {
+  using Error::Error;
+};
+
 // Runs local checks for collective `id`; if they fail, the other ranks are
 // told before the error is returned here, so that no rank waits for us.
 template <class F>
 void checked(sparcl_comm_t comm, const Identity& id, F&& checks) {
   try {
     checks();
+  } catch (const Told&) {
+    throw;
   } catch (const Error& e) {
     send_abort_notices(*comm->transport, id, e.status(), e.what());
-    throw;
+    throw Told(e.status(), e.what());
   } catch (const std::bad_alloc&) {
     send_abort_notices(*comm->transport, id, SPARCL_ERR_NO_MEMORY, "out of memory");
-    throw;
+    throw Told(SPARCL_ERR_NO_MEMORY, "out of memory");
   }
+}
+
+// The rest of a collective's start once its identity is taken (building the
+// request, submitting it) fails every rank too: out of memory there used to
+// fail this rank at once while the others waited for the whole timeout.
+template <class F>
+sparcl_request* start_checked(sparcl_comm_t comm, const Identity& id, F&& start) {
+  sparcl_request* started = nullptr;
+  checked(comm, id, [&] { started = start(); });
+  return started;
 }
 
 template <class V, class I>
@@ -197,7 +214,8 @@ sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t*
   const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
   Identity id = comm->next_identity(Kind::Allreduce, uint8_t(comm->config.algorithm), dim, vt, index_width_for(dim));
   // Taken before the checks: a call that fails here still has its place (its ticket marks it failed).
-  AutoTicket ticket = auto_ticket(comm, dim, vt);
+  AutoTicket ticket;
+  checked(comm, id, [&] { ticket = auto_ticket(comm, dim, vt); });
   if (compressed) {
     id.encoding = compressed->encoding;
     id.bucket = compressed->bucket;
@@ -211,28 +229,30 @@ sparcl_request* start_allreduce_sparse(sparcl_comm* comm, const sparcl_sparse_t*
       require(vt == SPARCL_FLOAT32 && dim < (uint64_t(1) << 32), SPARCL_ERR_INTERNAL,
               "a compressed allreduce of other than float32 values with 32-bit indices");
   });
-  auto request = std::make_unique<sparcl_request>();
-  dispatch(vt, dim, [&](auto v, auto i) {
-    using V = typename decltype(v)::type;
-    using I = typename decltype(i)::type;
-    auto in = std::make_shared<Input<V, I>>();
-    checked(comm, id, [&] { make_input(*send, *in); });
-    auto op = make_allreduce_op<V, I>(comm, id, in->view, ticket);
-    if constexpr (std::is_same<V, float>::value)
-      if (compressed) op->report_input_sent(compressed->input_sent);
-    const AllreduceOp<V, I>* reduce = op.get();
-    request->deliver = [comm, reduce, dense_recv, result, dim] {
-      if (dense_recv)
-        write_pieces(reduce->pieces(), dense_recv);
-      else
-        *result = new_result(reduce->pieces(), Range{0, dim});
-      comm->last_algorithm = sparcl_algorithm_t(reduce->identity().algorithm);
-      comm->last_choice = reduce->choice();
-    };
-    request->op = std::move(op);
-    request->keep = in;
+  return start_checked(comm, id, [&] {
+    auto request = std::make_unique<sparcl_request>();
+    dispatch(vt, dim, [&](auto v, auto i) {
+      using V = typename decltype(v)::type;
+      using I = typename decltype(i)::type;
+      auto in = std::make_shared<Input<V, I>>();
+      checked(comm, id, [&] { make_input(*send, *in); });
+      auto op = make_allreduce_op<V, I>(comm, id, in->view, ticket);
+      if constexpr (std::is_same<V, float>::value)
+        if (compressed) op->report_input_sent(compressed->input_sent);
+      const AllreduceOp<V, I>* reduce = op.get();
+      request->deliver = [comm, reduce, dense_recv, result, dim] {
+        if (dense_recv)
+          write_pieces(reduce->pieces(), dense_recv);
+        else
+          *result = new_result(reduce->pieces(), Range{0, dim});
+        comm->last_algorithm = sparcl_algorithm_t(reduce->identity().algorithm);
+        comm->last_choice = reduce->choice();
+      };
+      request->op = std::move(op);
+      request->keep = in;
+    });
+    return comm->submit(std::move(request));
   });
-  return comm->submit(std::move(request));
 }
 
 sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, sparcl_result_t* results,
@@ -250,30 +270,32 @@ sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t*
     require(results != nullptr, SPARCL_ERR_INVALID_ARG, "results is NULL");
     cuda::require_host_buffers(send->indices, send->values, "sparcl_allgather_sparse");
   });
-  auto request = std::make_unique<sparcl_request>();
-  dispatch(vt, dim, [&](auto v, auto i) {
-    using V = typename decltype(v)::type;
-    using I = typename decltype(i)::type;
-    auto in = std::make_shared<Input<V, I>>();
-    checked(comm, id, [&] { make_input(*send, *in); });
-    auto op = std::make_unique<AllgatherOp<V, I>>(*comm->transport, id, in->view);
-    const AllgatherOp<V, I>* gather = op.get();
-    request->deliver = [gather, results, merged, p] {
-      std::vector<std::unique_ptr<sparcl_result>> out;
-      for (const auto& h : gather->vectors()) out.emplace_back(new_result(h));
-      std::unique_ptr<sparcl_result> sum;
-      if (merged) {
-        std::vector<View<V, I>> views;
-        for (const auto& h : gather->vectors()) views.push_back(h.view);
-        sum.reset(new_result(Held<V, I>::of_stream(merge_all(views))));
-      }
-      for (int k = 0; k < p; ++k) results[k] = out[size_t(k)].release();
-      if (merged) *merged = sum.release();
-    };
-    request->op = std::move(op);
-    request->keep = in;
+  return start_checked(comm, id, [&] {
+    auto request = std::make_unique<sparcl_request>();
+    dispatch(vt, dim, [&](auto v, auto i) {
+      using V = typename decltype(v)::type;
+      using I = typename decltype(i)::type;
+      auto in = std::make_shared<Input<V, I>>();
+      checked(comm, id, [&] { make_input(*send, *in); });
+      auto op = std::make_unique<AllgatherOp<V, I>>(*comm->transport, id, in->view);
+      const AllgatherOp<V, I>* gather = op.get();
+      request->deliver = [gather, results, merged, p] {
+        std::vector<std::unique_ptr<sparcl_result>> out;
+        for (const auto& h : gather->vectors()) out.emplace_back(new_result(h));
+        std::unique_ptr<sparcl_result> sum;
+        if (merged) {
+          std::vector<View<V, I>> views;
+          for (const auto& h : gather->vectors()) views.push_back(h.view);
+          sum.reset(new_result(Held<V, I>::of_stream(merge_all(views))));
+        }
+        for (int k = 0; k < p; ++k) results[k] = out[size_t(k)].release();
+        if (merged) *merged = sum.release();
+      };
+      request->op = std::move(op);
+      request->keep = in;
+    });
+    return comm->submit(std::move(request));
   });
-  return comm->submit(std::move(request));
 }
 
 sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* recvbuf, size_t count,
@@ -293,29 +315,32 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
   }
   const Identity id = comm->next_identity(Kind::Allreduce, uint8_t(comm->config.algorithm), count, uint8_t(type),
                                           index_width_for(count));
-  AutoTicket ticket = auto_ticket(comm, count, uint8_t(type));
+  AutoTicket ticket;
+  checked(comm, id, [&] { ticket = auto_ticket(comm, count, uint8_t(type)); });
   checked(comm, id, [&] {
     require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
     require(recvbuf && src, SPARCL_ERR_INVALID_ARG, "sendbuf or recvbuf is NULL");
     cuda::require_host_buffers(src, recvbuf, "sparcl_allreduce");
   });
-  auto request = std::make_unique<sparcl_request>();
-  dispatch(uint8_t(type), count, [&](auto v, auto i) {
-    using V = typename decltype(v)::type;
-    using I = typename decltype(i)::type;
-    auto in = std::make_shared<Input<V, I>>();
-    make_dense_input(static_cast<const V*>(src), count, *in);
-    auto reduce_op = make_allreduce_op<V, I>(comm, id, in->view, ticket);
-    const AllreduceOp<V, I>* reduce = reduce_op.get();
-    request->deliver = [comm, reduce, recvbuf] {
-      write_pieces(reduce->pieces(), recvbuf);
-      comm->last_algorithm = sparcl_algorithm_t(reduce->identity().algorithm);
-      comm->last_choice = reduce->choice();
-    };
-    request->op = std::move(reduce_op);
-    request->keep = in;
+  return start_checked(comm, id, [&] {
+    auto request = std::make_unique<sparcl_request>();
+    dispatch(uint8_t(type), count, [&](auto v, auto i) {
+      using V = typename decltype(v)::type;
+      using I = typename decltype(i)::type;
+      auto in = std::make_shared<Input<V, I>>();
+      make_dense_input(static_cast<const V*>(src), count, *in);
+      auto reduce_op = make_allreduce_op<V, I>(comm, id, in->view, ticket);
+      const AllreduceOp<V, I>* reduce = reduce_op.get();
+      request->deliver = [comm, reduce, recvbuf] {
+        write_pieces(reduce->pieces(), recvbuf);
+        comm->last_algorithm = sparcl_algorithm_t(reduce->identity().algorithm);
+        comm->last_choice = reduce->choice();
+      };
+      request->op = std::move(reduce_op);
+      request->keep = in;
+    });
+    return comm->submit(std::move(request));
   });
-  return comm->submit(std::move(request));
 }
 
 }  // namespace sparcl

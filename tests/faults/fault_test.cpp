@@ -635,6 +635,10 @@ int faults_main(const Options& opt) {
       // Known, not yet fixed: the dense algorithm's native MPI_Iallreduce
       // (MPI transport, no checksums) goes out of step after a failed barrier.
       if (algo == SPARCL_ALGO_DENSE && !checksum && transport == "mpi" && skipped(opt, "dense-native")) continue;
+      // Known, not yet fixed: auto's records (densities, trials, votes) differ
+      // between ranks after a collective that failed on some ranks only, and
+      // the ranks then choose different algorithms (SPARCL_ERR_MISMATCH).
+      if (algo == SPARCL_ALGO_AUTO && skipped(opt, "auto-partial")) continue;
       fault_block(opt, algo, checksum, tallies, problems);
     }
     if (g_rank == 0)
