@@ -19,8 +19,9 @@
 //   fault_test [--faults N] [--kinds flip,drop,delay,alloc] [--checksum 0|1|both]
 //              [--algos auto,...|all] [--timeout-ms T] [--seed S] [--verify 10]
 //              [--skip dense-native,passthrough] [--hang-s 60]
-//   fault_test --storm DIR [--storm-ops N]     (with storm.sh, which stops and
-//              resumes one rank while the ranks run collectives)
+//   fault_test --storm DIR [--storm-ops N] [--algos A]  (with storm.sh, which
+//              stops and resumes one rank while the ranks run collectives on
+//              the first algorithm of --algos)
 // Exit status 0 when every assertion held. Rank 0 prints one summary line
 // per (checksums, fault kind).
 #include <mpi.h>
@@ -460,20 +461,32 @@ std::string transport_label() {
   return s;
 }
 
+// Creation is bounded by the same short timeout as the collectives; on a
+// loaded machine a connecting transport (libfabric tcp) may need longer, so
+// creation is retried, each time over a fresh duplicate of MPI_COMM_WORLD (a
+// creation that timed out may leave an exchange pending on its communicator).
 sparcl_comm_t make_comm(const Options& opt, sparcl_algorithm_t algo, int checksum) {
   sparcl_config_t c = SPARCL_CONFIG_INIT;
   c.algorithm = algo;
   c.checksum = checksum;
   c.timeout_ms = opt.timeout_ms;
-  sparcl_comm_t comm = nullptr;
-  const sparcl_status_t st = sparcl_comm_create_mpi(MPI_COMM_WORLD, &c, &comm);
-  int ok = st == SPARCL_SUCCESS, all_ok = 0;
-  MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  if (!all_ok) {
-    std::fprintf(stderr, "rank %d: sparcl_comm_create_mpi: %s\n", g_rank, sparcl_comm_last_error(nullptr));
-    MPI_Abort(MPI_COMM_WORLD, 2);
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    MPI_Comm world;
+    MPI_Comm_dup(MPI_COMM_WORLD, &world);
+    sparcl_comm_t comm = nullptr;
+    const sparcl_status_t st = sparcl_comm_create_mpi(world, &c, &comm);
+    int ok = st == SPARCL_SUCCESS, all_ok = 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (all_ok) return comm;  // sparcl keeps a duplicate of its own; `world` may stay
+    if (comm) sparcl_comm_free(comm);
+    if (st != SPARCL_SUCCESS && st != SPARCL_ERR_TIMEOUT) {
+      std::fprintf(stderr, "rank %d: sparcl_comm_create_mpi: %s\n", g_rank, sparcl_comm_last_error(nullptr));
+      break;
+    }
   }
-  return comm;
+  std::fprintf(stderr, "rank %d: sparcl_comm_create_mpi failed 20 times: %s\n", g_rank, sparcl_comm_last_error(nullptr));
+  MPI_Abort(MPI_COMM_WORLD, 2);
+  return nullptr;
 }
 
 std::string status_name(int st) { return sparcl_strerror(sparcl_status_t(st)); }
@@ -690,7 +703,7 @@ int storm_main(const Options& opt) {
     std::fclose(f);
     std::rename((pidfile + ".tmp").c_str(), pidfile.c_str());
   }
-  sparcl_comm_t comm = make_comm(opt, SPARCL_ALGO_AUTO, opt.checksums.back());
+  sparcl_comm_t comm = make_comm(opt, opt.algos.front(), opt.checksums.back());
   MPI_Barrier(MPI_COMM_WORLD);
   std::mt19937_64 shared(opt.seed);
   const bool passthrough = transport_label() == "mpi" && !skipped(opt, "passthrough");
