@@ -148,15 +148,22 @@ template <class V, class I>
 Stream<V, I> to_sparse_stream(const View<V, I>& v) {
   Stream<V, I> s;
   s.range = v.range;
-  size_t n = size_t(count_set_entries(v));
+  const size_t n = size_t(count_set_entries(v));
+  // Branchless: every entry is written at the next slot, which advances only
+  // for entries with a bit set (one slot spare for the last write).
+  s.idx.resize(n + 1);
+  s.val.resize(n + 1);
+  I* idx = s.idx.data();
+  V* val = s.val.data();
+  size_t k = 0;
+  const uint64_t base = v.range.begin;
+  for (size_t i = 0; i < v.nnz && k < n; ++i) {
+    idx[k] = I(base + i);
+    val[k] = v.val[i];
+    k += has_bits(v.val[i]);
+  }
   s.idx.resize(n);
   s.val.resize(n);
-  n = 0;
-  for (size_t i = 0; i < v.nnz; ++i)
-    if (has_bits(v.val[i])) {
-      s.idx[n] = I(v.range.begin + i);
-      s.val[n++] = v.val[i];
-    }
   return s;
 }
 

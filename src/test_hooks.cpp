@@ -151,6 +151,10 @@ class FaultTransport final : public Transport, public FaultInjector {
   }
   void disarm() override { budget_ = 0; }
   FaultCounts counts() const override { return counts_; }
+  void flush() override {
+    InsideTransport in;
+    release_all();
+  }
   size_t held() const override {
     size_t n = 0;
     for (const auto& q : queues_) n += q.second.size();

@@ -52,6 +52,9 @@ class FaultInjector {
   virtual FaultCounts counts() const = 0;
   // Messages the decorator still holds back (delay).
   virtual size_t held() const = 0;
+  // Sends every held message now (the delay is over; later messages no
+  // longer queue behind them).
+  virtual void flush() = 0;
 };
 
 // Wraps the transport of `comm` (once; later calls return the same

@@ -8,7 +8,7 @@
 # Usage: bench/faults/run.sh [build dir] [FAULTS]   (from the repository root)
 set -u
 build=${1:-build}
-faults=${2:-360}
+faults=${2:-400}
 prog=$build/tests/faults/sparcl_fault_test
 np=${NP:-3}
 skip=${SKIP:-dense-native,passthrough,auto-partial}

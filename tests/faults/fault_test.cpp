@@ -551,6 +551,9 @@ void fault_block(const Options& opt, sparcl_algorithm_t algo, int checksum, Tall
       }
     }
     const Outcome o = run(comm, s, arm, disarm);
+    // The fault is over: a held message goes out now (late for its
+    // collective), so the verify collectives do not queue behind it.
+    if (inj) inj->flush();
     // What was injected (on the faulty rank), told to all.
     int fault[3] = {0, -1, 0};  // injected, flip site, 0
     if (g_rank == faulty) {
