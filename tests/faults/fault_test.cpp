@@ -18,7 +18,7 @@
 //
 //   fault_test [--faults N] [--kinds flip,drop,delay,alloc] [--checksum 0|1|both]
 //              [--algos auto,...|all] [--timeout-ms T] [--seed S] [--verify 10]
-//              [--skip dense-native,passthrough] [--hang-s 60]
+//              [--skip dense-native,passthrough,auto-partial] [--hang-s 60] [--max-dim 30000]
 //   fault_test --storm DIR [--storm-ops N] [--algos A]  (with storm.sh, which
 //              stops and resumes one rank while the ranks run collectives on
 //              the first algorithm of --algos)
@@ -309,13 +309,15 @@ Outcome run(sparcl_comm_t comm, const Shape& s, const std::function<void()>& bef
 }
 
 // The same shape on every rank: drawn from a generator every rank seeds alike.
+uint64_t g_max_dim = 30000;
+
 Shape draw_shape(std::mt19937_64& rng, bool passthrough) {
   static const uint64_t dims[] = {1, 6, 64, 1000, 5000, 30000};
   static const double densities[] = {0.005, 0.05, 0.3, 0.8};
   Shape s;
   const int ops = passthrough ? int(Op::Count) : int(Op::PassThrough);
   s.op = Op(std::uniform_int_distribution<int>(0, ops - 1)(rng));
-  s.dim = dims[std::uniform_int_distribution<int>(0, 5)(rng)];
+  s.dim = std::min(g_max_dim, dims[std::uniform_int_distribution<int>(0, 5)(rng)]);
   s.density = densities[std::uniform_int_distribution<int>(0, 3)(rng)];
   s.f64 = std::uniform_int_distribution<int>(0, 3)(rng) == 0;
   s.seed = rng();
@@ -337,9 +339,11 @@ struct Tally {
   uint64_t undetectable_index = 0; // ... from a flipped index byte without checksums
   uint64_t recovery_failures = 0;  // one of the next --verify collectives failed or was wrong
   uint64_t verify_calls = 0;
+  uint64_t slow_failures = 0;      // out of memory on one rank, and another rank waited for its timeout
   double max_seconds = 0;
   std::map<std::string, uint64_t> statuses;  // of failed calls, all ranks
   std::map<std::string, uint64_t> sites;     // where flips landed
+  std::map<std::string, uint64_t> recovery_statuses;  // of the verify calls that failed, all ranks
 };
 
 struct Wire {  // what each rank reports after a collective
@@ -415,6 +419,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--seed") o.seed = std::strtoull(next().c_str(), nullptr, 10);
     else if (a == "--verify") o.verify = std::atoi(next().c_str());
     else if (a == "--hang-s") g_hang_s = std::atof(next().c_str());
+    else if (a == "--max-dim") g_max_dim = std::strtoull(next().c_str(), nullptr, 10);
     else if (a == "--skip") o.skip = split(next());
     else if (a == "--storm") o.storm_dir = next();
     else if (a == "--storm-ops") o.storm_ops = std::atoi(next().c_str());
@@ -580,6 +585,14 @@ void fault_block(const Options& opt, sparcl_algorithm_t algo, int checksum, Tall
       t.max_seconds = std::max(t.max_seconds, w.seconds);
       if (w.status != SPARCL_SUCCESS) ++t.statuses[status_name(w.status)];
     }
+    // Out of memory is told to the other ranks at once: none may wait for its timeout.
+    if (kind == KAlloc && failed > 0)
+      for (const auto& w : all)
+        if (w.seconds * 1000 >= 0.9 * double(opt.timeout_ms)) {
+          ++t.slow_failures;
+          ++problems;
+          break;
+        }
     const char* verdict;
     if (wrong) {
       const bool value_flip = kind == KFlip && !checksum && fault[1] == int(FlipSite::Value);
@@ -624,6 +637,8 @@ void fault_block(const Options& opt, sparcl_algorithm_t algo, int checksum, Tall
       if (!bad) continue;
       ++t.recovery_failures;
       ++problems;
+      for (const auto& w : vall)
+        ++t.recovery_statuses[w.wrong ? "wrong result" : status_name(w.status)];
       if (g_rank == 0) {
         std::printf("RECOVERY FAILURE: collective %d after a %s fault (%s, %s checksum=%d); now %s dim=%llu:",
                     v + 1, kKindNames[kind], verdict, sparcl_algorithm_name(algo), checksum, op_name(vs.op),
@@ -663,15 +678,22 @@ int faults_main(const Options& opt) {
         std::printf(
             "transport=%s P=%d checksum=%d kind=%s: injected %llu (of %llu tries); failed everywhere %llu, "
             "partial %llu, tolerated %llu; silent wrong %llu; undetectable without checksums: value %llu, index "
-            "%llu; recovery failures %llu (of %llu verify calls); slowest call %.3f s",
+            "%llu; recovery failures %llu (of %llu verify calls); failures that waited for the timeout %llu; "
+            "slowest call %.3f s",
             transport.c_str(), g_size, checksum, kKindNames[kind], (unsigned long long)t.injected,
             (unsigned long long)t.attempts, (unsigned long long)t.failed_everywhere, (unsigned long long)t.partial,
             (unsigned long long)t.tolerated, (unsigned long long)t.silent_wrong,
             (unsigned long long)t.undetectable_value, (unsigned long long)t.undetectable_index,
-            (unsigned long long)t.recovery_failures, (unsigned long long)t.verify_calls, t.max_seconds);
+            (unsigned long long)t.recovery_failures, (unsigned long long)t.verify_calls,
+            (unsigned long long)(kind == KAlloc ? t.slow_failures : 0), t.max_seconds);
         if (!t.sites.empty()) {
           std::printf("; flips at");
           for (const auto& s : t.sites) std::printf(" %s:%llu", s.first.c_str(), (unsigned long long)s.second);
+        }
+        if (!t.recovery_statuses.empty()) {
+          std::printf("; verify statuses after failures");
+          for (const auto& s : t.recovery_statuses)
+            std::printf(" [%s]:%llu", s.first.c_str(), (unsigned long long)s.second);
         }
         if (!t.statuses.empty()) {
           std::printf("; statuses");
