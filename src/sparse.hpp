@@ -210,6 +210,19 @@ Stream<V, I> to_dense_stream(const View<V, I>& v) {
   return s;
 }
 
+// Which of two sparse streams a dense sum starts from: the entries of the
+// first are copied, those of the second added, so a -0.0 of the second where
+// the first has no entry becomes +0.0 (+0.0 + -0.0). Both ranks that hold a
+// pair, in either order, pick the same one (by content), so their sums are
+// bitwise alike. O(1) unless the index sets are equal.
+template <class V, class I>
+bool sparse_goes_first(const View<V, I>& a, const View<V, I>& b) {
+  if (a.nnz != b.nnz) return a.nnz < b.nnz;
+  for (size_t i = 0; i < a.nnz; ++i)
+    if (a.idx[i] != b.idx[i]) return a.idx[i] < b.idx[i];
+  return a.nnz == 0 || std::memcmp(a.val, b.val, a.nnz * sizeof(V)) <= 0;
+}
+
 // Sum of two streams over the same range. The result is dense when either
 // input is, or when the upper bound of the merged size, a.nnz + b.nnz,
 // already meets SparCML's rule (tested before merging, as SparCML does).
@@ -217,8 +230,9 @@ template <class V, class I>
 Stream<V, I> merge(const View<V, I>& a, const View<V, I>& b) {
   if (a.range != b.range) fail(SPARCL_ERR_INTERNAL, "merge of streams over different ranges");
   if (a.dense || b.dense || prefer_dense<V, I>(uint64_t(a.nnz) + b.nnz, a.range.size())) {
-    const View<V, I>& first = a.dense ? a : b;
-    const View<V, I>& second = a.dense ? b : a;
+    const bool a_first = a.dense || (!b.dense && sparse_goes_first(a, b));
+    const View<V, I>& first = a_first ? a : b;
+    const View<V, I>& second = a_first ? b : a;
     Stream<V, I> s = to_dense_stream(first);
     add_into_dense(second, s.val.data());
     return s;

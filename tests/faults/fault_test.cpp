@@ -326,8 +326,10 @@ Shape draw_shape(std::mt19937_64& rng, bool passthrough) {
 
 // --- tallies ---
 
-enum Kind { KFlip, KDrop, KDelay, KAlloc, KCount };
-const char* kKindNames[] = {"flip", "drop", "delay", "alloc"};
+// KNone injects nothing: a control run, to tell how often collectives fail
+// without any fault (a timeout on a loaded machine).
+enum Kind { KFlip, KDrop, KDelay, KAlloc, KNone, KCount };
+const char* kKindNames[] = {"flip", "drop", "delay", "alloc", "none"};
 
 struct Tally {
   uint64_t attempts = 0, injected = 0;
@@ -537,7 +539,8 @@ void fault_block(const Options& opt, sparcl_algorithm_t algo, int checksum, Tall
     if (inj) before = inj->counts();
     std::function<void()> arm, disarm;
     if (g_rank == faulty) {
-      if (kind == KAlloc) {
+      if (kind == KNone) {
+      } else if (kind == KAlloc) {
         const uint64_t n = std::max<uint64_t>(1, allocations_seen[int(s.op)]);
         const uint64_t nth = 1 + std::uniform_int_distribution<uint64_t>(0, n - 1)(local);
         arm = [nth] { sparcl::testing::arm_allocation_failure(nth); };
@@ -563,7 +566,9 @@ void fault_block(const Options& opt, sparcl_algorithm_t algo, int checksum, Tall
     int fault[3] = {0, -1, 0};  // injected, flip site, 0
     if (g_rank == faulty) {
       const FaultCounts after = inj->counts();
-      if (kind == KAlloc) {
+      if (kind == KNone) {
+        fault[0] = 1;
+      } else if (kind == KAlloc) {
         fault[0] = sparcl::testing::allocation_failure_fired() ? 1 : 0;
       } else {
         fault[0] = int((after.flips - before.flips) + (after.drops - before.drops) + (after.delays - before.delays));
