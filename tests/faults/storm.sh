@@ -11,7 +11,7 @@ mpiexec=$1 ranks=$2 prog=$3
 shift 3
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT INT TERM
-"$mpiexec" -np "$ranks" "$prog" --storm "$dir" --storm-ops "${STORM_OPS:-150}" --timeout-ms 200 "$@" &
+"$mpiexec" -np "$ranks" "$prog" --storm "$dir" --storm-ops "${STORM_OPS:-600}" --timeout-ms 200 "$@" &
 job=$!
 i=0
 while [ ! -f "$dir/pid.1" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
