@@ -147,14 +147,29 @@ AutoState::AutoState(const std::string& fixed_params, bool tune) : tune_(tune) {
 AutoTicket AutoState::start(uint64_t dim, uint8_t value_type, size_t value_size, int ranks) {
   AutoTicket t;
   auto& slot = latest_[{dim, value_type}];
+  const bool large = ranks > 1 && value_size && dim >= kCalibrationBytes / value_size;
+  // Every rank must record this call, also one that runs out of memory
+  // here (the call then fails everywhere): otherwise its next call of this
+  // shape would start from another record than the other ranks' and choose
+  // differently. Such a rank records it as failed, with records made before.
+  std::shared_ptr<DensityRecord> own;
+  std::shared_ptr<ParamsRecord> params_own;
+  try {
+    own = std::make_shared<DensityRecord>();
+    if (large) params_own = std::make_shared<ParamsRecord>();
+  } catch (const std::bad_alloc&) {
+    slot = failed_density_;
+    if (large) params_head_ = failed_params_;
+    throw;
+  }
   t.previous = slot;
-  t.own = std::make_shared<DensityRecord>();
+  t.own = std::move(own);
   slot = t.own;
   t.params_before = params_head_;
   t.settled = settled_;
   t.native = NativeSlot(native_order_);
-  if (ranks > 1 && value_size && dim >= kCalibrationBytes / value_size) {
-    t.params_own = std::make_shared<ParamsRecord>();
+  if (large) {
+    t.params_own = std::move(params_own);
     params_head_ = t.params_own;
   }
   return t;

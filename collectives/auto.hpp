@@ -190,6 +190,9 @@ class AutoState {
  private:
   std::map<std::pair<uint64_t, uint8_t>, std::shared_ptr<DensityRecord>> latest_;
   std::shared_ptr<ParamsRecord> params_head_;
+  // Records of a call that failed, made in advance for when there is no memory to make one.
+  std::shared_ptr<DensityRecord> failed_density_ = std::make_shared<DensityRecord>(DensityRecord{true, false, 0, 1.0});
+  std::shared_ptr<ParamsRecord> failed_params_ = std::make_shared<ParamsRecord>(ParamsRecord{true, false, {}});
   std::shared_ptr<NativeOrder> native_order_ = std::make_shared<NativeOrder>();
   std::optional<MachineParams> settled_;
   std::string source_ = "default";

@@ -39,6 +39,10 @@ sparcl_result* new_result(const Held<V, I>& h) {
   // Results follow SparCML's rule too (an input passed through at P = 1 may not).
   if (!h.view.dense && prefer_dense<V, I>(h.view.nnz, h.view.range.size()))
     return new_result(Held<V, I>::of_stream(to_dense_stream(h.view)));
+  // ... both ways: a dense sum (split_dense, dense, or an empty one) with few
+  // entries set is returned sparse, -0.0 entries kept.
+  if (h.view.dense && !prefer_dense<V, I>(count_set_entries(h.view), h.view.range.size()))
+    return new_result(Held<V, I>::of_stream(to_sparse_stream(h.view)));
   auto r = std::make_unique<sparcl_result>();
   r->dim = h.view.range.size();
   r->value_type = sparcl_datatype_t(value_type_code<V>());
@@ -83,6 +87,14 @@ void record_algorithm(sparcl_comm* comm, const AllreduceOp<V, I>& reduce) {
   c.last_choice = reduce.choice();
 }
 
+// Puts the call's request in flight; out of memory there fails the call on
+// every rank too (the request is freed).
+sparcl_request* submit_checked(CallStart& call, std::unique_ptr<sparcl_request> request) {
+  sparcl_request* started = nullptr;
+  call.check([&] { started = call.comm()->submit(std::move(request)); });
+  return started;
+}
+
 }  // namespace
 
 CommCollectives& collectives_of(sparcl_comm* comm) {
@@ -108,7 +120,8 @@ CallStart CallStart::allreduce(sparcl_comm* comm, uint64_t dim, uint8_t value_ty
     id.bucket = compressed->bucket;
   }
   CallStart call(comm, id);
-  call.ticket_ = auto_ticket(comm, dim, value_type);
+  // Out of memory for auto's records fails the call on every rank too.
+  call.check([&] { call.ticket_ = auto_ticket(comm, dim, value_type); });
   return call;
 }
 
@@ -194,7 +207,7 @@ sparcl_request* start_allreduce_sparse_on_host(CallStart call, const sparcl_spar
       request->keep = in;
     });
   });
-  return comm->submit(std::move(request));
+  return submit_checked(call, std::move(request));
 }
 
 sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, sparcl_result_t* results,
@@ -239,7 +252,7 @@ sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t*
       request->keep = in;
     });
   });
-  return comm->submit(std::move(request));
+  return submit_checked(call, std::move(request));
 }
 
 namespace {
@@ -282,7 +295,7 @@ sparcl_request* start_pass_through(CallStart call, int type, int reduction, cons
     request->deliver = [reduce, recvbuf, bytes] { std::memcpy(recvbuf, reduce->result(), bytes); };
     request->op = std::move(pass);
   });
-  return comm->submit(std::move(request));
+  return submit_checked(call, std::move(request));
 }
 
 }  // namespace
@@ -320,7 +333,7 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
       request->keep = in;
     });
   });
-  return comm->submit(std::move(request));
+  return submit_checked(call, std::move(request));
 }
 
 #define SPARCL_INSTANTIATE(V, I) \

@@ -78,8 +78,8 @@ sparcl_request* sparcl_comm::submit(std::unique_ptr<sparcl_request> request) {
   if (request->done) return request.release();
   request->op->count_traffic_in(&traffic_);
   request->deadline = sparcl::deadline_after(config_.timeout_ms);
+  in_flight_.push_back(request.get());  // before release: if it throws, the request is freed
   sparcl_request* r = request.release();
-  in_flight_.push_back(r);
   // Start it right away: its first sends go out before the caller computes.
   r->op->advance();
   wake_.notify_one();

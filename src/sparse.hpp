@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -126,6 +127,46 @@ uint64_t count_nonzeros(const View<V, I>& v) {
   return n;
 }
 
+// Whether any bit of v is set: -0.0 and NaN count, +0.0 does not.
+template <class V>
+inline bool has_bits(V v) {
+  typename std::conditional<sizeof(V) == 4, uint32_t, uint64_t>::type bits;
+  std::memcpy(&bits, &v, sizeof v);
+  return bits != 0;
+}
+
+template <class V, class I>
+uint64_t count_set_entries(const View<V, I>& v) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < v.nnz; ++i) n += has_bits(v.val[i]);
+  return n;
+}
+
+// A dense view as a sparse stream of its entries with a bit set, so -0.0 is
+// kept and only +0.0 (what write_dense fills in) is left out.
+template <class V, class I>
+Stream<V, I> to_sparse_stream(const View<V, I>& v) {
+  Stream<V, I> s;
+  s.range = v.range;
+  const size_t n = size_t(count_set_entries(v));
+  // Branchless: every entry is written at the next slot, which advances only
+  // for entries with a bit set (one slot spare for the last write).
+  s.idx.resize(n + 1);
+  s.val.resize(n + 1);
+  I* idx = s.idx.data();
+  V* val = s.val.data();
+  size_t k = 0;
+  const uint64_t base = v.range.begin;
+  for (size_t i = 0; i < v.nnz && k < n; ++i) {
+    idx[k] = I(base + i);
+    val[k] = v.val[i];
+    k += has_bits(v.val[i]);
+  }
+  s.idx.resize(n);
+  s.val.resize(n);
+  return s;
+}
+
 // acc[i - v.range.begin] += v[i] for the entries of v; acc covers v.range.
 template <class V, class I>
 void add_into_dense(const View<V, I>& v, V* acc) {
@@ -169,6 +210,19 @@ Stream<V, I> to_dense_stream(const View<V, I>& v) {
   return s;
 }
 
+// Which of two sparse streams a dense sum starts from: the entries of the
+// first are copied, those of the second added, so a -0.0 of the second where
+// the first has no entry becomes +0.0 (+0.0 + -0.0). Both ranks that hold a
+// pair, in either order, pick the same one (by content), so their sums are
+// bitwise alike. O(1) unless the index sets are equal.
+template <class V, class I>
+bool sparse_goes_first(const View<V, I>& a, const View<V, I>& b) {
+  if (a.nnz != b.nnz) return a.nnz < b.nnz;
+  for (size_t i = 0; i < a.nnz; ++i)
+    if (a.idx[i] != b.idx[i]) return a.idx[i] < b.idx[i];
+  return a.nnz == 0 || std::memcmp(a.val, b.val, a.nnz * sizeof(V)) <= 0;
+}
+
 // Sum of two streams over the same range. The result is dense when either
 // input is, or when the upper bound of the merged size, a.nnz + b.nnz,
 // already meets SparCML's rule (tested before merging, as SparCML does).
@@ -176,8 +230,9 @@ template <class V, class I>
 Stream<V, I> merge(const View<V, I>& a, const View<V, I>& b) {
   if (a.range != b.range) fail(SPARCL_ERR_INTERNAL, "merge of streams over different ranges");
   if (a.dense || b.dense || prefer_dense<V, I>(uint64_t(a.nnz) + b.nnz, a.range.size())) {
-    const View<V, I>& first = a.dense ? a : b;
-    const View<V, I>& second = a.dense ? b : a;
+    const bool a_first = a.dense || (!b.dense && sparse_goes_first(a, b));
+    const View<V, I>& first = a_first ? a : b;
+    const View<V, I>& second = a_first ? b : a;
     Stream<V, I> s = to_dense_stream(first);
     add_into_dense(second, s.val.data());
     return s;
@@ -238,8 +293,11 @@ Stream<V, I> merge_all(const std::vector<View<V, I>>& parts) {
     Stream<V, I> s;
     s.range = range;
     s.dense = true;
-    s.val.assign(range.size(), V(0));
-    for (const auto& p : parts) add_into_dense(p, s.val.data());
+    // Start from the first part, not from +0.0: +0.0 + -0.0 is +0.0, so a sum
+    // of -0.0 inputs would lose its sign (-0.0 is the additive identity).
+    s.val.resize(range.size());
+    write_dense(parts[0], s.val.data());
+    for (size_t k = 1; k < parts.size(); ++k) add_into_dense(parts[k], s.val.data());
     return s;
   }
   // Pairwise merges in a balanced tree, (0+1)+(2+3)...: O(entries log parts),

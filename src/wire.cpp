@@ -191,6 +191,12 @@ void check_identity(const WireHeader& h, const Identity& id, uint16_t step, int 
     fail(SPARCL_ERR_MISMATCH, who + (id.checksum ? " sends no checksums, this rank expects them"
                                                  : " sends checksums, this rank does not expect them") +
                                   " (SPARCL_CHECKSUM)");
+  // With equal identities, a later step means a message of this peer never
+  // came: each step's message takes the place of the one before (same tag).
+  if (h.step > step)
+    fail(SPARCL_ERR_MISMATCH, who + " sent its message of step " + std::to_string(h.step) + " where step " +
+                                  std::to_string(step) + " was expected: its message of step " +
+                                  std::to_string(step) + " never arrived");
   if (h.step != step) mismatch("step", h.step, step);
 }
 

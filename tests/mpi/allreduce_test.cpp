@@ -4,7 +4,9 @@
 // float and double, dense and result-object outputs; and the drop-in
 // sparcl_allreduce against MPI_Allreduce.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "mpi_test.hpp"
 
@@ -73,6 +75,12 @@ void check_result_output(const Comm& comm, const Case& c) {
       }
     }
     EXPECT_LT(nnz * (4 + sizeof(V)), c.dim * sizeof(V)) << "sparse result larger than dense";
+  }
+  if (sparcl_result_is_dense(res)) {  // dense only when the sparse form would not be smaller
+    const V* val = static_cast<const V*>(sparcl_result_values(res));
+    size_t set = 0;
+    for (size_t k = 0; k < nnz; ++k) set += val[k] != V(0) || std::signbit(val[k]);
+    EXPECT_GE(set * (4 + sizeof(V)), c.dim * sizeof(V)) << "dense result with " << set << " entries set";
   }
   std::vector<V> dense(c.dim);
   EXPECT_EQ(sparcl_result_to_dense(res, dense.data()), SPARCL_SUCCESS);
@@ -179,6 +187,60 @@ TEST_P(Allreduce, ManyCallsOnOneCommunicator) {
     double total = 0;
     for (double v : out) total += v;
     EXPECT_EQ(total, double(p));
+  }
+}
+
+// IEEE's additive identity is -0.0: an index where every rank holds -0.0 sums
+// to -0.0 (as MPI_Allreduce gives), on every algorithm, bitwise alike on all
+// ranks, in a dense buffer, a result object and through the drop-in. Dims
+// from 16 (every algorithm sums densely) to 100,000 (sparse all the way).
+TEST_P(Allreduce, NegativeZeroIsKept) {
+  Comm comm(GetParam());
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  for (uint32_t dim : {16u, 1000u, 100000u}) {
+    // Index 3: -0.0 on every rank; index 5: 1.0 on every rank; index 7 + r: r's own -0.0.
+    std::vector<uint32_t> idx{3, 5, 7 + uint32_t(world_rank())};
+    std::vector<float> val{-0.0f, 1.0f, -0.0f};
+    sparcl_sparse_t in{dim, idx.size(), SPARCL_INDEX_U32, idx.data(), SPARCL_FLOAT32, val.data(), 0};
+    std::vector<float> out(dim, 42.0f);
+    ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
+    EXPECT_TRUE(out[3] == 0.0f && std::signbit(out[3])) << "dim " << dim << ": index 3 is " << out[3];
+    EXPECT_EQ(out[5], float(world_size()));
+    EXPECT_TRUE(same_on_all_ranks(out.data(), out.size() * sizeof(float))) << dim;
+
+    sparcl_result_t res = nullptr;
+    ASSERT_EQ(sparcl_allreduce_sparse(&in, nullptr, &res, comm.get()), SPARCL_SUCCESS) << comm.error();
+    std::vector<float> via_result(dim, 42.0f);
+    EXPECT_EQ(sparcl_result_to_dense(res, via_result.data()), SPARCL_SUCCESS);
+    EXPECT_EQ(std::memcmp(via_result.data(), out.data(), dim * sizeof(float)), 0) << dim;
+    if (!sparcl_result_is_dense(res)) {
+      EXPECT_GE(sparcl_result_nnz(res), 2u) << "the -0.0 entry was dropped";
+    }
+    sparcl_result_free(res);
+
+    // The drop-in against MPI_Allreduce, bit for bit at the -0.0 and 1.0 entries.
+    std::vector<float> x(dim, 0.0f), mine(dim), theirs(dim);
+    x[3] = -0.0f;
+    x[5] = 1.0f;
+    ASSERT_EQ(sparcl_allreduce(x.data(), mine.data(), dim, SPARCL_FLOAT32, SPARCL_SUM, comm.get()), SPARCL_SUCCESS)
+        << comm.error();
+    MPI_Allreduce(x.data(), theirs.data(), int(dim), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    EXPECT_EQ(std::memcmp(mine.data(), theirs.data(), dim * sizeof(float)), 0) << "dim " << dim;
+  }
+}
+
+// An empty sum is returned sparse (SparCML's rule: 0 entries are smaller
+// than a dense vector), whatever the algorithm.
+TEST_P(Allreduce, EmptySumIsSparse) {
+  Comm comm(GetParam());
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  for (uint64_t dim : {1ull, 16ull, 1000ull}) {
+    sparcl_sparse_t in{dim, 0, SPARCL_INDEX_U32, nullptr, SPARCL_FLOAT64, nullptr, 0};
+    sparcl_result_t res = nullptr;
+    ASSERT_EQ(sparcl_allreduce_sparse(&in, nullptr, &res, comm.get()), SPARCL_SUCCESS) << comm.error();
+    EXPECT_FALSE(sparcl_result_is_dense(res)) << "dim " << dim;
+    EXPECT_EQ(sparcl_result_nnz(res), 0u) << "dim " << dim;
+    sparcl_result_free(res);
   }
 }
 
