@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "collectives/algorithms.hpp"
 #include "config.hpp"
 #include "fuzz_util.hpp"
 #include "src/codec/codec.hpp"

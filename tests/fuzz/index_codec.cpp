@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Fuzz harness: the index decoder of compressed vectors
-// (ml/compress/codec.hpp decode_indices: delta varint, bitmap, full range).
+// (src/codec/codec.hpp decode_indices: delta varint, bitmap, full range).
 //
 // Input: n (2 bytes), begin (4 bytes), range length (2 bytes; with bit 15 of
 // n set, the range ends at 2^32 so that its top end is exercised), then the
@@ -15,7 +15,7 @@
 #include "fuzz_util.hpp"
 #include "src/codec/codec.hpp"
 
-using namespace sparcl::compress;
+using namespace sparcl::codec;
 using sparcl_fuzz::accepts;
 using sparcl_fuzz::check;
 

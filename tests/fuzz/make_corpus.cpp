@@ -110,7 +110,7 @@ void wire_corpora() {
 }
 
 void value_corpora() {
-  using namespace compress;
+  using namespace codec;
   const std::vector<float> x = {0.0f, -0.0f, 1.0f, -2.5f, 3.14159f, 65504.0f, 1e-8f, -7.0f, 0.125f, 100.0f, -1e4f};
   for (int code = 0; is_value_codec(code); ++code) {
     const auto codec = ValueCodec(code);
@@ -132,7 +132,7 @@ void value_corpora() {
 }
 
 void index_corpora() {
-  using namespace compress;
+  using namespace codec;
   struct Set {
     const char* name;
     uint64_t begin, length;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Fuzz harness: the value decoders of compressed vectors
-// (ml/compress/codec.hpp decode_values: raw, fp16, bf16, QSGD 8/4/2 bits).
+// (src/codec/codec.hpp decode_values: raw, fp16, bf16, QSGD 8/4/2 bits).
 //
 // Input: codec (1 byte, any value: unknown codes must be rejected), bucket
 // (2 bytes), n (2 bytes), then the encoded bytes.
@@ -15,7 +15,7 @@
 #include "fuzz_util.hpp"
 #include "src/codec/codec.hpp"
 
-using namespace sparcl::compress;
+using namespace sparcl::codec;
 using sparcl_fuzz::accepts;
 using sparcl_fuzz::check;
 
