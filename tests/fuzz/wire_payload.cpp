@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Fuzz harness: the payload of a data message (src/wire.hpp decode<V, I>) and
+// Fuzz harness: the payload of a data message (src/wire.hpp decode<V, I>), the
+// native barrier's acknowledgement (read_native_ack), and
 // what the collectives then do with the view it returns (merge, slice,
 // densify, copy). The header's encoding (raw, fp16, bf16, QSGD 8/4/2) picks
 // the value decoder; a message with the checksum flag is sealed anew before
@@ -113,6 +114,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!accepts([&] { h = read_header(msg); })) return 0;
   if (h.flags & kFlagAbort) return 0;  // abort notices are wire_header's
   if ((h.flags & kFlagChecksum) && msg.size() >= sizeof(WireHeader) + kChecksumBytes) seal(msg);
+
+  // The tally of the native barrier's acknowledgements (src/wire.hpp
+  // read_native_ack): what it accepts is a consistent tally.
+  NativeTally tally{};
+  if (accepts([&] { tally = read_native_ack(msg, h, kPeer); }))
+    check(tally.min_started <= tally.max_started, "read_native_ack accepted a tally whose fewest exceed its most");
 
   const unsigned types = selector & 3;
   const unsigned pick = (selector >> 2) & 7;
