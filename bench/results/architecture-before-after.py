@@ -1,8 +1,11 @@
-# Summarises the runs of bench/results/architecture-before-after.txt (CSV files lib-base-N.csv, lib-new-N.csv).
-import csv, statistics, sys, glob
+# Summarises the runs of bench/results/architecture-before-after.txt.
+# Usage: architecture-before-after.py DIR   (DIR holds the runs' lib-base-N.csv and lib-new-N.csv)
+import csv, glob, os, statistics, sys
+
+DIR = sys.argv[1] if len(sys.argv) > 1 else '.'
 def load(which):
     d={}
-    for f in sorted(glob.glob('/tmp/perf/lib-%s-*.csv'%which)):
+    for f in sorted(glob.glob(os.path.join(DIR, 'lib-%s-*.csv' % which))):
         for r in csv.DictReader(open(f)):
             if r.get('error'): continue
             k=(int(r['elements']), r['density'], r['algorithm'])
