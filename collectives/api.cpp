@@ -107,8 +107,7 @@ const char* sparcl_comm_auto_model(sparcl_comm_t comm) {
   try {
     CommCollectives& c = collectives_of(comm);
     text = &c.auto_model_text;
-    if (!c.auto_state) c.auto_state = std::make_shared<AutoState>(comm->config().auto_params, comm->config().auto_tune);
-    c.auto_model_text = c.auto_state->describe();
+    c.auto_model_text = auto_state_of(comm)->describe();
   } catch (...) {
     if (!text) return "(out of memory)";
     *text = "(out of memory)";

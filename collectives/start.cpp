@@ -15,12 +15,6 @@ namespace {
 
 const DeviceStaging* registered_staging = nullptr;
 
-std::shared_ptr<AutoState> auto_state_of(sparcl_comm* comm) {
-  CommCollectives& c = collectives_of(comm);
-  if (!c.auto_state) c.auto_state = std::make_shared<AutoState>(comm->config().auto_params, comm->config().auto_tune);
-  return c.auto_state;
-}
-
 // The place of an allreduce of `dim` values of `value_type` in auto's
 // records (empty unless the communicator's algorithm is auto), or, for the
 // dense algorithm, in the order of native collectives.
@@ -87,19 +81,17 @@ void record_algorithm(sparcl_comm* comm, const AllreduceOp<V, I>& reduce) {
   c.last_choice = reduce.choice();
 }
 
-// Puts the call's request in flight; out of memory there fails the call on
-// every rank too (the request is freed).
-sparcl_request* submit_checked(CallStart& call, std::unique_ptr<sparcl_request> request) {
-  sparcl_request* started = nullptr;
-  call.check([&] { started = call.comm()->submit(std::move(request)); });
-  return started;
-}
-
 }  // namespace
 
 CommCollectives& collectives_of(sparcl_comm* comm) {
   if (!comm->collectives()) comm->collectives() = std::make_shared<CommCollectives>();
   return *std::static_pointer_cast<CommCollectives>(comm->collectives());
+}
+
+std::shared_ptr<AutoState> auto_state_of(sparcl_comm* comm) {
+  CommCollectives& c = collectives_of(comm);
+  if (!c.auto_state) c.auto_state = std::make_shared<AutoState>(comm->config().auto_params, comm->config().auto_tune);
+  return c.auto_state;
 }
 
 bool register_device_staging(const DeviceStaging* staging) {
@@ -146,6 +138,12 @@ void CallStart::fail(sparcl_status_t status, const std::string& message) {
   failed_ = true;
   ticket_.fail();
   send_abort_notices(comm_->transport(), id_, status, message);
+}
+
+sparcl_request* CallStart::submit(std::unique_ptr<sparcl_request> request) {
+  sparcl_request* started = nullptr;
+  check([&] { started = comm_->submit(std::move(request)); });
+  return started;
 }
 
 template <class V, class I>
@@ -207,7 +205,7 @@ sparcl_request* start_allreduce_sparse_on_host(CallStart call, const sparcl_spar
       request->keep = in;
     });
   });
-  return submit_checked(call, std::move(request));
+  return call.submit(std::move(request));
 }
 
 sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, sparcl_result_t* results,
@@ -252,7 +250,7 @@ sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t*
       request->keep = in;
     });
   });
-  return submit_checked(call, std::move(request));
+  return call.submit(std::move(request));
 }
 
 namespace {
@@ -295,7 +293,7 @@ sparcl_request* start_pass_through(CallStart call, int type, int reduction, cons
     request->deliver = [reduce, recvbuf, bytes] { std::memcpy(recvbuf, reduce->result(), bytes); };
     request->op = std::move(pass);
   });
-  return submit_checked(call, std::move(request));
+  return call.submit(std::move(request));
 }
 
 }  // namespace
@@ -333,7 +331,7 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
       request->keep = in;
     });
   });
-  return submit_checked(call, std::move(request));
+  return call.submit(std::move(request));
 }
 
 #define SPARCL_INSTANTIATE(V, I) \

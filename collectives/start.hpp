@@ -88,6 +88,10 @@ class CallStart {
   template <class V, class I>
   std::unique_ptr<AllreduceOp<V, I>> make_allreduce_op(const View<V, I>& input);
 
+  // Puts the call's request in flight; out of memory there fails the call
+  // on every rank too (the request is freed).
+  sparcl_request* submit(std::unique_ptr<sparcl_request> request);
+
  private:
   CallStart(sparcl_comm* comm, const Identity& id) : comm_(comm), id_(id) {}
   sparcl_comm* comm_;
@@ -105,6 +109,8 @@ struct CommCollectives {
   std::string auto_model_text;                           // sparcl_comm_auto_model()'s storage
 };
 CommCollectives& collectives_of(sparcl_comm* comm);
+// Auto's state of `comm`, made at first use.
+std::shared_ptr<AutoState> auto_state_of(sparcl_comm* comm);
 
 // sparcl_allreduce_sparse() on host or GPU buffers: `call` from
 // CallStart::allreduce(comm, send->dim, ...). `request_slot` is where the
