@@ -35,9 +35,22 @@
 //    kFinalists, which get kFinalTrials more trials each; the second one
 //    chooses, and the group runs that algorithm from then on.
 //
-// The choice is the collective's algorithm in every message header, so ranks
-// that chose differently (possible only after a collective that failed on
-// some ranks and not others) get SPARCL_ERR_MISMATCH, never a wrong sum.
+// After a failure. A collective can fail on some ranks and succeed on others
+// (a rank that had all it needed returns before another rank's fault is
+// known), so their records can differ afterwards. Ranks cannot learn that
+// without one more round of messages per call, which auto does not spend.
+// Instead:
+//  - every message of an auto collective carries the algorithm and a digest
+//    of what it was chosen from (Identity::choice_digest): ranks whose records
+//    differ fail that collective at once with SPARCL_ERR_MISMATCH, on every
+//    rank, even where they would have chosen the same algorithm;
+//  - a rank on which an auto collective fails forgets all it learned (records,
+//    measurements, calibrated parameters: AutoState::forget()), in the order
+//    of starts like every other change of the records.
+// So after a collective that failed on some ranks only, at most the next auto
+// collective fails (on every rank, SPARCL_ERR_MISMATCH) and the one after it
+// is exact; after one that failed on every rank, the next is exact. Never a
+// wrong sum, never a wait for the timeout.
 #pragma once
 
 #include <cmath>
@@ -115,14 +128,20 @@ struct ParamsRecord {
   MachineParams params;
 };
 
-// What an auto allreduce was handed at its start. Destroyed unused (the call
-// failed before its operation existed), it marks its records as failed.
+class AutoState;
+
+// What an auto allreduce was handed at its start. Failed, or destroyed before
+// it succeeded (the call failed before its operation existed), it marks its
+// records as failed and makes the state forget what it learned.
 struct AutoTicket {
   AutoTicket() = default;
   AutoTicket(AutoTicket&&) = default;
   AutoTicket& operator=(AutoTicket&&) = default;
   ~AutoTicket();
   void fail();
+  void succeed() { state.reset(); }  // the records are complete
+
+  std::shared_ptr<AutoState> state;  // until the call succeeds or fails (auto only)
 
   std::shared_ptr<const DensityRecord> previous;  // the latest call of this (dim, type) before, if any
   std::shared_ptr<DensityRecord> own;
@@ -186,6 +205,10 @@ class AutoState {
   // next call then differs between ranks and fails everywhere with
   // SPARCL_ERR_MISMATCH, after which every rank has dropped them.
   void drop_groups(uint64_t dim, uint8_t value_type);
+  // After an auto collective failed on this rank: forgets every record,
+  // measurement and calibrated parameter, so that the calls started from now
+  // on begin afresh (see the top of this file). Fixed parameters stay.
+  void forget() noexcept;
 
  private:
   std::map<std::pair<uint64_t, uint8_t>, std::shared_ptr<DensityRecord>> latest_;

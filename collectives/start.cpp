@@ -25,7 +25,10 @@ AutoTicket auto_ticket(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {
     return t;
   }
   if (comm->config().algorithm != SPARCL_ALGO_AUTO) return AutoTicket{};
-  return auto_state_of(comm)->start(dim, value_type, value_size(value_type), comm->transport().size());
+  std::shared_ptr<AutoState> state = auto_state_of(comm);
+  AutoTicket t = state->start(dim, value_type, value_size(value_type), comm->transport().size());
+  t.state = std::move(state);
+  return t;
 }
 
 template <class V, class I>
