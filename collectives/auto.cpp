@@ -146,7 +146,14 @@ size_t TuneGroup::next_trial() const {
   return best;
 }
 
-AutoState::AutoState(const std::string& fixed_params, bool tune) : tune_(tune) {
+TuneEntryKey AutoState::file_key(const TuneKey& key) {
+  const char* encoding = sparcl_encoding_name(sparcl_value_encoding_t(key.encoding));
+  return TuneEntryKey{key.value_type == SPARCL_FLOAT64 ? "float64" : "float32", encoding ? encoding : "unknown",
+                      key.bucket, dim_class(key.dim), key.density_class};
+}
+
+AutoState::AutoState(const std::string& fixed_params, bool tune, TuneFile tune_file, bool stores)
+    : tune_(tune), tune_file_(std::move(tune_file)), stores_(stores) {
   if (!fixed_params.empty()) {
     settled_ = parse_machine_params(fixed_params);
     source_ = "SPARCL_AUTO_PARAMS";
@@ -201,7 +208,9 @@ bool AutoState::depends_on_density(const MachineParams& p, const Workload& w) {
 }
 
 std::string AutoState::describe() const {
-  return source_ + ": " + sparcl::describe(settled_ ? *settled_ : default_machine_params());
+  std::string s = source_ + ": " + sparcl::describe(settled_ ? *settled_ : default_machine_params());
+  if (tune_file_.enabled()) s += "\n" + tune_file_.note();
+  return s;
 }
 
 // -------------------------------------------------------------- operation --
@@ -297,7 +306,10 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     inner_->finish();
     // The group changes only here, once the call has succeeded: a vote
     // whose call then fails leaves it as it was.
-    if (voted_) *group_ = std::move(*voted_);
+    if (voted_) {
+      *group_ = std::move(*voted_);
+      if (group_->chosen) state_->chosen_by_vote(key_, *group_->chosen);
+    }
     if (trial_) {  // counted in the group it was chosen for; the count is the same everywhere
       const size_t i = size_t(std::find(group_->candidates.begin(), group_->candidates.end(), *trial_) -
                               group_->candidates.begin());
@@ -358,7 +370,8 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       for (int b = 0; b < 8; ++b) h = (h ^ ((w >> (8 * b)) & 0xff)) * 0x100000001b3ULL;
     if (group_) {
       const TuneGroup& g = *group_;
-      const uint64_t head[] = {g.chosen ? uint64_t(*g.chosen) + 1 : 0, uint64_t(g.target), g.final_vote ? 1u : 0u};
+      const uint64_t head[] = {g.chosen ? uint64_t(*g.chosen) + 1 : 0, uint64_t(g.target), g.final_vote ? 1u : 0u,
+                               g.from_file ? 1u : 0u};
       for (uint64_t w : head) h = (h ^ w) * 0x100000001b3ULL;
       for (size_t i = 0; i < g.candidates.size(); ++i)
         h = (h ^ (uint64_t(g.candidates[i]) << 32 | g.times_s[i].size())) * 0x100000001b3ULL;
@@ -459,13 +472,14 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     if (tune && !previous->known && !group_) state_->drop_groups(this->id_.dim, this->id_.value_type);
     if (tune && previous->known) {
       if (!group_) {
-        const TuneKey key{this->id_.dim, this->id_.value_type, this->id_.encoding, this->id_.bucket,
-                          density_class(previous->union_nnz, this->id_.dim)};
-        group_ = state_->group(key, this->id_.seq, [&] { return ranked_algorithms(params_, w, kCandidateSpread); });
+        key_ = TuneKey{this->id_.dim, this->id_.value_type, this->id_.encoding, this->id_.bucket,
+                       density_class(previous->union_nnz, this->id_.dim)};
+        group_ = state_->group(key_, this->id_.seq, [&] { return ranked_algorithms(params_, w, kCandidateSpread); });
       }
       set_digest({2, bits(params_.round_s), bits(params_.message_s), bits(params_.byte_s), bits(params_.merge_s),
                   bits(params_.pass_s), record_words(), previous->union_nnz});
-      if (group_->chosen) return run(*group_->chosen, SPARCL_CHOSEN_BY_MEASUREMENT);
+      if (group_->chosen)
+        return run(*group_->chosen, group_->from_file ? SPARCL_CHOSEN_FROM_TUNE_FILE : SPARCL_CHOSEN_BY_MEASUREMENT);
       if (!group_->explored()) {
         trial_ = group_->candidates[group_->next_trial()];
         return run(*trial_, SPARCL_CHOSEN_AS_TRIAL);
@@ -633,6 +647,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
   bool digest_set_ = false;   // this->id_.choice_digest is final (messages may carry it)
   sparcl_choice_t choice_ = SPARCL_CHOSEN_BY_MODEL;
   std::shared_ptr<TuneGroup> group_;             // when measuring: this call's group
+  TuneKey key_{};                                // ... and its key
   std::unique_ptr<TuneGroup> voted_;             // the group after this call's vote, until finish()
   std::optional<sparcl_algorithm_t> trial_;      // a trial of this candidate
   Array<V> votes_;

@@ -63,6 +63,7 @@
 
 #include "collective.hpp"
 #include "cost_model.hpp"
+#include "tune_file.hpp"
 
 namespace sparcl {
 
@@ -113,7 +114,8 @@ struct TuneGroup {
   std::vector<std::vector<double>> times_s;    // this rank's trial times per candidate (their counts: the same everywhere)
   int target = kTrialsPerCandidate;            // trials each active candidate needs before the vote
   bool final_vote = false;                     // the next vote chooses
-  std::optional<sparcl_algorithm_t> chosen;    // after the final vote
+  std::optional<sparcl_algorithm_t> chosen;    // after the final vote, or from the tuning file
+  bool from_file = false;                      // chosen is SPARCL_TUNE_FILE's
   uint64_t last_seq = 0;                       // the collective that last used it
   bool explored() const;      // every active candidate has its trials
   size_t next_trial() const;  // the active candidate tried least (first of equals)
@@ -157,8 +159,9 @@ struct AutoTicket {
 // Per communicator. Used under the communicator's lock only.
 class AutoState {
  public:
-  // fixed_params: SPARCL_AUTO_PARAMS, or "" to calibrate; tune: SPARCL_AUTO_TUNE.
-  AutoState(const std::string& fixed_params, bool tune);
+  // fixed_params: SPARCL_AUTO_PARAMS, or "" to calibrate; tune: SPARCL_AUTO_TUNE;
+  // tune_file: SPARCL_TUNE_FILE's choices, written by `stores` (rank 0).
+  AutoState(const std::string& fixed_params, bool tune, TuneFile tune_file = {}, bool stores = false);
 
   // Registers an allreduce in start order (every rank calls it for every
   // allreduce of an auto communicator, also one that then fails on bad input).
@@ -197,8 +200,16 @@ class AutoState {
     g->candidates = candidates();
     for (size_t i = 0; i < g->candidates.size(); ++i) g->active.push_back(i);
     g->times_s.resize(g->candidates.size());
-    if (g->candidates.size() == 1) g->chosen = g->candidates[0];
+    sparcl_algorithm_t stored;
+    if (g->candidates.size() == 1)
+      g->chosen = g->candidates[0];
+    else if (tune_file_.find(file_key(key), stored))
+      g->chosen = stored, g->from_file = true;
     return groups_[key] = g;
+  }
+  // Keeps the choice a vote settled for `key` in SPARCL_TUNE_FILE (rank 0).
+  void chosen_by_vote(const TuneKey& key, sparcl_algorithm_t algorithm) {
+    if (stores_) tune_file_.store(file_key(key), algorithm);
   }
   // Forgets every group of (dim, value type): after a call that failed here.
   // It may have succeeded on other ranks and changed their groups there; the
@@ -230,7 +241,10 @@ class AutoState {
   std::map<ShapeKey, bool> depends_;
   // Drops the groups unused for more than kGroupWindow collectives before `seq`.
   void prune(uint64_t seq);
+  static TuneEntryKey file_key(const TuneKey& key);
   bool tune_;
+  TuneFile tune_file_;
+  bool stores_;
   std::map<TuneKey, std::shared_ptr<TuneGroup>> groups_;
   uint64_t lookups_ = 0;
 };

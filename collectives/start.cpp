@@ -93,7 +93,14 @@ CommCollectives& collectives_of(sparcl_comm* comm) {
 
 std::shared_ptr<AutoState> auto_state_of(sparcl_comm* comm) {
   CommCollectives& c = collectives_of(comm);
-  if (!c.auto_state) c.auto_state = std::make_shared<AutoState>(comm->config().auto_params, comm->config().auto_tune);
+  if (!c.auto_state) {
+    const Placement& where = comm->placement();
+    const TuneContext context{where.first_host, transport_name(comm->config().transport), comm->transport().size(),
+                              where.ranks_per_host};
+    c.auto_state = std::make_shared<AutoState>(
+        comm->config().auto_params, comm->config().auto_tune,
+        TuneFile(comm->config().tune_file, where.tune_text, context, where.tune_note), comm->transport().rank() == 0);
+  }
   return c.auto_state;
 }
 
