@@ -385,9 +385,11 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     std::memcpy(&b, &x, sizeof b);
     return b;
   }
+  // Whether the previous call's record is known (no record and a failed one
+  // lead to the same choice, so they count alike).
   uint64_t record_words() const {
     const auto& r = ticket_.previous;
-    return !r ? 0 : !r->known ? 1 : 2;
+    return r && r->known ? 1 : 0;
   }
 
   // The identity of calibration and vote messages: raw values.
@@ -495,7 +497,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       return true;
     }
     set_digest({3, bits(params_.round_s), bits(params_.message_s), bits(params_.byte_s), bits(params_.merge_s),
-                bits(params_.pass_s), use_record ? 1u : 0u, record_words(), bits(w.rank_nnz), bits(w.union_nnz)});
+                bits(params_.pass_s), bits(w.rank_nnz), bits(w.union_nnz)});
     return run(cheapest_algorithm(params_, w), SPARCL_CHOSEN_BY_MODEL);
   }
 

@@ -68,6 +68,7 @@ sparcl::Identity sparcl_comm::next_identity(sparcl::Kind kind, uint8_t algorithm
     ident.bucket = sparcl::codec::qsgd_bits(ident.encoding) ? config_.quantization_bucket : 0;
   }
   ident.checksum = config_.checksum;
+  ident.index_coding = config_.index_coding;
   ident.rounding_key = sparcl::codec::derive_seed(rounding_base_, ident.seq);
   return ident;
 }

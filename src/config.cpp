@@ -155,6 +155,7 @@ Config resolve_config(const sparcl_config_t* user) {
   env_value("SPARCL_QSGD_BUCKET", c.quantization_bucket, parse_quantization_bucket);
   env_flag("SPARCL_CHECKSUM", c.checksum);
   env_flag("SPARCL_AUTO_TUNE", c.auto_tune);
+  env_flag("SPARCL_INDEX_CODING", c.index_coding);
   if (const char* v = std::getenv("SPARCL_AUTO_PARAMS")) {
     try {
       algorithm_catalog().check_auto_params(v);

@@ -24,6 +24,7 @@ struct Config {
   bool auto_tune = true;    // SPARCL_AUTO_TUNE: auto measures its candidates
   std::string tune_file;    // SPARCL_TUNE_FILE: auto's decisions kept across runs ("" = none)
   int ranks_per_host = 0;   // SPARCL_RANKS_PER_HOST: consecutive ranks per host instead of host names (0)
+  bool index_coding = true; // SPARCL_INDEX_CODING: sparse messages code their indices where that is smaller
 };
 
 // What the ranks learn about each other at communicator creation, beyond the

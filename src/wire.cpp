@@ -149,7 +149,7 @@ WireHeader read_header(const Buffer& msg) {
     fail(SPARCL_ERR_MISMATCH, "peer speaks wire version " + std::to_string(h.version) +
                                   ", this library " + std::to_string(kWireVersion));
   if (h.flags & ~(kFlagDense | kFlagAbort | kFlagChecksum)) fail(SPARCL_ERR_CORRUPT, "unknown header flags");
-  if (h.reserved0 != 0) fail(SPARCL_ERR_CORRUPT, "nonzero reserved header field");
+  if (h.index_coding > kIndicesCoded) fail(SPARCL_ERR_CORRUPT, "unknown index coding " + std::to_string(h.index_coding));
   if (!codec::is_value_codec(h.encoding))
     fail(SPARCL_ERR_CORRUPT, "unknown value encoding " + std::to_string(h.encoding));
   if (!(h.flags & kFlagAbort)) {

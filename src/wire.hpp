@@ -36,6 +36,10 @@ constexpr uint32_t kWireMagic = 0x4C435053;  // "SPCL"
 constexpr uint8_t kWireVersion = 3;
 
 enum WireFlags : uint8_t { kFlagDense = 1, kFlagAbort = 2, kFlagChecksum = 4 };
+// How a sparse payload's indices travel: as index_width-byte integers, or
+// (4-byte indices only, where it is smaller) in the index codec of
+// src/codec (gaps as varints, or a bitmap), after their byte count.
+enum IndexCodingCode : uint8_t { kIndicesPlain = 0, kIndicesCoded = 1 };
 enum class Kind : uint8_t { Allreduce = 1, Allgather = 2 };
 // Value encodings: the codecs of ml/compress (same codes as sparcl_value_encoding_t).
 using Encoding = codec::ValueCodec;
@@ -52,7 +56,7 @@ struct WireHeader {
   uint8_t encoding;
   uint8_t kind;
   uint8_t algorithm;
-  uint8_t reserved0;
+  uint8_t index_coding;  // sparse payloads: kIndicesPlain or kIndicesCoded
   uint16_t step;
   uint16_t choice_digest;  // what auto chose its algorithm from (0 for a fixed algorithm)
   uint32_t comm_id;
@@ -83,6 +87,7 @@ struct Identity {
   Encoding encoding = Encoding::Raw;
   uint32_t bucket = 0;        // QSGD values per scale; 0 for the other encodings
   bool checksum = false;      // every message carries the CRC32C trailer
+  bool index_coding = true;   // sparse messages may code their indices (not compared: receivers take both)
   uint64_t rounding_key = 0;  // seeds this collective's stochastic rounding (not sent)
   // Added to the step of every message (not sent as such): an algorithm that
   // runs after other rounds of the same collective (auto's calibration)
@@ -133,6 +138,10 @@ uint128 payload_bytes(const Identity& id, bool dense, uint64_t nnz, uint64_t len
 // stream named after the piece, so that they all send (and keep) the same
 // bytes.
 inline uint64_t own_stream(int rank) { return uint64_t(uint32_t(rank)); }
+
+// Fewer entries travel with plain indices: coding them would save a few
+// bytes at best.
+constexpr size_t kMinCodedIndices = 16;
 inline uint64_t shared_stream(uint64_t key) { return (uint64_t(1) << 63) | key; }
 inline uint64_t rounding_seed(const Identity& id, uint16_t step, uint64_t rounding_stream) {
   return codec::derive_seed(id.rounding_key, step, rounding_stream);
@@ -167,14 +176,31 @@ SharedBuffer encode(const Identity& id, uint16_t step, const View<V, I>& v, uint
   h.begin = v.range.begin;
   h.end = v.range.end;
   h.nnz = dense ? length : v.nnz;
-  const size_t index_bytes = dense ? 0 : pad8(v.nnz * sizeof(I));
+  size_t index_bytes = dense ? 0 : pad8(v.nnz * sizeof(I));
+  // Coded indices where that is smaller (the plain form's rule above decides
+  // sparse or dense, so the rule stays SparCML's whatever the coding).
+  codec::IndexPlan plan;
+  if constexpr (std::is_same<I, uint32_t>::value) {
+    if (!dense && id.index_coding && v.nnz >= kMinCodedIndices) {
+      plan = codec::plan_indices(v.idx, v.nnz, v.range.begin, v.range.end);
+      if (pad8(4 + plan.bytes) < index_bytes) index_bytes = pad8(4 + plan.bytes), h.index_coding = kIndicesCoded;
+    }
+  }
   const size_t value_bytes = size_t(values_bytes<V>(id.encoding, h.nnz, id.bucket));
   auto buf = std::make_shared<Buffer>(sizeof(WireHeader) + index_bytes + value_bytes +
                                       (id.checksum ? kChecksumBytes : 0));
   uint8_t* p = buf->data();
   std::memcpy(p, &h, sizeof h);
   p += sizeof h;
-  if (!dense) {
+  if (h.index_coding == kIndicesCoded) {
+    if constexpr (std::is_same<I, uint32_t>::value) {
+      const uint32_t coded = uint32_t(plan.bytes);
+      std::memcpy(p, &coded, 4);
+      codec::write_indices(plan, v.idx, v.nnz, v.range.begin, v.range.end, p + 4);
+      std::memset(p + 4 + plan.bytes, 0, index_bytes - 4 - plan.bytes);
+      p += index_bytes;
+    }
+  } else if (!dense) {
     const size_t ib = v.nnz * sizeof(I);
     if (ib) std::memcpy(p, v.idx, ib);
     std::memset(p + ib, 0, index_bytes - ib);
@@ -285,8 +311,14 @@ Decoded<V, I> decode(const Buffer& msg, const WireHeader& h, Range expected, int
   shape.encoding = encoding;
   shape.bucket = h.bucket;
   const size_t trailer = (h.flags & kFlagChecksum) ? kChecksumBytes : 0;
-  const uint128 payload = payload_bytes<V>(shape, dense, h.nnz, length, sizeof(I));
-  if (msg.size() < sizeof(WireHeader) + trailer || msg.size() - sizeof(WireHeader) - trailer != payload)
+  const bool coded = h.index_coding == kIndicesCoded;
+  if (coded && (dense || sizeof(I) != 4))
+    fail(SPARCL_ERR_CORRUPT, std::string("coded indices in a ") + (dense ? "dense message" : "message of 8-byte indices") +
+                                 from);
+  if (msg.size() < sizeof(WireHeader) + trailer) fail(SPARCL_ERR_CORRUPT, "message size does not match its header" + from);
+  const uint128 payload = coded ? uint128(msg.size() - sizeof(WireHeader) - trailer)
+                                : payload_bytes<V>(shape, dense, h.nnz, length, sizeof(I));
+  if (msg.size() - sizeof(WireHeader) - trailer != payload)
     fail(SPARCL_ERR_CORRUPT, "message size does not match its header" + from);
   const uint8_t* p = msg.data() + sizeof(WireHeader);
   Decoded<V, I> d;
@@ -295,6 +327,43 @@ Decoded<V, I> decode(const Buffer& msg, const WireHeader& h, Range expected, int
   v.dense = dense;
   v.nnz = h.nnz;
   size_t index_bytes = 0;
+  if (coded) {
+    // [u32 coded bytes][the codec's bytes][zeros to a multiple of 8], then the values.
+    const uint128 vb = values_bytes<V>(encoding, v.nnz, h.bucket);
+    uint32_t cb = 0;
+    if (payload < vb + 8 || payload - vb > uint128(SIZE_MAX)) fail(SPARCL_ERR_CORRUPT, "coded indices do not fit" + from);
+    index_bytes = size_t(payload - vb);
+    std::memcpy(&cb, p, 4);
+    if (index_bytes % 8 || pad8(size_t(4) + cb) != index_bytes)
+      fail(SPARCL_ERR_CORRUPT, "coded index bytes do not match the message size" + from);
+    for (size_t k = 4 + size_t(cb); k < index_bytes; ++k)
+      if (p[k]) fail(SPARCL_ERR_CORRUPT, "nonzero padding after the indices" + from);
+    auto s = std::make_shared<Stream<V, I>>();
+    s->range = expected;
+    s->dense = false;
+    s->idx.resize(v.nnz);
+    if constexpr (sizeof(I) == 4) {
+      try {
+        codec::decode_indices(p + 4, cb, v.nnz, expected.begin, expected.end, s->idx.data());
+      } catch (const Error& e) {
+        fail(SPARCL_ERR_CORRUPT, e.what() + from);
+      }
+    }
+    const uint8_t* values = p + index_bytes;
+    s->val.resize(v.nnz);
+    if (!lossy) {
+      if (v.nnz) std::memcpy(s->val.data(), values, v.nnz * sizeof(V));
+    } else if constexpr (std::is_same<V, float>::value) {
+      try {
+        codec::decode_values(encoding, values, size_t(vb), v.nnz, h.bucket, s->val.data());
+      } catch (const Error& e) {
+        fail(SPARCL_ERR_CORRUPT, e.what() + from);
+      }
+    }
+    d.view = s->view();
+    d.stream = std::move(s);
+    return d;
+  }
   if (!dense) {
     v.idx = reinterpret_cast<const I*>(p);
     uint64_t next = expected.begin;  // smallest index allowed next

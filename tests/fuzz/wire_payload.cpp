@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Fuzz harness: the payload of a data message (src/wire.hpp decode<V, I>), the
+// Fuzz harness: the payload of a data message (src/wire.hpp decode<V, I>:
+// plain or coded indices), the
 // native barrier's acknowledgement (read_native_ack), and
 // what the collectives then do with the view it returns (merge, slice,
 // densify, copy). The header's encoding (raw, fp16, bf16, QSGD 8/4/2) picks
@@ -47,7 +48,8 @@ void exercise(const Buffer& msg, const WireHeader& h, Range expected) {
     const auto* l = static_cast<const uint8_t*>(lo);
     return bytes == 0 || (b >= l && b + bytes <= l + size);
   };
-  const bool raw_values = Encoding(h.encoding) == Encoding::Raw;
+  // Raw values with plain indices are read in place; coded indices are decoded into a stream.
+  const bool raw_values = Encoding(h.encoding) == Encoding::Raw && h.index_coding == kIndicesPlain;
   check(v.range == expected, "decoded view covers another range");
   check(v.nnz <= expected.size(), "decoded view has more entries than its range");
   if (raw_values) {

@@ -3,6 +3,8 @@
 // malformed message is rejected with a sparcl::Error instead of being read.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -85,6 +87,59 @@ template <class T>
 class WireTyped : public ::testing::Test {};
 TYPED_TEST_SUITE(WireTyped, AllTypes);
 
+// Sparse messages of 4-byte indices code them (gaps as varints, or a
+// bitmap) where that is smaller; 8-byte indices, and senders with
+// SPARCL_INDEX_CODING=0, send them plain. Damaged coded indices are corrupt.
+TYPED_TEST(WireTyped, IndicesAreCodedWhereSmaller) {
+  using V = typename TypeParam::V;
+  using I = typename TypeParam::I;
+  auto id = identity<V, I>(100000);
+  const Range r{1000, 90000};
+  std::vector<uint64_t> idx;
+  std::vector<double> val;
+  for (uint64_t i = r.begin + 7; i < r.end; i += 97 + (i % 13)) idx.push_back(i), val.push_back(double(i % 7) - 3);
+  const auto s = sparse<V, I>(r, idx, val);
+  const size_t plain = sizeof(WireHeader) + sparcl::pad8(idx.size() * sizeof(I)) + idx.size() * sizeof(V);
+  auto buf = sparcl::encode(id, kStep, s.view());
+  const WireHeader h = sparcl::read_header(*buf);
+  const bool coded = sizeof(I) == 4;
+  EXPECT_EQ(h.index_coding, coded ? sparcl::kIndicesCoded : sparcl::kIndicesPlain);
+  if (coded) {
+    // One byte per gap (< 128), a 1-byte tag and a 4-byte count.
+    EXPECT_EQ(buf->size(), sizeof(WireHeader) + sparcl::pad8(4 + 1 + idx.size()) + idx.size() * sizeof(V));
+  } else {
+    EXPECT_EQ(buf->size(), plain);
+  }
+  sparcl::Decoded<V, I> d = sparcl::decode<V, I>(*buf, h, r, kPeer);
+  ASSERT_EQ(d.view.nnz, idx.size());
+  for (size_t k = 0; k < idx.size(); ++k) {
+    EXPECT_EQ(uint64_t(d.view.idx[k]), idx[k]);
+    EXPECT_EQ(d.view.val[k], V(val[k]));
+  }
+  id.index_coding = false;
+  EXPECT_EQ(sparcl::encode(id, kStep, s.view())->size(), plain);
+  if (!coded) return;
+  // Damage: the count, the padding, the codec's bytes, a coded dense message.
+  const size_t at = sizeof(WireHeader);
+  auto damaged = [&](auto change) {
+    Buffer b = copy(*buf, buf->size());
+    change(b);
+    return b;
+  };
+  const size_t coded_end = 4 + 1 + idx.size();
+  ASSERT_LT(coded_end, sparcl::pad8(coded_end)) << "the test needs padding after the coded indices";
+  for (auto change : std::vector<std::function<void(Buffer&)>>{
+           [&](Buffer& b) { b.data()[at] ^= 8; },                                 // count: another padded size
+           [&](Buffer& b) { b.data()[at] ^= 1; },                                 // count: one byte more or less
+           [&](Buffer& b) { b.data()[at + coded_end] = 1; },                     // padding
+           [&](Buffer& b) { b.data()[at + 5] = 0xff; },                           // a varint that runs on
+           [&](Buffer& b) { WireHeader x = header_of(b); x.nnz += 1; set_header(b, x); },
+           [&](Buffer& b) { WireHeader x = header_of(b); x.flags |= sparcl::kFlagDense; set_header(b, x); }}) {
+    Buffer b = damaged(change);
+    expect_error([&] { sparcl::decode<V, I>(b, header_of(b), r, kPeer); }, SPARCL_ERR_CORRUPT);
+  }
+}
+
 TYPED_TEST(WireTyped, SparseRoundTrip) {
   using V = typename TypeParam::V;
   using I = typename TypeParam::I;
@@ -109,7 +164,7 @@ TYPED_TEST(WireTyped, SparseRoundTrip) {
   EXPECT_EQ(h.seq, 42u);
   EXPECT_EQ(h.kind, uint8_t(sparcl::Kind::Allreduce));
   EXPECT_EQ(h.algorithm, SPARCL_ALGO_RING);
-  EXPECT_EQ(h.reserved0, 0);
+  EXPECT_EQ(h.index_coding, sparcl::kIndicesPlain);  // too few entries to code
   EXPECT_EQ(h.choice_digest, 0);
   EXPECT_EQ(h.status, 0);
   // The magic reads "SPCL" in memory.
@@ -172,7 +227,8 @@ TYPED_TEST(WireTyped, SparseSentDenseWhenNotSmaller) {
   using I = typename TypeParam::I;
   const uint64_t len = 30;
   const uint64_t t = dense_threshold<V, I>(len);
-  const auto id = identity<V, I>(len);
+  auto id = identity<V, I>(len);
+  id.index_coding = false;  // plain indices read in place (coded ones: IndicesAreCodedWhereSmaller)
   std::vector<uint64_t> idx;
   std::vector<double> val;
   for (uint64_t k = 0; k < t; ++k) idx.push_back(k * len / t), val.push_back(double(k + 1));

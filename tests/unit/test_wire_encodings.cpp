@@ -219,7 +219,7 @@ TEST(WireEncodings, BadEncodingFieldsAreCorrupt) {
       {"encoding 255", [](WireHeader& h) { h.encoding = 255; }, "encoding"},
       {"QSGD bucket 0", [](WireHeader& h) { h.bucket = 0; }, "bucket"},
       {"fp16 with a bucket", [](WireHeader& h) { h.encoding = uint8_t(Encoding::Fp16); }, "bucket"},
-      {"reserved byte", [](WireHeader& h) { h.reserved0 = 1; }, "reserved"},
+      {"index coding 2", [](WireHeader& h) { h.index_coding = 2; }, "index coding"},
   };
   for (const auto& c : cases) {
     Buffer b = with(c.change);
