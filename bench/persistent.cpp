@@ -5,10 +5,12 @@
 // Both run on one communicator, so that with auto they run the algorithm
 // auto settled on for these calls (the plan keeps it, the one-shot calls
 // find it in auto's records); both are warmed up until auto has settled;
-// then rounds
-// alternate which method goes first, each round timing `calls` calls of
-// each; a call's time is the slowest rank's mean over the round, and the
-// figure is the median over rounds.
+// then rounds alternate which method goes first, each round timing `calls`
+// calls of each; a call's time is the slowest rank's mean over the round.
+// Printed: the median over rounds of each method, and the median over
+// rounds of their ratio in the same round (on a shared, loaded machine a
+// round's two halves see the same load, so the ratio is steadier than
+// either time); how auto chose for the last one-shot call and for the plan.
 //
 //   mpirun -np 4 sparcl-persistent [-n 65536,1048576] [-d 0.01] [-a auto,ring] [-r rounds] [-c calls]
 #include <mpi.h>
@@ -29,8 +31,8 @@ struct Options {
   std::vector<uint64_t> dims = {65536, 1048576};
   double density = 0.01;
   std::vector<std::string> algorithms = {"auto"};
-  int rounds = 15;
-  int calls = 20;
+  int rounds = 41;
+  int calls = 5;
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -105,7 +107,7 @@ void run(uint64_t dim, sparcl_algorithm_t algorithm, const Options& o, int rank,
     call_oneshot();
     call_planned();
   }
-  std::vector<double> t_oneshot, t_planned;
+  std::vector<double> t_oneshot, t_planned, ratio;
   for (int round = 0; round < o.rounds; ++round) {
     for (int turn = 0; turn < 2; ++turn) {
       const bool planned_turn = (turn == 0) == (round % 2 == 0);
@@ -115,18 +117,23 @@ void run(uint64_t dim, sparcl_algorithm_t algorithm, const Options& o, int rank,
       const double per_call = max_over_ranks((MPI_Wtime() - t0) / o.calls);
       (planned_turn ? t_planned : t_oneshot).push_back(per_call);
     }
+    ratio.push_back(t_oneshot.back() / t_planned.back());
   }
   sparcl_algorithm_t ran_oneshot = SPARCL_ALGO_AUTO, ran_planned = SPARCL_ALGO_AUTO;
+  sparcl_choice_t how_oneshot = SPARCL_CHOSEN_BY_CONFIG, how_planned = SPARCL_CHOSEN_BY_CONFIG;
   call_oneshot();
   sparcl_comm_last_algorithm(oneshot, &ran_oneshot);
+  sparcl_comm_last_choice(oneshot, &how_oneshot);
   call_planned();
   sparcl_comm_last_algorithm(planned, &ran_planned);
+  sparcl_comm_last_choice(planned, &how_planned);
+  const char* how_names[] = {"config", "model", "trial", "measurement"};
   const bool same = std::equal(out_oneshot.begin(), out_oneshot.end(), out_planned.begin());
-  const double a = median(t_oneshot) * 1e6, b = median(t_planned) * 1e6;
   if (rank == 0)
-    std::printf("%d,%llu,%.4g,%s,%s,%s,%.1f,%.1f,%.3f,%s\n", ranks, (unsigned long long)dim, o.density,
-                sparcl_algorithm_name(algorithm), sparcl_algorithm_name(ran_oneshot), sparcl_algorithm_name(ran_planned),
-                a, b, a / b, same ? "equal" : "DIFFERENT");
+    std::printf("%d,%llu,%.4g,%s,%s (%s),%s (%s),%.1f,%.1f,%.3f,%s\n", ranks, (unsigned long long)dim, o.density,
+                sparcl_algorithm_name(algorithm), sparcl_algorithm_name(ran_oneshot), how_names[how_oneshot],
+                sparcl_algorithm_name(ran_planned), how_names[how_planned], median(t_oneshot) * 1e6,
+                median(t_planned) * 1e6, median(ratio), same ? "equal" : "DIFFERENT");
   std::fflush(stdout);
   check(sparcl_request_free(&plan), planned, "sparcl_request_free");
   sparcl_comm_free(comm);
@@ -159,7 +166,7 @@ int main(int argc, char** argv) {
     }
   }
   if (rank == 0)
-    std::printf("ranks,dim,density,algorithm,oneshot_ran,persistent_ran,oneshot_us,persistent_us,oneshot_over_persistent,sums\n");
+    std::printf("ranks,dim,density,algorithm,oneshot_ran,persistent_ran,oneshot_us,persistent_us,oneshot_over_persistent_same_round,sums\n");
   for (uint64_t dim : o.dims)
     for (const std::string& name : o.algorithms) {
       sparcl_algorithm_t a;

@@ -182,11 +182,13 @@ sparcl_status_t not_active(sparcl_request* r) {
 // request stays, inactive) once it has completed.
 sparcl_status_t test_persistent(sparcl_request* r, int* completed) {
   if (!r->run) return not_active(r);
-  if (r->comm) {
-    auto lock = r->comm->lock();
-    if (!r->run->done) r->comm->progress();
-    if (!r->run->done) return SPARCL_SUCCESS;
+  if (!r->comm) {  // its communicator is gone; the run ended then
+    *completed = 1;
+    return release(&r->run);
   }
+  auto lock = r->comm->lock();
+  if (!r->run->done) r->comm->progress();
+  if (!r->run->done) return SPARCL_SUCCESS;
   *completed = 1;
   return release(&r->run);
 }
@@ -249,10 +251,9 @@ sparcl_status_t sparcl_wait(sparcl_request_t* request) {
   if ((*request)->persistent()) {  // waits for its run; the request stays
     sparcl_request* r = *request;
     if (!r->run) return not_active(r);
-    if (comm) {
-      auto lock = comm->lock();
-      comm->wait_for(r->run, lock);
-    }
+    if (!comm) return release(&r->run);  // its communicator is gone; the run ended then
+    auto lock = comm->lock();
+    comm->wait_for(r->run, lock);
     return release(&r->run);
   }
   if (!comm) return release(request);  // its communicator is gone; it ended then
