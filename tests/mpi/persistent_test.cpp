@@ -6,6 +6,7 @@
 // one-shot calls; the request's misuses get clear statuses without side
 // effects.
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "mpi_test.hpp"
@@ -133,9 +134,12 @@ INSTANTIATE_TEST_SUITE_P(Algorithms, Persistent,
                          });
 
 // Three plans and one-shot calls interleaved, completed in several ways,
-// in a different order on each rank: every sum exact.
-TEST(PersistentPlans, InterleaveWithEachOtherAndOneShotCalls) {
-  Comm comm(SPARCL_ALGO_AUTO);
+// in a different order on each rank, with and without the progress thread:
+// every sum exact.
+class Interleaved : public ::testing::TestWithParam<bool> {};
+
+TEST_P(Interleaved, WithEachOtherAndOneShotCalls) {
+  Comm comm(SPARCL_ALGO_AUTO, 120000, GetParam());
   ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
   const uint64_t dims[3] = {1000, 30011, 7};
   BoundInput inputs[3];
@@ -184,6 +188,11 @@ TEST(PersistentPlans, InterleaveWithEachOtherAndOneShotCalls) {
   }
   for (auto& r : reqs) EXPECT_EQ(sparcl_request_free(&r), SPARCL_SUCCESS);
 }
+
+INSTANTIATE_TEST_SUITE_P(PersistentPlans, Interleaved, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return std::string(info.param ? "progress_thread" : "caller_progress");
+                         });
 
 // Misuses of the request: a clear status, nothing started or changed.
 TEST(PersistentPlans, MisusesAreRefusedWithoutSideEffects) {
