@@ -76,10 +76,15 @@ sparcl_status_t sparcl_allreduce_sparse_init(const sparcl_sparse_t* send, void* 
                  " and the value and index types it had at sparcl_allreduce_sparse_init; its vector now has dim " +
                  std::to_string(send->dim) + (send->value_type != value_type ? " and another value type" : "") +
                  (send->index_type != index_type ? " and another index type" : ""));
-      sparcl_request* run = start_allreduce_sparse(plan->next_call(dim, uint8_t(raw(value_type)), nullptr), send,
-                                                   dense_recv, result, plan.get(), nullptr);
-      plan->follow(run, plan);
-      return run;
+      try {
+        sparcl_request* run = start_allreduce_sparse(plan->next_call(dim, uint8_t(raw(value_type)), nullptr), send,
+                                                     dense_recv, result, plan.get(), nullptr);
+        plan->follow(run, plan);
+        return run;
+      } catch (...) {
+        plan->start_failed();
+        throw;
+      }
     });
   });
 }

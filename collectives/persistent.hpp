@@ -32,6 +32,11 @@ class AllreducePlan {
   // final, returns to auto when the run fails. Call it after the run's own
   // deliver and on_failure are set.
   void follow(sparcl_request* run, const std::shared_ptr<AllreducePlan>& self);
+  // A start failed on this rank after next_call() (the run failed on every
+  // rank): back to auto, as the other ranks' plans go.
+  void start_failed() {
+    if (comm_->config().algorithm == SPARCL_ALGO_AUTO) algorithm_ = SPARCL_ALGO_AUTO;
+  }
 
   sparcl_algorithm_t algorithm() const { return algorithm_; }
 

@@ -252,8 +252,14 @@ sparcl_status_t sparcl_allreduce_compressed_init(sparcl_comm_t comm, sparcl_comp
     require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "grad is NULL");
     require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
     auto plan = std::make_shared<AllreducePlan>(comm);
-    *request = new_persistent_request(
-        comm, [=] { return start_compressed(comm, compressor, grad, out, plan.get(), nullptr, plan); });
+    *request = new_persistent_request(comm, [=] {
+      try {
+        return start_compressed(comm, compressor, grad, out, plan.get(), nullptr, plan);
+      } catch (...) {
+        plan->start_failed();
+        throw;
+      }
+    });
   });
 }
 

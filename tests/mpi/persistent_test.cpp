@@ -79,6 +79,20 @@ TEST_P(Persistent, RunsEqualOneShotCallsBitwise) {
     sparcl_choice_t how = SPARCL_CHOSEN_AS_TRIAL;
     EXPECT_EQ(sparcl_comm_last_choice(planned.get(), &how), SPARCL_SUCCESS);
     EXPECT_EQ(how, SPARCL_CHOSEN_BY_MEASUREMENT);
+    // It keeps that choice when the density changes (auto itself would measure afresh).
+    sparcl_algorithm_t kept = SPARCL_ALGO_AUTO, ran = SPARCL_ALGO_AUTO;
+    sparcl_comm_last_algorithm(planned.get(), &kept);
+    for (int step = 0; step < 3; ++step) {
+      const Case denser{dim, 0.3, Pattern::Overlapping, true, uint64_t(900 + step)};
+      input.set(denser);
+      ASSERT_EQ(sparcl_start(&to_dense), SPARCL_SUCCESS);
+      ASSERT_EQ(sparcl_wait(&to_dense), SPARCL_SUCCESS) << planned.error();
+      EXPECT_EQ(count_wrong<float>(denser, world_size(), dense), 0u);
+      sparcl_comm_last_algorithm(planned.get(), &ran);
+      sparcl_comm_last_choice(planned.get(), &how);
+      EXPECT_EQ(ran, kept);
+      EXPECT_EQ(how, SPARCL_CHOSEN_BY_MEASUREMENT);
+    }
   }
   EXPECT_EQ(sparcl_request_free(&to_dense), SPARCL_SUCCESS);
   EXPECT_EQ(sparcl_request_free(&to_result), SPARCL_SUCCESS);
@@ -92,12 +106,23 @@ TEST_P(Persistent, BadInputFailsEveryRankAndTheNextRunIsExact) {
   ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
   const uint64_t dim = 5003;
   BoundInput input;
-  input.set(step_case(dim, 0, true));
+  input.set(step_case(dim, 0, true, true));
   std::vector<float> out(dim);
   sparcl_request_t req = nullptr;
   ASSERT_EQ(sparcl_allreduce_sparse_init(&input.send, out.data(), nullptr, comm.get(), &req), SPARCL_SUCCESS);
-  for (int step = 0; step < 3; ++step) {
-    input.set(step_case(dim, step, true));
+  if (GetParam() == SPARCL_ALGO_AUTO) {
+    // Until the plan keeps auto's choice: the failure then also returns it to auto on every rank.
+    for (int k = 0; k < 40; ++k) {
+      input.set(step_case(dim, 0, true, true));
+      ASSERT_EQ(sparcl_start(&req), SPARCL_SUCCESS);
+      ASSERT_EQ(sparcl_wait(&req), SPARCL_SUCCESS) << comm.error();
+    }
+    sparcl_choice_t how = SPARCL_CHOSEN_AS_TRIAL;
+    sparcl_comm_last_choice(comm.get(), &how);
+    if (world_size() > 1) EXPECT_EQ(how, SPARCL_CHOSEN_BY_MEASUREMENT);
+  }
+  for (int step = 0; step < 4; ++step) {
+    input.set(step_case(dim, step, true, true));
     const bool bad = step == 1 && world_rank() == world_size() - 1;
     std::vector<uint64_t> broken = input.vec.idx;
     if (bad) {  // a duplicate index
@@ -119,7 +144,7 @@ TEST_P(Persistent, BadInputFailsEveryRankAndTheNextRunIsExact) {
       else
         EXPECT_EQ(st, SPARCL_SUCCESS) << comm.error();
     }
-    if (step != 1) EXPECT_EQ(count_wrong<float>(step_case(dim, step, true), world_size(), out), 0u) << step;
+    if (step != 1) EXPECT_EQ(count_wrong<float>(step_case(dim, step, true, true), world_size(), out), 0u) << step;
     all_ranks(true);
   }
   EXPECT_EQ(sparcl_request_free(&req), SPARCL_SUCCESS);
