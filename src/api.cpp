@@ -215,11 +215,14 @@ sparcl_status_t sparcl_start(sparcl_request_t* request) {
 
 sparcl_status_t sparcl_startall(size_t count, sparcl_request_t* requests) {
   if (count && !requests) return record(nullptr, SPARCL_ERR_INVALID_ARG, "requests is NULL");
+  // Every request is started even after one fails, so that all ranks start
+  // the same collectives (a run that failed here fails on every rank).
+  sparcl_status_t first = SPARCL_SUCCESS;
   for (size_t k = 0; k < count; ++k) {
     const sparcl_status_t st = sparcl_start(&requests[k]);
-    if (st != SPARCL_SUCCESS) return st;
+    if (first == SPARCL_SUCCESS) first = st;
   }
-  return SPARCL_SUCCESS;
+  return first;
 }
 
 // --- completion ---

@@ -519,8 +519,9 @@ sparcl_status_t sparcl_allreduce_sparse_init(const sparcl_sparse_t *send, void *
  */
 sparcl_status_t sparcl_start(sparcl_request_t *request);
 
-/** sparcl_start() of each of the `count` requests in order; stops at the
- *  first that fails and returns its status. */
+/** sparcl_start() of each of the `count` requests in order, also after one
+ *  fails (so that every rank starts the same collectives); returns the status
+ *  of the first that failed, else SPARCL_SUCCESS. */
 sparcl_status_t sparcl_startall(size_t count, sparcl_request_t *requests);
 /** @} */
 
