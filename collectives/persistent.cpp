@@ -27,7 +27,7 @@ void AllreducePlan::follow(sparcl_request* run, const std::shared_ptr<AllreduceP
   // Auto chooses this run's algorithm; its deliver records the choice on the
   // communicator (the same on every rank), read here right after.
   run->deliver = [then = std::move(run->deliver), self] {
-    then();
+    if (then) then();
     const CommCollectives& c = collectives_of(self->comm_);
     const bool final_choice = c.last_choice == SPARCL_CHOSEN_BY_MEASUREMENT ||
                               (c.last_choice == SPARCL_CHOSEN_BY_MODEL && !auto_state_of(self->comm_)->tuning());
