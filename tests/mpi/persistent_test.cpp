@@ -119,7 +119,9 @@ TEST_P(Persistent, BadInputFailsEveryRankAndTheNextRunIsExact) {
     }
     sparcl_choice_t how = SPARCL_CHOSEN_AS_TRIAL;
     sparcl_comm_last_choice(comm.get(), &how);
-    if (world_size() > 1) EXPECT_EQ(how, SPARCL_CHOSEN_BY_MEASUREMENT);
+    if (world_size() > 1) {
+      EXPECT_EQ(how, SPARCL_CHOSEN_BY_MEASUREMENT);
+    }
   }
   for (int step = 0; step < 4; ++step) {
     input.set(step_case(dim, step, true, true));
@@ -144,7 +146,9 @@ TEST_P(Persistent, BadInputFailsEveryRankAndTheNextRunIsExact) {
       else
         EXPECT_EQ(st, SPARCL_SUCCESS) << comm.error();
     }
-    if (step != 1) EXPECT_EQ(count_wrong<float>(step_case(dim, step, true, true), world_size(), out), 0u) << step;
+    if (step != 1) {
+      EXPECT_EQ(count_wrong<float>(step_case(dim, step, true, true), world_size(), out), 0u) << step;
+    }
     all_ranks(true);
   }
   EXPECT_EQ(sparcl_request_free(&req), SPARCL_SUCCESS);
@@ -154,8 +158,8 @@ INSTANTIATE_TEST_SUITE_P(Algorithms, Persistent,
                          ::testing::Values(SPARCL_ALGO_AUTO, SPARCL_ALGO_RECURSIVE_DOUBLING,
                                            SPARCL_ALGO_SPLIT_ALLGATHER, SPARCL_ALGO_RING, SPARCL_ALGO_ALLGATHER,
                                            SPARCL_ALGO_DENSE),
-                         [](const ::testing::TestParamInfo<sparcl_algorithm_t>& info) {
-                           return algorithm_label(info.param);
+                         [](const ::testing::TestParamInfo<sparcl_algorithm_t>& p) {
+                           return algorithm_label(p.param);
                          });
 
 // Three plans and one-shot calls interleaved, completed in several ways,
@@ -215,8 +219,8 @@ TEST_P(Interleaved, WithEachOtherAndOneShotCalls) {
 }
 
 INSTANTIATE_TEST_SUITE_P(PersistentPlans, Interleaved, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return std::string(info.param ? "progress_thread" : "caller_progress");
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return std::string(p.param ? "progress_thread" : "caller_progress");
                          });
 
 // Misuses of the request: a clear status, nothing started or changed.
