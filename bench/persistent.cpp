@@ -127,7 +127,7 @@ void run(uint64_t dim, sparcl_algorithm_t algorithm, const Options& o, int rank,
   call_planned();
   sparcl_comm_last_algorithm(planned, &ran_planned);
   sparcl_comm_last_choice(planned, &how_planned);
-  const char* how_names[] = {"config", "model", "trial", "measurement"};
+  const char* how_names[] = {"config", "model", "trial", "measurement", "tune file"};
   const bool same = std::equal(out_oneshot.begin(), out_oneshot.end(), out_planned.begin());
   if (rank == 0)
     std::printf("%d,%llu,%.4g,%s,%s (%s),%s (%s),%.1f,%.1f,%.3f,%s\n", ranks, (unsigned long long)dim, o.density,

@@ -30,6 +30,7 @@ void AllreducePlan::follow(sparcl_request* run, const std::shared_ptr<AllreduceP
     if (then) then();
     const CommCollectives& c = collectives_of(self->comm_);
     const bool final_choice = c.last_choice == SPARCL_CHOSEN_BY_MEASUREMENT ||
+                              c.last_choice == SPARCL_CHOSEN_FROM_TUNE_FILE ||
                               (c.last_choice == SPARCL_CHOSEN_BY_MODEL && !auto_state_of(self->comm_)->tuning());
     if (final_choice) {
       self->algorithm_ = c.last_algorithm;

@@ -5,8 +5,8 @@
 // other ranks: it takes its sequence number and identity through CallStart
 // and fails on every rank like any other call. What the plan keeps is the
 // algorithm: the configured one, or, on an auto communicator, the one auto
-// settled on for the plan's calls (measured, or the model's where auto does
-// not measure); until then each start runs auto. Every rank starts its plan
+// settled on for the plan's calls (measured, read from SPARCL_TUNE_FILE, or
+// the model's where auto does not measure); until then each start runs auto. Every rank starts its plan
 // in the same order and learns the same choice from the same call, so the
 // plans stay in step; a start that fails anywhere makes the plan return to
 // auto, so ranks that disagreed after a partial failure agree again.

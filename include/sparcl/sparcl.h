@@ -472,7 +472,8 @@ sparcl_status_t sparcl_request_free(sparcl_request_t *request);
  *
  * The plan keeps the algorithm: the configured one, or on a
  * SPARCL_ALGO_AUTO communicator the one auto settles on for the plan's
- * calls (until then each start lets auto choose, measuring as usual; a
+ * calls: measured, or read from SPARCL_TUNE_FILE (until then each start
+ * lets auto choose, measuring as usual; a
  * start that fails returns the plan to auto). A plan therefore stops
  * following changes of its vectors' density: make a new plan to have auto
  * choose again. Creating a plan is local; every start is a collective like

@@ -5,6 +5,10 @@
 // rank and the next run is exact; plans interleave with each other and with
 // one-shot calls; the request's misuses get clear statuses without side
 // effects.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -306,6 +310,72 @@ TEST(PersistentPlans, MismatchedPlansFailOnEveryRank) {
   std::vector<float> sum(2000);
   EXPECT_EQ(sparcl_allreduce_sparse(&good.send, sum.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
   EXPECT_EQ(count_wrong<float>(step_case(2000, 3, true), world_size(), sum), 0u);
+}
+
+// With SPARCL_TUNE_FILE, a plan on a later communicator keeps the choice an
+// earlier one stored, from its second start (the first has no density
+// record yet) without measuring.
+TEST(PersistentPlans, KeepTheChoiceOfTheTuneFile) {
+  if (world_size() == 1) GTEST_SKIP() << "auto measures with two ranks or more";
+  char path[256] = {};
+  if (world_rank() == 0) std::snprintf(path, sizeof path, "/tmp/sparcl-persistent-%d.tune", int(getpid()));
+  MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
+  setenv("SPARCL_TUNE_FILE", path, 1);
+  const uint64_t dim = 20011;
+  BoundInput input;
+  input.set(step_case(dim, 0, true, true));
+  std::vector<float> out(dim);
+  sparcl_algorithm_t kept = SPARCL_ALGO_AUTO;
+  for (int run = 0; run < 2; ++run) {
+    Comm comm(SPARCL_ALGO_AUTO);
+    ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();
+    sparcl_request_t req = nullptr;
+    ASSERT_EQ(sparcl_allreduce_sparse_init(&input.send, out.data(), nullptr, comm.get(), &req), SPARCL_SUCCESS);
+    for (int n = 0; n < 40; ++n) {
+      ASSERT_EQ(sparcl_start(&req), SPARCL_SUCCESS);
+      ASSERT_EQ(sparcl_wait(&req), SPARCL_SUCCESS) << comm.error();
+      EXPECT_EQ(count_wrong<float>(step_case(dim, 0, true, true), world_size(), out), 0u);
+      sparcl_algorithm_t algorithm = SPARCL_ALGO_AUTO;
+      sparcl_choice_t how = SPARCL_CHOSEN_BY_CONFIG;
+      sparcl_comm_last_algorithm(comm.get(), &algorithm);
+      sparcl_comm_last_choice(comm.get(), &how);
+      if (run == 0) {
+        if (how == SPARCL_CHOSEN_BY_MEASUREMENT) {
+          kept = algorithm;
+          break;
+        }
+      } else if (n > 0) {
+        EXPECT_EQ(how, SPARCL_CHOSEN_FROM_TUNE_FILE) << "start " << n;
+        EXPECT_EQ(algorithm, kept) << "start " << n;
+        if (n == 3) break;
+      }
+    }
+    if (run == 1) {
+      // Kept by the plan, not looked up again: denser vectors (whose class
+      // the file does not hold; auto classes a call by the previous result)
+      // still run it.
+      for (int n = 0; n < 3; ++n) {
+        const Case denser{dim, 0.3, Pattern::Overlapping, true, uint64_t(901 + n)};
+        input.set(denser);
+        ASSERT_EQ(sparcl_start(&req), SPARCL_SUCCESS);
+        ASSERT_EQ(sparcl_wait(&req), SPARCL_SUCCESS) << comm.error();
+        EXPECT_EQ(count_wrong<float>(denser, world_size(), out), 0u);
+        sparcl_algorithm_t algorithm = SPARCL_ALGO_AUTO;
+        sparcl_choice_t how = SPARCL_CHOSEN_BY_CONFIG;
+        sparcl_comm_last_algorithm(comm.get(), &algorithm);
+        sparcl_comm_last_choice(comm.get(), &how);
+        EXPECT_EQ(how, SPARCL_CHOSEN_FROM_TUNE_FILE) << "denser start " << n;
+        EXPECT_EQ(algorithm, kept) << "denser start " << n;
+      }
+    }
+    EXPECT_EQ(sparcl_request_free(&req), SPARCL_SUCCESS);
+    if (run == 0) {
+      ASSERT_NE(kept, SPARCL_ALGO_AUTO) << "no vote in 40 starts";
+    }
+  }
+  unsetenv("SPARCL_TUNE_FILE");
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::remove(path);
 }
 
 // A plan outlives its communicator: it can no longer start, and frees.
