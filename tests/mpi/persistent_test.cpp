@@ -161,7 +161,7 @@ TEST_P(Persistent, BadInputFailsEveryRankAndTheNextRunIsExact) {
 INSTANTIATE_TEST_SUITE_P(Algorithms, Persistent,
                          ::testing::Values(SPARCL_ALGO_AUTO, SPARCL_ALGO_RECURSIVE_DOUBLING,
                                            SPARCL_ALGO_SPLIT_ALLGATHER, SPARCL_ALGO_RING, SPARCL_ALGO_ALLGATHER,
-                                           SPARCL_ALGO_DENSE),
+                                           SPARCL_ALGO_DENSE, SPARCL_ALGO_HIERARCHICAL),
                          [](const ::testing::TestParamInfo<sparcl_algorithm_t>& p) {
                            return algorithm_label(p.param);
                          });
