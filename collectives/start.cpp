@@ -15,16 +15,16 @@ namespace {
 
 const DeviceStaging* registered_staging = nullptr;
 
-// The place of an allreduce of `dim` values of `value_type` in auto's
-// records (empty unless the communicator's algorithm is auto), or, for the
-// dense algorithm, in the order of native collectives.
-AutoTicket auto_ticket(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {
-  if (comm->config().algorithm == SPARCL_ALGO_DENSE) {
+// The place of an allreduce of `dim` values of `value_type` running
+// `algorithm` in auto's records (empty unless it is auto), or, for the dense
+// algorithm, in the order of native collectives.
+AutoTicket auto_ticket(sparcl_comm* comm, sparcl_algorithm_t algorithm, uint64_t dim, uint8_t value_type) {
+  if (algorithm == SPARCL_ALGO_DENSE) {
     AutoTicket t;
     t.native = auto_state_of(comm)->native_slot();
     return t;
   }
-  if (comm->config().algorithm != SPARCL_ALGO_AUTO) return AutoTicket{};
+  if (algorithm != SPARCL_ALGO_AUTO) return AutoTicket{};
   std::shared_ptr<AutoState> state = auto_state_of(comm);
   AutoTicket t = state->start(dim, value_type, value_size(value_type), comm->transport().size());
   t.state = std::move(state);
@@ -115,15 +115,20 @@ const DeviceStaging* device_staging() { return registered_staging; }
 
 CallStart CallStart::allreduce(sparcl_comm* comm, uint64_t dim, uint8_t value_type,
                                const CompressedCall* compressed) {
-  Identity id = comm->next_identity(Kind::Allreduce, uint8_t(comm->config().algorithm), dim, value_type,
-                                    index_width_for(dim));
+  return allreduce_with(comm, comm->config().algorithm, dim, value_type, compressed);
+}
+
+CallStart CallStart::allreduce_with(sparcl_comm* comm, sparcl_algorithm_t algorithm, uint64_t dim,
+                                    uint8_t value_type, const CompressedCall* compressed) {
+  Identity id = comm->next_identity(Kind::Allreduce, uint8_t(algorithm), dim, value_type, index_width_for(dim));
   if (compressed) {
     id.encoding = compressed->encoding;
     id.bucket = compressed->bucket;
   }
   CallStart call(comm, id);
+  call.algorithm_ = algorithm;
   // Out of memory for auto's records fails the call on every rank too.
-  call.check([&] { call.ticket_ = auto_ticket(comm, dim, value_type); });
+  call.check([&] { call.ticket_ = auto_ticket(comm, algorithm, dim, value_type); });
   return call;
 }
 
@@ -158,9 +163,9 @@ sparcl_request* CallStart::submit(std::unique_ptr<sparcl_request> request) {
 
 template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> CallStart::make_allreduce_op(const View<V, I>& input) {
-  if (comm_->config().algorithm == SPARCL_ALGO_AUTO)
+  if (algorithm_ == SPARCL_ALGO_AUTO)
     return make_auto_allreduce<V, I>(comm_->transport(), id_, input, auto_state_of(comm_), std::move(ticket_));
-  return make_allreduce<V, I>(comm_->config().algorithm, comm_->transport(), id_, input, std::move(ticket_.native));
+  return make_allreduce<V, I>(algorithm_, comm_->transport(), id_, input, std::move(ticket_.native));
 }
 
 // ------------------------------------------------------------------ starts --

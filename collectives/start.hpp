@@ -46,6 +46,10 @@ class CallStart {
   // `compressed` is set: its encoding is the call's).
   static CallStart allreduce(sparcl_comm* comm, uint64_t dim, uint8_t value_type,
                              const CompressedCall* compressed = nullptr);
+  // The same running `algorithm` instead of the configured one (a persistent
+  // allreduce that keeps auto's choice: collectives/persistent.hpp).
+  static CallStart allreduce_with(sparcl_comm* comm, sparcl_algorithm_t algorithm, uint64_t dim,
+                                  uint8_t value_type, const CompressedCall* compressed);
   static CallStart allgather(sparcl_comm* comm, uint64_t dim, uint8_t value_type);
   // sparcl_allreduce() of count 0, or of an op or type without a sparse path
   // (`sparse_op`: SUM of float32 or float64, for count 0).
@@ -96,6 +100,7 @@ class CallStart {
   CallStart(sparcl_comm* comm, const Identity& id) : comm_(comm), id_(id) {}
   sparcl_comm* comm_;
   Identity id_;
+  sparcl_algorithm_t algorithm_ = SPARCL_ALGO_AUTO;  // allreduces only
   AutoTicket ticket_;  // allreduces only
   bool failed_ = false;
 };

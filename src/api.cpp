@@ -168,6 +168,63 @@ sparcl_status_t sparcl_comm_reset_stats(sparcl_comm_t comm) {
   return SPARCL_SUCCESS;
 }
 
+// --- persistent requests ---
+
+}  // extern "C"
+
+namespace {
+
+sparcl_status_t not_active(sparcl_request* r) {
+  return record(r->comm, SPARCL_ERR_INVALID_ARG, "the persistent request is not active: sparcl_start it first");
+}
+
+// sparcl_test of a persistent request: tests its run, and ends it (the
+// request stays, inactive) once it has completed.
+sparcl_status_t test_persistent(sparcl_request* r, int* completed) {
+  if (!r->run) return not_active(r);
+  if (!r->comm) {  // its communicator is gone; the run ended then
+    *completed = 1;
+    return release(&r->run);
+  }
+  auto lock = r->comm->lock();
+  if (!r->run->done) r->comm->progress();
+  if (!r->run->done) return SPARCL_SUCCESS;
+  *completed = 1;
+  return release(&r->run);
+}
+
+}  // namespace
+
+extern "C" {
+
+sparcl_status_t sparcl_start(sparcl_request_t* request) {
+  if (!request || !*request) return record(nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+  sparcl_request* r = *request;
+  if (!r->persistent())
+    return record(r->comm, SPARCL_ERR_INVALID_ARG,
+                  "sparcl_start needs a persistent request (sparcl_allreduce_sparse_init, "
+                  "sparcl_allreduce_compressed_init)");
+  if (!r->comm)
+    return record(nullptr, SPARCL_ERR_INVALID_ARG, "the communicator of this persistent request was freed");
+  auto lock = r->comm->lock();
+  if (r->run)
+    return record(r->comm, SPARCL_ERR_INVALID_ARG,
+                  "the persistent request is active: complete it (sparcl_wait, sparcl_test) before starting it again");
+  return guarded(r->comm, [&] { r->run = r->start_run(); });
+}
+
+sparcl_status_t sparcl_startall(size_t count, sparcl_request_t* requests) {
+  if (count && !requests) return record(nullptr, SPARCL_ERR_INVALID_ARG, "requests is NULL");
+  // Every request is started even after one fails, so that all ranks start
+  // the same collectives (a run that failed here fails on every rank).
+  sparcl_status_t first = SPARCL_SUCCESS;
+  for (size_t k = 0; k < count; ++k) {
+    const sparcl_status_t st = sparcl_start(&requests[k]);
+    if (first == SPARCL_SUCCESS) first = st;
+  }
+  return first;
+}
+
 // --- completion ---
 
 sparcl_status_t sparcl_test(sparcl_request_t* request, int* completed) {
@@ -177,6 +234,7 @@ sparcl_status_t sparcl_test(sparcl_request_t* request, int* completed) {
     *completed = 1;
     return SPARCL_SUCCESS;
   }
+  if ((*request)->persistent()) return test_persistent(*request, completed);
   sparcl_comm* comm = (*request)->comm;
   if (!comm) {  // its communicator is gone; it ended then
     *completed = 1;
@@ -193,6 +251,14 @@ sparcl_status_t sparcl_wait(sparcl_request_t* request) {
   if (!request) return record(nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
   if (!*request) return SPARCL_SUCCESS;
   sparcl_comm* comm = (*request)->comm;
+  if ((*request)->persistent()) {  // waits for its run; the request stays
+    sparcl_request* r = *request;
+    if (!r->run) return not_active(r);
+    if (!comm) return release(&r->run);  // its communicator is gone; the run ended then
+    auto lock = comm->lock();
+    comm->wait_for(r->run, lock);
+    return release(&r->run);
+  }
   if (!comm) return release(request);  // its communicator is gone; it ended then
   auto lock = comm->lock();
   comm->wait_for(*request, lock);
@@ -209,6 +275,11 @@ sparcl_status_t sparcl_waitall(size_t count, sparcl_request_t* requests, sparcl_
   std::vector<sparcl_status_t> outcome(count, SPARCL_SUCCESS);
   std::vector<char> ended(count, 0);
   size_t left = count;
+  for (size_t k = 0; k < count; ++k)
+    if (requests[k] && requests[k]->inactive()) {  // as a NULL entry
+      ended[k] = 1;
+      --left;
+    }
   while (left > 0) {
     for (size_t k = 0; k < count; ++k) {
       if (ended[k]) continue;
@@ -235,7 +306,7 @@ sparcl_status_t sparcl_waitany(size_t count, sparcl_request_t* requests, size_t*
   for (;;) {
     bool any = false;
     for (size_t k = 0; k < count; ++k) {
-      if (!requests[k]) continue;
+      if (!requests[k] || requests[k]->inactive()) continue;
       any = true;
       int completed = 0;
       const sparcl_status_t st = sparcl_test(&requests[k], &completed);
@@ -253,6 +324,9 @@ sparcl_status_t sparcl_request_free(sparcl_request_t* request) {
   if (!request) return record(nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
   if (!*request) return SPARCL_SUCCESS;
   sparcl_request* r = *request;
+  if (r->run)
+    return record(r->comm, SPARCL_ERR_INVALID_ARG,
+                  "the persistent request is active: complete it (sparcl_wait, sparcl_test) before freeing it");
   *request = nullptr;
   if (!r->comm) {  // its communicator is gone; it ended then
     delete r;

@@ -44,6 +44,7 @@ std::unique_ptr<sparcl_request> sparcl_request::completed(sparcl_comm* comm) {
 }
 
 sparcl_request::~sparcl_request() {
+  delete run;  // a persistent request is freed only without a run in flight
   if (comm) comm->forget(this);
 }
 

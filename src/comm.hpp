@@ -151,6 +151,17 @@ struct sparcl_request {
 
   bool done = false;
   bool detached = false;  // freed by the caller before completion
+
+  // A persistent request (sparcl_allreduce_sparse_init and the like) is a
+  // plan, never in flight itself: `start_run` (called under the
+  // communicator's lock) begins its next run, an ordinary request of its
+  // own, kept in `run` until sparcl_wait or sparcl_test ends it. The
+  // request is active while it has a run.
+  std::function<sparcl_request*()> start_run;
+  sparcl_request* run = nullptr;
+  bool persistent() const { return bool(start_run); }
+  // Inactive persistent requests count as NULL ones in sparcl_waitall and sparcl_waitany.
+  bool inactive() const { return persistent() && !run; }
   sparcl_status_t status = SPARCL_SUCCESS;
   std::string message;
 

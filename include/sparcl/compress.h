@@ -203,6 +203,26 @@ sparcl_status_t sparcl_allreduce_compressed(sparcl_comm_t comm, sparcl_compresso
 sparcl_status_t sparcl_iallreduce_compressed(sparcl_comm_t comm, sparcl_compressor_t compressor, const float *grad,
                                              float *out, sparcl_request_t *request);
 
+/**
+ * Plans sparcl_iallreduce_compressed() of `grad` into `out` with
+ * `compressor` as a persistent request (see "Persistent collectives" in
+ * sparcl.h): each sparcl_start() compresses what `grad` holds then (with
+ * error feedback, as sparcl_iallreduce_compressed() does) and starts the
+ * allreduce; sparcl_wait() or sparcl_test() complete the run, `out` written.
+ * The plan keeps the algorithm as sparcl_allreduce_sparse_init() does. The
+ * compressor, `grad` and `out` stay bound until the request is freed: free
+ * the request before the compressor, and use the compressor for nothing
+ * else while a run is active.
+ *
+ * @param comm        communicator
+ * @param compressor  this rank's compressor for the tensor (host state)
+ * @param grad        dim float32 values, read at each start
+ * @param out         dim float32 values, written in full when a run completes (may be grad)
+ * @param request     receives the persistent request, inactive
+ */
+sparcl_status_t sparcl_allreduce_compressed_init(sparcl_comm_t comm, sparcl_compressor_t compressor,
+                                                 const float *grad, float *out, sparcl_request_t *request);
+
 /** The compressor's residual (dim values), or NULL without error feedback. It
  *  may be read or written between steps, e.g. to checkpoint it. For a
  *  compressor of sparcl_compressor_create_cuda() (sparcl_cuda.h) it is device

@@ -423,16 +423,20 @@ sparcl_status_t sparcl_iallreduce(const void *sendbuf, void *recvbuf, size_t cou
  * request. If it has completed, `*completed` is set to 1, the request is
  * freed, `*request` becomes NULL and the operation's status is returned;
  * otherwise `*completed` is 0 and SPARCL_SUCCESS is returned. A NULL
- * `*request` counts as completed.
+ * `*request` counts as completed. A persistent request (see
+ * sparcl_start()) is not freed: it becomes inactive and `*request` stays;
+ * testing an inactive one is SPARCL_ERR_INVALID_ARG.
  */
 sparcl_status_t sparcl_test(sparcl_request_t *request, int *completed);
 
 /** Waits for the request to complete, frees it, sets `*request` to NULL and
- *  returns the operation's status. */
+ *  returns the operation's status. A persistent request (see sparcl_start())
+ *  becomes inactive instead and `*request` stays; waiting for an inactive
+ *  one is SPARCL_ERR_INVALID_ARG. */
 sparcl_status_t sparcl_wait(sparcl_request_t *request);
 
 /**
- * Waits for all `count` requests (NULL entries are skipped). Each completed
+ * Waits for all `count` requests (NULL entries and inactive persistent requests are skipped). Each completed
  * request is freed and set to NULL. `statuses` (may be NULL) receives each
  * operation's status. Returns SPARCL_SUCCESS if all succeeded, else the
  * status of the first (lowest index) that failed.
@@ -441,8 +445,9 @@ sparcl_status_t sparcl_waitall(size_t count, sparcl_request_t *requests, sparcl_
 
 /**
  * Waits until one of the `count` requests completes; `*index` receives its
- * position, the request is freed and set to NULL, and its status is returned.
- * If all entries are NULL, `*index` is `count` and SPARCL_SUCCESS is returned.
+ * position, the request is freed and set to NULL (a persistent one becomes
+ * inactive instead), and its status is returned. If all entries are NULL or
+ * inactive persistent requests, `*index` is `count` and SPARCL_SUCCESS is returned.
  */
 sparcl_status_t sparcl_waitany(size_t count, sparcl_request_t *requests, size_t *index);
 
@@ -453,6 +458,72 @@ sparcl_status_t sparcl_waitany(size_t count, sparcl_request_t *requests, size_t 
  * has been freed. `*request` becomes NULL.
  */
 sparcl_status_t sparcl_request_free(sparcl_request_t *request);
+/** @} */
+
+/**
+ * @name Persistent collectives
+ *
+ * As MPI-4's MPI_Allreduce_init: plan an allreduce once, then run it many
+ * times with sparcl_start() and complete each run with sparcl_wait(),
+ * sparcl_test(), sparcl_waitall() or sparcl_waitany(). The request stays
+ * valid across runs: completing a run makes it inactive (it is not freed and
+ * `*request` is not set to NULL); sparcl_request_free() releases the plan
+ * once it is inactive.
+ *
+ * The plan keeps the algorithm: the configured one, or on a
+ * SPARCL_ALGO_AUTO communicator the one auto settles on for the plan's
+ * calls: measured, or read from SPARCL_TUNE_FILE (until then each start
+ * lets auto choose, measuring as usual; a
+ * start that fails returns the plan to auto). A plan therefore stops
+ * following changes of its vectors' density: make a new plan to have auto
+ * choose again. Creating a plan is local; every start is a collective like
+ * sparcl_iallreduce_sparse(): every rank starts its plans in the same order,
+ * interleaved with its other collectives alike, and a rank whose start has
+ * bad input makes that run fail on every rank (the next start is unaffected).
+ * Plans whose dim, value type or encoding differ between ranks fail each run
+ * with SPARCL_ERR_MISMATCH on every rank.
+ *
+ * Errors without side effects (SPARCL_ERR_INVALID_ARG, nothing started, no
+ * other rank involved): sparcl_start() of an active request or of one that
+ * is not persistent, sparcl_wait() or sparcl_test() of an inactive one,
+ * sparcl_request_free() of an active one, a start whose vector no longer has
+ * the plan's dim, value type or index type.
+ */
+/** @{ */
+
+/**
+ * Plans sparcl_allreduce_sparse() of `*send` into `dense_recv` or `result`
+ * (exactly one of them). The buffers are bound: `send` (the struct itself,
+ * not a copy) is read at every sparcl_start(), so the caller changes
+ * `send->nnz`, `send->indices`, `send->values` and `send->flags` between runs
+ * as it likes; `send->dim`, `send->value_type` and `send->index_type` must
+ * stay what they were here. Each run writes the sum into `dense_recv`, or a
+ * new result into `*result` (one the caller frees, every run). Everything
+ * bound stays valid, and unchanged while a run is active, until the request
+ * is freed.
+ *
+ * @param send        this rank's vector, read at each start
+ * @param dense_recv  dense output, or NULL
+ * @param result      result output, or NULL
+ * @param comm        communicator
+ * @param request     receives the persistent request, inactive
+ */
+sparcl_status_t sparcl_allreduce_sparse_init(const sparcl_sparse_t *send, void *dense_recv,
+                                             sparcl_result_t *result, sparcl_comm_t comm,
+                                             sparcl_request_t *request);
+
+/**
+ * Starts a run of the persistent request `*request` (which must be
+ * inactive). A run that cannot start on this rank (bad input in the bound
+ * vector, out of memory) returns its error here, leaves the request
+ * inactive, and fails on every other rank too.
+ */
+sparcl_status_t sparcl_start(sparcl_request_t *request);
+
+/** sparcl_start() of each of the `count` requests in order, also after one
+ *  fails (so that every rank starts the same collectives); returns the status
+ *  of the first that failed, else SPARCL_SUCCESS. */
+sparcl_status_t sparcl_startall(size_t count, sparcl_request_t *requests);
 /** @} */
 
 /** @name Results */

@@ -12,6 +12,7 @@
 #include "guard.hpp"
 #include "handle.hpp"
 #include "input.hpp"
+#include "collectives/persistent.hpp"
 #include "collectives/start.hpp"
 #include "sparcl/compress.h"
 
@@ -124,7 +125,8 @@ void scatter(const sparcl_sparse_t& s, float* dense) {
 // the step's values back into the residual if it fails, so that a retried
 // step loses nothing.
 sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* compressor, const float* grad,
-                                         float* out, const void* request_slot, const StreamArg* stream) {
+                                         float* out, const void* request_slot, const StreamArg* stream,
+                                         const std::shared_ptr<AllreducePlan>& plan) {
   CompressedCall options;
   if (compressor) {
     const compress::CompressorOptions& o = compressor->impl.options();
@@ -138,8 +140,10 @@ sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* c
       sent_as_step(*compressor, first, count, received);
     };
   }
-  CallStart call = CallStart::allreduce(comm, compressor ? compressor->impl.dim() : 0, SPARCL_FLOAT32,
-                                        compressor ? &options : nullptr);
+  const uint64_t dim = compressor ? compressor->impl.dim() : 0;
+  const CompressedCall* compressed = compressor ? &options : nullptr;
+  CallStart call = plan ? plan->next_call(dim, SPARCL_FLOAT32, compressed)
+                        : CallStart::allreduce(comm, dim, SPARCL_FLOAT32, compressed);
   sparcl_sparse_t send{};
   sparcl_result_t* staged = nullptr;  // a backend's place for the sum
   call.check([&] {
@@ -166,6 +170,7 @@ sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* c
     backend->write_sum(out);
   };
   r->on_failure = [compressor] { unsend_step(*compressor); };
+  if (plan) plan->follow(r, plan);
   return r;
 }
 
@@ -234,6 +239,28 @@ sparcl_status_t sparcl_allreduce_compressed(sparcl_comm_t comm, sparcl_compresso
 sparcl_status_t sparcl_iallreduce_compressed(sparcl_comm_t comm, sparcl_compressor_t compressor, const float* grad,
                                              float* out, sparcl_request_t* request) {
   return on_comm(comm, [&](auto&) { *request = start_compressed(comm, compressor, grad, out, request, nullptr); });
+}
+
+sparcl_status_t sparcl_allreduce_compressed_init(sparcl_comm_t comm, sparcl_compressor_t compressor, const float* grad,
+                                                 float* out, sparcl_request_t* request) {
+  if (!comm) return null_comm();
+  auto lock = comm->lock();
+  return guarded(comm, [&] {
+    require(request != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+    *request = nullptr;
+    require(compressor != nullptr, SPARCL_ERR_INVALID_ARG, "compressor is NULL");
+    require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "grad is NULL");
+    require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
+    auto plan = std::make_shared<AllreducePlan>(comm);
+    *request = new_persistent_request(comm, [=] {
+      try {
+        return start_compressed(comm, compressor, grad, out, plan.get(), nullptr, plan);
+      } catch (...) {
+        plan->start_failed();
+        throw;
+      }
+    });
+  });
 }
 
 float* sparcl_compressor_residual(sparcl_compressor_t compressor) {

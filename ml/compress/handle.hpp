@@ -65,10 +65,14 @@ struct StreamArg {
   void* stream;
 };
 
+class AllreducePlan;  // collectives/persistent.hpp
+
 // Starts the compressed allreduce (caller holds the communicator's lock).
-// `stream` is null unless the caller gave one.
+// `stream` is null unless the caller gave one; `plan` is set for a run of a
+// persistent request (sparcl_allreduce_compressed_init).
 sparcl_request* start_compressed(sparcl_comm* comm, sparcl_compressor* compressor, const float* grad, float* out,
-                                 const void* request_slot, const StreamArg* stream);
+                                 const void* request_slot, const StreamArg* stream,
+                                 const std::shared_ptr<AllreducePlan>& plan = nullptr);
 
 // Gives `stream` to the compressor's next step (ml/cuda/api.cpp): throws
 // SPARCL_ERR_UNSUPPORTED where CUDA is unavailable, SPARCL_ERR_INVALID_ARG

@@ -46,6 +46,7 @@ GradientExchange::GradientExchange(const ExchangeConfig& config, MPI_Comm mpi, s
       comm_(comm),
       sizes_(tensor_sizes),
       compressors_(tensor_sizes.size(), nullptr),
+      plans_(tensor_sizes.size(), Plan{}),
       started_(tensor_sizes.size(), nullptr) {
   if (!comm_) throw std::invalid_argument("gradient exchange: the sparcl communicator is NULL");
   MPI_Comm_size(mpi_, &ranks_);
@@ -86,6 +87,7 @@ GradientExchange::~GradientExchange() {
     mpi_sums_leaked_on_error_ = new std::vector<std::vector<float>>(std::move(mpi_sums_));
     return;
   }
+  for (Plan& p : plans_) sparcl_request_free(&p.request);  // each before its compressor
   for (sparcl_compressor_t c : compressors_) sparcl_compressor_free(c);
 }
 
@@ -108,7 +110,17 @@ void GradientExchange::start(size_t t, float* grad) {
   }
   sparcl_request_t r = nullptr;
   if (compressing() && compressors_[t]) {
-    check(sparcl_iallreduce_compressed(comm_, compressors_[t], grad, grad, &r), "sparcl_iallreduce_compressed");
+    // A persistent plan per tensor, made at its first step (again if its
+    // gradient moved): the algorithm is chosen once, not at every step.
+    Plan& plan = plans_[t];
+    if (plan.request && plan.grad != grad) check(sparcl_request_free(&plan.request), "sparcl_request_free");
+    if (!plan.request) {
+      check(sparcl_allreduce_compressed_init(comm_, compressors_[t], grad, grad, &plan.request),
+            "sparcl_allreduce_compressed_init");
+      plan.grad = grad;
+    }
+    check(sparcl_start(&plan.request), "sparcl_start");
+    r = plan.request;
   } else {
     check(sparcl_iallreduce(SPARCL_IN_PLACE, grad, n, SPARCL_FLOAT32, SPARCL_SUM, comm_, &r), "sparcl_iallreduce");
   }
@@ -131,6 +143,7 @@ void GradientExchange::progress() {
     if (!r) continue;
     int done = 0;
     check(sparcl_test(&r, &done), "sparcl_test");
+    if (done) r = nullptr;  // a plan's request stays (inactive) in plans_
   }
 }
 

@@ -4,8 +4,9 @@
 //
 //   dense-mpi  MPI_Iallreduce (the baseline)
 //   dense      sparcl_iallreduce (sparcl's drop-in allreduce)
-//   topk       sparcl_iallreduce_compressed: exact top-k at `density` with
-//              error feedback, one compressor per tensor
+//   topk       exact top-k at `density` with error feedback, one compressor
+//              and one persistent allreduce (sparcl_allreduce_compressed_init)
+//              per tensor
 //   topk-q     the same with QSGD values of `bits` bits (4 or 8)
 //
 // Every method is non-blocking: start() is called for a tensor as soon as
@@ -88,6 +89,11 @@ class GradientExchange {
   int ranks_ = 1;
   std::vector<size_t> sizes_;
   std::vector<sparcl_compressor_t> compressors_;
+  struct Plan {
+    sparcl_request_t request = nullptr;  // persistent: started at each step of its tensor
+    const float* grad = nullptr;         // the gradient buffer it is bound to
+  };
+  std::vector<Plan> plans_;
   std::vector<MPI_Request> mpi_requests_;
   std::vector<std::vector<float>> mpi_sums_;  // dense-mpi: receive buffers
   std::vector<float*> started_;               // grad of each tensor's last start()

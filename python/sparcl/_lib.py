@@ -155,6 +155,9 @@ _PROTOTYPES = {
     "sparcl_compressor_residual": (ctypes.POINTER(ctypes.c_float), [_P]),
     "sparcl_compressor_reset": (ctypes.c_int, [_P]),
     "sparcl_iallreduce_compressed": (ctypes.c_int, [_P, _P, _P, _P, _PP]),
+    "sparcl_allreduce_compressed_init": (ctypes.c_int, [_P, _P, _P, _P, _PP]),
+    "sparcl_start": (ctypes.c_int, [_PP]),
+    "sparcl_request_free": (ctypes.c_int, [_PP]),
 }
 
 IN_PLACE = ctypes.c_void_p(1)  # SPARCL_IN_PLACE

@@ -76,6 +76,21 @@ def scenario_sums(comm, transport):
         out = mine.clone() / 3
         comm.allreduce(out, average=True).wait()
         assert all(torch.equal(out, o) for o in gather_all(out)), "mean differs across ranks"
+    # A compressor used again on the same memory starts its persistent plan; other memory gets
+    # a new plan. Without error feedback each step's sum is the top-k of each rank's vector.
+    n, k = 3000, 60
+    compressor = st.Compressor(n, k=k, error_feedback=False)
+    buffer = torch.empty(n)
+    for seed in (500, 501, 502, None):
+        target = buffer if seed is not None else torch.empty(n)
+        seed = seed if seed is not None else 503
+        target.copy_(rank_vector(rank, n, seed=seed))
+        expected = torch.zeros(n)
+        for v in (rank_vector(r, n, seed=seed) for r in range(size)):
+            top = v.abs().topk(k).indices
+            expected[top] += v[top]
+        comm.allreduce_compressed(compressor, target).wait()
+        assert torch.equal(target, expected), "persistent top-%d sum, seed %d" % (k, seed)
     # Several collectives in flight at once, completed in order.
     tensors = [rank_vector(rank, 5000, seed=i) for i in range(6)]
     futures = [comm.allreduce(t) for t in tensors]

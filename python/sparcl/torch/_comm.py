@@ -234,6 +234,9 @@ class Communicator:
         self._queue = collections.deque()
         self._cv = threading.Condition()
         self._calls = threading.Lock()  # serializes sparcl calls on this communicator (sparcl.h)
+        # Persistent compressed allreduces, one per compressor: id -> (weakref, tensor pointer, request).
+        # Used by the worker only (and by close() once it has stopped).
+        self._plans = {}
         self._stopping = False
         self._closed = False
         self._worker = threading.Thread(target=self._run, name="sparcl-worker", daemon=True)
@@ -259,10 +262,14 @@ class Communicator:
 
     def allreduce_compressed(self, compressor, tensor, *, average=False):
         """Compresses ``tensor`` (float32, CPU, contiguous, ``compressor.numel`` entries) and sums
-        what every rank sent, in place (sparcl_iallreduce_compressed).
+        what every rank sent, in place.
 
         The compression runs on the worker thread when the collective starts; ``tensor`` is read
         then and written with the sum when it completes. Returns a Future of ``tensor``.
+        The first call for a compressor plans a persistent allreduce
+        (sparcl_allreduce_compressed_init) bound to it and to ``tensor``'s memory; later calls
+        with the same tensor memory start that plan (sparcl_start), so the algorithm is chosen
+        once per compressor. Other memory gets a new plan.
         """
         if not isinstance(compressor, Compressor):
             raise TypeError("compressor must be a sparcl.torch.Compressor")
@@ -274,11 +281,13 @@ class Communicator:
         compressor._busy = True
 
         def start(job):
-            pointer = tensor.data_ptr()
-            return _lib.lib.sparcl_iallreduce_compressed(self._handle, compressor._handle, pointer, pointer,
-                                                         ctypes.byref(job.request))
+            status, plan = self._plan_for(compressor, tensor.data_ptr())
+            if status != _lib.SUCCESS:
+                return status
+            job.request.value = plan.value  # completed by sparcl_test; the plan stays
+            return _lib.lib.sparcl_start(ctypes.byref(plan))
 
-        what = "sparcl_iallreduce_compressed of %d values" % tensor.numel()
+        what = "compressed allreduce of %d values" % tensor.numel()
         return self._submit(_Job(what, start, self._finisher(tensor, average), keep=tensor, compressor=compressor))
 
     def allreduce_sparse(self, tensor):
@@ -341,6 +350,24 @@ class Communicator:
             return self._submit(_Job("all_reduce of a bad tensor", start, lambda: None, keep=None,
                                      on_error=on_error))
         return self.allreduce(tensor)
+
+    def _plan_for(self, compressor, pointer):
+        # The worker's persistent request for (compressor, pointer): (status, request). Plans of
+        # compressors that are gone, or bound to other memory, are freed (they are inactive: a
+        # compressor runs one collective at a time, and the worker completes it before the next).
+        for key, (ref, _, request) in list(self._plans.items()):
+            if ref() is None or (ref() is compressor and self._plans[key][1] != pointer):
+                _lib.lib.sparcl_request_free(ctypes.byref(request))
+                del self._plans[key]
+        entry = self._plans.get(id(compressor))
+        if entry is not None and entry[0]() is compressor:
+            return _lib.SUCCESS, entry[2]
+        request = ctypes.c_void_p()
+        status = _lib.lib.sparcl_allreduce_compressed_init(self._handle, compressor._handle, pointer, pointer,
+                                                           ctypes.byref(request))
+        if status == _lib.SUCCESS:
+            self._plans[id(compressor)] = (weakref.ref(compressor), pointer, request)
+        return status, request
 
     def _finisher(self, tensor, average):
         size = self.size
@@ -463,6 +490,9 @@ class Communicator:
             self._cv.notify()
         self._worker.join()
         self._closed = True
+        for _, _, request in self._plans.values():
+            _lib.lib.sparcl_request_free(ctypes.byref(request))
+        self._plans.clear()
         _lib.check(_lib.lib.sparcl_comm_free(self._handle), "sparcl_comm_free")
         self._handle = None
 
