@@ -185,6 +185,10 @@ void check_identity(const WireHeader& h, const Identity& id, uint16_t step, int 
     fail(SPARCL_ERR_MISMATCH, who + " sends " + codec::value_codec_name(Encoding(h.encoding)) +
                                   " values, this rank expects " + codec::value_codec_name(id.encoding) +
                                   " (value encoding: SPARCL_ENCODING, or the compressors' values)");
+  if ((h.algorithm == kGlobalSelectAlgorithm) != (id.algorithm == kGlobalSelectAlgorithm))
+    fail(SPARCL_ERR_MISMATCH, who + " selects " + (h.algorithm == kGlobalSelectAlgorithm ? "globally" : "locally") +
+                                  ", this rank " + (id.algorithm == kGlobalSelectAlgorithm ? "globally" : "locally") +
+                                  " (the compressors' selection, SPARCL_SELECTION)");
   if (h.algorithm != id.algorithm) mismatch("algorithm", h.algorithm, id.algorithm);
   if (!(h.flags & kFlagAbort) && h.bucket != id.bucket) mismatch("QSGD bucket size", h.bucket, id.bucket);
   if (bool(h.flags & kFlagChecksum) != id.checksum)
