@@ -6,22 +6,27 @@
 // Rounds (P > 1):
 //   0  sparse reduce-scatter: each rank sends every owner the part of its
 //      selection in the owner's range (owner_range()); the owner sums.
-//   1  threshold agreement: every owner sends every rank its policy (so
-//      that ranks that disagree fail with SPARCL_ERR_MISMATCH), how many
-//      nonzero sums it holds, and what the threshold is computed from: a
-//      sample of their magnitudes (sampled mode, on the steps that estimate
-//      a new threshold; nothing on steps that reuse one) or its largest k
-//      (magnitude, index) pairs (exact mode). Every rank computes the same
-//      cut from the same messages. Travels as raw float64 whatever the
-//      call's encoding (counts and 32-bit keys are exact there).
-//   2  allgather of the kept entries: each owner keeps the entries of its
+//   1  agreement: every owner sends every rank its policy (so that ranks
+//      that disagree fail with SPARCL_ERR_MISMATCH), how many nonzero sums
+//      it holds and, on steps that reuse a threshold, how many of them the
+//      reused threshold keeps; in exact mode also its best k (magnitude,
+//      index) pairs, from which every rank finds the k-th of the sum.
+//   2  sample (sampled mode, on the steps that estimate a threshold: every
+//      threshold_reuse steps, or early when the reused one would keep fewer
+//      than k/2 or more than 2k entries): about k/P magnitudes of each
+//      owner's sums; empty messages otherwise.
+//   Rounds 1 and 2 travel as raw float64 whatever the call's encoding
+//   (counts and 32-bit keys are exact there); every rank computes the same
+//   cut from the same messages.
+//   3  allgather of the kept entries: each owner keeps the entries of its
 //      range at or above the cut and sends them to every rank.
 // Destinations are rotated by rank (rank r sends first to r+1).
 //
 // Volume per rank: about k(P-1)/P pairs in round 0 (a rank's k selected
-// entries spread over the owners), about k(P-1)/P in round 2 (about k kept
-// in all, k/P per owner, to P-1 ranks), plus round 1's small messages:
-// within Ok-Topk's bound of 6k(P-1)/P.
+// entries spread over the owners), at most about 2k(P-1)/P in round 3 (k/2
+// to 2k kept in all, spread over the owners, to P-1 ranks), plus rounds 1
+// and 2 (64 bytes of counts per peer; a sample of about k/P keys per peer
+// when estimating): within Ok-Topk's bound of 6k(P-1)/P.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -45,9 +50,11 @@ struct Cut {
   bool keeps(uint32_t k, uint32_t i) const { return k > key || (k == key && i <= last_index); }
 };
 
-// Round 1's message: a dense float64 vector over [0, length).
+// Rounds 1 and 2 send dense float64 vectors over [0, length): counts,
+// 32-bit keys and indices, all exact in float64.
 constexpr size_t kMetaFields = 8;
 constexpr double kMetaFormat = 1.0;
+enum MetaField { kFormat, kExact, kK, kReuse, kRefresh, kThresholdKey, kNonzeros, kAbove };
 // Sampled mode: about k/P magnitudes per owner, at least 64 and at most
 // 1024 (about k^2/union of the samples then lie above the threshold: enough
 // for a few percent), so that an estimate costs about what round 0 does.
@@ -56,9 +63,8 @@ size_t sample_size(uint64_t k, int ranks) {
   return size_t(std::min<uint64_t>(kThresholdSample, std::max<uint64_t>(64, (k + uint64_t(ranks) - 1) / uint64_t(ranks))));
 }
 
-struct Meta {
-  double format, exact, k, reuse, refresh, threshold, nonzeros, count;
-};
+using Entry = std::pair<uint32_t, uint32_t>;  // (magnitude key, index)
+bool ranks_higher(const Entry& x, const Entry& y) { return x.first != y.first ? x.first > y.first : x.second < y.second; }
 
 class GlobalSelect final : public AllreduceOp<V, I> {
   using Base = AllreduceOp<V, I>;
@@ -69,14 +75,18 @@ class GlobalSelect final : public AllreduceOp<V, I> {
     if (!policy.exact && !policy.refresh) cut_.key = policy.threshold_key;
   }
 
+  // After success (sampled mode): whether this step estimated a threshold,
+  // and the magnitude key it kept entries at or above.
+  bool estimated() const { return estimate_; }
   uint32_t threshold_key() const { return cut_.key; }
 
  protected:
-  int rounds() const override { return this->size() == 1 ? 0 : 3; }
+  // 0 reduce-scatter, 1 policy and counts, 2 sample, 3 allgather of the kept entries.
+  int rounds() const override { return this->size() == 1 ? 0 : 4; }
 
   Identity round_identity(int round) const override {
     Identity id = this->id_;
-    if (round == 1) {  // counts and keys, raw float64
+    if (round == 1 || round == 2) {  // counts and keys, raw float64
       id.value_type = SPARCL_FLOAT64;
       id.encoding = Encoding::Raw;
       id.bucket = 0;
@@ -87,10 +97,11 @@ class GlobalSelect final : public AllreduceOp<V, I> {
   void post(int round, RoundIO& io) override {
     const int p = this->size(), r = this->rank();
     SharedBuffer own;
-    if (round == 1) {
-      own = encode(round_identity(1), 1, View<double, I>{Range{0, agreement_.size()}, true, agreement_.size(),
-                                                         nullptr, agreement_.data()});
-    } else if (round == 2) {
+    if (round == 1 || round == 2) {
+      const std::vector<double>& v = round == 1 ? meta_ : sample_;
+      own = encode(round_identity(round), uint16_t(round),
+                   View<double, I>{Range{0, v.size()}, true, v.size(), nullptr, v.data()});
+    } else if (round == 3) {
       own = this->message_for(round, kept_, own_stream(r));
     }
     for (int j = 1; j < p; ++j) {
@@ -110,16 +121,21 @@ class GlobalSelect final : public AllreduceOp<V, I> {
         held.push_back(Held<V, I>::of_message(m, owner_range(r)));
         parts.push_back(held.back().view);
       }
-      reduced_ = merge_all(parts);
-      agreement_ = own_agreement();
+      reduce(merge_all(parts));
       return;
     }
     if (round == 1) {
-      std::vector<std::vector<double>> from(size_t(this->size()));
-      for (auto& m : messages) from[size_t(m.peer)] = read_agreement(m);
-      from[size_t(r)] = agreement_;
-      decide(from);
-      kept_ = Held<V, I>::of_stream(keep(reduced_.view(), owner_range(r)));
+      metas_.resize(size_t(this->size()));
+      for (auto& m : messages) metas_[size_t(m.peer)] = read_meta(m);
+      metas_[size_t(r)] = meta_;
+      after_metas();
+      return;
+    }
+    if (round == 2) {
+      std::vector<std::vector<double>> samples(size_t(this->size()));
+      for (auto& m : messages) samples[size_t(m.peer)] = read_sample(m);
+      samples[size_t(r)] = sample_;
+      after_samples(samples);
       return;
     }
     gathered_.resize(size_t(this->size()));
@@ -128,10 +144,11 @@ class GlobalSelect final : public AllreduceOp<V, I> {
 
   void finish() override {
     if (this->size() == 1) {  // nothing travels: the cut of this rank's own selection
-      reduced_ = to_stream(this->input_);
-      agreement_ = own_agreement();
-      decide({agreement_});
-      this->pieces_ = {Held<V, I>::of_stream(keep(reduced_.view(), this->whole()))};
+      reduce(to_stream(this->input_));
+      metas_ = {meta_};
+      after_metas();
+      after_samples({sample_});
+      this->pieces_ = {kept_};
       return;
     }
     gathered_[size_t(this->rank())] = kept_;
@@ -145,120 +162,133 @@ class GlobalSelect final : public AllreduceOp<V, I> {
     return split_range(this->whole(), uint64_t(this->size()), uint64_t(owner));
   }
 
-  // This owner's nonzero sums as (key, index), index order.
-  template <class F>
-  void for_each_nonzero(const View<V, I>& v, F&& f) const {
+  // This owner's sums: its nonzero entries and its round 1 message.
+  void reduce(Stream<V, I>&& sum) {
+    reduced_ = std::move(sum);
+    const View<V, I> v = reduced_.view();
     for (size_t j = 0; j < v.nnz; ++j) {
       const uint32_t key = codec::magnitude_key(v.val[j]);
-      if (key == 0) continue;
-      f(key, v.dense ? uint32_t(v.range.begin + j) : v.idx[j]);
+      if (key != 0) nonzero_.emplace_back(key, v.dense ? uint32_t(v.range.begin + j) : v.idx[j]);
     }
-  }
-
-  std::vector<double> own_agreement() const {
     const GlobalSelectPolicy& g = policy_;
-    std::vector<double> a{kMetaFormat,  g.exact ? 1.0 : 0.0, double(g.k), double(g.reuse),
-                          g.refresh ? 1.0 : 0.0, double(g.exact || g.refresh ? 0 : g.threshold_key), 0.0, 0.0};
-    std::vector<std::pair<uint32_t, uint32_t>> nz;  // (key, index)
-    for_each_nonzero(reduced_.view(), [&](uint32_t key, uint32_t i) { nz.emplace_back(key, i); });
-    a[6] = double(nz.size());
+    const bool reusing = !g.exact && !g.refresh;
+    size_t above = 0;
+    if (reusing)
+      for (const Entry& e : nonzero_) above += e.first >= g.threshold_key;
+    meta_ = {kMetaFormat, g.exact ? 1.0 : 0.0, double(g.k), double(g.reuse), g.refresh ? 1.0 : 0.0,
+             double(reusing ? g.threshold_key : 0), double(nonzero_.size()), double(above)};
     if (g.exact) {  // the owner's best k, by (key desc, index asc)
-      auto better = [](const std::pair<uint32_t, uint32_t>& x, const std::pair<uint32_t, uint32_t>& y) {
-        return x.first != y.first ? x.first > y.first : x.second < y.second;
-      };
-      const size_t c = size_t(std::min<uint64_t>(g.k, nz.size()));
-      std::nth_element(nz.begin(), nz.begin() + ptrdiff_t(c), nz.end(), better);
-      a[7] = double(c);
+      std::vector<Entry> best(nonzero_);
+      const size_t c = size_t(std::min<uint64_t>(g.k, best.size()));
+      std::nth_element(best.begin(), best.begin() + ptrdiff_t(c), best.end(), ranks_higher);
       for (size_t j = 0; j < c; ++j) {
-        a.push_back(double(nz[j].first));
-        a.push_back(double(nz[j].second));
+        meta_.push_back(double(best[j].first));
+        meta_.push_back(double(best[j].second));
       }
-    } else if (g.refresh) {  // an evenly spaced sample, index order
-      const size_t n = nz.size(), c = std::min(n, sample_size(g.k, this->size()));
-      a[7] = double(c);
-      for (size_t j = 0; j < c; ++j) a.push_back(double(nz[size_t((double(j) + 0.5) * double(n) / double(c))].first));
     }
-    return a;
   }
 
-  std::vector<double> read_agreement(const Received& m) const {
+  std::vector<double> read_meta(const Received& m) const {
     const std::string from = "rank " + std::to_string(m.peer);
     const uint64_t length = m.header.end;
-    const uint64_t most = kMetaFields + 2 * std::max<uint64_t>(policy_.k, kThresholdSample);
-    if (m.header.begin != 0 || length < kMetaFields || length > most || !(m.header.flags & kFlagDense))
+    if (m.header.begin != 0 || length < kMetaFields || length > kMetaFields + 2 * policy_.k ||
+        !(m.header.flags & kFlagDense))
       fail(SPARCL_ERR_CORRUPT, "malformed global selection message from " + from);
     const Decoded<double, I> d = decode<double, I>(*m.buffer, m.header, Range{0, length}, m.peer);
     std::vector<double> a(d.view.val, d.view.val + d.view.nnz);
-    const auto field = [&](size_t j) { return a[j]; };
-    if (field(0) != kMetaFormat) fail(SPARCL_ERR_CORRUPT, "unknown global selection message from " + from);
+    if (a[kFormat] != kMetaFormat) fail(SPARCL_ERR_CORRUPT, "unknown global selection message from " + from);
     const auto differ = [&](const char* what, double theirs, double ours) {
-      fail(SPARCL_ERR_MISMATCH, from + " uses global selection with " + what + " " + std::to_string(theirs) +
-                                    ", this rank " + std::to_string(ours) +
-                                    " (every rank needs the same compressor configuration and steps)");
+      fail(SPARCL_ERR_MISMATCH, from + " uses global selection with " + what + " " + std::to_string(uint64_t(theirs)) +
+                                    ", this rank " + std::to_string(uint64_t(ours)) +
+                                    " (every rank needs the same compressor configuration)");
     };
-    if (field(1) != agreement_[1])
-      fail(SPARCL_ERR_MISMATCH, from + " uses the " + (field(1) != 0 ? "exact" : "sampled") +
+    if (a[kExact] != meta_[kExact])
+      fail(SPARCL_ERR_MISMATCH, from + " uses the " + (a[kExact] != 0 ? "exact" : "sampled") +
                                     " global threshold, this rank the " + (policy_.exact ? "exact" : "sampled") +
                                     " one");
-    if (field(2) != agreement_[2]) differ("k", field(2), agreement_[2]);
-    if (field(3) != agreement_[3]) differ("threshold_reuse", field(3), agreement_[3]);
-    if (field(4) != agreement_[4] || field(5) != agreement_[5])
+    if (a[kK] != meta_[kK]) differ("k", a[kK], meta_[kK]);
+    if (a[kReuse] != meta_[kReuse]) differ("threshold_reuse", a[kReuse], meta_[kReuse]);
+    if (a[kRefresh] != meta_[kRefresh] || a[kThresholdKey] != meta_[kThresholdKey])
       fail(SPARCL_ERR_MISMATCH, from + " is at another point of its threshold schedule than this rank (" +
-                                    (field(4) != 0 ? "estimating" : "reusing") + " vs " +
-                                    (agreement_[4] != 0 ? "estimating" : "reusing") +
-                                    "): were the compressors created or reset at different steps?");
-    const double n = field(6), c = field(7);
-    const double per = policy_.exact ? 2.0 : 1.0;
-    if (!(n >= 0 && n <= double(owner_range(m.peer).size()) && n == std::floor(n) && c >= 0 && c <= n &&
-          c == std::floor(c) && double(kMetaFields) + per * c == double(length)))
+                                    (a[kRefresh] != 0 ? "estimating" : "reusing") + " vs " +
+                                    (meta_[kRefresh] != 0 ? "estimating" : "reusing") +
+                                    " a threshold): were the compressors created or reset at different steps?");
+    const double n = a[kNonzeros], above = a[kAbove];
+    const double candidates = policy_.exact ? std::min(double(policy_.k), n) : 0.0;
+    if (!(n >= 0 && n <= double(owner_range(m.peer).size()) && n == std::floor(n) && above >= 0 && above <= n &&
+          above == std::floor(above) && double(kMetaFields) + 2 * candidates == double(length)))
       fail(SPARCL_ERR_CORRUPT, "bad counts in the global selection message from " + from);
-    for (size_t j = kMetaFields; j < a.size(); ++j) {
-      const bool index = policy_.exact && (j - kMetaFields) % 2 == 1;
-      const Range own = owner_range(m.peer);
-      const double lo = index ? double(own.begin) : 1.0, hi = index ? double(own.end) - 1 : double(UINT32_MAX);
-      if (!(a[j] >= lo && a[j] <= hi && a[j] == std::floor(a[j])))
+    const Range own = owner_range(m.peer);
+    for (size_t j = kMetaFields; j < a.size(); j += 2)
+      if (!(a[j] >= 1 && a[j] <= double(UINT32_MAX) && a[j] == std::floor(a[j]) && a[j + 1] >= double(own.begin) &&
+            a[j + 1] < double(own.end) && a[j + 1] == std::floor(a[j + 1])))
         fail(SPARCL_ERR_CORRUPT, "bad entry in the global selection message from " + from);
-    }
     return a;
   }
 
-  // The cut, from every owner's agreement message (rank order): the same on
-  // every rank.
-  void decide(const std::vector<std::vector<double>>& from) {
+  // Once every owner's round 1 message is in (the same on every rank): the
+  // cut, or whether a sample must decide it. A reused threshold is
+  // re-estimated early when it would keep fewer than k/2 or more than 2k
+  // entries, so that the volume stays bounded while magnitudes drift.
+  void after_metas() {
     const GlobalSelectPolicy& g = policy_;
-    if (!g.exact && !g.refresh) return;  // reuse: set at construction
-    double total = 0;
-    for (const auto& a : from) total += a[6];
-    cut_ = Cut{};
-    if (total <= double(g.k)) return;  // every nonzero sum
+    double total = 0, above = 0;
+    for (const auto& a : metas_) {
+      total += a[kNonzeros];
+      above += a[kAbove];
+    }
+    const double k = double(g.k);
+    if (!g.exact) estimate_ = g.refresh || above > 2 * k || 2 * above < k;
+    if (g.exact || estimate_) cut_ = Cut{};
+    if (total <= k) return;  // every nonzero sum
     if (g.exact) {
-      std::vector<std::pair<uint32_t, uint32_t>> c;
-      for (const auto& a : from)
+      std::vector<Entry> c;
+      for (const auto& a : metas_)
         for (size_t j = kMetaFields; j + 1 < a.size(); j += 2) c.emplace_back(uint32_t(a[j]), uint32_t(a[j + 1]));
-      auto better = [](const std::pair<uint32_t, uint32_t>& x, const std::pair<uint32_t, uint32_t>& y) {
-        return x.first != y.first ? x.first > y.first : x.second < y.second;
-      };
       // Every owner sent its best min(k, n): the k-th best of the union is among them.
-      std::nth_element(c.begin(), c.begin() + ptrdiff_t(g.k - 1), c.end(), better);
+      std::nth_element(c.begin(), c.begin() + ptrdiff_t(g.k - 1), c.end(), ranks_higher);
       cut_ = Cut{c[size_t(g.k - 1)].first, c[size_t(g.k - 1)].second};
       return;
     }
-    // Sampled: each owner's sample stands for its n nonzeros; walk down the
-    // magnitudes until the weights reach k.
-    std::vector<std::pair<uint32_t, double>> s;  // (key, weight)
-    for (const auto& a : from) {
-      const double c = a[7];
-      for (size_t j = kMetaFields; j < a.size(); ++j) s.emplace_back(uint32_t(a[j]), a[6] / c);
-    }
-    std::stable_sort(s.begin(), s.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
-    double reached = 0;
-    for (const auto& e : s) {
-      reached += e.second;
-      if (reached >= double(g.k)) {
-        cut_.key = e.first;
-        return;
+    if (!estimate_) return;
+    sampling_ = true;  // an evenly spaced sample of this owner's magnitudes, index order
+    const size_t n = nonzero_.size(), c = std::min(n, sample_size(g.k, this->size()));
+    for (size_t j = 0; j < c; ++j)
+      sample_.push_back(double(nonzero_[size_t((double(j) + 0.5) * double(n) / double(c))].first));
+  }
+
+  std::vector<double> read_sample(const Received& m) const {
+    const std::string from = "rank " + std::to_string(m.peer);
+    const double n = metas_[size_t(m.peer)][kNonzeros];
+    const uint64_t want = sampling_ ? std::min<uint64_t>(uint64_t(n), sample_size(policy_.k, this->size())) : 0;
+    if (m.header.begin != 0 || m.header.end != want || !(m.header.flags & kFlagDense))
+      fail(SPARCL_ERR_CORRUPT, "malformed global selection sample from " + from);
+    const Decoded<double, I> d = decode<double, I>(*m.buffer, m.header, Range{0, want}, m.peer);
+    std::vector<double> a(d.view.val, d.view.val + d.view.nnz);
+    for (double x : a)
+      if (!(x >= 1 && x <= double(UINT32_MAX) && x == std::floor(x)))
+        fail(SPARCL_ERR_CORRUPT, "bad entry in the global selection sample from " + from);
+    return a;
+  }
+
+  // Sampled: each owner's sample stands for its n nonzeros; walk down the
+  // magnitudes until the weights reach k. Then this owner's kept entries.
+  void after_samples(const std::vector<std::vector<double>>& samples) {
+    if (sampling_) {
+      std::vector<std::pair<uint32_t, double>> s;  // (key, weight)
+      for (size_t o = 0; o < samples.size(); ++o)
+        for (double x : samples[o]) s.emplace_back(uint32_t(x), metas_[o][kNonzeros] / double(samples[o].size()));
+      std::stable_sort(s.begin(), s.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+      double reached = 0;
+      for (const auto& e : s) {
+        reached += e.second;
+        if (reached >= double(policy_.k)) {
+          cut_.key = e.first;
+          break;
+        }
       }
     }
+    kept_ = Held<V, I>::of_stream(keep(reduced_.view(), this->size() == 1 ? this->whole() : owner_range(this->rank())));
   }
 
   // The entries of `v` (this owner's sums over `range`) that the cut keeps.
@@ -277,8 +307,12 @@ class GlobalSelect final : public AllreduceOp<V, I> {
 
   GlobalSelectPolicy policy_;
   Cut cut_;
+  bool estimate_ = false;  // sampled: this step estimates the threshold
+  bool sampling_ = false;  // ... from samples (not when the sums have at most k nonzeros)
   Stream<V, I> reduced_;
-  std::vector<double> agreement_;
+  std::vector<Entry> nonzero_;  // this owner's nonzero sums, index order
+  std::vector<double> meta_, sample_;
+  std::vector<std::vector<double>> metas_;
   Held<V, I> kept_;
   std::vector<Held<V, I>> gathered_;
 };
@@ -309,6 +343,7 @@ sparcl_request* start_global_select(CallStart call, const sparcl_sparse_t* send,
     const GlobalSelect* select = op.get();
     request->deliver = [select, dense_recv, on_success = std::move(on_success)] {
       GlobalSelectOutcome outcome;
+      outcome.estimated = select->estimated();
       outcome.threshold_key = select->threshold_key();
       for (const auto& piece : select->pieces()) {
         const View<V, I>& v = piece.view;

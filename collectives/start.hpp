@@ -146,6 +146,7 @@ struct GlobalSelectPolicy {
   uint32_t threshold_key = 0;  // sampled, !refresh: the magnitude key (codec::magnitude_key) in use
 };
 struct GlobalSelectOutcome {
+  bool estimated = false;      // sampled: this step estimated a new threshold (on schedule or early)
   uint32_t threshold_key = 0;  // sampled: the magnitude key this step kept entries at or above
   std::vector<uint32_t> kept;  // the result's indices, sorted
 };

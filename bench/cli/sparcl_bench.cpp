@@ -112,6 +112,8 @@ void usage(FILE* f) {
       "what to run:\n"
       "  -a, --algorithms LIST  comma-separated, or all (default auto); one sparcl communicator each:\n"
       "                         %s (--list-algorithms says what each does)\n"
+      "                         with --compress also global: global selection (about k entries of the\n"
+      "                         sum, SPARCL_SELECTION_GLOBAL) where the others select locally\n"
       "  -t, --transports LIST  mpi (default), ofi, ucx: sparcl_config_t.transport\n"
       "  --output LIST          sparcl output that is timed: sparse (result object, default) and/or dense\n"
       "                         (a dense receive buffer)\n"
@@ -273,8 +275,8 @@ Options parse(int argc, char** argv, bool& help, bool& list) {
             if (std::find(o.algorithms.begin(), o.algorithms.end(), n) == o.algorithms.end()) o.algorithms.push_back(n);
           continue;
         }
-        if (std::find(kAlgorithms.begin(), kAlgorithms.end(), s) == kAlgorithms.end())
-          bad("-a: unknown algorithm '" + s + "' (" + joined(kAlgorithms) + ", all)");
+        if (std::find(kAlgorithms.begin(), kAlgorithms.end(), s) == kAlgorithms.end() && s != "global")
+          bad("-a: unknown algorithm '" + s + "' (" + joined(kAlgorithms) + ", all; global with --compress)");
         if (std::find(o.algorithms.begin(), o.algorithms.end(), s) == o.algorithms.end()) o.algorithms.push_back(s);
       }
       if (o.algorithms.empty()) bad("-a: no algorithms");
@@ -393,6 +395,8 @@ Options parse(int argc, char** argv, bool& help, bool& list) {
     for (double d : o.densities)
       if (!(d > 0)) bad("--compress: densities must be > 0");
     o.base_allgather = false;  // the compressed call has no allgather counterpart
+  } else if (std::find(o.algorithms.begin(), o.algorithms.end(), "global") != o.algorithms.end()) {
+    bad("-a global: global selection is a mode of the compressed allreduce (--compress)");
   }
   return o;
 }
@@ -1193,6 +1197,8 @@ void run_compressed_point(Run& r, uint64_t n, size_t di) {
     cc.density = d.density;
     cc.values = encoding_of(r.methods[mi].encoding);
     cc.seed = o.seed;
+    // -a global: global selection (about k entries of the sum); the others select locally.
+    cc.selection = r.methods[mi].name == "global" ? SPARCL_SELECTION_GLOBAL : SPARCL_SELECTION_LOCAL;
     const sparcl_status_t st = sparcl_compressor_create(&cc, n, &compressors[mi]);
     if (st != SPARCL_SUCCESS) d.errors[mi] = std::string(sparcl_strerror(st)) + ": " + sparcl_comm_last_error(nullptr);
   }

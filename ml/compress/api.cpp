@@ -167,14 +167,14 @@ sparcl_request* start_global_compressed(sparcl_comm* comm, sparcl_compressor* co
            "(sparcl_compressor_create_cuda); use local selection there");
     send = compress_step(*compressor, grad, uint64_t(comm->transport().rank()), false);
   });
-  const bool refresh = policy.refresh, exact = policy.exact;
+  const bool exact = policy.exact;
   sparcl_request* r = nullptr;
   try {
     r = start_global_select(std::move(call), &send, out, request_slot, options, policy,
-                            [compressor, refresh, exact](const GlobalSelectOutcome& outcome) {
+                            [compressor, exact](const GlobalSelectOutcome& outcome) {
                               compressor->impl.keep_only(outcome.kept.data(), outcome.kept.size());
                               if (exact) return;
-                              if (refresh) {
+                              if (outcome.estimated) {
                                 compressor->global_threshold_key = outcome.threshold_key;
                                 compressor->global_threshold_uses = 0;
                               }

@@ -29,6 +29,11 @@ CommMode comm_mode(const std::string& name) {
   throw std::invalid_argument("unknown --comm '" + name + "' (dense-mpi, dense, topk, topk-q)");
 }
 
+std::string exchange_name(const ExchangeConfig& config) {
+  const bool compressed = config.mode == CommMode::TopK || config.mode == CommMode::TopKQ;
+  return std::string(comm_mode_name(config.mode)) + (compressed && config.global_selection ? "+global" : "");
+}
+
 const char* comm_mode_name(CommMode mode) {
   switch (mode) {
     case CommMode::DenseMpi: return "dense-mpi";
@@ -64,6 +69,7 @@ GradientExchange::GradientExchange(const ExchangeConfig& config, MPI_Comm mpi, s
   cc.method = SPARCL_COMPRESS_TOPK;
   cc.density = config_.density;
   cc.error_feedback = 1;
+  cc.selection = config_.global_selection ? SPARCL_SELECTION_GLOBAL : SPARCL_SELECTION_LOCAL;
   if (config_.mode == CommMode::TopKQ) cc.values = config_.bits == 4 ? SPARCL_VALUES_QSGD4 : SPARCL_VALUES_QSGD8;
   for (size_t t = 0; t < sizes_.size(); ++t) {
     if (sizes_[t] < config_.dense_below) continue;

@@ -41,7 +41,12 @@ struct ExchangeConfig {
   double density = 0.01;     ///< topk, topk-q
   int bits = 8;              ///< topk-q: 4 or 8
   size_t dense_below = 262144;  ///< compressed modes: smaller tensors go dense (1 MiB of floats)
+  bool global_selection = false;  ///< compressed modes: keep about k entries of the sum (Ok-Topk)
 };
+
+/// The CSV's and the summary's name of the exchange: the mode, and
+/// "+global" for global selection.
+std::string exchange_name(const ExchangeConfig& config);
 
 class GradientExchange {
  public:

@@ -36,6 +36,8 @@ const char* const kUsage =
     "  --bits B             topk-q: QSGD bits per value, 4 or 8 (default 8)\n"
     "  --warmup-epochs N    topk/topk-q: exchange dense for the first N epochs (default 0)\n"
     "  --dense-below N      topk/topk-q: tensors of fewer entries go dense (default 262144)\n"
+    "  --selection S        topk/topk-q: local (the sum of every rank's top-k) or global (about k\n"
+    "                       entries of that sum, Ok-Topk; the rest stays in the residuals) (default local)\n"
     "  --progress-thread    sparcl's background progress thread (MPI_THREAD_MULTIPLE)\n"
     "training:\n"
     "  --epochs N           (default 10)\n"
@@ -147,6 +149,11 @@ Options parse(int argc, char** argv) {
     else if (a == "--bits") o.train.exchange.bits = int(parse_count(a, value()));
     else if (a == "--warmup-epochs") o.train.warmup_epochs = parse_count(a, value());
     else if (a == "--dense-below") o.train.exchange.dense_below = parse_count(a, value());
+    else if (a == "--selection") {
+      const std::string v = value();
+      if (v != "local" && v != "global") usage_error("--selection must be local or global, not '" + v + "'");
+      o.train.exchange.global_selection = v == "global";
+    }
     else if (a == "--progress-thread") o.progress_thread = true;
     else if (a == "--epochs") o.train.epochs = parse_count(a, value());
     else if (a == "--batch") { o.train.batch = parse_count(a, value()); o.batch_set = true; }
@@ -321,7 +328,7 @@ int run(int argc, char** argv) {
   const bool compressed = ex.mode == train::CommMode::TopK || ex.mode == train::CommMode::TopKQ;
   if (rank == 0 && !o.quiet) {
     std::printf("sparcl-train: %s on %d ranks, %zu training and %zu %s samples, comm %s", o.workload.c_str(), ranks,
-                train_set.count, test_set.count, ae ? "held-out" : "test", train::comm_mode_name(ex.mode));
+                train_set.count, test_set.count, ae ? "held-out" : "test", train::exchange_name(ex).c_str());
     if (compressed) std::printf(" (density %g%s, warm-up %zu epochs)", ex.density,
                                 ex.mode == train::CommMode::TopKQ ? (ex.bits == 4 ? ", 4-bit values" : ", 8-bit values") : "",
                                 o.train.warmup_epochs);
@@ -338,7 +345,7 @@ int run(int argc, char** argv) {
     const EpochTimes et = epoch_times(log);
     if (rank == 0) {
       const train::LogRow& last = log.back();
-      std::printf("summary: %s, comm %s", o.workload.c_str(), train::comm_mode_name(ex.mode));
+      std::printf("summary: %s, comm %s", o.workload.c_str(), train::exchange_name(ex).c_str());
       if (compressed) std::printf(" density %g", ex.density);
       if (ex.mode == train::CommMode::TopKQ) std::printf(" %d-bit", ex.bits);
       std::printf(", %d ranks, %zu epochs, %zu steps, %.1f s training; epoch time %.3f s (mean of %zu), comm %.0f%%",
