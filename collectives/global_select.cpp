@@ -9,24 +9,26 @@
 //   1  agreement: every owner sends every rank its policy (so that ranks
 //      that disagree fail with SPARCL_ERR_MISMATCH), how many nonzero sums
 //      it holds and, on steps that reuse a threshold, how many of them the
-//      reused threshold keeps; in exact mode also its best k (magnitude,
-//      index) pairs, from which every rank finds the k-th of the sum.
-//   2  sample (sampled mode, on the steps that estimate a threshold: every
-//      threshold_reuse steps, or early when the reused one would keep fewer
-//      than k/2 or more than 2k entries): about k/P magnitudes of each
-//      owner's sums; empty messages otherwise.
+//      reused one keeps; then, in exact mode, its best k (magnitude, index)
+//      pairs, from which every rank finds the k-th of the sum, and in
+//      sampled mode, on the steps that estimate a threshold (every
+//      threshold_reuse steps), an evenly spaced sample of about k/P of its
+//      magnitudes, from which every rank estimates the magnitude above which
+//      about k sums lie.
+//  (2) only when a reused threshold would keep fewer than k/2 or more than
+//      2k entries: the sample, for an estimate at once.
 //   Rounds 1 and 2 travel as raw float64 whatever the call's encoding
 //   (counts and 32-bit keys are exact there); every rank computes the same
 //   cut from the same messages.
-//   3  allgather of the kept entries: each owner keeps the entries of its
+//   last: allgather of the kept entries: each owner keeps the entries of its
 //      range at or above the cut and sends them to every rank.
 // Destinations are rotated by rank (rank r sends first to r+1).
 //
 // Volume per rank: about k(P-1)/P pairs in round 0 (a rank's k selected
-// entries spread over the owners), at most about 2k(P-1)/P in round 3 (k/2
-// to 2k kept in all, spread over the owners, to P-1 ranks), plus rounds 1
-// and 2 (64 bytes of counts per peer; a sample of about k/P keys per peer
-// when estimating): within Ok-Topk's bound of 6k(P-1)/P.
+// entries spread over the owners), at most about 2k(P-1)/P in the allgather
+// (k/2 to 2k kept in all, spread over the owners, to P-1 ranks), 64 bytes of
+// counts per peer, and a sample of about k/P 8-byte keys per peer when
+// estimating: within Ok-Topk's bound of 6k(P-1)/P pairs.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -81,12 +83,15 @@ class GlobalSelect final : public AllreduceOp<V, I> {
   uint32_t threshold_key() const { return cut_.key; }
 
  protected:
-  // 0 reduce-scatter, 1 policy and counts, 2 sample, 3 allgather of the kept entries.
-  int rounds() const override { return this->size() == 1 ? 0 : 4; }
+  // 0 reduce-scatter, 1 agreement, [2 sample, only for an early estimate],
+  // then the allgather of the kept entries. Every rank decides alike after
+  // round 1 whether the sample round runs.
+  int rounds() const override { return this->size() == 1 ? 0 : sample_round_ ? 4 : 3; }
+  bool is_sample_round(int round) const { return sample_round_ && round == 2; }
 
   Identity round_identity(int round) const override {
     Identity id = this->id_;
-    if (round == 1 || round == 2) {  // counts and keys, raw float64
+    if (round == 1 || is_sample_round(round)) {  // counts and keys, raw float64
       id.value_type = SPARCL_FLOAT64;
       id.encoding = Encoding::Raw;
       id.bucket = 0;
@@ -97,11 +102,11 @@ class GlobalSelect final : public AllreduceOp<V, I> {
   void post(int round, RoundIO& io) override {
     const int p = this->size(), r = this->rank();
     SharedBuffer own;
-    if (round == 1 || round == 2) {
+    if (round == 1 || is_sample_round(round)) {
       const std::vector<double>& v = round == 1 ? meta_ : sample_;
       own = encode(round_identity(round), uint16_t(round),
                    View<double, I>{Range{0, v.size()}, true, v.size(), nullptr, v.data()});
-    } else if (round == 3) {
+    } else if (round > 0) {
       own = this->message_for(round, kept_, own_stream(r));
     }
     for (int j = 1; j < p; ++j) {
@@ -131,11 +136,12 @@ class GlobalSelect final : public AllreduceOp<V, I> {
       after_metas();
       return;
     }
-    if (round == 2) {
+    if (is_sample_round(round)) {
       std::vector<std::vector<double>> samples(size_t(this->size()));
       for (auto& m : messages) samples[size_t(m.peer)] = read_sample(m);
       samples[size_t(r)] = sample_;
-      after_samples(samples);
+      cut_from_samples(samples);
+      keep_own();
       return;
     }
     gathered_.resize(size_t(this->size()));
@@ -147,7 +153,10 @@ class GlobalSelect final : public AllreduceOp<V, I> {
       reduce(to_stream(this->input_));
       metas_ = {meta_};
       after_metas();
-      after_samples({sample_});
+      if (sample_round_) {
+        cut_from_samples({sample_});
+        keep_own();
+      }
       this->pieces_ = {kept_};
       return;
     }
@@ -160,6 +169,19 @@ class GlobalSelect final : public AllreduceOp<V, I> {
   // boundaries).
   Range owner_range(int owner) const {
     return split_range(this->whole(), uint64_t(this->size()), uint64_t(owner));
+  }
+  Range own_range() const { return this->size() == 1 ? this->whole() : owner_range(this->rank()); }
+
+  size_t sample_count(double nonzeros) const {
+    return std::min(size_t(nonzeros), sample_size(policy_.k, this->size()));
+  }
+
+  // An evenly spaced sample of this owner's magnitudes (index order).
+  std::vector<double> own_sample() const {
+    const size_t n = nonzero_.size(), c = sample_count(double(n));
+    std::vector<double> s;
+    for (size_t j = 0; j < c; ++j) s.push_back(double(nonzero_[size_t((double(j) + 0.5) * double(n) / double(c))].first));
+    return s;
   }
 
   // This owner's sums: its nonzero entries and its round 1 message.
@@ -185,14 +207,24 @@ class GlobalSelect final : public AllreduceOp<V, I> {
         meta_.push_back(double(best[j].first));
         meta_.push_back(double(best[j].second));
       }
+    } else if (g.refresh) {  // a scheduled estimate: the sample comes along
+      const std::vector<double> s = own_sample();
+      meta_.insert(meta_.end(), s.begin(), s.end());
     }
+  }
+
+  // The entries that follow the counts in `a`, from its counts.
+  size_t trailing_entries(const std::vector<double>& a) const {
+    const double n = a[kNonzeros];
+    if (policy_.exact) return 2 * size_t(std::min(double(policy_.k), n));
+    return policy_.refresh ? sample_count(n) : 0;
   }
 
   std::vector<double> read_meta(const Received& m) const {
     const std::string from = "rank " + std::to_string(m.peer);
     const uint64_t length = m.header.end;
-    if (m.header.begin != 0 || length < kMetaFields || length > kMetaFields + 2 * policy_.k ||
-        !(m.header.flags & kFlagDense))
+    if (m.header.begin != 0 || length < kMetaFields ||
+        length > kMetaFields + std::max<uint64_t>(2 * policy_.k, kThresholdSample) || !(m.header.flags & kFlagDense))
       fail(SPARCL_ERR_CORRUPT, "malformed global selection message from " + from);
     const Decoded<double, I> d = decode<double, I>(*m.buffer, m.header, Range{0, length}, m.peer);
     std::vector<double> a(d.view.val, d.view.val + d.view.nnz);
@@ -214,21 +246,22 @@ class GlobalSelect final : public AllreduceOp<V, I> {
                                     (meta_[kRefresh] != 0 ? "estimating" : "reusing") +
                                     " a threshold): were the compressors created or reset at different steps?");
     const double n = a[kNonzeros], above = a[kAbove];
-    const double candidates = policy_.exact ? std::min(double(policy_.k), n) : 0.0;
     if (!(n >= 0 && n <= double(owner_range(m.peer).size()) && n == std::floor(n) && above >= 0 && above <= n &&
-          above == std::floor(above) && double(kMetaFields) + 2 * candidates == double(length)))
+          above == std::floor(above) && kMetaFields + trailing_entries(a) == length))
       fail(SPARCL_ERR_CORRUPT, "bad counts in the global selection message from " + from);
     const Range own = owner_range(m.peer);
-    for (size_t j = kMetaFields; j < a.size(); j += 2)
-      if (!(a[j] >= 1 && a[j] <= double(UINT32_MAX) && a[j] == std::floor(a[j]) && a[j + 1] >= double(own.begin) &&
-            a[j + 1] < double(own.end) && a[j + 1] == std::floor(a[j + 1])))
-        fail(SPARCL_ERR_CORRUPT, "bad entry in the global selection message from " + from);
+    for (size_t j = kMetaFields; j < a.size(); j += policy_.exact ? 2 : 1) {
+      const bool key_ok = a[j] >= 1 && a[j] <= double(UINT32_MAX) && a[j] == std::floor(a[j]);
+      const bool index_ok = !policy_.exact || (a[j + 1] >= double(own.begin) && a[j + 1] < double(own.end) &&
+                                               a[j + 1] == std::floor(a[j + 1]));
+      if (!key_ok || !index_ok) fail(SPARCL_ERR_CORRUPT, "bad entry in the global selection message from " + from);
+    }
     return a;
   }
 
   // Once every owner's round 1 message is in (the same on every rank): the
-  // cut, or whether a sample must decide it. A reused threshold is
-  // re-estimated early when it would keep fewer than k/2 or more than 2k
+  // cut, or whether a sample round must decide it. A reused threshold is
+  // re-estimated at once when it would keep fewer than k/2 or more than 2k
   // entries, so that the volume stays bounded while magnitudes drift.
   void after_metas() {
     const GlobalSelectPolicy& g = policy_;
@@ -240,27 +273,30 @@ class GlobalSelect final : public AllreduceOp<V, I> {
     const double k = double(g.k);
     if (!g.exact) estimate_ = g.refresh || above > 2 * k || 2 * above < k;
     if (g.exact || estimate_) cut_ = Cut{};
-    if (total <= k) return;  // every nonzero sum
-    if (g.exact) {
-      std::vector<Entry> c;
-      for (const auto& a : metas_)
-        for (size_t j = kMetaFields; j + 1 < a.size(); j += 2) c.emplace_back(uint32_t(a[j]), uint32_t(a[j + 1]));
-      // Every owner sent its best min(k, n): the k-th best of the union is among them.
-      std::nth_element(c.begin(), c.begin() + ptrdiff_t(g.k - 1), c.end(), ranks_higher);
-      cut_ = Cut{c[size_t(g.k - 1)].first, c[size_t(g.k - 1)].second};
-      return;
+    if (total > k) {
+      if (g.exact) {
+        std::vector<Entry> c;
+        for (const auto& a : metas_)
+          for (size_t j = kMetaFields; j + 1 < a.size(); j += 2) c.emplace_back(uint32_t(a[j]), uint32_t(a[j + 1]));
+        // Every owner sent its best min(k, n): the k-th best of the union is among them.
+        std::nth_element(c.begin(), c.begin() + ptrdiff_t(g.k - 1), c.end(), ranks_higher);
+        cut_ = Cut{c[size_t(g.k - 1)].first, c[size_t(g.k - 1)].second};
+      } else if (g.refresh) {
+        std::vector<std::vector<double>> samples;
+        for (const auto& a : metas_) samples.emplace_back(a.begin() + kMetaFields, a.end());
+        cut_from_samples(samples);
+      } else if (estimate_) {
+        sample_round_ = true;
+        sample_ = own_sample();
+        return;  // the cut after the sample round
+      }
     }
-    if (!estimate_) return;
-    sampling_ = true;  // an evenly spaced sample of this owner's magnitudes, index order
-    const size_t n = nonzero_.size(), c = std::min(n, sample_size(g.k, this->size()));
-    for (size_t j = 0; j < c; ++j)
-      sample_.push_back(double(nonzero_[size_t((double(j) + 0.5) * double(n) / double(c))].first));
+    keep_own();
   }
 
   std::vector<double> read_sample(const Received& m) const {
     const std::string from = "rank " + std::to_string(m.peer);
-    const double n = metas_[size_t(m.peer)][kNonzeros];
-    const uint64_t want = sampling_ ? std::min<uint64_t>(uint64_t(n), sample_size(policy_.k, this->size())) : 0;
+    const uint64_t want = sample_count(metas_[size_t(m.peer)][kNonzeros]);
     if (m.header.begin != 0 || m.header.end != want || !(m.header.flags & kFlagDense))
       fail(SPARCL_ERR_CORRUPT, "malformed global selection sample from " + from);
     const Decoded<double, I> d = decode<double, I>(*m.buffer, m.header, Range{0, want}, m.peer);
@@ -271,25 +307,24 @@ class GlobalSelect final : public AllreduceOp<V, I> {
     return a;
   }
 
-  // Sampled: each owner's sample stands for its n nonzeros; walk down the
-  // magnitudes until the weights reach k. Then this owner's kept entries.
-  void after_samples(const std::vector<std::vector<double>>& samples) {
-    if (sampling_) {
-      std::vector<std::pair<uint32_t, double>> s;  // (key, weight)
-      for (size_t o = 0; o < samples.size(); ++o)
-        for (double x : samples[o]) s.emplace_back(uint32_t(x), metas_[o][kNonzeros] / double(samples[o].size()));
-      std::stable_sort(s.begin(), s.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
-      double reached = 0;
-      for (const auto& e : s) {
-        reached += e.second;
-        if (reached >= double(policy_.k)) {
-          cut_.key = e.first;
-          break;
-        }
+  // Sampled: each owner's sample (rank order) stands for its n nonzeros;
+  // walk down the magnitudes until the weights reach k.
+  void cut_from_samples(const std::vector<std::vector<double>>& samples) {
+    std::vector<std::pair<uint32_t, double>> s;  // (key, weight)
+    for (size_t o = 0; o < samples.size(); ++o)
+      for (double x : samples[o]) s.emplace_back(uint32_t(x), metas_[o][kNonzeros] / double(samples[o].size()));
+    std::stable_sort(s.begin(), s.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+    double reached = 0;
+    for (const auto& e : s) {
+      reached += e.second;
+      if (reached >= double(policy_.k)) {
+        cut_.key = e.first;
+        return;
       }
     }
-    kept_ = Held<V, I>::of_stream(keep(reduced_.view(), this->size() == 1 ? this->whole() : owner_range(this->rank())));
   }
+
+  void keep_own() { kept_ = Held<V, I>::of_stream(keep(reduced_.view(), own_range())); }
 
   // The entries of `v` (this owner's sums over `range`) that the cut keeps.
   Stream<V, I> keep(const View<V, I>& v, Range range) const {
@@ -307,8 +342,8 @@ class GlobalSelect final : public AllreduceOp<V, I> {
 
   GlobalSelectPolicy policy_;
   Cut cut_;
-  bool estimate_ = false;  // sampled: this step estimates the threshold
-  bool sampling_ = false;  // ... from samples (not when the sums have at most k nonzeros)
+  bool estimate_ = false;      // sampled: this step estimates the threshold
+  bool sample_round_ = false;  // ... early, in a round of its own
   Stream<V, I> reduced_;
   std::vector<Entry> nonzero_;  // this owner's nonzero sums, index order
   std::vector<double> meta_, sample_;

@@ -228,6 +228,45 @@ TEST(GlobalSelection, SampledModeKeepsEverythingAboveOneThreshold) {
   }
 }
 
+// A reused threshold that would keep more than 2k entries (gradients 4x
+// larger; possible from 3 ranks on: the sum of 2 selections has at most 2k)
+// or fewer than k/2 (then 16x smaller) is re-estimated at once: about k
+// entries, though threshold_reuse is far away.
+TEST(GlobalSelection, DriftTriggersAnEarlyEstimate) {
+  Comm comm;
+  ASSERT_EQ(comm.status, SPARCL_SUCCESS);
+  const int r = world_rank(), p = world_size();
+  const uint64_t dim = 50000, k = 500;
+  sparcl_compressor_config_t cfg = global_config(k, false);
+  cfg.threshold_reuse = 100;
+  Compressor c(cfg, dim);
+  sparcl_compressor_config_t local = cfg;
+  local.selection = SPARCL_SELECTION_LOCAL;
+  Compressor twin(local, dim);
+  for (int step = 0; step < 3; ++step) {
+    // Independent integers on every rank (selections overlap little).
+    std::mt19937_64 rng(uint64_t(r) * 7 + uint64_t(step) * 1000 + 5);
+    std::uniform_int_distribution<int> value(-32768, 32768);
+    const int scale = step == 1 ? 4 : 1;
+    std::vector<float> g(dim);
+    for (float& x : g) x = float(value(rng) * scale) / (step == 2 ? 16.0f : 1.0f);
+    Step s = run_step(comm.comm, c.c, twin.c, g);
+    size_t kept = 0, union_size = 0;
+    for (uint64_t i = 0; i < dim; ++i) {
+      kept += s.out[i] != 0.0f;
+      union_size += s.sum[i] != 0.0f;
+    }
+    if (union_size <= k) {
+      EXPECT_EQ(kept, union_size) << "step " << step;
+    } else if (step > 0 && p < 3) {  // the residuals dominate on 2 ranks: no trigger
+      EXPECT_LE(kept, 2 * k) << "step " << step;
+    } else {
+      EXPECT_GE(double(kept), 0.7 * double(k)) << "step " << step;
+      EXPECT_LE(double(kept), 1.3 * double(k)) << "step " << step;
+    }
+  }
+}
+
 // Every value encoding: identical results on every rank, about k entries
 // (fp16 runs the exact mode: at most k),
 // and error feedback that loses nothing (the sum over ranks of the
