@@ -163,6 +163,7 @@ Config resolve_config(const sparcl_config_t* user) {
     }
     c.auto_params = v;
   }
+  if (const char* v = std::getenv("SPARCL_TUNE_FILE")) c.tune_file = v;
   if (const char* v = std::getenv("SPARCL_OFI_PROVIDER")) {
     if (!*v) fail(SPARCL_ERR_INVALID_ARG, "SPARCL_OFI_PROVIDER is empty");
     c.ofi_provider = v;

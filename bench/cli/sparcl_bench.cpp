@@ -1314,7 +1314,12 @@ void print_summary(const Run& r) {
                   worst, where.c_str());
       std::printf("# %s: within 10%% of the best other method at %d of %d points\n", names[a].c_str(), within, points);
     }
-    std::printf("# %s: cost model %s\n", names[a].c_str(), sparcl_comm_auto_model(r.methods[a].comm));
+    // One comment line per line of the description (the tuning file's is the second).
+    std::string model = sparcl_comm_auto_model(r.methods[a].comm);
+    const std::string next_line = "\n# " + names[a] + ": ";
+    for (size_t at = model.find('\n'); at != std::string::npos; at = model.find('\n', at + next_line.size()))
+      model.replace(at, 1, next_line);
+    std::printf("# %s: cost model %s\n", names[a].c_str(), model.c_str());
   }
   long long wrong = 0;
   bool checked = false;

@@ -327,7 +327,8 @@ typedef enum sparcl_choice {
   SPARCL_CHOSEN_BY_MODEL = 1,       /**< auto's cost model alone (no measurements for such calls yet, or
                                          SPARCL_AUTO_TUNE=0) */
   SPARCL_CHOSEN_AS_TRIAL = 2,       /**< auto timing one of its candidates for such calls */
-  SPARCL_CHOSEN_BY_MEASUREMENT = 3  /**< the candidate the ranks measured to be the fastest */
+  SPARCL_CHOSEN_BY_MEASUREMENT = 3, /**< the candidate the ranks measured to be the fastest */
+  SPARCL_CHOSEN_FROM_TUNE_FILE = 4  /**< the choice an earlier run measured and stored in SPARCL_TUNE_FILE */
 } sparcl_choice_t;
 
 /**
@@ -343,7 +344,9 @@ sparcl_status_t sparcl_comm_last_choice(sparcl_comm_t comm, sparcl_choice_t *cho
  * SPARCL_ALGO_AUTO uses): whether they are the defaults, fixed by
  * SPARCL_AUTO_PARAMS or calibrated by this communicator, and their values,
  * e.g. "calibrated: round 24.1 us, message 3.2 us, 0.310 ns/B, merge 4.2 ns,
- * pass 0.9 ns". Valid until the next call on comm; "" for a NULL comm.
+ * pass 0.9 ns"; with SPARCL_TUNE_FILE, a second line says what the
+ * communicator made of that file. Valid until the next call on comm; "" for
+ * a NULL comm.
  */
 const char *sparcl_comm_auto_model(sparcl_comm_t comm);
 
