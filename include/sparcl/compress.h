@@ -263,6 +263,18 @@ sparcl_status_t sparcl_iallreduce_compressed(sparcl_comm_t comm, sparcl_compress
  *  returns (a request: when it completes). */
 float *sparcl_compressor_residual(sparcl_compressor_t compressor);
 
+/**
+ * The entries the compressor's last step selected (sparcl_compress() or a
+ * compressed allreduce, also one that failed): `out` receives dim, nnz,
+ * SPARCL_INDEX_U32 sorted unique indices and SPARCL_FLOAT32 values as the
+ * selection took them (before any value encoding). The arrays belong to the
+ * compressor and stay valid until its next step or its free; while a
+ * non-blocking compressed allreduce is in flight they may be read, not
+ * written. SPARCL_ERR_INVALID_ARG before the first step. For recording which
+ * entries each rank selects (gradient traces).
+ */
+sparcl_status_t sparcl_compressor_selection(sparcl_compressor_t compressor, sparcl_sparse_t *out);
+
 /** Zeroes the residual and the momentum, and restarts the step count. */
 sparcl_status_t sparcl_compressor_reset(sparcl_compressor_t compressor);
 

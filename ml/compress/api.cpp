@@ -93,8 +93,9 @@ sparcl_status_t null_compressor() { return record(nullptr, SPARCL_ERR_INVALID_AR
 // ml/cuda/): their backend runs the step and stages the sum ---
 
 sparcl_sparse_t compress_step(sparcl_compressor& c, const float* grad, uint64_t stream, bool round_here) {
-  if (c.backend) return c.backend->compress(grad, stream, round_here);
-  return as_sparse(c, c.impl.compress(grad, stream, round_here));
+  c.last_selection = c.backend ? c.backend->compress(grad, stream, round_here)
+                               : as_sparse(c, c.impl.compress(grad, stream, round_here));
+  return c.last_selection;
 }
 
 void sent_as_step(sparcl_compressor& c, size_t first, size_t count, const float* received) {
@@ -313,6 +314,15 @@ sparcl_status_t sparcl_iallreduce_compressed(sparcl_comm_t comm, sparcl_compress
 float* sparcl_compressor_residual(sparcl_compressor_t compressor) {
   if (!compressor) return nullptr;
   return compressor->backend ? compressor->backend->residual() : compressor->impl.residual();
+}
+
+sparcl_status_t sparcl_compressor_selection(sparcl_compressor_t compressor, sparcl_sparse_t* out) {
+  if (!compressor) return null_compressor();
+  return guarded(nullptr, [&] {
+    require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
+    require(compressor->last_selection.dim != 0, SPARCL_ERR_INVALID_ARG, "the compressor has made no step yet");
+    *out = compressor->last_selection;
+  });
 }
 
 sparcl_status_t sparcl_compressor_reset(sparcl_compressor_t compressor) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "ml/train/exchange.hpp"
 
+#include "ml/train/trace.hpp"
+
 #include <chrono>
 #include <stdexcept>
 
@@ -65,6 +67,13 @@ GradientExchange::GradientExchange(const ExchangeConfig& config, MPI_Comm mpi, s
     throw std::invalid_argument("--density must lie in (0, 1], got " + std::to_string(config_.density));
   if (config_.mode == CommMode::TopKQ && config_.bits != 4 && config_.bits != 8)
     throw std::invalid_argument("--bits must be 4 or 8, got " + std::to_string(config_.bits));
+  if (!config_.record_trace.empty()) {
+    int rank = 0;
+    MPI_Comm_rank(mpi_, &rank);
+    std::vector<uint64_t> dims(sizes_.begin(), sizes_.end());
+    trace_ = std::make_unique<TraceWriter>(trace_path_of_rank(config_.record_trace, rank), uint32_t(rank),
+                                           uint32_t(ranks_), dims);
+  }
   sparcl_compressor_config_t cc = SPARCL_COMPRESSOR_CONFIG_INIT;
   cc.method = SPARCL_COMPRESS_TOPK;
   cc.density = config_.density;
@@ -115,6 +124,11 @@ void GradientExchange::start(size_t t, float* grad) {
   sparcl_request_t r = nullptr;
   if (compressing() && compressors_[t]) {
     check(sparcl_iallreduce_compressed(comm_, compressors_[t], grad, grad, &r), "sparcl_iallreduce_compressed");
+    if (trace_) {
+      sparcl_sparse_t sel{};
+      check(sparcl_compressor_selection(compressors_[t], &sel), "sparcl_compressor_selection");
+      trace_->add(step_, uint32_t(t), static_cast<const uint32_t*>(sel.indices), sel.nnz);
+    }
   } else {
     check(sparcl_iallreduce(SPARCL_IN_PLACE, grad, n, SPARCL_FLOAT32, SPARCL_SUM, comm_, &r), "sparcl_iallreduce");
   }
@@ -151,6 +165,7 @@ void GradientExchange::wait_all() {
     requests_.clear();
     check(st, "sparcl_waitall");
   }
+  ++step_;
 }
 
 uint64_t GradientExchange::bytes_sent() const {

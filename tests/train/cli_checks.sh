@@ -43,6 +43,20 @@ if [[ -r $FMNIST/train-images-idx3-ubyte.gz ]]; then
     [[ $line == *"${want%|*}"* && $line == *"${want#*|}"* ]] && ok "epoch $e line sums its CSV rows" ||
       no "epoch $e line '$line', CSV rows sum to '$want'"
   done
+  # Global selection, with a gradient trace: one file per rank, 16 steps of every compressed layer,
+  # that trace-summary reads back; a truncated trace is rejected with its offset.
+  run_ok "cnn --selection global --record-trace" "cnn-global.txt" --workload cnn --comm topk --density 0.05 \
+    --selection global --epochs 1 --train-samples 256 --test-samples 128 --channels 4,8 --fc 64 --dense-below 1000 \
+    --record-trace trace --csv cnn-global.csv
+  grep -q "^summary: cnn, comm topk+global density 0.05" cnn-global.txt && ok "global selection summary" ||
+    no "global selection: $(grep summary cnn-global.txt)"
+  if "$TRAIN" trace-summary trace.1 >trace.txt 2>&1 && grep -q "rank 1 of 2, .* steps 0..15" trace.txt; then
+    ok "trace-summary reads rank 1's trace"
+  else no "trace-summary: $(cat trace.txt)"; fi
+  head -c 100 trace.0 >trace.cut
+  if "$TRAIN" trace-summary trace.cut >cut.txt 2>&1; then no "a truncated trace was accepted"
+  else grep -q "trace trace.cut: offset [0-9]*: " cut.txt && ok "a truncated trace is rejected with its offset" ||
+    no "truncated trace: $(cat cut.txt)"; fi
   # --opt=value as well as --opt value; the progress bar shows an ETA.
   if "$MPIEXEC" -np 2 "$TRAIN" --workload=cnn --comm=topk --density=0.05 --epochs=1 --train-samples=64 \
     --test-samples=32 --channels=4,8 --fc=64 --progress=on >eq.txt 2>eq.err; then ok "--opt=value"
