@@ -438,9 +438,14 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     const bool native = dense_is_native(this->transport_, inner_identity(SPARCL_ALGO_DENSE));
     const double wire = wire_value_bytes<V>(inner_identity(SPARCL_ALGO_DENSE));
     const auto& rec = ticket_.previous;
-    if (!use_record || !rec || !rec->known)
-      return independent_workload(p, this->id_.dim, double(sizeof(V)), wire, kDefaultDensity * dim, native);
-    Workload w = independent_workload(p, this->id_.dim, double(sizeof(V)), wire, 0, native);
+    Workload w;
+    if (!use_record || !rec || !rec->known) {
+      w = independent_workload(p, this->id_.dim, double(sizeof(V)), wire, kDefaultDensity * dim, native);
+      w.ranks_per_host = uniform_ranks_per_host(this->transport_.hosts(), p);
+      return w;
+    }
+    w = independent_workload(p, this->id_.dim, double(sizeof(V)), wire, 0, native);
+    w.ranks_per_host = uniform_ranks_per_host(this->transport_.hosts(), p);
     const double u = double(rec->union_nnz);
     const double inputs = std::clamp(rec->overlap * independent_inputs_nonzeros(u, dim, p), u, double(p) * u);
     w.rank_nnz = inputs / p;

@@ -23,6 +23,7 @@ struct Config {
   std::string auto_params;  // SPARCL_AUTO_PARAMS: the cost model's parameters ("" = calibrate)
   bool auto_tune = true;    // SPARCL_AUTO_TUNE: auto measures its candidates
   std::string tune_file;    // SPARCL_TUNE_FILE: auto's decisions kept across runs ("" = none)
+  int ranks_per_host = 0;   // SPARCL_RANKS_PER_HOST: consecutive ranks per host instead of host names (0)
 };
 
 // What the ranks learn about each other at communicator creation, beyond the

@@ -93,7 +93,8 @@ typedef enum sparcl_algorithm {
   SPARCL_ALGO_RING = 4,               /**< sparse ring reduce-scatter + allgather */
   SPARCL_ALGO_HALVING_DOUBLING = 5,   /**< recursive halving reduce-scatter + doubling allgather */
   SPARCL_ALGO_ALLGATHER = 6,          /**< every rank's vector to every rank, summed locally */
-  SPARCL_ALGO_DENSE = 7               /**< densify, then the transport's own allreduce (MPI) or a dense ring */
+  SPARCL_ALGO_DENSE = 7,              /**< densify, then the transport's own allreduce (MPI) or a dense ring */
+  SPARCL_ALGO_HIERARCHICAL = 8        /**< node-aware: within each host, across hosts per slice, within the host */
 } sparcl_algorithm_t;
 
 /** Transports. Only the ones compiled in are available (SPARCL_ERR_UNSUPPORTED otherwise). */
@@ -265,6 +266,8 @@ typedef struct sparcl_stats {
   uint64_t collectives;    /**< collectives started */
   uint64_t messages_sent;  /**< messages this rank sent */
   uint64_t bytes_sent;     /**< bytes of those messages, headers included */
+  uint64_t bytes_sent_off_host; /**< of bytes_sent, those to ranks on other hosts (hosts as found at creation,
+                                     or SPARCL_RANKS_PER_HOST); the transport's own collectives count whole */
 } sparcl_stats_t;
 
 /** Reads the counters of `comm` into `stats`. */

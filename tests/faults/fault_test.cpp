@@ -370,7 +370,8 @@ struct Options {
   std::vector<sparcl_algorithm_t> algos{SPARCL_ALGO_AUTO,          SPARCL_ALGO_RECURSIVE_DOUBLING,
                                         SPARCL_ALGO_SPLIT_ALLGATHER, SPARCL_ALGO_SPLIT_DENSE,
                                         SPARCL_ALGO_RING,          SPARCL_ALGO_HALVING_DOUBLING,
-                                        SPARCL_ALGO_ALLGATHER,     SPARCL_ALGO_DENSE};
+                                        SPARCL_ALGO_ALLGATHER,     SPARCL_ALGO_DENSE,
+                                        SPARCL_ALGO_HIERARCHICAL};
   int64_t timeout_ms = 300;
   uint64_t seed = 1;
   int verify = 10;
@@ -400,7 +401,7 @@ std::vector<std::string> split(const std::string& s) {
 sparcl_algorithm_t parse_algo(const std::string& a) {
   const sparcl_algorithm_t all[] = {SPARCL_ALGO_AUTO,  SPARCL_ALGO_RECURSIVE_DOUBLING, SPARCL_ALGO_SPLIT_ALLGATHER,
                                     SPARCL_ALGO_SPLIT_DENSE, SPARCL_ALGO_RING, SPARCL_ALGO_HALVING_DOUBLING,
-                                    SPARCL_ALGO_ALLGATHER, SPARCL_ALGO_DENSE};
+                                    SPARCL_ALGO_ALLGATHER, SPARCL_ALGO_DENSE, SPARCL_ALGO_HIERARCHICAL};
   for (auto x : all)
     if (a == sparcl_algorithm_name(x)) return x;
   std::fprintf(stderr, "unknown algorithm %s\n", a.c_str());
