@@ -144,6 +144,13 @@ CallStart CallStart::pass_through(sparcl_comm* comm, uint64_t count, uint8_t val
   return CallStart(comm, id);
 }
 
+CallStart CallStart::global_select(sparcl_comm* comm, uint64_t dim, const CompressedCall& compressed) {
+  Identity id = comm->next_identity(Kind::Allreduce, kGlobalSelectAlgorithm, dim, SPARCL_FLOAT32, index_width_for(dim));
+  id.encoding = compressed.encoding;
+  id.bucket = compressed.bucket;
+  return CallStart(comm, id);
+}
+
 CallStart CallStart::allgather(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {
   return CallStart(comm, comm->next_identity(Kind::Allgather, 0, dim, value_type, index_width_for(dim)));
 }

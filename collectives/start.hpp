@@ -16,10 +16,12 @@
 // Callers hold the communicator's lock.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "auto.hpp"
 #include "collective.hpp"
@@ -51,6 +53,10 @@ class CallStart {
   static CallStart allreduce_with(sparcl_comm* comm, sparcl_algorithm_t algorithm, uint64_t dim,
                                   uint8_t value_type, const CompressedCall* compressed);
   static CallStart allgather(sparcl_comm* comm, uint64_t dim, uint8_t value_type);
+  // A compressed allreduce with global selection (start_global_select): its
+  // own algorithm code, so that ranks that select locally fail with
+  // SPARCL_ERR_MISMATCH instead of pairing with it.
+  static CallStart global_select(sparcl_comm* comm, uint64_t dim, const CompressedCall& compressed);
   // sparcl_allreduce() of count 0, or of an op or type without a sparse path
   // (`sparse_op`: SUM of float32 or float64, for count 0).
   static CallStart pass_through(sparcl_comm* comm, uint64_t count, uint8_t value_type, int reduction, bool sparse_op);
@@ -133,6 +139,29 @@ sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t*
                                        sparcl_result_t* merged, const void* request_slot);
 sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* recvbuf, size_t count,
                                 sparcl_datatype_t datatype, sparcl_op_t op, const void* request_slot);
+
+// Global selection (collectives/global_select.cpp) for the compressed
+// allreduce: the sum of every rank's selection, cut to about k entries by a
+// threshold that every rank agrees on.
+struct GlobalSelectPolicy {
+  bool exact = false;          // exact top-k of the sum (else a sampled threshold)
+  uint64_t k = 0;              // entries to keep (>= 1)
+  uint32_t reuse = 1;          // sampled: steps one estimate serves (only compared across ranks)
+  bool refresh = true;         // sampled: this step estimates a new threshold
+  uint32_t threshold_key = 0;  // sampled, !refresh: the magnitude key (codec::magnitude_key) in use
+};
+struct GlobalSelectOutcome {
+  bool estimated = false;      // sampled: this step estimated a new threshold (on schedule or early)
+  uint32_t threshold_key = 0;  // sampled: the magnitude key this step kept entries at or above
+  std::vector<uint32_t> kept;  // the result's indices, sorted
+};
+// `call` from CallStart::global_select(). Writes the dim values of the result
+// to dense_recv and calls on_success on completion; throws on failure, after
+// telling the peers.
+sparcl_request* start_global_select(CallStart call, const sparcl_sparse_t* send, float* dense_recv,
+                                    const void* request_slot, const CompressedCall& compressed,
+                                    const GlobalSelectPolicy& policy,
+                                    std::function<void(const GlobalSelectOutcome&)> on_success);
 
 // GPU buffers. ml/cuda/ registers how it stages them through host memory
 // when the library loads (CUDA builds); without it every buffer is host

@@ -186,6 +186,11 @@ void check_identity(const WireHeader& h, const Identity& id, uint16_t step, int 
     fail(SPARCL_ERR_MISMATCH, who + " sends " + codec::value_codec_name(Encoding(h.encoding)) +
                                   " values, this rank expects " + codec::value_codec_name(id.encoding) +
                                   " (value encoding: SPARCL_ENCODING, or the compressors' values)");
+  // The compressors' selection before auto's records (a global call has none).
+  if ((h.algorithm == kGlobalSelectAlgorithm) != (id.algorithm == kGlobalSelectAlgorithm))
+    fail(SPARCL_ERR_MISMATCH, who + " selects " + (h.algorithm == kGlobalSelectAlgorithm ? "globally" : "locally") +
+                                  ", this rank " + (id.algorithm == kGlobalSelectAlgorithm ? "globally" : "locally") +
+                                  " (the compressors' selection, SPARCL_SELECTION)");
   // (auto's records first: ranks with other records may choose other algorithms.)
   if (!(h.flags & kFlagAbort) && h.choice_digest != id.choice_digest)
     fail(SPARCL_ERR_MISMATCH, who + " chose the algorithm from other records than this rank (auto, after a collective "

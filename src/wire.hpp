@@ -262,6 +262,10 @@ constexpr uint8_t kPassThroughAlgorithm = 0x40;
 inline uint8_t pass_through_algorithm(int op) { return uint8_t(kPassThroughAlgorithm + op); }
 inline bool is_pass_through(uint8_t algorithm) { return (algorithm & 0xC0) == kPassThroughAlgorithm; }
 
+// The algorithm field of a compressed allreduce with global selection
+// (collectives/global_select.cpp). Never a sparcl_algorithm_t.
+constexpr uint8_t kGlobalSelectAlgorithm = 0x80;
+
 // An abort message: tells peers that this collective failed with `status`.
 SharedBuffer encode_abort(const Identity& id, sparcl_status_t status, const std::string& text);
 

@@ -21,10 +21,12 @@
 #include <cstring>
 #include <ctime>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "ml/train/trace.hpp"
 #include "sparcl/compress.h"
 #include "sparcl/sparcl_mpi.h"
 
@@ -32,7 +34,7 @@ namespace {
 
 // ---------------------------------------------------------------- options --
 
-enum class Dist { Uniform, Zipf, Clustered };
+enum class Dist { Uniform, Zipf, Clustered, Trace };
 enum class Output { Sparse, Dense };
 
 struct Options {
@@ -44,6 +46,8 @@ struct Options {
   std::vector<Output> outputs{Output::Sparse};
   std::vector<std::string> encodings{"raw"};  // -v: value encodings on the wire
   std::string compress;                      // --compress METHOD: time sparcl_allreduce_compressed
+  std::string trace;                         // --trace PATH: replay PATH.<rank> of sparcl-train --record-trace
+  long long trace_step = -1;                 // --trace-step: the recorded step replayed (-1: the last)
   std::string dtype = "float";
   Dist dist = Dist::Uniform;
   double overlap = 0.0;
@@ -102,6 +106,10 @@ void usage(FILE* f) {
       "  --dist KIND            where the nonzeros are: uniform (default), zipf (index i drawn with\n"
       "                         probability ~ 1/(i+1)^s, s = --zipf-s, default 1), clustered (runs of\n"
       "                         --cluster-len consecutive indices, default 64)\n"
+      "  --trace PATH           instead: replay the selections of sparcl-train --record-trace PATH (files\n"
+      "                         PATH.<rank>), one point per recorded layer at its density; rank r replays\n"
+      "                         recorded rank r mod R at step S - r / R (R ranks recorded; S: --trace-step N,\n"
+      "                         default the last step recorded); values drawn as for the other --dist\n"
       "  --overlap F            fraction of each rank's nonzeros at indices shared by all ranks (default 0:\n"
       "                         independent draws)\n"
       "  --dtype T              value type: float (default) or double\n"
@@ -112,6 +120,8 @@ void usage(FILE* f) {
       "what to run:\n"
       "  -a, --algorithms LIST  comma-separated, or all (default auto); one sparcl communicator each:\n"
       "                         %s (--list-algorithms says what each does)\n"
+      "                         with --compress also global: global selection (about k entries of the\n"
+      "                         sum, SPARCL_SELECTION_GLOBAL) where the others select locally\n"
       "  -t, --transports LIST  mpi (default), ofi, ucx: sparcl_config_t.transport\n"
       "  --output LIST          sparcl output that is timed: sparse (result object, default) and/or dense\n"
       "                         (a dense receive buffer)\n"
@@ -273,8 +283,8 @@ Options parse(int argc, char** argv, bool& help, bool& list) {
             if (std::find(o.algorithms.begin(), o.algorithms.end(), n) == o.algorithms.end()) o.algorithms.push_back(n);
           continue;
         }
-        if (std::find(kAlgorithms.begin(), kAlgorithms.end(), s) == kAlgorithms.end())
-          bad("-a: unknown algorithm '" + s + "' (" + joined(kAlgorithms) + ", all)");
+        if (std::find(kAlgorithms.begin(), kAlgorithms.end(), s) == kAlgorithms.end() && s != "global")
+          bad("-a: unknown algorithm '" + s + "' (" + joined(kAlgorithms) + ", all; global with --compress)");
         if (std::find(o.algorithms.begin(), o.algorithms.end(), s) == o.algorithms.end()) o.algorithms.push_back(s);
       }
       if (o.algorithms.empty()) bad("-a: no algorithms");
@@ -341,6 +351,11 @@ Options parse(int argc, char** argv, bool& help, bool& list) {
         o.dist = Dist::Clustered;
       else
         bad("--dist: '" + d + "' is not uniform, zipf or clustered");
+    } else if (a == "--trace") {
+      o.trace = value();
+      o.dist = Dist::Trace;
+    } else if (a == "--trace-step") {
+      o.trace_step = (long long)parse_count(value(), "--trace-step");
     } else if (a == "--overlap")
       o.overlap = parse_fraction(value(), "--overlap");
     else if (a == "--zipf-s") {
@@ -394,6 +409,14 @@ Options parse(int argc, char** argv, bool& help, bool& list) {
       if (!(d > 0)) bad("--compress: densities must be > 0");
     o.base_allgather = false;  // the compressed call has no allgather counterpart
   }
+  if (!o.trace.empty()) {
+    if (!o.compress.empty()) bad("--trace replays recorded selections with sparse allreduces: not with --compress");
+    if (o.check) bad("--trace: -c is not supported (the other ranks' vectors are in their own files)");
+    o.densities = {0.0};  // each layer's, from the trace
+  }
+  if (o.compress.empty() && std::find(o.algorithms.begin(), o.algorithms.end(), "global") != o.algorithms.end()) {
+    bad("-a global: global selection is a mode of the compressed allreduce (--compress)");
+  }
   return o;
 }
 
@@ -414,6 +437,8 @@ const char* dist_name(Dist d) {
       return "zipf";
     case Dist::Clustered:
       return "clustered";
+    case Dist::Trace:
+      return "trace";
     default:
       return "uniform";
   }
@@ -548,7 +573,28 @@ struct Vec {
 };
 
 // Rank `rank`'s vector: k = round(density * n) distinct sorted indices.
+// --trace: what this rank replays, layer by layer (load_replay()).
+struct Replay {
+  std::vector<uint64_t> dims;                 // the layers recorded at the replayed step
+  std::vector<uint32_t> layer_ids;            // their numbers in the trace
+  std::vector<std::vector<uint32_t>> indices;  // this rank's selection in each
+  std::vector<double> density;                // mean over the ranks
+  size_t current = 0;                         // the layer being run
+  uint32_t step = 0;                          // the step replayed (by ranks below the recorded count)
+  uint32_t recorded_ranks = 0;
+};
+Replay g_replay;
+
 Vec generate(const Options& o, uint64_t n, size_t di, int rank) {
+  if (o.dist == Dist::Trace) {  // the recorded indices; values as below
+    Rng own_rng(seed_of(o.seed, n, g_replay.current, uint64_t(rank) + 1));
+    Vec v;
+    v.idx = g_replay.indices[g_replay.current];
+    std::uniform_int_distribution<int> value(1, 8);
+    v.val.resize(v.idx.size());
+    for (double& x : v.val) x = value(own_rng);
+    return v;
+  }
   const uint64_t k = std::min<uint64_t>(n, uint64_t(std::llround(o.densities[di] * double(n))));
   Rng shared_rng(seed_of(o.seed, n, di, 0)), own_rng(seed_of(o.seed, n, di, uint64_t(rank) + 1));
   Vec v;
@@ -1198,6 +1244,8 @@ void run_compressed_point(Run& r, uint64_t n, size_t di) {
     cc.density = d.density;
     cc.values = encoding_of(r.methods[mi].encoding);
     cc.seed = o.seed;
+    // -a global: global selection (about k entries of the sum); the others select locally.
+    cc.selection = r.methods[mi].name == "global" ? SPARCL_SELECTION_GLOBAL : SPARCL_SELECTION_LOCAL;
     const sparcl_status_t st = sparcl_compressor_create(&cc, n, &compressors[mi]);
     if (st != SPARCL_SUCCESS) d.errors[mi] = std::string(sparcl_strerror(st)) + ": " + sparcl_comm_last_error(nullptr);
   }
@@ -1227,6 +1275,10 @@ void print_header(const Run& r) {
                 o.dtype.c_str(), encodings.c_str(), dist_name(o.dist));
     if (o.dist == Dist::Zipf) std::printf(" (s=%g)", o.zipf_s);
     if (o.dist == Dist::Clustered) std::printf(" (runs of %llu)", (unsigned long long)o.cluster_len);
+    if (o.dist == Dist::Trace)
+      std::printf(" (%s.<rank>: %u ranks recorded, step %u; rank r replays recorded rank r mod %u at step %u - r / %u)",
+                  o.trace.c_str(), g_replay.recorded_ranks, g_replay.step, g_replay.recorded_ranks, g_replay.step,
+                  g_replay.recorded_ranks);
     std::printf(", overlap %g\n", o.overlap);
   } else {
     std::printf(
@@ -1335,6 +1387,59 @@ std::string now_utc() {
 }
 
 }  // namespace
+
+// --trace PATH: every rank reads PATH.0 (the recorded rank count R and, by
+// default, the last step S), then rank r replays recorded rank r mod R at
+// step S - r / R (ranks beyond those recorded take earlier steps of the same
+// recorded rank). The layers are those PATH.0 recorded at step S. False (on
+// every rank, with each rank's reason on stderr) if a file is missing or
+// damaged or lacks a record.
+bool load_replay(Run& r) {
+  const Options& o = r.opt;
+  std::string error;
+  try {
+    const sparcl::train::Trace first = sparcl::train::read_trace(sparcl::train::trace_path_of_rank(o.trace, 0));
+    if (first.records.empty()) throw std::runtime_error("trace " + o.trace + ".0 has no records");
+    const uint32_t last = first.records.back().step;
+    const uint32_t step = o.trace_step >= 0 ? uint32_t(o.trace_step) : last;
+    const uint32_t ranks = first.ranks;
+    g_replay.recorded_ranks = ranks;
+    g_replay.step = step;
+    for (const auto& rec : first.records)
+      if (rec.step == step) g_replay.layer_ids.push_back(rec.layer), g_replay.dims.push_back(first.dims[rec.layer]);
+    if (g_replay.layer_ids.empty()) throw std::runtime_error("trace " + o.trace + ".0 has no records of step " + std::to_string(step));
+    const uint32_t mine = uint32_t(r.rank) % ranks, back = uint32_t(r.rank) / ranks;
+    if (back > step)
+      throw std::runtime_error("rank " + std::to_string(r.rank) + " would replay step " + std::to_string(int64_t(step) - back) +
+                               ": choose a later --trace-step or fewer ranks");
+    const sparcl::train::Trace own =
+        mine == 0 ? first : sparcl::train::read_trace(sparcl::train::trace_path_of_rank(o.trace, int(mine)));
+    if (own.dims != first.dims) throw std::runtime_error("trace " + o.trace + "." + std::to_string(mine) + ": other layers than in .0");
+    for (uint32_t layer : g_replay.layer_ids) {
+      const sparcl::train::TraceRecord* found = nullptr;
+      for (const auto& rec : own.records)
+        if (rec.step == step - back && rec.layer == layer) found = &rec;
+      if (!found)
+        throw std::runtime_error("trace " + o.trace + "." + std::to_string(mine) + " has no record of step " +
+                                 std::to_string(step - back) + ", layer " + std::to_string(layer));
+      g_replay.indices.push_back(found->indices);
+    }
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  int ok = error.empty() ? 1 : 0;
+  MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, r.world);
+  if (!ok) {
+    if (!error.empty()) std::fprintf(stderr, "sparcl-bench: rank %d: %s\n", r.rank, error.c_str());
+    return false;
+  }
+  for (size_t l = 0; l < g_replay.dims.size(); ++l) {
+    double nnz = double(g_replay.indices[l].size());
+    MPI_Allreduce(MPI_IN_PLACE, &nnz, 1, MPI_DOUBLE, MPI_SUM, r.world);
+    g_replay.density.push_back(nnz / double(r.ranks) / double(g_replay.dims[l]));
+  }
+  return true;
+}
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
@@ -1447,7 +1552,15 @@ int main(int argc, char** argv) {
     return finish(3);
   }
 
-  const std::vector<uint64_t> sizes = sizes_of(o);
+  std::vector<uint64_t> sizes = sizes_of(o);
+  if (!o.trace.empty()) {
+    if (!load_replay(r)) {
+      for (sparcl_comm_t c : comms) sparcl_comm_free(c);
+      if (r.csv) std::fclose(r.csv);
+      return finish(2);
+    }
+    sizes = g_replay.dims;
+  }
   const size_t points = sizes.size() * o.densities.size();
   double weight_total = 0, weight_done = 0;
   for (uint64_t n : sizes) weight_total += double(n + 4096) * double(o.densities.size());
@@ -1459,7 +1572,12 @@ int main(int argc, char** argv) {
   const std::string started = now_utc();
   const double t_start = MPI_Wtime();
   size_t point = 0;
-  for (uint64_t n : sizes) {
+  for (size_t si = 0; si < sizes.size(); ++si) {
+    const uint64_t n = sizes[si];
+    if (!o.trace.empty()) {  // one point per recorded layer, at its density
+      g_replay.current = si;
+      r.opt.densities = {g_replay.density[si]};
+    }
     for (size_t di = 0; di < o.densities.size(); ++di) {
       const double t0 = MPI_Wtime();
       if (!o.compress.empty())

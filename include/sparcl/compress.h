@@ -68,6 +68,36 @@ typedef enum sparcl_compress_method {
 
 /* sparcl_value_encoding_t, the value encodings, is declared in sparcl.h. */
 
+/** What sparcl_allreduce_compressed() returns: the sum of what every rank
+ *  selected (local selection), or about k entries of that sum (global). */
+typedef enum sparcl_selection {
+  /** From the environment variable SPARCL_SELECTION (`local` or `global`),
+   *  read when the compressor is created; local if it is unset. */
+  SPARCL_SELECTION_DEFAULT = 0,
+  /** The exact sum of every rank's selection (its support is the union of
+   *  the ranks' selections, up to P * k entries). */
+  SPARCL_SELECTION_LOCAL = 1,
+  /** Global top-k (Ok-Topk): each rank selects k entries as with local
+   *  selection; owners of equal index ranges sum what they receive and keep
+   *  only the entries of the sum whose magnitude reaches a threshold that all
+   *  ranks agree on, so that about k entries survive; the kept entries are
+   *  gathered by every rank. What a rank selected but was not kept goes back
+   *  into its residual. Needs a method that keeps k entries (top-k,
+   *  bucketed or approximate top-k, random-k) and a compressor in host memory. */
+  SPARCL_SELECTION_GLOBAL = 2
+} sparcl_selection_t;
+
+/** How global selection finds its threshold. */
+typedef enum sparcl_global_threshold {
+  /** Estimated from a sample of the sum's magnitudes (about k/P per range
+   *  owner, 64 to 1024) every `threshold_reuse` steps and reused in between: about k
+   *  entries are kept, more or fewer as magnitudes drift between estimates. */
+  SPARCL_THRESHOLD_SAMPLED = 0,
+  /** Exactly the k entries of largest |sum| every step (ties: lower index);
+   *  moves up to k (magnitude, index) pairs per rank more. For testing. */
+  SPARCL_THRESHOLD_EXACT = 1
+} sparcl_global_threshold_t;
+
 /**
  * Compressor configuration. Initialise with ::SPARCL_COMPRESSOR_CONFIG_INIT
  * (or sparcl_compressor_config_init()), then set fields. Every rank that
@@ -94,11 +124,18 @@ typedef struct sparcl_compressor_config {
                                  rounding noise is independent across ranks. Random-k ignores it;
                                  sparcl_allreduce_compressed() rounds on the wire instead, with draws
                                  from (communicator, sequence number, rank, step). */
+  /* Added later: configs with a smaller struct_size get these defaults. */
+  sparcl_selection_t selection; /**< sparcl_allreduce_compressed(): local or global selection;
+                                     default SPARCL_SELECTION_DEFAULT (environment, else local) */
+  sparcl_global_threshold_t global_threshold; /**< global selection: sampled (default) or exact */
+  uint32_t threshold_reuse; /**< global selection, sampled threshold: steps one estimate serves (>= 1);
+                                 default 32 */
 } sparcl_compressor_config_t;
 
 /** Default compressor configuration: exact top-1%, raw values, error feedback, no momentum. */
 #define SPARCL_COMPRESSOR_CONFIG_INIT \
-  { sizeof(sparcl_compressor_config_t), SPARCL_COMPRESS_TOPK, 0.01, 0, 0.0f, 512, SPARCL_VALUES_RAW, 512, 1, 0.0f, 0, 0 }
+  { sizeof(sparcl_compressor_config_t), SPARCL_COMPRESS_TOPK, 0.01, 0, 0.0f, 512, SPARCL_VALUES_RAW, 512, 1, 0.0f, 0, 0, \
+    SPARCL_SELECTION_DEFAULT, SPARCL_THRESHOLD_SAMPLED, 32 }
 
 /** Opaque compressor. */
 typedef struct sparcl_compressor *sparcl_compressor_t;
@@ -167,6 +204,20 @@ sparcl_status_t sparcl_decompress(const sparcl_sparse_t *sparse, float *dense);
  * bitwise identical on every rank. Ranks whose compressors use different
  * encodings fail with SPARCL_ERR_MISMATCH.
  *
+ * With global selection (config.selection, or SPARCL_SELECTION=global) the
+ * result is not the whole sum but about k of its entries (Ok-Topk): the
+ * entries of the sum whose magnitude is at or above a threshold that every
+ * rank computes alike (see sparcl_global_threshold_t; zero sums are never
+ * kept). Entries this rank selected that the result does not hold go back
+ * into its residual whole (with raw values: input + old residual == what
+ * reached the result + new residual, bit for bit). Each rank sends about
+ * 2k(P-1)/P pairs (plus a sample of k/P magnitudes per P-1 peers on the steps
+ * that estimate the threshold) instead of the up to P*k of the whole sum.
+ * Every encoding and transport works; ranks that disagree on the selection,
+ * k, the threshold mode or threshold_reuse (or that were reset at different
+ * steps) fail with SPARCL_ERR_MISMATCH. Not available for compressors whose
+ * state lives on a GPU (SPARCL_ERR_UNSUPPORTED).
+ *
  * If the collective fails, the values of this step are put back into the
  * residual (with error feedback: it holds acc again, exactly), so a retried
  * step loses nothing.
@@ -231,6 +282,18 @@ sparcl_status_t sparcl_allreduce_compressed_init(sparcl_comm_t comm, sparcl_comp
  *  cudaStreamSynchronize()); a call without a stream has written it when it
  *  returns (a request: when it completes). */
 float *sparcl_compressor_residual(sparcl_compressor_t compressor);
+
+/**
+ * The entries the compressor's last step selected (sparcl_compress() or a
+ * compressed allreduce, also one that failed): `out` receives dim, nnz,
+ * SPARCL_INDEX_U32 sorted unique indices and SPARCL_FLOAT32 values as the
+ * selection took them (before any value encoding). The arrays belong to the
+ * compressor and stay valid until its next step or its free; while a
+ * non-blocking compressed allreduce is in flight they may be read, not
+ * written. SPARCL_ERR_INVALID_ARG before the first step. For recording which
+ * entries each rank selects (gradient traces).
+ */
+sparcl_status_t sparcl_compressor_selection(sparcl_compressor_t compressor, sparcl_sparse_t *out);
 
 /** Zeroes the residual and the momentum, and restarts the step count. */
 sparcl_status_t sparcl_compressor_reset(sparcl_compressor_t compressor);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -21,6 +22,16 @@ using sparcl::compress::Compressor;
 using sparcl::compress::CompressorOptions;
 
 namespace {
+
+// SPARCL_SELECTION: `local` or `global` (unset or empty: local).
+int selection_from_environment() {
+  const char* e = std::getenv("SPARCL_SELECTION");
+  if (!e || !*e) return SPARCL_SELECTION_LOCAL;
+  const std::string v = e;
+  if (v == "local") return SPARCL_SELECTION_LOCAL;
+  if (v == "global") return SPARCL_SELECTION_GLOBAL;
+  fail(SPARCL_ERR_INVALID_ARG, "SPARCL_SELECTION=" + v + ": expected local or global");
+}
 
 CompressorOptions options_from(const sparcl_compressor_config_t& c) {
   const int method = raw(c.method);
@@ -50,6 +61,17 @@ CompressorOptions options_from(const sparcl_compressor_config_t& c) {
   o.error_feedback = c.error_feedback == 1;
   o.momentum = c.momentum;
   o.seed = c.seed;
+  int selection = raw(c.selection);
+  if (selection == SPARCL_SELECTION_DEFAULT) selection = selection_from_environment();
+  if (selection != SPARCL_SELECTION_LOCAL && selection != SPARCL_SELECTION_GLOBAL)
+    fail(SPARCL_ERR_INVALID_ARG, "config.selection is not a sparcl_selection_t");
+  const int threshold = raw(c.global_threshold);
+  if (threshold != SPARCL_THRESHOLD_SAMPLED && threshold != SPARCL_THRESHOLD_EXACT)
+    fail(SPARCL_ERR_INVALID_ARG, "config.global_threshold is not a sparcl_global_threshold_t");
+  if (c.threshold_reuse == 0) fail(SPARCL_ERR_INVALID_ARG, "config.threshold_reuse must be at least 1");
+  o.global = selection == SPARCL_SELECTION_GLOBAL;
+  o.exact_threshold = threshold == SPARCL_THRESHOLD_EXACT;
+  o.threshold_reuse = c.threshold_reuse;
   return o;
 }
 
@@ -72,8 +94,9 @@ sparcl_status_t null_compressor() { return record(nullptr, SPARCL_ERR_INVALID_AR
 // ml/cuda/): their backend runs the step and stages the sum ---
 
 sparcl_sparse_t compress_step(sparcl_compressor& c, const float* grad, uint64_t stream, bool round_here) {
-  if (c.backend) return c.backend->compress(grad, stream, round_here);
-  return as_sparse(c, c.impl.compress(grad, stream, round_here));
+  c.last_selection = c.backend ? c.backend->compress(grad, stream, round_here)
+                               : as_sparse(c, c.impl.compress(grad, stream, round_here));
+  return c.last_selection;
 }
 
 void sent_as_step(sparcl_compressor& c, size_t first, size_t count, const float* received) {
@@ -119,6 +142,56 @@ void scatter(const sparcl_sparse_t& s, float* dense) {
 
 }  // namespace
 
+namespace {
+
+// The compressed allreduce with global selection (collectives/global_select.cpp):
+// the same start-and-fail path, and on success the residual takes back what
+// this rank selected but the sum did not keep.
+sparcl_request* start_global_compressed(sparcl_comm* comm, sparcl_compressor* compressor, const float* grad,
+                                        float* out, const void* request_slot, const StreamArg* stream,
+                                        CompressedCall options) {
+  const compress::CompressorOptions& o = compressor->impl.options();
+  CallStart call = CallStart::global_select(comm, compressor->impl.dim(), options);
+  GlobalSelectPolicy policy;
+  policy.exact = o.exact_threshold;
+  policy.k = compressor->impl.k();
+  policy.reuse = o.threshold_reuse;
+  policy.refresh = compressor->global_threshold_uses == 0 || compressor->global_threshold_uses >= o.threshold_reuse;
+  policy.threshold_key = compressor->global_threshold_key;
+  sparcl_sparse_t send{};
+  call.check([&] {
+    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+    require(grad != nullptr, SPARCL_ERR_INVALID_ARG, "grad is NULL");
+    require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
+    if (stream || compressor->backend)
+      fail(SPARCL_ERR_UNSUPPORTED,
+           "global selection (SPARCL_SELECTION_GLOBAL) is not supported by compressors whose state lives on a GPU "
+           "(sparcl_compressor_create_cuda); use local selection there");
+    send = compress_step(*compressor, grad, uint64_t(comm->transport().rank()), false);
+  });
+  const bool exact = policy.exact;
+  sparcl_request* r = nullptr;
+  try {
+    r = start_global_select(std::move(call), &send, out, request_slot, options, policy,
+                            [compressor, exact](const GlobalSelectOutcome& outcome) {
+                              compressor->impl.keep_only(outcome.kept.data(), outcome.kept.size());
+                              if (exact) return;
+                              if (outcome.estimated) {
+                                compressor->global_threshold_key = outcome.threshold_key;
+                                compressor->global_threshold_uses = 0;
+                              }
+                              ++compressor->global_threshold_uses;
+                            });
+  } catch (...) {
+    unsend_step(*compressor);  // nothing was delivered: keep it for the next step
+    throw;
+  }
+  r->on_failure = [compressor] { unsend_step(*compressor); };
+  return r;
+}
+
+}  // namespace
+
 // The call takes its places (start.hpp) before anything can fail, with the
 // compressor's encoding, so that a step that fails here (a bad argument, a
 // failed compression) fails on every rank with its cause. The request puts
@@ -140,6 +213,10 @@ sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* c
       sent_as_step(*compressor, first, count, received);
     };
   }
+  // Global selection runs its own rounds (collectives/global_select.cpp):
+  // a persistent plan of it starts one such collective per run.
+  if (compressor && compressor->impl.options().global)
+    return start_global_compressed(comm, compressor, grad, out, request_slot, stream, std::move(options));
   const uint64_t dim = compressor ? compressor->impl.dim() : 0;
   const CompressedCall* compressed = compressor ? &options : nullptr;
   CallStart call = plan ? plan->next_call(dim, SPARCL_FLOAT32, compressed)
@@ -268,6 +345,15 @@ float* sparcl_compressor_residual(sparcl_compressor_t compressor) {
   return compressor->backend ? compressor->backend->residual() : compressor->impl.residual();
 }
 
+sparcl_status_t sparcl_compressor_selection(sparcl_compressor_t compressor, sparcl_sparse_t* out) {
+  if (!compressor) return null_compressor();
+  return guarded(nullptr, [&] {
+    require(out != nullptr, SPARCL_ERR_INVALID_ARG, "out is NULL");
+    require(compressor->last_selection.dim != 0, SPARCL_ERR_INVALID_ARG, "the compressor has made no step yet");
+    *out = compressor->last_selection;
+  });
+}
+
 sparcl_status_t sparcl_compressor_reset(sparcl_compressor_t compressor) {
   if (!compressor) return null_compressor();
   return guarded(nullptr, [&] {
@@ -275,6 +361,8 @@ sparcl_status_t sparcl_compressor_reset(sparcl_compressor_t compressor) {
       compressor->backend->reset();
     else
       compressor->impl.reset();
+    compressor->global_threshold_key = 0;
+    compressor->global_threshold_uses = 0;
   });
 }
 

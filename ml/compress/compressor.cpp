@@ -71,6 +71,13 @@ Compressor::Compressor(const CompressorOptions& options, uint64_t dim, bool host
   require(o.momentum >= 0.0f && o.momentum < 1.0f, SPARCL_ERR_INVALID_ARG, "momentum must lie in [0, 1)");
   require(o.momentum == 0.0f || o.error_feedback, SPARCL_ERR_INVALID_ARG,
           "momentum correction needs error feedback");
+  if (o.global) {
+    if (!counted)
+      fail(SPARCL_ERR_UNSUPPORTED, std::string("global selection keeps k entries of the sum: method ") +
+                                       method_name(o.method) +
+                                       " has no k (use topk, topk_bucket, approx_topk or randomk)");
+    require(o.threshold_reuse >= 1, SPARCL_ERR_INVALID_ARG, "threshold_reuse must be at least 1");
+  }
   if (!host_state) return;
   if (o.error_feedback) residual_.assign(size_t(dim), 0.0f);
   if (o.momentum > 0.0f) velocity_.assign(size_t(dim), 0.0f);
@@ -91,6 +98,20 @@ void Compressor::unsend() {
     for (size_t j = 0; j < selection_.size(); ++j) r[idx[j]] += val[j];
   } else {  // the selection holds acc itself, and the residual there only this step's error
     for (size_t j = 0; j < selection_.size(); ++j) r[idx[j]] = val[j];
+  }
+}
+
+void Compressor::keep_only(const uint32_t* kept, size_t n) {
+  require(!rounded_here_, SPARCL_ERR_INTERNAL, "keep_only() after a step the collective did not encode");
+  if (residual_.empty()) return;
+  float* r = residual_.data();
+  const uint32_t* idx = selection_.idx.data();
+  const float* acc = selection_.val.data();
+  size_t at = 0;  // both lists are sorted: one merge walk
+  for (size_t j = 0; j < selection_.size(); ++j) {
+    while (at < n && kept[at] < idx[j]) ++at;
+    if (at < n && kept[at] == idx[j]) continue;
+    r[idx[j]] = acc[j];
   }
 }
 

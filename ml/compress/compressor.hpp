@@ -54,6 +54,11 @@ struct CompressorOptions {
   float momentum = 0.0f;  // DGC momentum correction factor in [0, 1); needs error feedback
   uint64_t seed = 0;      // random-k indices and stochastic rounding
   double tolerance = kApproxTolerance;  // Method::ApproxTopK
+  // The compressed allreduce: keep about k entries of the sum (global
+  // selection) instead of the sum of every rank's selection.
+  bool global = false;
+  bool exact_threshold = false;    // global: exact top-k of the sum (else a sampled threshold)
+  uint32_t threshold_reuse = 32;   // global, sampled: steps one threshold estimate serves
 };
 
 // The seed of a step's stochastic rounding: a function of (seed, step,
@@ -109,6 +114,13 @@ class Compressor {
   // whose values never reached the other ranks (a failed collective): with
   // error feedback nothing is lost (the momentum masking is not undone).
   void unsend();
+
+  // After a global selection step (compress(..., false)): `kept[0, n)`
+  // (sorted) are the indices the sum kept. Selected entries outside it did
+  // not reach the result: the residual takes their whole value back (acc,
+  // as unsend() does), so that input + old residual == kept part + new
+  // residual.
+  void keep_only(const uint32_t* kept, size_t n);
 
  private:
   CompressorOptions options_;

@@ -51,6 +51,12 @@ struct sparcl_compressor {
   sparcl::compress::Compressor impl;  // options and k; the state too unless a backend holds it
   uint32_t rounding_stream;
   std::unique_ptr<sparcl::CompressorBackend> backend;  // set by sparcl_compressor_create_cuda()
+  // Global selection with a sampled threshold: the magnitude key agreed at
+  // the last estimate and how many successful steps have used it (0: none
+  // yet; every rank counts alike, since a failed step fails on every rank).
+  sparcl_sparse_t last_selection{};  // the last step's selection (nnz and arrays; dim 0 before any step)
+  uint32_t global_threshold_key = 0;
+  uint32_t global_threshold_uses = 0;
 };
 
 namespace sparcl {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "ml/train/exchange.hpp"
 
+#include "ml/train/trace.hpp"
+
 #include <chrono>
 #include <stdexcept>
 
@@ -27,6 +29,11 @@ CommMode comm_mode(const std::string& name) {
   if (name == "topk") return CommMode::TopK;
   if (name == "topk-q") return CommMode::TopKQ;
   throw std::invalid_argument("unknown --comm '" + name + "' (dense-mpi, dense, topk, topk-q)");
+}
+
+std::string exchange_name(const ExchangeConfig& config) {
+  const bool compressed = config.mode == CommMode::TopK || config.mode == CommMode::TopKQ;
+  return std::string(comm_mode_name(config.mode)) + (compressed && config.global_selection ? "+global" : "");
 }
 
 const char* comm_mode_name(CommMode mode) {
@@ -61,10 +68,18 @@ GradientExchange::GradientExchange(const ExchangeConfig& config, MPI_Comm mpi, s
     throw std::invalid_argument("--density must lie in (0, 1], got " + std::to_string(config_.density));
   if (config_.mode == CommMode::TopKQ && config_.bits != 4 && config_.bits != 8)
     throw std::invalid_argument("--bits must be 4 or 8, got " + std::to_string(config_.bits));
+  if (!config_.record_trace.empty()) {
+    int rank = 0;
+    MPI_Comm_rank(mpi_, &rank);
+    std::vector<uint64_t> dims(sizes_.begin(), sizes_.end());
+    trace_ = std::make_unique<TraceWriter>(trace_path_of_rank(config_.record_trace, rank), uint32_t(rank),
+                                           uint32_t(ranks_), dims);
+  }
   sparcl_compressor_config_t cc = SPARCL_COMPRESSOR_CONFIG_INIT;
   cc.method = SPARCL_COMPRESS_TOPK;
   cc.density = config_.density;
   cc.error_feedback = 1;
+  cc.selection = config_.global_selection ? SPARCL_SELECTION_GLOBAL : SPARCL_SELECTION_LOCAL;
   if (config_.mode == CommMode::TopKQ) cc.values = config_.bits == 4 ? SPARCL_VALUES_QSGD4 : SPARCL_VALUES_QSGD8;
   for (size_t t = 0; t < sizes_.size(); ++t) {
     if (sizes_[t] < config_.dense_below) continue;
@@ -121,6 +136,11 @@ void GradientExchange::start(size_t t, float* grad) {
     }
     check(sparcl_start(&plan.request), "sparcl_start");
     r = plan.request;
+    if (trace_) {
+      sparcl_sparse_t sel{};
+      check(sparcl_compressor_selection(compressors_[t], &sel), "sparcl_compressor_selection");
+      trace_->add(step_, uint32_t(t), static_cast<const uint32_t*>(sel.indices), sel.nnz);
+    }
   } else {
     check(sparcl_iallreduce(SPARCL_IN_PLACE, grad, n, SPARCL_FLOAT32, SPARCL_SUM, comm_, &r), "sparcl_iallreduce");
   }
@@ -158,6 +178,7 @@ void GradientExchange::wait_all() {
     requests_.clear();
     check(st, "sparcl_waitall");
   }
+  ++step_;
 }
 
 uint64_t GradientExchange::bytes_sent() const {

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -42,7 +43,15 @@ struct ExchangeConfig {
   double density = 0.01;     ///< topk, topk-q
   int bits = 8;              ///< topk-q: 4 or 8
   size_t dense_below = 262144;  ///< compressed modes: smaller tensors go dense (1 MiB of floats)
+  bool global_selection = false;  ///< compressed modes: keep about k entries of the sum (Ok-Topk)
+  /// compressed modes: each rank writes the indices its compressors select,
+  /// per step and tensor, to record_trace.<rank> (ml/train/trace.hpp); "" for none
+  std::string record_trace;
 };
+
+/// The CSV's and the summary's name of the exchange: the mode, and
+/// "+global" for global selection.
+std::string exchange_name(const ExchangeConfig& config);
 
 class GradientExchange {
  public:
@@ -100,6 +109,8 @@ class GradientExchange {
   std::vector<std::vector<float>>* mpi_sums_leaked_on_error_ = nullptr;  // see the destructor
   std::vector<sparcl_request_t> requests_;
   bool compress_ = true;
+  std::unique_ptr<class TraceWriter> trace_;  // --record-trace
+  uint32_t step_ = 0;                         // wait_all() calls so far: the trace's step
   double seconds_ = 0.0;
   uint64_t mpi_bytes_ = 0;
 };

@@ -18,6 +18,7 @@
 #include "ml/data/datasets.hpp"
 #include "ml/nn/blas.hpp"
 #include "ml/train/saliency.hpp"
+#include "ml/train/trace.hpp"
 #include "ml/train/trainer.hpp"
 #include "ml/train/workloads.hpp"
 #include "sparcl/sparcl_mpi.h"
@@ -29,6 +30,7 @@ namespace {
 const char* const kUsage =
     "usage: mpirun -np P sparcl-train --workload autoencoder|cnn [options]\n"
     "       sparcl-train compare-saliency A.csv B.csv\n"
+    "       sparcl-train trace-summary FILE     (checks a --record-trace file and summarizes it)\n"
     "\n"
     "communication:\n"
     "  --comm MODE          dense-mpi (MPI_Iallreduce), dense (sparcl), topk, topk-q (default dense-mpi)\n"
@@ -36,6 +38,10 @@ const char* const kUsage =
     "  --bits B             topk-q: QSGD bits per value, 4 or 8 (default 8)\n"
     "  --warmup-epochs N    topk/topk-q: exchange dense for the first N epochs (default 0)\n"
     "  --dense-below N      topk/topk-q: tensors of fewer entries go dense (default 262144)\n"
+    "  --selection S        topk/topk-q: local (the sum of every rank's top-k) or global (about k\n"
+    "                       entries of that sum, Ok-Topk; the rest stays in the residuals) (default local)\n"
+    "  --record-trace PATH  topk/topk-q: each rank writes the indices it selects, per step and tensor,\n"
+    "                       to PATH.<rank> (format: docs/traces.md)\n"
     "  --progress-thread    sparcl's background progress thread (MPI_THREAD_MULTIPLE)\n"
     "training:\n"
     "  --epochs N           (default 10)\n"
@@ -150,6 +156,12 @@ Options parse(int argc, char** argv) {
     else if (a == "--bits") o.train.exchange.bits = int(parse_count(a, value()));
     else if (a == "--warmup-epochs") o.train.warmup_epochs = parse_count(a, value());
     else if (a == "--dense-below") o.train.exchange.dense_below = parse_count(a, value());
+    else if (a == "--record-trace") o.train.exchange.record_trace = value();
+    else if (a == "--selection") {
+      const std::string v = value();
+      if (v != "local" && v != "global") usage_error("--selection must be local or global, not '" + v + "'");
+      o.train.exchange.global_selection = v == "global";
+    }
     else if (a == "--progress-thread") o.progress_thread = true;
     else if (a == "--epochs") o.train.epochs = parse_count(a, value());
     else if (a == "--batch") { o.train.batch = parse_count(a, value()); o.batch_set = true; }
@@ -204,6 +216,8 @@ Options parse(int argc, char** argv) {
     usage_error("--density must lie in (0, 1] (a fraction: 0.01 keeps 1%), not " + fmt_real(o.train.exchange.density));
   if (mode == train::CommMode::TopKQ && o.train.exchange.bits != 4 && o.train.exchange.bits != 8)
     usage_error("--bits must be 4 or 8, not " + std::to_string(o.train.exchange.bits));
+  if (!o.train.exchange.record_trace.empty() && mode != train::CommMode::TopK && mode != train::CommMode::TopKQ)
+    usage_error("--record-trace records what top-k selects: it needs --comm topk or topk-q");
   if (!(o.train.optimizer.lr > 0)) usage_error("--lr must be positive");
   if (!(o.train.lr_warmup_epochs >= 0)) usage_error("--lr-warmup-epochs must not be negative");
   if (o.train.lr_warmup_epochs > 0 && !o.train.lr_linear_scaling)
@@ -333,7 +347,7 @@ int run(int argc, char** argv) {
   const bool compressed = ex.mode == train::CommMode::TopK || ex.mode == train::CommMode::TopKQ;
   if (rank == 0 && !o.quiet) {
     std::printf("sparcl-train: %s on %d ranks, %zu training and %zu %s samples, comm %s", o.workload.c_str(), ranks,
-                train_set.count, test_set.count, ae ? "held-out" : "test", train::comm_mode_name(ex.mode));
+                train_set.count, test_set.count, ae ? "held-out" : "test", train::exchange_name(ex).c_str());
     if (compressed) std::printf(" (density %g%s, warm-up %zu epochs)", ex.density,
                                 ex.mode == train::CommMode::TopKQ ? (ex.bits == 4 ? ", 4-bit values" : ", 8-bit values") : "",
                                 o.train.warmup_epochs);
@@ -354,7 +368,7 @@ int run(int argc, char** argv) {
     const EpochTimes et = epoch_times(log);
     if (rank == 0) {
       const train::LogRow& last = log.back();
-      std::printf("summary: %s, comm %s", o.workload.c_str(), train::comm_mode_name(ex.mode));
+      std::printf("summary: %s, comm %s", o.workload.c_str(), train::exchange_name(ex).c_str());
       if (compressed) std::printf(" density %g", ex.density);
       if (ex.mode == train::CommMode::TopKQ) std::printf(" %d-bit", ex.bits);
       std::printf(", %d ranks, %zu epochs, %zu steps, %.1f s training; epoch time %.3f s (mean of %zu), comm %.0f%%",
@@ -394,6 +408,29 @@ int run(int argc, char** argv) {
   return 0;
 }
 
+
+// sparcl-train trace-summary: reads a whole trace (rejecting a damaged one)
+// and prints, per layer, its dim, records, steps and mean indices per record.
+int trace_summary(const char* path) {
+  const train::Trace t = train::read_trace(path);
+  std::vector<uint64_t> records(t.dims.size()), indices(t.dims.size());
+  uint32_t last_step = 0;
+  for (const auto& r : t.records) {
+    ++records[r.layer];
+    indices[r.layer] += r.indices.size();
+    last_step = r.step;
+  }
+  std::printf("trace %s: rank %u of %u, %zu layers, %zu records, steps 0..%u\n", path, t.rank, t.ranks, t.dims.size(),
+              t.records.size(), last_step);
+  for (size_t l = 0; l < t.dims.size(); ++l) {
+    if (records[l] == 0) continue;
+    const double mean = double(indices[l]) / double(records[l]);
+    std::printf("  layer %zu: dim %llu, %llu records, %.1f indices per record (density %.4f)\n", l,
+                (unsigned long long)t.dims[l], (unsigned long long)records[l], mean, mean / double(t.dims[l]));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -409,6 +446,18 @@ int main(int argc, char** argv) {
     }
     try {
       return compare_saliency(argv[2], argv[3]);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "sparcl-train: %s\n", e.what());
+      return 1;
+    }
+  }
+  if (argc >= 2 && !std::strcmp(argv[1], "trace-summary")) {
+    if (argc != 3) {
+      std::fputs("usage: sparcl-train trace-summary FILE\n", stderr);
+      return 2;
+    }
+    try {
+      return trace_summary(argv[2]);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "sparcl-train: %s\n", e.what());
       return 1;

@@ -279,7 +279,7 @@ void Trainer::write_csv_header() {
 void Trainer::write_csv_row(const LogRow& r) {
   const bool classify = task_ == Task::Classify;
   const bool compressed = exchange_.compressed_mode();
-  std::fprintf(csv_, "%s,%s,%d,", config_.workload.c_str(), comm_mode_name(config_.exchange.mode), ranks_);
+  std::fprintf(csv_, "%s,%s,%d,", config_.workload.c_str(), exchange_name(config_.exchange).c_str(), ranks_);
   if (compressed)
     std::fprintf(csv_, "%g,", config_.exchange.density);
   else

@@ -46,6 +46,9 @@ OP_SUM = 1
 # Names accepted by the Python API, as the environment variables spell them.
 TRANSPORTS = {"mpi": 1, "ofi": 2, "ucx": 3}
 COMPRESS_METHODS = {"none": 0, "topk": 1, "topk_bucket": 2, "approx_topk": 3, "threshold": 4, "randomk": 5}
+# sparcl_selection_t ("default": SPARCL_SELECTION from the environment, else local)
+SELECTIONS = {"default": 0, "local": 1, "global": 2}
+GLOBAL_THRESHOLDS = {"sampled": 0, "exact": 1}
 # ALGORITHMS and VALUE_ENCODINGS come from the library itself (below).
 
 
@@ -88,6 +91,9 @@ class CompressorConfig(ctypes.Structure):
         ("momentum", ctypes.c_float),
         ("seed", ctypes.c_uint64),
         ("rounding_stream", ctypes.c_uint32),
+        ("selection", ctypes.c_int),
+        ("global_threshold", ctypes.c_int),
+        ("threshold_reuse", ctypes.c_uint32),
     ]
 
 

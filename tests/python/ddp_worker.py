@@ -150,6 +150,7 @@ def scenario_identical(comm, transport):
         dict(density=0.01),
         dict(k=7, values="qsgd4", start_iter=2),
         dict(density=0.05, method="approx_topk", error_feedback=False, min_compress_numel=1),
+        dict(density=0.02, selection="global", threshold_reuse=4),
     ]
     for options in settings:
         state = st.TopKState(comm, **options)

@@ -86,6 +86,14 @@ def test_bad_options_are_rejected():
         st.Compressor(10, momentum=1.5)
     with pytest.raises(ValueError, match="numel"):
         st.Compressor(0)
+    with pytest.raises(ValueError, match="selection must be one of .*global"):
+        st.Compressor(10, selection="everywhere")
+    with pytest.raises(ValueError, match="threshold_reuse"):
+        st.Compressor(10, selection="global", threshold_reuse=0)
+    with pytest.raises(sparcl.SparclError, match="global selection") as info:
+        st.Compressor(10, method="threshold", selection="global")
+    assert info.value.status_name == "SPARCL_ERR_UNSUPPORTED"
+    st.Compressor(10, selection="global", global_threshold="exact").close()
 
 
 def test_communicator_options(comm):
@@ -165,6 +173,8 @@ def test_topk_state_checks(comm):
         st.TopKState(comm, values="int3")
     with pytest.raises(ValueError, match="start_iter"):
         st.TopKState(comm, start_iter=-1)
+    with pytest.raises(ValueError, match="selection must be one of"):
+        st.TopKState(comm, selection="both")
     with pytest.raises(TypeError, match="Communicator"):
         st.TopKState(None)
 

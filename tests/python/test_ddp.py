@@ -2,8 +2,8 @@
 """Multi-process DDP with sparcl's hooks (ddp_worker.py does the checks on every rank):
 
 - exact dense and top-k sums against sums computed from every rank's data;
-- top-k DDP (1%, 7 entries with 4-bit values, approximate top-k without error feedback) keeps
-  the parameters bitwise identical on every rank;
+- top-k DDP (1%, 7 entries with 4-bit values, approximate top-k without error feedback,
+  global selection at 2%) keeps the parameters bitwise identical on every rank;
 - with density 1.0, and with sparcl's dense hook, the parameters after 5 steps equal those of
   DDP's default allreduce within float32 rounding (rtol 1e-5, atol 1e-6);
 - a collective that fails (ranks disagree on its size) fails on every rank and the

@@ -4,11 +4,11 @@
 # Fashion-MNIST with every --comm, the autoencoder on the bladder export
 # (dense and top-k with a dense warm-up epoch, node saliency), the CSV log,
 # tools/plot's training charts, and the exit status of bad usage.
-#   cli_checks.sh SPARCL_TRAIN MPIEXEC SOURCE_DIR WORK_DIR
+#   cli_checks.sh SPARCL_TRAIN MPIEXEC SOURCE_DIR WORK_DIR [SPARCL_BENCH]
 # Exit 77 when neither data set is installed.
 # shellcheck disable=SC2015  # "test && ok || no": ok never fails
 set -uo pipefail
-TRAIN=$1 MPIEXEC=$2 SRC=$3 WORK=$4
+TRAIN=$1 MPIEXEC=$2 SRC=$3 WORK=$4 BENCH=${5:-}
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK" || exit 1
 fails=0 ran=0
 ok() { echo "ok: $*"; }
@@ -43,6 +43,33 @@ if [[ -r $FMNIST/train-images-idx3-ubyte.gz ]]; then
     [[ $line == *"${want%|*}"* && $line == *"${want#*|}"* ]] && ok "epoch $e line sums its CSV rows" ||
       no "epoch $e line '$line', CSV rows sum to '$want'"
   done
+  # Global selection, with a gradient trace: one file per rank, 16 steps of every compressed layer,
+  # that trace-summary reads back; a truncated trace is rejected with its offset.
+  run_ok "cnn --selection global --record-trace" "cnn-global.txt" --workload cnn --comm topk --density 0.05 \
+    --selection global --epochs 1 --train-samples 256 --test-samples 128 --channels 4,8 --fc 64 --dense-below 1000 \
+    --record-trace trace --csv cnn-global.csv
+  grep -q "^summary: cnn, comm topk+global density 0.05" cnn-global.txt && ok "global selection summary" ||
+    no "global selection: $(grep summary cnn-global.txt)"
+  if "$TRAIN" trace-summary trace.1 >trace.txt 2>&1 && grep -q "rank 1 of 2, .* steps 0..15" trace.txt; then
+    ok "trace-summary reads rank 1's trace"
+  else no "trace-summary: $(cat trace.txt)"; fi
+  head -c 100 trace.0 >trace.cut
+  if "$TRAIN" trace-summary trace.cut >cut.txt 2>&1; then no "a truncated trace was accepted"
+  else grep -q "trace trace.cut: offset [0-9]*: " cut.txt && ok "a truncated trace is rejected with its offset" ||
+    no "truncated trace: $(cat cut.txt)"; fi
+  # sparcl-bench replays it: on 3 ranks (rank 2 replays recorded rank 0 one step earlier), one
+  # point per compressed layer (here the one of 25152 entries); a missing trace fails every rank with
+  # exit status 2.
+  if [[ -n $BENCH ]]; then
+    if "$MPIEXEC" -np 3 "$BENCH" --trace trace -a split_allgather -n 1 -w 0 -q >replay.txt 2>&1 &&
+      grep -q "dist trace (trace.<rank>: 2 ranks recorded, step 15" replay.txt &&
+      [[ $(grep -c "^ *25152 .* split_allgather " replay.txt) == 1 ]]; then ok "sparcl-bench --trace replays the layer"
+    else no "sparcl-bench --trace: $(cat replay.txt)"; fi
+    "$MPIEXEC" -np 2 "$BENCH" --trace missing -n 1 -q >missing.txt 2>&1
+    rc=$?
+    [[ $rc == 2 ]] && grep -q "missing.0: cannot open" missing.txt && ok "a missing trace fails with status 2" ||
+      no "missing trace: exit $rc: $(head -3 missing.txt)"
+  fi
   # Linear learning-rate scaling: 2 ranks double sgd's 0.02, reached over the first epoch (the CSV
   # logs the rate of each row's last step).
   run_ok "cnn --lr-scaling linear" cnn-lr.txt --workload cnn --comm dense --epochs 2 --train-samples 256 \

@@ -56,10 +56,16 @@ class Compressor:
     error_feedback: keep what was not sent and add it to the next gradient
     momentum: DGC momentum correction in [0, 1) (with error feedback; then use plain SGD)
     seed: random-k indices and stochastic rounding; the same on every rank
+    selection: what allreduce_compressed returns: "local" (the sum of every rank's selection),
+        "global" (about k entries of that sum, Ok-Topk: what a rank sent but the sum did not
+        keep goes back into its residual) or "default" (SPARCL_SELECTION, else local)
+    global_threshold: global selection's threshold: "sampled" (estimated every
+        threshold_reuse steps) or "exact" (exact top-k of the sum; for testing)
     """
 
     def __init__(self, numel, *, method="topk", density=0.01, k=None, values="raw", error_feedback=True,
-                 momentum=0.0, threshold=0.0, bucket_size=512, quantization_bucket=512, seed=0):
+                 momentum=0.0, threshold=0.0, bucket_size=512, quantization_bucket=512, seed=0,
+                 selection="default", global_threshold="sampled", threshold_reuse=32):
         if not isinstance(numel, int) or numel < 1:
             raise ValueError("numel must be a positive int, not %r" % (numel,))
         config = _lib.default_compressor_config()
@@ -76,6 +82,11 @@ class Compressor:
         config.bucket_size = int(bucket_size)
         config.quantization_bucket = int(quantization_bucket)
         config.seed = int(seed)
+        config.selection = _lib.lookup(_lib.SELECTIONS, selection, "selection")
+        config.global_threshold = _lib.lookup(_lib.GLOBAL_THRESHOLDS, global_threshold, "global_threshold")
+        if not isinstance(threshold_reuse, int) or threshold_reuse < 1:
+            raise ValueError("threshold_reuse must be an int >= 1, not %r" % (threshold_reuse,))
+        config.threshold_reuse = threshold_reuse
         handle = ctypes.c_void_p()
         _lib.check(_lib.lib.sparcl_compressor_create(ctypes.byref(config), numel, ctypes.byref(handle)),
                    "sparcl_compressor_create")

@@ -70,7 +70,11 @@ class TopKState:
     method: "topk" (exact) or another selection of sparcl.torch.Compressor ("approx_topk", ...)
     model: the module (or the DDP wrapper) whose parameter names key the residuals in
         state_dict(); needed to checkpoint residuals
-    compressor_options: further Compressor arguments (momentum, seed, quantization_bucket, ...)
+    selection: "local" (the sum of every rank's top-k; up to P*k entries), "global" (about k
+        entries of that sum, Ok-Topk; what a rank sent but the sum did not keep stays in its
+        residual) or "default" (SPARCL_SELECTION, else local)
+    compressor_options: further Compressor arguments (momentum, seed, quantization_bucket,
+        global_threshold, threshold_reuse, ...)
 
     Checkpoints: ``state_dict()`` holds the settings, the iteration count and every
     parameter's residual under its name; ``load_state_dict()`` restores them into a state of a
@@ -87,7 +91,7 @@ class TopKState:
     """
 
     def __init__(self, comm, *, density=0.01, k=None, error_feedback=True, values="raw", start_iter=0,
-                 min_compress_numel=4096, method="topk", model=None, **compressor_options):
+                 min_compress_numel=4096, method="topk", model=None, selection="default", **compressor_options):
         if not isinstance(comm, Communicator):
             raise TypeError("comm must be a sparcl.torch.Communicator, not %s" % type(comm).__name__)
         if k is None and not 0.0 < density <= 1.0:
@@ -102,7 +106,7 @@ class TopKState:
         self.min_compress_numel = min_compress_numel
         self.iter = 0
         self._options = dict(compressor_options, method=method, density=density, k=k, values=values,
-                             error_feedback=error_feedback)
+                             error_feedback=error_feedback, selection=selection)
         Compressor(1, **self._options).close()  # reject bad options here, not in the first backward
         self._buckets = {}  # bucket index -> (parameter key, compressor)
         self._carried = {}  # parameter key -> residual slice, while buckets are rebuilt (or loaded)
