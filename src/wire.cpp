@@ -10,6 +10,7 @@ const char* kind_name(uint8_t k) {
   switch (k) {
     case uint8_t(Kind::Allreduce): return "allreduce";
     case uint8_t(Kind::Allgather): return "allgather";
+    case uint8_t(Kind::ReduceScatter): return "reduce-scatter";
     default: return "unknown collective";
   }
 }
@@ -185,7 +186,8 @@ void check_identity(const WireHeader& h, const Identity& id, uint16_t step, int 
     fail(SPARCL_ERR_MISMATCH, who + " sends " + codec::value_codec_name(Encoding(h.encoding)) +
                                   " values, this rank expects " + codec::value_codec_name(id.encoding) +
                                   " (value encoding: SPARCL_ENCODING, or the compressors' values)");
-  if (h.algorithm != id.algorithm) mismatch("algorithm", h.algorithm, id.algorithm);
+  if (h.algorithm != id.algorithm)
+    mismatch(id.kind == Kind::ReduceScatter ? "partition" : "algorithm", h.algorithm, id.algorithm);
   if (!(h.flags & kFlagAbort) && h.bucket != id.bucket) mismatch("QSGD bucket size", h.bucket, id.bucket);
   if (bool(h.flags & kFlagChecksum) != id.checksum)
     fail(SPARCL_ERR_MISMATCH, who + (id.checksum ? " sends no checksums, this rank expects them"

@@ -36,7 +36,8 @@ constexpr uint32_t kWireMagic = 0x4C435053;  // "SPCL"
 constexpr uint8_t kWireVersion = 2;
 
 enum WireFlags : uint8_t { kFlagDense = 1, kFlagAbort = 2, kFlagChecksum = 4 };
-enum class Kind : uint8_t { Allreduce = 1, Allgather = 2 };
+// The reduce-scatter's algorithm field holds its sparcl_partition_t.
+enum class Kind : uint8_t { Allreduce = 1, Allgather = 2, ReduceScatter = 3 };
 // Value encodings: the codecs of ml/compress (same codes as sparcl_value_encoding_t).
 using Encoding = codec::ValueCodec;
 
