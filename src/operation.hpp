@@ -62,6 +62,8 @@ class RoundIO {
 struct Traffic {
   uint64_t messages = 0;
   uint64_t bytes = 0;
+  uint64_t messages_received = 0;
+  uint64_t bytes_received = 0;
 };
 
 class Operation {

@@ -283,6 +283,8 @@ typedef struct sparcl_stats {
   uint64_t collectives;    /**< collectives started */
   uint64_t messages_sent;  /**< messages this rank sent */
   uint64_t bytes_sent;     /**< bytes of those messages, headers included */
+  uint64_t messages_received; /**< messages this rank received (abort notices aside) */
+  uint64_t bytes_received;    /**< bytes of those messages, headers included */
 } sparcl_stats_t;
 
 /** Reads the counters of `comm` into `stats`. */
