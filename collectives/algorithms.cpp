@@ -34,6 +34,11 @@ constexpr AlgorithmEntry kAlgorithms[] = {
   {SPARCL_ALGO_DENSE, "dense",
    "densify, then the transport's own allreduce (MPI) or a dense ring",
    SPARCL_FACTORIES(make_dense), cost_dense, true},
+  // Not yet among auto's candidates: its cost is split_allgather's (the
+  // permutation's sorts are not modelled).
+  {SPARCL_ALGO_SPLIT_ALLGATHER_HASHED, "split_allgather_hashed",
+   "split_allgather over equal ranges of permuted indices (skewed indices spread over all owners)",
+   SPARCL_FACTORIES(make_split_allgather_hashed), cost_split_allgather, false},
 };
 // clang-format on
 

@@ -129,7 +129,15 @@ std::unique_ptr<AllreduceOp<V, I>> make_split_partitioned(Transport& t, const Id
   return std::make_unique<PartitionedSplit<V, I>>(t, id, input, dense_result, kind, std::move(ticket));
 }
 
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_split_allgather_hashed(Transport& t, const Identity& id,
+                                                               const View<V, I>& input, NativeSlot) {
+  return std::make_unique<PartitionedSplit<V, I>>(t, id, input, false, PartitionKind::Hashed, PartitionTicket{});
+}
+
 #define SPARCL_INSTANTIATE(V, I)                                                                           \
+  template std::unique_ptr<AllreduceOp<V, I>> make_split_allgather_hashed(Transport&, const Identity&,   \
+                                                                          const View<V, I>&, NativeSlot); \
   template std::unique_ptr<AllreduceOp<V, I>> make_split_partitioned(Transport&, const Identity&,        \
                                                                      const View<V, I>&, bool, PartitionKind, \
                                                                      PartitionTicket);

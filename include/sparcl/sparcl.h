@@ -93,7 +93,9 @@ typedef enum sparcl_algorithm {
   SPARCL_ALGO_RING = 4,               /**< sparse ring reduce-scatter + allgather */
   SPARCL_ALGO_HALVING_DOUBLING = 5,   /**< recursive halving reduce-scatter + doubling allgather */
   SPARCL_ALGO_ALLGATHER = 6,          /**< every rank's vector to every rank, summed locally */
-  SPARCL_ALGO_DENSE = 7               /**< densify, then the transport's own allreduce (MPI) or a dense ring */
+  SPARCL_ALGO_DENSE = 7,              /**< densify, then the transport's own allreduce (MPI) or a dense ring */
+  SPARCL_ALGO_SPLIT_ALLGATHER_HASHED = 8 /**< split_allgather over equal ranges of permuted indices (the
+                                              hashed partition): skewed indices spread over all owners */
 } sparcl_algorithm_t;
 
 /** Transports. Only the ones compiled in are available (SPARCL_ERR_UNSUPPORTED otherwise). */
