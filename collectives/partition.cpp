@@ -58,7 +58,11 @@ namespace {
 
 // split_allgather or split_dense over the cut of a balanced partition (once
 // the previous same-dim call has ended), or over equal ranges of the hashed
-// partition's permuted indices.
+// partition's permuted indices. A balanced call adds a round after the
+// algorithm's: each owner tells every rank how the entries it received in
+// the first round spread over its range (weight_summary), from which all
+// cut the next call alike. The weight is what an owner receives, so the cut
+// evens out the first round's traffic, where skewed indices pile up.
 template <class V, class I>
 class PartitionedSplit final : public AllreduceOp<V, I> {
   using Base = AllreduceOp<V, I>;
@@ -83,14 +87,49 @@ class PartitionedSplit final : public AllreduceOp<V, I> {
         });
       }
     } else {
-      inner_ = make_split_over<V, I>(this->transport_, this->id_, this->input_, dense_result_, ticket_.bounds());
+      bounds_ = ticket_.bounds();
+      inner_ = make_split_over<V, I>(this->transport_, this->id_, this->input_, dense_result_, bounds_);
       if (this->input_sent_) inner_->report_input_sent(this->input_sent_);
     }
     return inner_->ready();
   }
-  int rounds() const override { return inner_ ? inner_->rounds() : 0; }
-  void post(int round, RoundIO& io) override { inner_->post(round, io); }
-  void consume(int round, std::vector<Received>& messages) override { inner_->consume(round, messages); }
+  int rounds() const override {
+    if (!inner_) return 0;
+    return inner_->rounds() + (summarises() ? 1 : 0);
+  }
+
+  void post(int round, RoundIO& io) override {
+    if (round < inner_->rounds()) return inner_->post(round, io);
+    const int p = this->size(), r = this->rank();
+    const SharedBuffer summary = encode(summary_identity(this->id_), uint16_t(round), summary_.view);
+    for (int j = 1; j < p; ++j) {
+      io.send((r + j) % p, summary);
+      io.recv((r + p - j) % p);
+    }
+  }
+
+  void consume(int round, std::vector<Received>& messages) override {
+    if (round >= inner_->rounds()) {
+      std::vector<Held<V, I>> summaries(static_cast<size_t>(this->size()));
+      summaries[size_t(this->rank())] = summary_;
+      for (auto& m : messages) summaries[size_t(m.peer)] = Held<V, I>::of_message(m, range(m.peer));
+      samples_ = samples_of(summaries);
+      return;
+    }
+    if (round == 0 && summarises()) {
+      // What this owner received (its own part included), before the
+      // algorithm consumes the messages.
+      const Range own = range(this->rank());
+      std::vector<Held<V, I>> held;
+      std::vector<View<V, I>> parts{slice(this->input_, own)};
+      for (auto& m : messages) {
+        held.push_back(Held<V, I>::of_message(m, own));
+        parts.push_back(held.back().view);
+      }
+      summary_ = Held<V, I>::of_stream(weight_summary(own, parts));
+    }
+    inner_->consume(round, messages);
+  }
 
   void finish() override {
     inner_->finish();
@@ -102,7 +141,12 @@ class PartitionedSplit final : public AllreduceOp<V, I> {
       return;
     }
     this->pieces_ = inner_->pieces();
-    ticket_.succeed(bounds_from_result(this->pieces_, this->id_.dim, this->size()));
+    ticket_.succeed(balanced_bounds(samples_, this->id_.dim, this->size()));
+  }
+
+ protected:
+  Identity round_identity(int round) const override {
+    return inner_ && round >= inner_->rounds() ? summary_identity(this->id_) : this->id_;
   }
 
   void failed() noexcept override {
@@ -118,6 +162,12 @@ class PartitionedSplit final : public AllreduceOp<V, I> {
   std::shared_ptr<const Stream<V, I>> permuted_;
   std::vector<size_t> order_;  // hashed: entry k of the permuted input is entry order_[k] of the input
   std::unique_ptr<AllreduceOp<V, I>> inner_;
+  std::vector<uint64_t> bounds_;      // balanced: this call's cut (empty: equal ranges)
+  Held<V, I> summary_;                // balanced: this owner's received entries
+  std::vector<WeightSample> samples_;  // balanced: every owner's, in rank order
+
+  bool summarises() const { return kind_ == PartitionKind::Balanced && this->size() > 1; }
+  Range range(int owner) const { return owner_range(bounds_, this->whole(), this->size(), owner); }
 };
 
 }  // namespace

@@ -4,10 +4,10 @@
 //
 //   equal:    P consecutive ranges of nearly equal width (split_range).
 //   balanced: P consecutive ranges cut where the previous same-dim call of
-//             the same collective found equal weight (its result's entries,
-//             or, for the reduce-scatter, the entries each owner received).
-//             Every rank derives the cuts from data that call left bitwise
-//             identical on all ranks, so all derive the same ones. A call
+//             the same collective found equal weight: the entries each owner
+//             received in its first round, which a last round of small
+//             messages (weight_summary) gives every rank. Every rank derives
+//             the cuts from those same bytes, so all derive the same ones. A call
 //             waits for the outcome of the previous one (a PartitionTicket),
 //             so that ranks never disagree through timing; after a failure
 //             the next call cuts equal ranges. If ranks still disagree (a
@@ -121,21 +121,61 @@ struct WeightSample {
 // only: every rank computes the same cut from the same samples.
 std::vector<uint64_t> balanced_bounds(const std::vector<WeightSample>& samples, uint64_t dim, int parts);
 
-// The cut that balances the entries of a whole result (every rank holds it
-// bitwise alike): each stored entry weighs one; a dense result, its
-// entries with a bit set.
+// Sub-ranges per owner in a balanced call's summary of the entries it received.
+constexpr uint64_t kSummaryBins = 256;
+
+// How the entries of `parts` (what owner range `own` received, its own part
+// included) spread over `own`: for each of up to kSummaryBins equal
+// sub-ranges holding any, its last index and the count up to its end. Sent
+// to every rank, raw, as a sparse message over `own`.
 template <class V, class I>
-std::vector<uint64_t> bounds_from_result(const std::vector<Held<V, I>>& pieces, uint64_t dim, int parts) {
-  std::vector<WeightSample> samples;
-  uint64_t c = 0;
-  for (const auto& p : pieces) {
-    const View<V, I>& v = p.view;
-    for (size_t k = 0; k < v.nnz; ++k) {
-      if (v.dense && !has_bits(v.val[k])) continue;
-      samples.push_back({v.dense ? v.range.begin + k : uint64_t(v.idx[k]), ++c});
-    }
+Stream<V, I> weight_summary(Range own, const std::vector<View<V, I>>& parts) {
+  const uint64_t bins = std::min<uint64_t>(kSummaryBins, own.size());
+  Stream<V, I> s;
+  s.range = own;
+  if (bins == 0) return s;
+  std::vector<uint64_t> weight(bins, 0);
+  auto bin_of = [&](uint64_t x) { return size_t(uint128(x - own.begin) * bins / own.size()); };
+  for (const auto& v : parts)
+    for (size_t k = 0; k < v.nnz; ++k) ++weight[bin_of(v.dense ? own.begin + k : uint64_t(v.idx[k]))];
+  uint64_t cumulative = 0;
+  for (uint64_t b = 0; b < bins; ++b) {
+    if (!weight[b]) continue;
+    cumulative += weight[b];
+    const uint64_t last = own.begin + uint64_t((uint128(b + 1) * own.size() + bins - 1) / bins) - 1;
+    s.idx.push_back(I(last));
+    s.val.push_back(V(cumulative));
   }
-  return balanced_bounds(samples, dim, parts);
+  return s;
+}
+
+// Every owner's summary (in rank order) as samples of the weight over
+// [0, dim). Throws SPARCL_ERR_CORRUPT for a summary that is not a count.
+template <class V, class I>
+std::vector<WeightSample> samples_of(const std::vector<Held<V, I>>& summaries) {
+  std::vector<WeightSample> samples;
+  uint64_t before = 0;
+  for (const auto& h : summaries) {
+    const View<V, I>& v = h.view;
+    uint64_t last = 0;
+    for (size_t k = 0; k < v.nnz; ++k) {
+      if (!has_bits(v.val[k])) continue;  // a summary sent dense: indices without a sample
+      if (!(v.val[k] >= V(1) && v.val[k] < V(1e18)) || uint64_t(v.val[k]) < last)
+        fail(SPARCL_ERR_CORRUPT, "a balanced call's summary of received entries is not a cumulative count");
+      last = uint64_t(v.val[k]);
+      samples.push_back({v.dense ? v.range.begin + k : uint64_t(v.idx[k]), before + last});
+    }
+    before += last;
+  }
+  return samples;
+}
+
+// The identity of a summary round: counts travel raw whatever the call's encoding.
+inline Identity summary_identity(const Identity& id) {
+  Identity raw = id;
+  raw.encoding = Encoding::Raw;
+  raw.bucket = 0;
+  return raw;
 }
 
 // The fixed permutation of the hashed partition.
@@ -232,7 +272,6 @@ class ReduceScatterOp final : public Operation {
 
  private:
   Range range(int owner) const { return owner_range(bounds_, Range{0, id_.dim}, size(), owner); }
-  Stream<V, I> weight_summary(const std::vector<View<V, I>>& parts) const;
 
   View<V, I> input_;  // in the permuted space for the hashed partition
   std::shared_ptr<const Stream<V, I>> permuted_;

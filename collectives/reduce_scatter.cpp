@@ -12,11 +12,6 @@
 
 namespace sparcl {
 
-namespace {
-// Sub-ranges per owner in a balanced call's summary.
-constexpr uint64_t kSummaryBins = 256;
-}  // namespace
-
 template <class V, class I>
 ReduceScatterOp<V, I>::ReduceScatterOp(Transport& t, const Identity& id, const View<V, I>& input, PartitionKind kind,
                                        PartitionTicket ticket)
@@ -44,11 +39,7 @@ int ReduceScatterOp<V, I>::rounds() const {
 
 template <class V, class I>
 Identity ReduceScatterOp<V, I>::round_identity(int round) const {
-  if (round == 0) return id_;
-  Identity raw = id_;  // the summaries are counts: always raw values
-  raw.encoding = Encoding::Raw;
-  raw.bucket = 0;
-  return raw;
+  return round == 0 ? id_ : summary_identity(id_);
 }
 
 template <class V, class I>
@@ -64,29 +55,6 @@ void ReduceScatterOp<V, I>::post(int round, RoundIO& io) {
 }
 
 template <class V, class I>
-Stream<V, I> ReduceScatterOp<V, I>::weight_summary(const std::vector<View<V, I>>& parts) const {
-  const Range own = range(rank());
-  const uint64_t bins = std::min<uint64_t>(kSummaryBins, own.size());
-  Stream<V, I> s;
-  s.range = own;
-  if (bins == 0) return s;
-  std::vector<uint64_t> weight(bins, 0);
-  auto bin_of = [&](uint64_t x) { return size_t(uint128(x - own.begin) * bins / own.size()); };
-  for (const auto& v : parts)
-    for (size_t k = 0; k < v.nnz; ++k) ++weight[bin_of(v.dense ? own.begin + k : uint64_t(v.idx[k]))];
-  uint64_t cumulative = 0;
-  for (uint64_t b = 0; b < bins; ++b) {
-    if (!weight[b]) continue;
-    cumulative += weight[b];
-    // The last index of bin b.
-    const uint64_t last = own.begin + uint64_t((uint128(b + 1) * own.size() + bins - 1) / bins) - 1;
-    s.idx.push_back(I(last));
-    s.val.push_back(V(cumulative));
-  }
-  return s;
-}
-
-template <class V, class I>
 void ReduceScatterOp<V, I>::consume(int round, std::vector<Received>& messages) {
   const int r = rank();
   if (round == 0) {
@@ -97,25 +65,13 @@ void ReduceScatterOp<V, I>::consume(int round, std::vector<Received>& messages) 
       parts.push_back(held.back().view);
     }
     part_ = Held<V, I>::of_stream(merge_all(parts));
-    if (kind_ == PartitionKind::Balanced) summary_ = Held<V, I>::of_stream(weight_summary(parts));
+    if (kind_ == PartitionKind::Balanced) summary_ = Held<V, I>::of_stream(weight_summary(range(r), parts));
     return;
   }
-  // Every owner's samples, in rank order, offset by the weight of the owners before it.
   std::vector<Held<V, I>> summaries(static_cast<size_t>(size()));
   summaries[size_t(r)] = summary_;
   for (auto& m : messages) summaries[size_t(m.peer)] = Held<V, I>::of_message(m, range(m.peer));
-  uint64_t before = 0;
-  for (const auto& h : summaries) {
-    const View<V, I>& v = h.view;
-    uint64_t last = 0;
-    for (size_t k = 0; k < v.nnz; ++k) {
-      if (!has_bits(v.val[k])) continue;  // a summary sent dense: indices without a sample
-      if (!(v.val[k] >= V(1) && v.val[k] < V(1e18)) || uint64_t(v.val[k]) < last) fail(SPARCL_ERR_CORRUPT, "a balanced reduce-scatter's summary is not a cumulative count");
-      last = uint64_t(v.val[k]);
-      samples_.push_back({v.dense ? v.range.begin + k : uint64_t(v.idx[k]), before + last});
-    }
-    before += last;
-  }
+  samples_ = samples_of(summaries);
 }
 
 template <class V, class I>

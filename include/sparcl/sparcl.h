@@ -114,8 +114,9 @@ typedef enum sparcl_transport {
  */
 typedef enum sparcl_partition {
   SPARCL_PARTITION_EQUAL = 0,    /**< P consecutive ranges of equal width (+-1) */
-  SPARCL_PARTITION_BALANCED = 1, /**< consecutive ranges cut where the previous call of the same collective
-                                      and dim found equal weight (equal ranges for the first call) */
+  SPARCL_PARTITION_BALANCED = 1, /**< consecutive ranges cut so that each owner would have received as many
+                                      entries in the previous call of the same collective and dim (equal
+                                      ranges for the first); costs one round of small messages per call */
   SPARCL_PARTITION_HASHED = 2    /**< equal ranges of a fixed permutation of the indices: each owner gets
                                       indices spread over all of [0, dim) */
 } sparcl_partition_t;
