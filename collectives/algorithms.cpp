@@ -34,6 +34,9 @@ constexpr AlgorithmEntry kAlgorithms[] = {
   {SPARCL_ALGO_DENSE, "dense",
    "densify, then the transport's own allreduce (MPI) or a dense ring",
    SPARCL_FACTORIES(make_dense), cost_dense, true},
+  {SPARCL_ALGO_HIERARCHICAL, "hierarchical",
+   "node-aware: sparse reduce-scatter within each host, slices summed across hosts, allgather within the host",
+   SPARCL_FACTORIES(make_hierarchical), cost_hierarchical, true},
   // Not yet among auto's candidates: its cost is split_allgather's (the
   // permutation's sorts are not modelled).
   {SPARCL_ALGO_SPLIT_ALLGATHER_HASHED, "split_allgather_hashed",

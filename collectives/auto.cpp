@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <tuple>
 
 #include "algorithms.hpp"
@@ -89,6 +90,7 @@ void AutoTicket::fail() {
   own.reset();
   params_own.reset();
   native.release();
+  if (state) std::exchange(state, nullptr)->forget();
 }
 
 int density_class(uint64_t union_nnz, uint64_t dim) {
@@ -119,6 +121,13 @@ void AutoState::drop_groups(uint64_t dim, uint8_t value_type) {
     it = it->first.dim == dim && it->first.value_type == value_type ? groups_.erase(it) : std::next(it);
 }
 
+void AutoState::forget() noexcept {
+  for (auto& slot : latest_) slot.second = failed_density_;
+  params_head_ = failed_params_;
+  if (source_ == "calibrated") settled_.reset(), source_ = "default";
+  groups_.clear();
+}
+
 bool TuneGroup::explored() const {
   return std::all_of(active.begin(), active.end(), [&](size_t i) { return int(times_s[i].size()) >= target; });
 }
@@ -137,7 +146,14 @@ size_t TuneGroup::next_trial() const {
   return best;
 }
 
-AutoState::AutoState(const std::string& fixed_params, bool tune) : tune_(tune) {
+TuneEntryKey AutoState::file_key(const TuneKey& key) {
+  const char* encoding = sparcl_encoding_name(sparcl_value_encoding_t(key.encoding));
+  return TuneEntryKey{key.value_type == SPARCL_FLOAT64 ? "float64" : "float32", encoding ? encoding : "unknown",
+                      key.bucket, dim_class(key.dim), key.density_class};
+}
+
+AutoState::AutoState(const std::string& fixed_params, bool tune, TuneFile tune_file, bool stores)
+    : tune_(tune), tune_file_(std::move(tune_file)), stores_(stores) {
   if (!fixed_params.empty()) {
     settled_ = parse_machine_params(fixed_params);
     source_ = "SPARCL_AUTO_PARAMS";
@@ -158,8 +174,9 @@ AutoTicket AutoState::start(uint64_t dim, uint8_t value_type, size_t value_size,
     own = std::make_shared<DensityRecord>();
     if (large) params_own = std::make_shared<ParamsRecord>();
   } catch (const std::bad_alloc&) {
+    // The call fails on every rank: forget as a failed call does.
+    forget();
     slot = failed_density_;
-    if (large) params_head_ = failed_params_;
     throw;
   }
   t.previous = slot;
@@ -191,7 +208,9 @@ bool AutoState::depends_on_density(const MachineParams& p, const Workload& w) {
 }
 
 std::string AutoState::describe() const {
-  return source_ + ": " + sparcl::describe(settled_ ? *settled_ : default_machine_params());
+  std::string s = source_ + ": " + sparcl::describe(settled_ ? *settled_ : default_machine_params());
+  if (tune_file_.enabled()) s += "\n" + tune_file_.note();
+  return s;
 }
 
 // -------------------------------------------------------------- operation --
@@ -246,6 +265,8 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       // It may choose the native dense algorithm after calibrating, with no
       // wait between: wait for its NativeOrder turn first.
       if (!ticket_.native.first()) return false;
+      const auto& r = ticket_.previous;
+      set_digest({1, record_words(), r && r->known ? r->union_nnz : 0, r && r->known ? bits(r->overlap) : 0});
       begin_calibration();
       return true;
     }
@@ -285,7 +306,10 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     inner_->finish();
     // The group changes only here, once the call has succeeded: a vote
     // whose call then fails leaves it as it was.
-    if (voted_) *group_ = std::move(*voted_);
+    if (voted_) {
+      *group_ = std::move(*voted_);
+      if (group_->chosen) state_->chosen_by_vote(key_, *group_->chosen);
+    }
     if (trial_) {  // counted in the group it was chosen for; the count is the same everywhere
       const size_t i = size_t(std::find(group_->candidates.begin(), group_->candidates.end(), *trial_) -
                               group_->candidates.begin());
@@ -308,6 +332,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     rec.known = true;
     rec.done = true;
     ticket_.own.reset();
+    ticket_.succeed();
   }
 
   void failed() noexcept override {
@@ -336,6 +361,35 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       if (round < p.first + p.rounds) return p;
     return PhaseSpan{Phase::Algorithm, first_algorithm_round(), 0};
   }
+  // Sets the digest of what this call chooses from (Identity::choice_digest),
+  // once, before its first message: FNV-1a over the inputs of the choice.
+  void set_digest(std::initializer_list<uint64_t> words) {
+    if (digest_set_) return;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (uint64_t w : words)
+      for (int b = 0; b < 8; ++b) h = (h ^ ((w >> (8 * b)) & 0xff)) * 0x100000001b3ULL;
+    if (group_) {
+      const TuneGroup& g = *group_;
+      const uint64_t head[] = {g.chosen ? uint64_t(*g.chosen) + 1 : 0, uint64_t(g.target), g.final_vote ? 1u : 0u,
+                               g.from_file ? 1u : 0u};
+      for (uint64_t w : head) h = (h ^ w) * 0x100000001b3ULL;
+      for (size_t i = 0; i < g.candidates.size(); ++i)
+        h = (h ^ (uint64_t(g.candidates[i]) << 32 | g.times_s[i].size())) * 0x100000001b3ULL;
+      for (size_t i : g.active) h = (h ^ (uint64_t(i) + 0x9e37)) * 0x100000001b3ULL;
+    }
+    this->id_.choice_digest = uint16_t((h >> 48) ^ (h >> 32) ^ (h >> 16) ^ h) | 1;  // never 0 (a fixed algorithm's)
+    digest_set_ = true;
+  }
+  static uint64_t bits(double x) {
+    uint64_t b;
+    std::memcpy(&b, &x, sizeof b);
+    return b;
+  }
+  uint64_t record_words() const {
+    const auto& r = ticket_.previous;
+    return !r ? 0 : !r->known ? 1 : 2;
+  }
+
   // The identity of calibration and vote messages: raw values.
   Identity raw_identity() const {
     Identity id = this->id_;
@@ -384,9 +438,14 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     const bool native = dense_is_native(this->transport_, inner_identity(SPARCL_ALGO_DENSE));
     const double wire = wire_value_bytes<V>(inner_identity(SPARCL_ALGO_DENSE));
     const auto& rec = ticket_.previous;
-    if (!use_record || !rec || !rec->known)
-      return independent_workload(p, this->id_.dim, double(sizeof(V)), wire, kDefaultDensity * dim, native);
-    Workload w = independent_workload(p, this->id_.dim, double(sizeof(V)), wire, 0, native);
+    Workload w;
+    if (!use_record || !rec || !rec->known) {
+      w = independent_workload(p, this->id_.dim, double(sizeof(V)), wire, kDefaultDensity * dim, native);
+      w.ranks_per_host = uniform_ranks_per_host(this->transport_.hosts(), p);
+      return w;
+    }
+    w = independent_workload(p, this->id_.dim, double(sizeof(V)), wire, 0, native);
+    w.ranks_per_host = uniform_ranks_per_host(this->transport_.hosts(), p);
     const double u = double(rec->union_nnz);
     const double inputs = std::clamp(rec->overlap * independent_inputs_nonzeros(u, dim, p), u, double(p) * u);
     w.rank_nnz = inputs / p;
@@ -418,11 +477,14 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     if (tune && !previous->known && !group_) state_->drop_groups(this->id_.dim, this->id_.value_type);
     if (tune && previous->known) {
       if (!group_) {
-        const TuneKey key{this->id_.dim, this->id_.value_type, this->id_.encoding, this->id_.bucket,
-                          density_class(previous->union_nnz, this->id_.dim)};
-        group_ = state_->group(key, this->id_.seq, [&] { return ranked_algorithms(params_, w, kCandidateSpread); });
+        key_ = TuneKey{this->id_.dim, this->id_.value_type, this->id_.encoding, this->id_.bucket,
+                       density_class(previous->union_nnz, this->id_.dim)};
+        group_ = state_->group(key_, this->id_.seq, [&] { return ranked_algorithms(params_, w, kCandidateSpread); });
       }
-      if (group_->chosen) return run(*group_->chosen, SPARCL_CHOSEN_BY_MEASUREMENT);
+      set_digest({2, bits(params_.round_s), bits(params_.message_s), bits(params_.byte_s), bits(params_.merge_s),
+                  bits(params_.pass_s), record_words(), previous->union_nnz});
+      if (group_->chosen)
+        return run(*group_->chosen, group_->from_file ? SPARCL_CHOSEN_FROM_TUNE_FILE : SPARCL_CHOSEN_BY_MEASUREMENT);
       if (!group_->explored()) {
         trial_ = group_->candidates[group_->next_trial()];
         return run(*trial_, SPARCL_CHOSEN_AS_TRIAL);
@@ -432,6 +494,8 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       begin_vote();
       return true;
     }
+    set_digest({3, bits(params_.round_s), bits(params_.message_s), bits(params_.byte_s), bits(params_.merge_s),
+                bits(params_.pass_s), use_record ? 1u : 0u, record_words(), bits(w.rank_nnz), bits(w.union_nnz)});
     return run(cheapest_algorithm(params_, w), SPARCL_CHOSEN_BY_MODEL);
   }
 
@@ -585,8 +649,10 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
   bool calibrate_ = false;    // this call calibrates (decided in ready())
   std::vector<PhaseSpan> phases_;  // its own phases before the algorithm's (calibration, vote), in order
   bool used_record_ = false;  // the choice waited for (and used) the previous call's record
+  bool digest_set_ = false;   // this->id_.choice_digest is final (messages may carry it)
   sparcl_choice_t choice_ = SPARCL_CHOSEN_BY_MODEL;
   std::shared_ptr<TuneGroup> group_;             // when measuring: this call's group
+  TuneKey key_{};                                // ... and its key
   std::unique_ptr<TuneGroup> voted_;             // the group after this call's vote, until finish()
   std::optional<sparcl_algorithm_t> trial_;      // a trial of this candidate
   Array<V> votes_;

@@ -35,9 +35,22 @@
 //    kFinalists, which get kFinalTrials more trials each; the second one
 //    chooses, and the group runs that algorithm from then on.
 //
-// The choice is the collective's algorithm in every message header, so ranks
-// that chose differently (possible only after a collective that failed on
-// some ranks and not others) get SPARCL_ERR_MISMATCH, never a wrong sum.
+// After a failure. A collective can fail on some ranks and succeed on others
+// (a rank that had all it needed returns before another rank's fault is
+// known), so their records can differ afterwards. Ranks cannot learn that
+// without one more round of messages per call, which auto does not spend.
+// Instead:
+//  - every message of an auto collective carries the algorithm and a digest
+//    of what it was chosen from (Identity::choice_digest): ranks whose records
+//    differ fail that collective at once with SPARCL_ERR_MISMATCH, on every
+//    rank, even where they would have chosen the same algorithm;
+//  - a rank on which an auto collective fails forgets all it learned (records,
+//    measurements, calibrated parameters: AutoState::forget()), in the order
+//    of starts like every other change of the records.
+// So after a collective that failed on some ranks only, at most the next auto
+// collective fails (on every rank, SPARCL_ERR_MISMATCH) and the one after it
+// is exact; after one that failed on every rank, the next is exact. Never a
+// wrong sum, never a wait for the timeout.
 #pragma once
 
 #include <cmath>
@@ -50,6 +63,7 @@
 
 #include "collective.hpp"
 #include "cost_model.hpp"
+#include "tune_file.hpp"
 
 namespace sparcl {
 
@@ -100,7 +114,8 @@ struct TuneGroup {
   std::vector<std::vector<double>> times_s;    // this rank's trial times per candidate (their counts: the same everywhere)
   int target = kTrialsPerCandidate;            // trials each active candidate needs before the vote
   bool final_vote = false;                     // the next vote chooses
-  std::optional<sparcl_algorithm_t> chosen;    // after the final vote
+  std::optional<sparcl_algorithm_t> chosen;    // after the final vote, or from the tuning file
+  bool from_file = false;                      // chosen is SPARCL_TUNE_FILE's
   uint64_t last_seq = 0;                       // the collective that last used it
   bool explored() const;      // every active candidate has its trials
   size_t next_trial() const;  // the active candidate tried least (first of equals)
@@ -115,14 +130,20 @@ struct ParamsRecord {
   MachineParams params;
 };
 
-// What an auto allreduce was handed at its start. Destroyed unused (the call
-// failed before its operation existed), it marks its records as failed.
+class AutoState;
+
+// What an auto allreduce was handed at its start. Failed, or destroyed before
+// it succeeded (the call failed before its operation existed), it marks its
+// records as failed and makes the state forget what it learned.
 struct AutoTicket {
   AutoTicket() = default;
   AutoTicket(AutoTicket&&) = default;
   AutoTicket& operator=(AutoTicket&&) = default;
   ~AutoTicket();
   void fail();
+  void succeed() { state.reset(); }  // the records are complete
+
+  std::shared_ptr<AutoState> state;  // until the call succeeds or fails (auto only)
 
   std::shared_ptr<const DensityRecord> previous;  // the latest call of this (dim, type) before, if any
   std::shared_ptr<DensityRecord> own;
@@ -138,8 +159,9 @@ struct AutoTicket {
 // Per communicator. Used under the communicator's lock only.
 class AutoState {
  public:
-  // fixed_params: SPARCL_AUTO_PARAMS, or "" to calibrate; tune: SPARCL_AUTO_TUNE.
-  AutoState(const std::string& fixed_params, bool tune);
+  // fixed_params: SPARCL_AUTO_PARAMS, or "" to calibrate; tune: SPARCL_AUTO_TUNE;
+  // tune_file: SPARCL_TUNE_FILE's choices, written by `stores` (rank 0).
+  AutoState(const std::string& fixed_params, bool tune, TuneFile tune_file = {}, bool stores = false);
 
   // Registers an allreduce in start order (every rank calls it for every
   // allreduce of an auto communicator, also one that then fails on bad input).
@@ -178,14 +200,26 @@ class AutoState {
     g->candidates = candidates();
     for (size_t i = 0; i < g->candidates.size(); ++i) g->active.push_back(i);
     g->times_s.resize(g->candidates.size());
-    if (g->candidates.size() == 1) g->chosen = g->candidates[0];
+    sparcl_algorithm_t stored;
+    if (g->candidates.size() == 1)
+      g->chosen = g->candidates[0];
+    else if (tune_file_.find(file_key(key), stored))
+      g->chosen = stored, g->from_file = true;
     return groups_[key] = g;
+  }
+  // Keeps the choice a vote settled for `key` in SPARCL_TUNE_FILE (rank 0).
+  void chosen_by_vote(const TuneKey& key, sparcl_algorithm_t algorithm) {
+    if (stores_) tune_file_.store(file_key(key), algorithm);
   }
   // Forgets every group of (dim, value type): after a call that failed here.
   // It may have succeeded on other ranks and changed their groups there; the
   // next call then differs between ranks and fails everywhere with
   // SPARCL_ERR_MISMATCH, after which every rank has dropped them.
   void drop_groups(uint64_t dim, uint8_t value_type);
+  // After an auto collective failed on this rank: forgets every record,
+  // measurement and calibrated parameter, so that the calls started from now
+  // on begin afresh (see the top of this file). Fixed parameters stay.
+  void forget() noexcept;
 
  private:
   std::map<std::pair<uint64_t, uint8_t>, std::shared_ptr<DensityRecord>> latest_;
@@ -207,7 +241,10 @@ class AutoState {
   std::map<ShapeKey, bool> depends_;
   // Drops the groups unused for more than kGroupWindow collectives before `seq`.
   void prune(uint64_t seq);
+  static TuneEntryKey file_key(const TuneKey& key);
   bool tune_;
+  TuneFile tune_file_;
+  bool stores_;
   std::map<TuneKey, std::shared_ptr<TuneGroup>> groups_;
   uint64_t lookups_ = 0;
 };

@@ -199,6 +199,20 @@ struct Model {
     const double ring = 2 * (P - 1) * symmetric_round(1, message(range, range)) + (P - 1) * range * 2 * m.pass_s;
     return densify + ring + N * m.pass_s + count;
   }
+
+  // L ranks per host, H = P / L hosts. The flat model prices messages within
+  // a host like those between hosts, so it credits the algorithm only with
+  // its fewer messages and smaller slices, not with cheaper local traffic.
+  double hierarchical(double L) const {
+    const double H = P / L;
+    if (L <= 1 || H <= 1) return INFINITY;
+    const double slice = N / L;
+    double t = symmetric_round(L - 1, message(k / L, slice)) + merge(k, slice, std::ceil(std::log2(L)));
+    const double e = fill(L) / L;  // a host's sum of one slice
+    t += symmetric_round(H - 1, message(e, slice)) + merge(H * e, slice, std::ceil(std::log2(H)));
+    t += symmetric_round(L - 1, message(u / L, slice));
+    return t + assemble();
+  }
 };
 
 }  // namespace
@@ -210,6 +224,9 @@ double cost_ring(const MachineParams& p, const Workload& w) { return Model(p, w)
 double cost_halving_doubling(const MachineParams& p, const Workload& w) { return Model(p, w).halving_doubling(); }
 double cost_allgather(const MachineParams& p, const Workload& w) { return Model(p, w).allgather(); }
 double cost_dense(const MachineParams& p, const Workload& w) { return Model(p, w).dense(w.native_dense); }
+double cost_hierarchical(const MachineParams& p, const Workload& w) {
+  return Model(p, w).hierarchical(double(w.ranks_per_host));
+}
 
 double predicted_seconds(sparcl_algorithm_t algorithm, const MachineParams& p, const Workload& w) {
   const AlgorithmEntry* a = find_algorithm(int(algorithm));
@@ -257,8 +274,9 @@ bool choice_depends_on_density(const MachineParams& p, Workload w) {
   bool first = true;
   sparcl_algorithm_t seen = SPARCL_ALGO_AUTO;
   for (double d : kDensities) {
-    const Workload x =
+    Workload x =
         independent_workload(w.ranks, w.dim, w.value_bytes, w.wire_value_bytes, d * double(w.dim), w.native_dense);
+    x.ranks_per_host = w.ranks_per_host;
     const sparcl_algorithm_t a = cheapest_algorithm(p, x);
     if (!first && a != seen) return true;
     seen = a, first = false;

@@ -47,6 +47,7 @@ struct Workload {
   double rank_nnz = 0;          // nonzeros of one rank's vector (the ranks' mean)
   double union_nnz = 0;         // nonzeros of the sum
   bool native_dense = false;    // the dense algorithm runs on the transport's own allreduce
+  int ranks_per_host = 1;       // equal numbers of ranks on each host; else all ranks (one host)
 };
 
 // Each algorithm's predicted seconds for one call (its row in algorithms.cpp).
@@ -57,6 +58,8 @@ double cost_ring(const MachineParams& p, const Workload& w);
 double cost_halving_doubling(const MachineParams& p, const Workload& w);
 double cost_allgather(const MachineParams& p, const Workload& w);
 double cost_dense(const MachineParams& p, const Workload& w);
+// Infinite with one host or one rank per host (where it is split_allgather).
+double cost_hierarchical(const MachineParams& p, const Workload& w);
 
 // Predicted seconds of one call of `algorithm` (not SPARCL_ALGO_AUTO).
 double predicted_seconds(sparcl_algorithm_t algorithm, const MachineParams& p, const Workload& w);

@@ -28,7 +28,10 @@ AutoTicket auto_ticket(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {
     return t;
   }
   if (comm->config().algorithm != SPARCL_ALGO_AUTO) return AutoTicket{};
-  return auto_state_of(comm)->start(dim, value_type, value_size(value_type), comm->transport().size());
+  std::shared_ptr<AutoState> state = auto_state_of(comm);
+  AutoTicket t = state->start(dim, value_type, value_size(value_type), comm->transport().size());
+  t.state = std::move(state);
+  return t;
 }
 
 template <class V, class I>
@@ -95,7 +98,14 @@ CommCollectives& collectives_of(sparcl_comm* comm) {
 
 std::shared_ptr<AutoState> auto_state_of(sparcl_comm* comm) {
   CommCollectives& c = collectives_of(comm);
-  if (!c.auto_state) c.auto_state = std::make_shared<AutoState>(comm->config().auto_params, comm->config().auto_tune);
+  if (!c.auto_state) {
+    const Placement& where = comm->placement();
+    const TuneContext context{where.first_host, transport_name(comm->config().transport), comm->transport().size(),
+                              where.ranks_per_host};
+    c.auto_state = std::make_shared<AutoState>(
+        comm->config().auto_params, comm->config().auto_tune,
+        TuneFile(comm->config().tune_file, where.tune_text, context, where.tune_note), comm->transport().rank() == 0);
+  }
   return c.auto_state;
 }
 

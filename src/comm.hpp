@@ -48,6 +48,9 @@ struct sparcl_comm {
   // (src/test_hooks.cpp) between collectives, under the lock.
   void set_transport(std::unique_ptr<sparcl::Transport> transport) { transport_ = std::move(transport); }
   std::unique_ptr<sparcl::Transport> take_transport() { return std::move(transport_); }
+  // Hosts and the tuning file as the ranks agreed on them (set at creation).
+  const sparcl::Placement& placement() const { return placement_; }
+  void set_placement(sparcl::Placement placement) { placement_ = std::move(placement); }
 
   // --- the rest: under the lock ---
 
@@ -112,6 +115,7 @@ struct sparcl_comm {
 
   std::unique_ptr<sparcl::Transport> transport_;
   const sparcl::Config config_;
+  sparcl::Placement placement_;
   const uint32_t id_;
   const uint64_t rounding_base_;
 

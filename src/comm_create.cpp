@@ -1,12 +1,19 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "comm_create.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <map>
 #include <random>
 #include <string>
 
 #include "algorithm_catalog.hpp"
+#include "crc32c.hpp"
 #include "src/codec/codec.hpp"
 #include "src/codec/common.hpp"
 
@@ -72,7 +79,29 @@ struct SharedConfig {
   uint64_t ordinal_candidate;
   char ofi_provider[52];
   char auto_params[96];
+  int32_t ranks_per_host;  // SPARCL_RANKS_PER_HOST (0: by host name)
+  uint32_t tune_crc;     // of SPARCL_TUNE_FILE's content as this rank read it
+  int32_t tune_state;    // TuneRead
+  char host[64];
 };
+
+// What a rank found at SPARCL_TUNE_FILE.
+enum TuneRead : int32_t { kTuneUnset = 0, kTuneMissing = 1, kTuneRead = 2, kTuneUnreadable = 3 };
+constexpr size_t kTuneFileMaxBytes = size_t(1) << 20;
+
+TuneRead read_tune_file(const std::string& path, std::string& text) {
+  text.clear();
+  if (path.empty()) return kTuneUnset;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return errno == ENOENT ? kTuneMissing : kTuneUnreadable;
+  char chunk[4096];
+  size_t n;
+  while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0 && text.size() <= kTuneFileMaxBytes) text.append(chunk, n);
+  const bool bad = std::ferror(f) || text.size() > kTuneFileMaxBytes;
+  std::fclose(f);
+  if (bad) text.clear();
+  return bad ? kTuneUnreadable : kTuneRead;
+}
 
 // Communicators this process has created: rank 0's count names a new
 // communicator's stream of stochastic rounding, so that a program that
@@ -120,7 +149,14 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
   mine.ordinal_candidate = communicators_created.fetch_add(1);
   std::strncpy(mine.ofi_provider, cfg.ofi_provider.c_str(), sizeof mine.ofi_provider - 1);
   std::strncpy(mine.auto_params, cfg.auto_params.c_str(), sizeof mine.auto_params - 1);
+  mine.ranks_per_host = cfg.ranks_per_host;
+  Placement placement;
+  mine.tune_state = read_tune_file(cfg.tune_file, placement.tune_text);
+  mine.tune_crc = crc32c(placement.tune_text.data(), placement.tune_text.size());
+  if (gethostname(mine.host, sizeof mine.host - 1) != 0) std::strncpy(mine.host, "unknown", sizeof mine.host - 1);
   const std::vector<uint8_t> all = boot.allgather(&mine, sizeof mine);
+  std::map<std::string, int> host_ids;
+  std::vector<int> hosts(size_t(boot.size()));
   uint32_t comm_id = 0;
   uint64_t ordinal = 0;
   for (int i = 0; i < boot.size(); ++i) {
@@ -128,6 +164,21 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
     std::memcpy(&theirs, all.data() + size_t(i) * sizeof theirs, sizeof theirs);
     if (i == 0) comm_id = theirs.comm_id_candidate, ordinal = theirs.ordinal_candidate;
     const std::string who = "rank " + std::to_string(i);
+    theirs.host[sizeof theirs.host - 1] = '\0';
+    hosts[size_t(i)] = cfg.ranks_per_host ? i / cfg.ranks_per_host
+                                          : host_ids.emplace(theirs.host, int(host_ids.size())).first->second;
+    if (i == 0) placement.first_host = theirs.host;
+    if (theirs.ranks_per_host != mine.ranks_per_host)
+      fail(SPARCL_ERR_MISMATCH, who + " set SPARCL_RANKS_PER_HOST=" + std::to_string(theirs.ranks_per_host) +
+                                    ", this rank " + std::to_string(mine.ranks_per_host) + " (0: unset)");
+    // A tuning file that not every rank read alike (another file system, or
+    // written while the ranks read it) is not used: ranks must decide alike.
+    if ((theirs.tune_state != mine.tune_state || theirs.tune_crc != mine.tune_crc) && placement.tune_note.empty()) {
+      placement.tune_note = "SPARCL_TUNE_FILE " + cfg.tune_file + ": " + who +
+                            " read other contents than this rank (not on a shared file system, or written "
+                            "meanwhile); not used by this communicator";
+      placement.tune_text.clear();
+    }
     if (theirs.algorithm != mine.algorithm)
       fail(SPARCL_ERR_MISMATCH, who + " configured algorithm " + algorithm_catalog().name(sparcl_algorithm_t(theirs.algorithm)) +
                                     ", this rank " + algorithm_catalog().name(cfg.algorithm) +
@@ -168,7 +219,14 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
                                     ", this rank " + (mine.checksum ? "on" : "off") + " (check SPARCL_CHECKSUM on every rank)");
   }
 
+  if (placement.tune_note.empty() && mine.tune_state == kTuneUnreadable)
+    placement.tune_note = "SPARCL_TUNE_FILE " + cfg.tune_file + ": cannot be read (or is over 1 MiB); not used";
+  {
+    std::map<int, int> on_host;
+    for (int h : hosts) placement.ranks_per_host = std::max(placement.ranks_per_host, ++on_host[h]);
+  }
   auto comm = std::make_unique<sparcl_comm>(cfg, comm_id, codec::mix64(ordinal));
+  comm->set_placement(std::move(placement));
   if (cfg.transport == SPARCL_TRANSPORT_MPI) {
     agreed(boot, [&] { comm->set_transport(make_mpi()); });
   } else {
@@ -177,6 +235,7 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
     const auto addresses = boot.allgatherv(endpoint->address());
     agreed(boot, [&] { comm->set_transport(endpoint->connect(boot.rank(), boot.size(), addresses)); });
   }
+  comm->transport().set_hosts(std::move(hosts));
   if (cfg.progress_thread) comm->start_progress_thread();
   return comm;
 }

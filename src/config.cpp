@@ -184,6 +184,14 @@ Config resolve_config(const sparcl_config_t* user) {
     }
     c.auto_params = v;
   }
+  if (const char* v = std::getenv("SPARCL_TUNE_FILE")) c.tune_file = v;
+  if (const char* v = std::getenv("SPARCL_RANKS_PER_HOST")) {
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    if (!*v || *end || n < 1 || n > (1L << 24))
+      fail(SPARCL_ERR_INVALID_ARG, std::string("SPARCL_RANKS_PER_HOST: '") + v + "' is not a number of ranks >= 1");
+    c.ranks_per_host = int(n);
+  }
   if (const char* v = std::getenv("SPARCL_OFI_PROVIDER")) {
     if (!*v) fail(SPARCL_ERR_INVALID_ARG, "SPARCL_OFI_PROVIDER is empty");
     c.ofi_provider = v;

@@ -23,6 +23,19 @@ struct Config {
   sparcl_partition_t partition = SPARCL_PARTITION_EQUAL;  // owner ranges of the split algorithms
   std::string auto_params;  // SPARCL_AUTO_PARAMS: the cost model's parameters ("" = calibrate)
   bool auto_tune = true;    // SPARCL_AUTO_TUNE: auto measures its candidates
+  std::string tune_file;    // SPARCL_TUNE_FILE: auto's decisions kept across runs ("" = none)
+  int ranks_per_host = 0;   // SPARCL_RANKS_PER_HOST: consecutive ranks per host instead of host names (0)
+};
+
+// What the ranks learn about each other at communicator creation, beyond the
+// configuration they must share.
+struct Placement {
+  int ranks_per_host = 1;  // the most ranks that share one host
+  std::string first_host;  // rank 0's host name
+  // SPARCL_TUNE_FILE's content as every rank read it at creation ("" when
+  // unset, missing, or read differently by some rank: then `tune_note` says why).
+  std::string tune_text;
+  std::string tune_note;
 };
 
 // Validates `user` (NULL: defaults) and applies the environment.

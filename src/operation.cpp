@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "operation.hpp"
 
+#include <algorithm>
+
 namespace sparcl {
 
 void send_abort_notices(Transport& transport, const Identity& id, sparcl_status_t status,
@@ -93,10 +95,13 @@ void Operation::start_round() {
     io.send((rank() + d) % size(), encode_ack(id_, uint16_t(round_)));
     io.recv((rank() - d + size()) % size());
   }
+  const std::vector<int>& hosts = transport_.hosts();
+  const bool several_hosts = std::any_of(hosts.begin(), hosts.end(), [](int h) { return h != 0; });
   for (auto& s : io.sends) {
     if (traffic_) {
       ++traffic_->messages;
       traffic_->bytes += s.data->size();
+      if (several_hosts && hosts[size_t(s.peer)] != hosts[size_t(rank())]) traffic_->off_host_bytes += s.data->size();
     }
     sends_.push_back(transport_.isend(s.peer, tag(false), std::move(s.data)));
   }
@@ -110,6 +115,7 @@ void Operation::start_round() {
   if (traffic_) {
     traffic_->messages += io.awaited_messages;
     traffic_->bytes += io.awaited_bytes;
+    if (several_hosts) traffic_->off_host_bytes += io.awaited_bytes;  // the transport's own: where to, unknown
     // A transport's own collective receives about what it sends.
     traffic_->messages_received += io.awaited_messages;
     traffic_->bytes_received += io.awaited_bytes;

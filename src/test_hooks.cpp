@@ -133,7 +133,9 @@ class WrappedSend final : public Request {
 // Flips, drops and delays messages this rank sends (see test_hooks.hpp).
 class FaultTransport final : public Transport, public FaultInjector {
  public:
-  FaultTransport(std::unique_ptr<Transport> inner, uint64_t seed) : inner_(std::move(inner)), rng_(seed) {}
+  FaultTransport(std::unique_ptr<Transport> inner, uint64_t seed) : inner_(std::move(inner)), rng_(seed) {
+    set_hosts(inner_->hosts());
+  }
   ~FaultTransport() override {
     InsideTransport in;
     queues_.clear();

@@ -59,6 +59,7 @@ WireHeader make_header(const Identity& id, uint16_t step) {
   h.bucket = id.bucket;
   h.seq = id.seq;
   h.dim = id.dim;
+  h.choice_digest = id.choice_digest;
   return h;
 }
 
@@ -149,7 +150,7 @@ WireHeader read_header(const Buffer& msg) {
     fail(SPARCL_ERR_MISMATCH, "peer speaks wire version " + std::to_string(h.version) +
                                   ", this library " + std::to_string(kWireVersion));
   if (h.flags & ~(kFlagDense | kFlagAbort | kFlagChecksum)) fail(SPARCL_ERR_CORRUPT, "unknown header flags");
-  if (h.reserved0 != 0 || h.reserved1 != 0) fail(SPARCL_ERR_CORRUPT, "nonzero reserved header fields");
+  if (h.reserved0 != 0) fail(SPARCL_ERR_CORRUPT, "nonzero reserved header field");
   if (!codec::is_value_codec(h.encoding))
     fail(SPARCL_ERR_CORRUPT, "unknown value encoding " + std::to_string(h.encoding));
   if (!(h.flags & kFlagAbort)) {
@@ -186,6 +187,11 @@ void check_identity(const WireHeader& h, const Identity& id, uint16_t step, int 
     fail(SPARCL_ERR_MISMATCH, who + " sends " + codec::value_codec_name(Encoding(h.encoding)) +
                                   " values, this rank expects " + codec::value_codec_name(id.encoding) +
                                   " (value encoding: SPARCL_ENCODING, or the compressors' values)");
+  // (auto's records first: ranks with other records may choose other algorithms.)
+  if (!(h.flags & kFlagAbort) && h.choice_digest != id.choice_digest)
+    fail(SPARCL_ERR_MISMATCH, who + " chose the algorithm from other records than this rank (auto, after a collective "
+                                    "that failed on some ranks only); every rank has now reset them, and the next "
+                                    "collective is exact");
   if (h.algorithm != id.algorithm)
     mismatch(id.kind == Kind::ReduceScatter ? "partition" : "algorithm", h.algorithm, id.algorithm);
   if (!(h.flags & kFlagAbort) && h.bucket != id.bucket) mismatch("QSGD bucket size", h.bucket, id.bucket);

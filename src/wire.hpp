@@ -33,7 +33,7 @@
 namespace sparcl {
 
 constexpr uint32_t kWireMagic = 0x4C435053;  // "SPCL"
-constexpr uint8_t kWireVersion = 2;
+constexpr uint8_t kWireVersion = 3;
 
 enum WireFlags : uint8_t { kFlagDense = 1, kFlagAbort = 2, kFlagChecksum = 4 };
 // The reduce-scatter's algorithm field holds its sparcl_partition_t.
@@ -55,7 +55,7 @@ struct WireHeader {
   uint8_t algorithm;
   uint8_t reserved0;
   uint16_t step;
-  uint16_t reserved1;
+  uint16_t choice_digest;  // what auto chose its algorithm from (0 for a fixed algorithm)
   uint32_t comm_id;
   union {
     int32_t status;   // abort messages: the sparcl_status_t being reported
@@ -89,6 +89,12 @@ struct Identity {
   // runs after other rounds of the same collective (auto's calibration)
   // numbers its own rounds from 0.
   uint16_t step_base = 0;
+  // A digest of what auto derived this collective's algorithm from (its
+  // records, parameters and measurements), sent and compared like the
+  // algorithm: ranks whose records differ (after a collective that failed on
+  // some ranks only) fail at once with SPARCL_ERR_MISMATCH, even where they
+  // happen to choose the same algorithm. 0 for a fixed algorithm.
+  uint16_t choice_digest = 0;
 };
 
 template <class V>

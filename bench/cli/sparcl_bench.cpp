@@ -680,6 +680,7 @@ struct Row {
   double t_avg = 0, t_min = 0, t_max = 0;  // seconds
   double algbw = 0, busbw = 0, wire_bytes = 0, wire_msgs = 0, wirebw = 0;
   double dense_bytes = 0, x_bytes = NAN;  // a dense ring allreduce's bytes per rank, and that / wire_bytes
+  double off_host_bytes = 0;              // of wire_bytes, to ranks on other hosts (sparcl_stats_t)
   double rx_avg = NAN, rx_max = NAN, balance = NAN;  // sparcl: bytes received per rank per call, mean and max over ranks
   double x_allreduce = NAN, x_allgather = NAN;
   long long wrong = -1;  // -1: not checked
@@ -703,7 +704,7 @@ std::string opt_cell(double x, const char* f) { return std::isnan(x) ? std::stri
 const char* kCsvHeader =
     "ranks,transport,encoding,dtype,dist,overlap,elements,bytes,density,nnz_rank,result_nnz,algorithm,output,"
     "result_form,iters,time_avg_us,time_min_us,time_max_us,algbw_GBps,busbw_GBps,wire_bytes,wire_msgs,wire_source,"
-    "wirebw_GBps,speedup_vs_allreduce,speedup_vs_allgather,wrong,error,dense_ring_bytes,x_bytes,chosen,tuning_calls,"
+    "wirebw_GBps,speedup_vs_allreduce,speedup_vs_allgather,wrong,error,dense_ring_bytes,x_bytes,chosen,tuning_calls,off_host_bytes,"
     "collective,rx_bytes_avg,rx_bytes_max,balance";
 
 std::string csv_row(const Run& r, const Row& w, size_t value_bytes) {
@@ -717,8 +718,9 @@ std::string csv_row(const Run& r, const Row& w, size_t value_bytes) {
   s += opt_cell(w.x_allreduce, "%.4f") + "," + opt_cell(w.x_allgather, "%.4f") + "," +
        (w.wrong < 0 ? std::string() : std::to_string(w.wrong)) + "," + csv_field(w.error) + "," +
        fmt("%.0f", w.dense_bytes) + "," + opt_cell(w.x_bytes, "%.2f") + "," + csv_field(w.chosen) +
-       "," + std::to_string(w.tuning_calls) + "," + (r.opt.reduce_scatter ? "reduce_scatter" : "allreduce") + "," +
-       opt_cell(w.rx_avg, "%.0f") + "," + opt_cell(w.rx_max, "%.0f") + "," + opt_cell(w.balance, "%.3f");
+       "," + std::to_string(w.tuning_calls) + "," + fmt("%.0f", w.off_host_bytes) + "," +
+       (r.opt.reduce_scatter ? "reduce_scatter" : "allreduce") + "," + opt_cell(w.rx_avg, "%.0f") + "," +
+       opt_cell(w.rx_max, "%.0f") + "," + opt_cell(w.balance, "%.3f");
   return s;
 }
 
@@ -757,7 +759,7 @@ void write_json(const Run& r, size_t value_bytes, const std::string& started) {
         "\"algbw_GBps\": %s, \"busbw_GBps\": %s, \"wire_bytes\": %.0f, \"wire_msgs\": %.2f, "
         "\"wire_source\": \"%s\", \"wirebw_GBps\": %s, \"speedup_vs_allreduce\": %s, "
         "\"speedup_vs_allgather\": %s, \"wrong\": %s, \"error\": \"%s\", \"dense_ring_bytes\": %.0f, "
-        "\"x_bytes\": %s, \"chosen\": \"%s\", \"tuning_calls\": %d}",
+        "\"x_bytes\": %s, \"chosen\": \"%s\", \"tuning_calls\": %d, \"off_host_bytes\": %.0f}",
         i ? "," : "", (unsigned long long)w.elements, (unsigned long long)(w.elements * value_bytes), w.density,
         (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz, w.iters, w.algorithm.c_str(),
         w.transport.c_str(), w.output.c_str(), w.encoding.c_str(), w.result_form.c_str(),
@@ -766,7 +768,7 @@ void write_json(const Run& r, size_t value_bytes, const std::string& started) {
         json_num(w.busbw).c_str(), w.wire_bytes, w.wire_msgs, w.wire_source.c_str(), json_num(w.wirebw).c_str(),
         json_num(w.x_allreduce).c_str(), json_num(w.x_allgather).c_str(),
         w.wrong < 0 ? "null" : std::to_string(w.wrong).c_str(), json_escape(w.error).c_str(), w.dense_bytes,
-        json_num(w.x_bytes, "%.4g").c_str(), json_escape(w.chosen).c_str(), w.tuning_calls);
+        json_num(w.x_bytes, "%.4g").c_str(), json_escape(w.chosen).c_str(), w.tuning_calls, w.off_host_bytes);
   }
   std::fprintf(f, "\n  ]\n}\n");
   std::fclose(f);
@@ -937,14 +939,15 @@ void report_point(Run& r, const PointData& d) {
   for (size_t mi = 0; mi < nm; ++mi) {
     const Method& m = r.methods[mi];
     const bool counted = m.kind == Kind::Sparcl || m.kind == Kind::Compressed;
-    double mine[4] = {stat_of(d.times[mi], o.median), 0, 0, 0};
+    double mine[5] = {stat_of(d.times[mi], o.median), 0, 0, 0, 0};
     if (counted && d.stats[mi].collectives) {
       mine[1] = double(d.stats[mi].bytes_sent) / double(d.stats[mi].collectives);
       mine[2] = double(d.stats[mi].messages_sent) / double(d.stats[mi].collectives);
-      mine[3] = double(d.stats[mi].bytes_received) / double(d.stats[mi].collectives);
+      mine[3] = double(d.stats[mi].bytes_sent_off_host) / double(d.stats[mi].collectives);
+      mine[4] = double(d.stats[mi].bytes_received) / double(d.stats[mi].collectives);
     }
-    std::vector<double> all(size_t(4 * r.ranks));
-    MPI_Gather(mine, 4, MPI_DOUBLE, all.data(), 4, MPI_DOUBLE, 0, r.world);
+    std::vector<double> all(size_t(5 * r.ranks));
+    MPI_Gather(mine, 5, MPI_DOUBLE, all.data(), 5, MPI_DOUBLE, 0, r.world);
     Row& w = rows[mi];
     w.elements = d.n;
     w.iters = d.iters;
@@ -962,13 +965,14 @@ void report_point(Run& r, const PointData& d) {
     if (counted) w.chosen = chosen_text(d.chosen[mi]);
     w.tuning_calls = d.tuning_calls[mi];
     if (r.rank != 0) continue;
-    double sum = 0, mn = INFINITY, mx = 0, bytes = 0, msgs = 0, rx = 0, rx_max = 0;
+    double sum = 0, mn = INFINITY, mx = 0, bytes = 0, msgs = 0, off_host = 0, rx = 0, rx_max = 0;
     for (int p = 0; p < r.ranks; ++p) {
-      const double t = all[size_t(4 * p)];
+      const double t = all[size_t(5 * p)];
       sum += t, mn = std::min(mn, t), mx = std::max(mx, t);
-      bytes += all[size_t(4 * p + 1)], msgs += all[size_t(4 * p + 2)];
-      rx += all[size_t(4 * p + 3)], rx_max = std::max(rx_max, all[size_t(4 * p + 3)]);
+      bytes += all[size_t(5 * p + 1)], msgs += all[size_t(5 * p + 2)], off_host += all[size_t(5 * p + 3)];
+      rx += all[size_t(5 * p + 4)], rx_max = std::max(rx_max, all[size_t(5 * p + 4)]);
     }
+    w.off_host_bytes = off_host / P;
     if (counted && rx > 0) w.rx_avg = rx / P, w.rx_max = rx_max, w.balance = rx_max / (rx / P);
     if (!d.errors[mi].empty()) sum = mn = mx = NAN;
     w.t_avg = sum / P, w.t_min = mn, w.t_max = mx;
@@ -1016,10 +1020,12 @@ void report_point(Run& r, const PointData& d) {
                            : std::to_string(w.wrong).c_str(),
           std::isnan(w.rx_max) ? "-" : fmt("%.0f", w.rx_max).c_str(),
           std::isnan(w.balance) ? "-" : fmt("%.2f", w.balance).c_str(),
-          w.algorithm == "auto" && !w.chosen.empty()
-              ? ("  -> " + w.chosen + (w.tuning_calls ? " (after " + std::to_string(w.tuning_calls) + " tuning calls)" : ""))
-                    .c_str()
-              : "");
+          (std::string(w.algorithm == "auto" && !w.chosen.empty()
+                           ? "  -> " + w.chosen +
+                                 (w.tuning_calls ? " (after " + std::to_string(w.tuning_calls) + " tuning calls)" : "")
+                           : "") +
+           (w.off_host_bytes > 0 ? fmt("  off-host %.0f B", w.off_host_bytes) : std::string()))
+              .c_str());
       if (r.csv) std::fprintf(r.csv, "%s\n", csv_row(r, w, d.value_bytes).c_str());
     }
     std::fflush(stdout);
@@ -1410,7 +1416,12 @@ void print_summary(const Run& r) {
                   worst, where.c_str());
       std::printf("# %s: within 10%% of the best other method at %d of %d points\n", names[a].c_str(), within, points);
     }
-    std::printf("# %s: cost model %s\n", names[a].c_str(), sparcl_comm_auto_model(r.methods[a].comm));
+    // One comment line per line of the description (the tuning file's is the second).
+    std::string model = sparcl_comm_auto_model(r.methods[a].comm);
+    const std::string next_line = "\n# " + names[a] + ": ";
+    for (size_t at = model.find('\n'); at != std::string::npos; at = model.find('\n', at + next_line.size()))
+      model.replace(at, 1, next_line);
+    std::printf("# %s: cost model %s\n", names[a].c_str(), model.c_str());
   }
   long long wrong = 0;
   bool checked = false;

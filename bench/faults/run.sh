@@ -13,7 +13,7 @@ build=${1:-build}
 faults=${2:-400}
 prog=$build/tests/faults/sparcl_fault_test
 np=${NP:-3}
-skip=${SKIP:-dense-native,passthrough,auto-partial}
+skip=${SKIP:-none}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 run() {
   label=$1

@@ -94,7 +94,8 @@ typedef enum sparcl_algorithm {
   SPARCL_ALGO_HALVING_DOUBLING = 5,   /**< recursive halving reduce-scatter + doubling allgather */
   SPARCL_ALGO_ALLGATHER = 6,          /**< every rank's vector to every rank, summed locally */
   SPARCL_ALGO_DENSE = 7,              /**< densify, then the transport's own allreduce (MPI) or a dense ring */
-  SPARCL_ALGO_SPLIT_ALLGATHER_HASHED = 8 /**< split_allgather over equal ranges of permuted indices (the
+  SPARCL_ALGO_HIERARCHICAL = 8,       /**< node-aware: within each host, across hosts per slice, within the host */
+  SPARCL_ALGO_SPLIT_ALLGATHER_HASHED = 9 /**< split_allgather over equal ranges of permuted indices (the
                                               hashed partition): skewed indices spread over all owners */
 } sparcl_algorithm_t;
 
@@ -286,6 +287,8 @@ typedef struct sparcl_stats {
   uint64_t collectives;    /**< collectives started */
   uint64_t messages_sent;  /**< messages this rank sent */
   uint64_t bytes_sent;     /**< bytes of those messages, headers included */
+  uint64_t bytes_sent_off_host; /**< of bytes_sent, those to ranks on other hosts (hosts as found at creation,
+                                     or SPARCL_RANKS_PER_HOST); the transport's own collectives count whole */
   uint64_t messages_received; /**< messages this rank received (abort notices aside) */
   uint64_t bytes_received;    /**< bytes of those messages, headers included */
 } sparcl_stats_t;
@@ -350,7 +353,8 @@ typedef enum sparcl_choice {
   SPARCL_CHOSEN_BY_MODEL = 1,       /**< auto's cost model alone (no measurements for such calls yet, or
                                          SPARCL_AUTO_TUNE=0) */
   SPARCL_CHOSEN_AS_TRIAL = 2,       /**< auto timing one of its candidates for such calls */
-  SPARCL_CHOSEN_BY_MEASUREMENT = 3  /**< the candidate the ranks measured to be the fastest */
+  SPARCL_CHOSEN_BY_MEASUREMENT = 3, /**< the candidate the ranks measured to be the fastest */
+  SPARCL_CHOSEN_FROM_TUNE_FILE = 4  /**< the choice an earlier run measured and stored in SPARCL_TUNE_FILE */
 } sparcl_choice_t;
 
 /**
@@ -366,7 +370,9 @@ sparcl_status_t sparcl_comm_last_choice(sparcl_comm_t comm, sparcl_choice_t *cho
  * SPARCL_ALGO_AUTO uses): whether they are the defaults, fixed by
  * SPARCL_AUTO_PARAMS or calibrated by this communicator, and their values,
  * e.g. "calibrated: round 24.1 us, message 3.2 us, 0.310 ns/B, merge 4.2 ns,
- * pass 0.9 ns". Valid until the next call on comm; "" for a NULL comm.
+ * pass 0.9 ns"; with SPARCL_TUNE_FILE, a second line says what the
+ * communicator made of that file. Valid until the next call on comm; "" for
+ * a NULL comm.
  */
 const char *sparcl_comm_auto_model(sparcl_comm_t comm);
 

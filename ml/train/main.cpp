@@ -43,6 +43,9 @@ const char* const kUsage =
     "  --optimizer NAME     sgd or adam (default: autoencoder adam, cnn sgd)\n"
     "  --lr F               learning rate (default: adam 1e-3, sgd 0.02)\n"
     "  --momentum F         sgd momentum (default 0.9)\n"
+    "  --lr-scaling MODE    none, or linear: the rate times the number of ranks (P ranks train on P times\n"
+    "                       the batch; Goyal et al.) (default none)\n"
+    "  --lr-warmup-epochs F linear scaling: reach the scaled rate linearly over the first F epochs (default 0)\n"
     "  --seed N             initialisation, shuffling, split (default 1)\n"
     "  --eval-every N       evaluate every N steps as well as at each epoch's end\n"
     "  --target-acc F       cnn: report the training time to this test accuracy (default 0.88)\n"
@@ -153,6 +156,12 @@ Options parse(int argc, char** argv) {
     else if (a == "--optimizer") { o.train.optimizer.kind = nn::optimizer_kind(value()); o.optimizer_set = true; }
     else if (a == "--lr") { o.train.optimizer.lr = float(parse_real(a, value())); o.lr_set = true; }
     else if (a == "--momentum") o.train.optimizer.momentum = float(parse_real(a, value()));
+    else if (a == "--lr-scaling") {
+      const std::string v = value();
+      if (v != "none" && v != "linear") usage_error("--lr-scaling must be none or linear, not '" + v + "'");
+      o.train.lr_linear_scaling = v == "linear";
+    }
+    else if (a == "--lr-warmup-epochs") o.train.lr_warmup_epochs = parse_real(a, value());
     else if (a == "--seed") o.train.seed = parse_count(a, value());
     else if (a == "--eval-every") o.train.eval_every = parse_count(a, value());
     else if (a == "--target-acc") o.train.target_accuracy = parse_real(a, value());
@@ -196,6 +205,9 @@ Options parse(int argc, char** argv) {
   if (mode == train::CommMode::TopKQ && o.train.exchange.bits != 4 && o.train.exchange.bits != 8)
     usage_error("--bits must be 4 or 8, not " + std::to_string(o.train.exchange.bits));
   if (!(o.train.optimizer.lr > 0)) usage_error("--lr must be positive");
+  if (!(o.train.lr_warmup_epochs >= 0)) usage_error("--lr-warmup-epochs must not be negative");
+  if (o.train.lr_warmup_epochs > 0 && !o.train.lr_linear_scaling)
+    usage_error("--lr-warmup-epochs ramps up to the scaled rate: it needs --lr-scaling linear");
   if (!(o.train.optimizer.momentum >= 0 && o.train.optimizer.momentum < 1)) usage_error("--momentum must lie in [0, 1)");
   if (o.train.max_seconds < 0) usage_error("--max-seconds must not be negative");
   if (ae && o.heldout == 0) usage_error("--heldout must be at least 1");
@@ -325,8 +337,12 @@ int run(int argc, char** argv) {
     if (compressed) std::printf(" (density %g%s, warm-up %zu epochs)", ex.density,
                                 ex.mode == train::CommMode::TopKQ ? (ex.bits == 4 ? ", 4-bit values" : ", 8-bit values") : "",
                                 o.train.warmup_epochs);
-    std::printf("\n  %s, lr %g, batch %zu per rank (%zu global), %zu epochs\n%s",
-                nn::optimizer_name(o.train.optimizer.kind), double(o.train.optimizer.lr), o.train.batch,
+    std::string lr = fmt_real(o.train.optimizer.lr);
+    if (o.train.lr_linear_scaling)
+      lr += " x " + std::to_string(ranks) + " ranks = " + fmt_real(o.train.optimizer.lr * double(ranks)) +
+            (o.train.lr_warmup_epochs > 0 ? " after " + fmt_real(o.train.lr_warmup_epochs) + " warm-up epochs" : "");
+    std::printf("\n  %s, lr %s, batch %zu per rank (%zu global), %zu epochs\n%s",
+                nn::optimizer_name(o.train.optimizer.kind), lr.c_str(), o.train.batch,
                 o.train.batch * size_t(ranks), o.train.epochs, model->summary().c_str());
     std::fflush(stdout);
   }

@@ -79,6 +79,14 @@ Trainer::~Trainer() {
   if (csv_) std::fclose(csv_);
 }
 
+double scaled_learning_rate(double base, int ranks, bool linear, double warmup_epochs, size_t step,
+                            size_t steps_per_epoch) {
+  const double target = linear ? base * double(ranks) : base;
+  const double warmup_steps = warmup_epochs * double(steps_per_epoch);
+  if (!(warmup_steps > 0) || double(step) >= warmup_steps) return target;
+  return base + (target - base) * double(step) / warmup_steps;
+}
+
 void Trainer::step(const std::vector<size_t>& order, size_t lo, size_t len) {
   // This rank's part of the global batch order[lo, lo + len).
   const size_t r = size_t(rank_), p = size_t(ranks_);
@@ -223,6 +231,8 @@ const std::vector<LogRow>& Trainer::run() {
     nn::Rng(config_.seed * 1000003u + epoch).shuffle(order);
     for (size_t s = 0; s < steps_per_epoch && !stop; ++s) {
       const size_t lo = s * global, len = std::min(global, n - lo);
+      optimizer_.set_lr(float(scaled_learning_rate(config_.optimizer.lr, ranks_, config_.lr_linear_scaling,
+                                                   config_.lr_warmup_epochs, steps_, steps_per_epoch)));
       const double t0 = now();
       step(order, lo, len);
       const double dt = now() - t0;
@@ -279,7 +289,7 @@ void Trainer::write_csv_row(const LogRow& r) {
   else
     std::fprintf(csv_, ",");
   std::fprintf(csv_, "%s,%g,%zu,%zu,%zu,%zu,%.4f,%.4f,%.4f,%.4f,%.2f,%.6g,", nn::optimizer_name(config_.optimizer.kind),
-               double(config_.optimizer.lr), config_.batch, r.epoch, r.step, r.samples, r.wall_s, r.interval_s,
+               double(optimizer_.config().lr), config_.batch, r.epoch, r.step, r.samples, r.wall_s, r.interval_s,
                r.comm_s, r.interval_s > 0 ? r.comm_s / r.interval_s : 0.0, r.samples_per_s, r.train_loss);
   if (classify)
     std::fprintf(csv_, "%.6g,", r.train_accuracy);

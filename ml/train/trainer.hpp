@@ -38,6 +38,11 @@ struct TrainConfig {
   nn::OptimizerConfig optimizer;
   ExchangeConfig exchange;
   size_t warmup_epochs = 0;    ///< compressed modes: the first epochs exchange dense
+  /// Large-batch training (Goyal et al.): the learning rate times the number
+  /// of ranks (P ranks train on P times the batch), reached linearly over
+  /// the first lr_warmup_epochs (fractions allowed) from the base rate.
+  bool lr_linear_scaling = false;
+  double lr_warmup_epochs = 0;
   size_t eval_every = 0;       ///< steps between evaluations; 0: at the end of each epoch only
   bool eval_train = false;     ///< evaluate the whole training set too at each evaluation
   double target_accuracy = 0;  ///< Classify: record the training time at which test accuracy first reaches it
@@ -49,6 +54,12 @@ struct TrainConfig {
   bool progress = true;        ///< progress bar on rank 0's stderr
   bool verbose = true;         ///< epoch lines on rank 0's stdout
 };
+
+/// The learning rate of step `step` (counted from 0) of `steps_per_epoch`:
+/// `base`, or with linear scaling `base * ranks`, ramped linearly from
+/// `base` over the first `warmup_epochs`.
+double scaled_learning_rate(double base, int ranks, bool linear, double warmup_epochs, size_t step,
+                            size_t steps_per_epoch);
 
 struct Evaluation {
   double loss = 0;      ///< mean cross-entropy per sample, or mean squared error per value

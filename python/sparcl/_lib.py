@@ -113,8 +113,8 @@ SPARSE_UNSORTED = 1
 class Stats(ctypes.Structure):
     """sparcl_stats_t."""
     _fields_ = [("collectives", ctypes.c_uint64), ("messages_sent", ctypes.c_uint64),
-                ("bytes_sent", ctypes.c_uint64), ("messages_received", ctypes.c_uint64),
-                ("bytes_received", ctypes.c_uint64)]
+                ("bytes_sent", ctypes.c_uint64), ("bytes_sent_off_host", ctypes.c_uint64),
+                ("messages_received", ctypes.c_uint64), ("bytes_received", ctypes.c_uint64)]
 
 
 # int (*)(const void *send, void *recv, size_t bytes, void *ctx)

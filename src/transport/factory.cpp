@@ -4,6 +4,22 @@
 
 namespace sparcl {
 
+int uniform_ranks_per_host(const std::vector<int>& hosts, int size) {
+  if (int(hosts.size()) != size || size == 0) return size;
+  std::vector<int> count(size_t(size), 0);
+  for (int h : hosts) {
+    if (h < 0 || h >= size) return size;
+    ++count[size_t(h)];
+  }
+  int per_host = 0;
+  for (int c : count) {
+    if (c == 0) continue;
+    if (per_host && c != per_host) return size;
+    per_host = c;
+  }
+  return per_host;
+}
+
 const char* built_transports() {
   return "mpi"
 #if SPARCL_HAVE_OFI

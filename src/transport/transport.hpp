@@ -102,7 +102,19 @@ class Transport {
   // (sparcl_comm_abort), when peers may be dead or hung. The destructor that
   // follows waits for no peer beyond a short bound. Must not throw.
   virtual void abort() {}
+
+  // The host of each rank (ids 0, 1, ... in order of first appearance), as
+  // the ranks agreed at creation; empty: one host.
+  const std::vector<int>& hosts() const { return hosts_; }
+  void set_hosts(std::vector<int> hosts) { hosts_ = std::move(hosts); }
+
+ private:
+  std::vector<int> hosts_;
 };
+
+// Equal numbers of ranks on every host of `hosts`: that number; otherwise
+// (or for an empty map) `size`, all ranks counting as one host.
+int uniform_ranks_per_host(const std::vector<int>& hosts, int size);
 
 // A transport before it knows its peers. Creating a communicator opens an
 // endpoint on every rank, exchanges the addresses through the bootstrap and

@@ -6,6 +6,9 @@
 // dense algorithm's native collectives with many calls in flight. Ranks that
 // chose differently would fail with SPARCL_ERR_MISMATCH (the algorithm is in
 // every message header); results are checked exactly.
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <random>
@@ -152,6 +155,116 @@ TEST(AutoChoice, MeasuresEachCandidateThenKeepsTheFastest) {
     EXPECT_EQ(finalists, std::min(2, int(trials.size())));
     EXPECT_EQ(trials.count(int(kept)) ? trials[int(kept)] : 0, 5) << "kept an algorithm that was not a finalist";
   }
+}
+
+// SPARCL_TUNE_FILE: the choice one communicator's vote settled is stored by
+// rank 0, and a communicator made later (the next run) starts from it,
+// without trials, on every rank alike.
+std::string shared_temp_path(const char* name) {
+  char path[256] = {};
+  if (world_rank() == 0) std::snprintf(path, sizeof path, "/tmp/sparcl-%s-%d.tune", name, int(getpid()));
+  MPI_Bcast(path, sizeof path, MPI_CHAR, 0, MPI_COMM_WORLD);
+  return path;
+}
+
+std::string file_text(const std::string& path) {
+  std::string text;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    char chunk[4096];
+    size_t n;
+    while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) text.append(chunk, n);
+    std::fclose(f);
+  }
+  return text;
+}
+
+TEST(AutoChoice, TuneFileKeepsTheVoteForTheNextRun) {
+  if (world_size() == 1) GTEST_SKIP() << "auto measures with two ranks or more";
+  const AutoParams fixed(kSlowLink);
+  const std::string path = shared_temp_path("vote");
+  const ScopedEnv file("SPARCL_TUNE_FILE", path.c_str());
+  const int p = world_size(), r = world_rank();
+  const Case c{65536, 0.01, Pattern::Overlapping, true, 99};
+  const SparseVec<float> v = make_vector<float>(c, r, p);
+  const sparcl_sparse_t in = v.as_input();
+  std::vector<float> out(c.dim);
+  auto call = [&](sparcl_comm_t comm, sparcl_algorithm_t& algorithm, sparcl_choice_t& how) {
+    ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm), SPARCL_SUCCESS) << sparcl_comm_last_error(comm);
+    EXPECT_EQ(count_wrong<float>(c, p, out), 0u);
+    ASSERT_EQ(sparcl_comm_last_algorithm(comm, &algorithm), SPARCL_SUCCESS);
+    ASSERT_EQ(sparcl_comm_last_choice(comm, &how), SPARCL_SUCCESS);
+  };
+  sparcl_algorithm_t kept = SPARCL_ALGO_AUTO;
+  {
+    Comm comm(SPARCL_ALGO_AUTO);
+    ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();
+    for (int n = 0; n < 40 && kept == SPARCL_ALGO_AUTO; ++n) {
+      sparcl_algorithm_t algorithm;
+      sparcl_choice_t how;
+      ASSERT_NO_FATAL_FAILURE(call(comm.get(), algorithm, how));
+      ASSERT_NE(how, SPARCL_CHOSEN_FROM_TUNE_FILE) << "call " << n << ": the file was empty";
+      if (how == SPARCL_CHOSEN_BY_MEASUREMENT) kept = algorithm;
+    }
+    ASSERT_NE(kept, SPARCL_ALGO_AUTO) << "no vote in 40 calls";
+    if (r == 0) {
+      EXPECT_NE(std::string(sparcl_comm_auto_model(comm.get())).find("1 stored"), std::string::npos)
+          << sparcl_comm_auto_model(comm.get());
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  const std::string text = file_text(path);
+  EXPECT_EQ(text.rfind("sparcl-tune 1\n", 0), 0u) << text;
+  EXPECT_NE(text.find(std::string("algorithm=") + sparcl_algorithm_name(kept) + "\n"), std::string::npos) << text;
+  {
+    Comm comm(SPARCL_ALGO_AUTO);
+    ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();
+    std::vector<int> sequence;
+    for (int n = 0; n < 4; ++n) {
+      sparcl_algorithm_t algorithm;
+      sparcl_choice_t how;
+      ASSERT_NO_FATAL_FAILURE(call(comm.get(), algorithm, how));
+      sequence.push_back(int(algorithm) * 8 + int(how));
+      if (n == 0) continue;  // no density record yet: the model
+      EXPECT_EQ(how, SPARCL_CHOSEN_FROM_TUNE_FILE) << "call " << n;
+      EXPECT_EQ(algorithm, kept) << "call " << n;
+    }
+    EXPECT_TRUE(same_on_all_ranks(sequence.data(), sequence.size() * sizeof(int)));
+    EXPECT_NE(std::string(sparcl_comm_auto_model(comm.get())).find("1 choices for this machine"), std::string::npos)
+        << sparcl_comm_auto_model(comm.get());
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (r == 0) std::remove(path.c_str());
+}
+
+// A tuning file that the ranks read differently (here: each rank its own) is
+// not used, and the communicator says why; the calls measure as without one.
+TEST(AutoChoice, TuneFileReadDifferentlyIsNotUsed) {
+  if (world_size() == 1) GTEST_SKIP() << "needs two ranks";
+  const AutoParams fixed(kSlowLink);
+  const std::string path = shared_temp_path("differ") + "." + std::to_string(world_rank());
+  if (world_rank() == 0) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("sparcl-tune 1\n", f);
+    std::fclose(f);
+  }
+  const ScopedEnv file("SPARCL_TUNE_FILE", path.c_str());
+  Comm comm(SPARCL_ALGO_AUTO);
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();
+  const std::string model = sparcl_comm_auto_model(comm.get());
+  EXPECT_NE(model.find("read other contents than this rank"), std::string::npos) << model;
+  const Case c{4096, 0.05, Pattern::Overlapping, true, 5};
+  const SparseVec<float> v = make_vector<float>(c, world_rank(), world_size());
+  const sparcl_sparse_t in = v.as_input();
+  std::vector<float> out(c.dim);
+  for (int n = 0; n < 3; ++n) {
+    ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
+    EXPECT_EQ(count_wrong<float>(c, world_size(), out), 0u);
+    sparcl_choice_t how;
+    ASSERT_EQ(sparcl_comm_last_choice(comm.get(), &how), SPARCL_SUCCESS);
+    EXPECT_NE(how, SPARCL_CHOSEN_FROM_TUNE_FILE);
+  }
+  std::remove(path.c_str());
 }
 
 // Ranks that disagree on measuring are told when the communicator is made.

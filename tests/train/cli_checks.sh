@@ -43,6 +43,14 @@ if [[ -r $FMNIST/train-images-idx3-ubyte.gz ]]; then
     [[ $line == *"${want%|*}"* && $line == *"${want#*|}"* ]] && ok "epoch $e line sums its CSV rows" ||
       no "epoch $e line '$line', CSV rows sum to '$want'"
   done
+  # Linear learning-rate scaling: 2 ranks double sgd's 0.02, reached over the first epoch (the CSV
+  # logs the rate of each row's last step).
+  run_ok "cnn --lr-scaling linear" cnn-lr.txt --workload cnn --comm dense --epochs 2 --train-samples 256 \
+    --test-samples 64 --channels 4,8 --fc 64 --eval-every 4 --lr-scaling linear --lr-warmup-epochs 1 --csv cnn-lr.csv
+  grep -q "lr 0.02 x 2 ranks = 0.04 after 1 warm-up epochs" cnn-lr.txt && ok "lr scaling is announced" ||
+    no "lr scaling: $(grep ' lr ' cnn-lr.txt)"
+  awk -F, 'NR == 2 && !($7 > 0.02 && $7 < 0.04) { bad = 1 } END { if ($7 != 0.04) bad = 1; exit bad }' cnn-lr.csv &&
+    ok "lr ramps from 0.02 to 0.04" || no "lr column: $(cut -d, -f7 cnn-lr.csv | tr '\n' ' ')"
   # --opt=value as well as --opt value; the progress bar shows an ETA.
   if "$MPIEXEC" -np 2 "$TRAIN" --workload=cnn --comm=topk --density=0.05 --epochs=1 --train-samples=64 \
     --test-samples=32 --channels=4,8 --fc=64 --progress=on >eq.txt 2>eq.err; then ok "--opt=value"
@@ -100,6 +108,8 @@ expect_usage "needs --data" --workload autoencoder
 expect_usage "--bits" --workload cnn --comm topk-q --bits 3 --train-samples 16 --test-samples 16
 expect_usage "--density" --workload cnn --comm topk --density 0 --train-samples 16 --test-samples 16
 expect_usage "takes no value" --workload cnn --quiet=1
+expect_usage "--lr-scaling must be" --workload cnn --lr-scaling square
+expect_usage "needs --lr-scaling linear" --workload cnn --lr-warmup-epochs 2
 # Options are checked before anything is loaded: no model summary precedes the error.
 out=$(timeout 60 "$MPIEXEC" -np 2 "$TRAIN" --workload cnn --comm topk --density 2 2>&1)
 rc=$?

@@ -14,6 +14,7 @@
 #include "ml/nn/layers.hpp"
 #include "ml/nn/loss.hpp"
 #include "ml/nn/model.hpp"
+#include "ml/train/trainer.hpp"
 #include "ml/nn/optim.hpp"
 #include "ml/train/workloads.hpp"
 
@@ -356,4 +357,17 @@ TEST(Sequential, AutoencoderLayout) {
   const size_t b = sparcl::train::bottleneck_layer(*ae);
   EXPECT_EQ(ae->output_shape(b), (Shape{64, 1, 1}));
   EXPECT_EQ(ae->output_shape(), (Shape{22283, 1, 1}));
+}
+
+// Large-batch training: linear scaling of the learning rate with a warm-up.
+TEST(LearningRate, LinearScalingRampsOverTheWarmup) {
+  using sparcl::train::scaled_learning_rate;
+  EXPECT_DOUBLE_EQ(scaled_learning_rate(0.1, 8, false, 0, 5, 10), 0.1);
+  EXPECT_DOUBLE_EQ(scaled_learning_rate(0.1, 8, true, 0, 0, 10), 0.8);
+  // 2 warm-up epochs of 10 steps: 0.1 at step 0, halfway at step 10, 0.8 from step 20.
+  EXPECT_DOUBLE_EQ(scaled_learning_rate(0.1, 8, true, 2, 0, 10), 0.1);
+  EXPECT_DOUBLE_EQ(scaled_learning_rate(0.1, 8, true, 2, 10, 10), 0.45);
+  EXPECT_DOUBLE_EQ(scaled_learning_rate(0.1, 8, true, 2, 20, 10), 0.8);
+  EXPECT_DOUBLE_EQ(scaled_learning_rate(0.1, 8, true, 2, 99, 10), 0.8);
+  EXPECT_DOUBLE_EQ(scaled_learning_rate(0.1, 1, true, 2, 3, 10), 0.1);
 }

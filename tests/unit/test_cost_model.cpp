@@ -169,3 +169,22 @@ TEST(DensityClass, HalfOctavesExactly) {
 }
 
 }  // namespace
+
+// The node-aware algorithm: not a candidate with one host or one rank per
+// host (where it would be split_allgather); with 2 hosts of 4 ranks, a finite
+// prediction that grows with the density.
+TEST(CostModel, HierarchicalNeedsSeveralHostsOfSeveralRanks) {
+  for (int per_host : {1, 8}) {
+    Workload w = sparcl::independent_workload(8, 1 << 20, 4, 4, 0.01 * (1 << 20), false);
+    w.ranks_per_host = per_host;
+    EXPECT_TRUE(std::isinf(sparcl::predicted_seconds(SPARCL_ALGO_HIERARCHICAL, kTenGbit, w))) << per_host;
+  }
+  double before = 0;
+  for (double d : {0.001, 0.01, 0.1}) {
+    Workload w = sparcl::independent_workload(8, 1 << 20, 4, 4, d * (1 << 20), false);
+    w.ranks_per_host = 4;
+    const double t = sparcl::predicted_seconds(SPARCL_ALGO_HIERARCHICAL, kTenGbit, w);
+    EXPECT_TRUE(std::isfinite(t) && t > before) << d;
+    before = t;
+  }
+}

@@ -110,7 +110,7 @@ TYPED_TEST(WireTyped, SparseRoundTrip) {
   EXPECT_EQ(h.kind, uint8_t(sparcl::Kind::Allreduce));
   EXPECT_EQ(h.algorithm, SPARCL_ALGO_RING);
   EXPECT_EQ(h.reserved0, 0);
-  EXPECT_EQ(h.reserved1, 0);
+  EXPECT_EQ(h.choice_digest, 0);
   EXPECT_EQ(h.status, 0);
   // The magic reads "SPCL" in memory.
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf->data()), 4), "SPCL");
@@ -244,10 +244,13 @@ TYPED_TEST(WireTyped, BadMagicVersionAndFlags) {
   {
     Buffer b = copy(*good, good->size());
     WireHeader h = header_of(b);
-    h.version = 3;
+    h.version = 4;
     set_header(b, h);
     const std::string m = expect_error([&] { sparcl::read_header(b); }, SPARCL_ERR_MISMATCH);
-    EXPECT_NE(m.find("version 3"), std::string::npos) << m;
+    EXPECT_NE(m.find("version 4"), std::string::npos) << m;
+    h.version = 2;  // before the choice digest
+    set_header(b, h);
+    expect_error([&] { sparcl::read_header(b); }, SPARCL_ERR_MISMATCH);
     h.version = 1;  // sparcl 0.1's format
     set_header(b, h);
     expect_error([&] { sparcl::read_header(b); }, SPARCL_ERR_MISMATCH);
