@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// The collectives' C API: the allreduce and allgather calls (each started
+// The collectives' C API: the allreduce, reduce-scatter and allgather calls (each started
 // as a request through start.hpp; a blocking call waits for its own), and
 // what the algorithm table and auto tell. Every entry point catches
 // everything: no exception crosses it.
@@ -37,6 +37,19 @@ sparcl_status_t sparcl_allreduce_sparse(const sparcl_sparse_t* send, void* dense
                                         sparcl_comm_t comm) {
   return on_comm(comm,
                  [&](auto& lock) { run_to_end(start_sparse_call(comm, send, dense_recv, result, &dense_recv), lock); });
+}
+
+sparcl_status_t sparcl_ireduce_scatter_sparse(const sparcl_sparse_t* send, void* dense_recv, sparcl_result_t* result,
+                                              sparcl_comm_t comm, sparcl_request_t* request) {
+  return on_comm(comm,
+                 [&](auto&) { *request = start_reduce_scatter_sparse(comm, send, dense_recv, result, request); });
+}
+
+sparcl_status_t sparcl_reduce_scatter_sparse(const sparcl_sparse_t* send, void* dense_recv, sparcl_result_t* result,
+                                             sparcl_comm_t comm) {
+  return on_comm(comm, [&](auto& lock) {
+    run_to_end(start_reduce_scatter_sparse(comm, send, dense_recv, result, &dense_recv), lock);
+  });
 }
 
 sparcl_status_t sparcl_iallgather_sparse(const sparcl_sparse_t* send, sparcl_result_t* results,

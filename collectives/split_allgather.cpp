@@ -8,8 +8,9 @@
 //   they filled in).
 //   DSAR_Split_allgather: each owner densifies its range first (dense result).
 // Destinations are rotated by rank (rank r sends first to r+1) so that no
-// owner is hit by everyone at once.
-#include "collective.hpp"
+// owner is hit by everyone at once. The ranges are equal, or cut at given
+// boundaries (the balanced partition, partition.hpp).
+#include "partition.hpp"
 
 namespace sparcl {
 namespace {
@@ -19,8 +20,9 @@ class SplitAllgather final : public AllreduceOp<V, I> {
   using Base = AllreduceOp<V, I>;
 
  public:
-  SplitAllgather(Transport& t, const Identity& id, const View<V, I>& input, bool dense_result)
-      : Base(t, id, input), dense_result_(dense_result) {}
+  SplitAllgather(Transport& t, const Identity& id, const View<V, I>& input, bool dense_result,
+                 std::vector<uint64_t> bounds = {})
+      : Base(t, id, input), dense_result_(dense_result), bounds_(std::move(bounds)) {}
 
  protected:
   int rounds() const override { return this->size() == 1 ? 0 : 2; }
@@ -64,11 +66,10 @@ class SplitAllgather final : public AllreduceOp<V, I> {
   }
 
  private:
-  Range range(int owner) const {
-    return split_range(this->whole(), uint64_t(this->size()), uint64_t(owner));
-  }
+  Range range(int owner) const { return owner_range(bounds_, this->whole(), this->size(), owner); }
 
   bool dense_result_;
+  std::vector<uint64_t> bounds_;  // P + 1 boundaries; empty: equal ranges
   Held<V, I> reduced_;
   std::vector<Held<V, I>> gathered_;
 };
@@ -87,7 +88,16 @@ std::unique_ptr<AllreduceOp<V, I>> make_split_dense(Transport& t, const Identity
   return std::make_unique<SplitAllgather<V, I>>(t, id, input, true);
 }
 
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_split_over(Transport& t, const Identity& id, const View<V, I>& input,
+                                                   bool dense_result, std::vector<uint64_t> bounds) {
+  return std::make_unique<SplitAllgather<V, I>>(t, id, input, dense_result, std::move(bounds));
+}
+
 #define SPARCL_INSTANTIATE(V, I)                                                                    \
+  template std::unique_ptr<AllreduceOp<V, I>> make_split_over(Transport&, const Identity&,        \
+                                                              const View<V, I>&, bool,            \
+                                                              std::vector<uint64_t>);             \
   template std::unique_ptr<AllreduceOp<V, I>> make_split_allgather(Transport&, const Identity&,   \
                                                                    const View<V, I>&, NativeSlot); \
   template std::unique_ptr<AllreduceOp<V, I>> make_split_dense(Transport&, const Identity&,       \

@@ -15,6 +15,9 @@ namespace {
 
 const DeviceStaging* registered_staging = nullptr;
 
+// The algorithms that config.partition applies to.
+bool split_algorithm(sparcl_algorithm_t a) { return a == SPARCL_ALGO_SPLIT_ALLGATHER || a == SPARCL_ALGO_SPLIT_DENSE; }
+
 // The place of an allreduce of `dim` values of `value_type` running
 // `algorithm` in auto's records (empty unless it is auto), or, for the dense
 // algorithm, in the order of native collectives.
@@ -42,6 +45,8 @@ sparcl_result* new_result(const Held<V, I>& h) {
     return new_result(Held<V, I>::of_stream(to_sparse_stream(h.view)));
   auto r = std::make_unique<sparcl_result>();
   r->dim = h.view.range.size();
+  r->begin = h.view.range.begin;
+  r->end = h.view.range.end;
   r->value_type = sparcl_datatype_t(value_type_code<V>());
   r->index_type = sizeof(I) == 4 ? SPARCL_INDEX_U32 : SPARCL_INDEX_U64;
   r->dense = h.view.dense;
@@ -128,7 +133,22 @@ CallStart CallStart::allreduce_with(sparcl_comm* comm, sparcl_algorithm_t algori
   CallStart call(comm, id);
   call.algorithm_ = algorithm;
   // Out of memory for auto's records fails the call on every rank too.
-  call.check([&] { call.ticket_ = auto_ticket(comm, algorithm, dim, value_type); });
+  call.check([&] {
+    call.ticket_ = auto_ticket(comm, algorithm, dim, value_type);
+    if (comm->config().partition == SPARCL_PARTITION_BALANCED && split_algorithm(algorithm))
+      call.partition_ = collectives_of(comm).partitions.take(Kind::Allreduce, dim);
+  });
+  return call;
+}
+
+CallStart CallStart::reduce_scatter(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {
+  const sparcl_partition_t partition = comm->config().partition;
+  CallStart call(comm, comm->next_identity(Kind::ReduceScatter, uint8_t(partition), dim, value_type,
+                                           index_width_for(dim)));
+  call.check([&] {
+    if (partition == SPARCL_PARTITION_BALANCED)
+      call.partition_ = collectives_of(comm).partitions.take(Kind::ReduceScatter, dim);
+  });
   return call;
 }
 
@@ -159,6 +179,7 @@ void CallStart::fail(sparcl_status_t status, const std::string& message) {
   if (failed_) return;
   failed_ = true;
   ticket_.fail();
+  partition_.fail();
   send_abort_notices(comm_->transport(), id_, status, message);
 }
 
@@ -172,7 +193,17 @@ template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> CallStart::make_allreduce_op(const View<V, I>& input) {
   if (algorithm_ == SPARCL_ALGO_AUTO)
     return make_auto_allreduce<V, I>(comm_->transport(), id_, input, auto_state_of(comm_), std::move(ticket_));
+  const sparcl_partition_t partition = comm_->config().partition;
+  if (partition != SPARCL_PARTITION_EQUAL && split_algorithm(algorithm_))
+    return make_split_partitioned<V, I>(comm_->transport(), id_, input, algorithm_ == SPARCL_ALGO_SPLIT_DENSE,
+                                        PartitionKind(partition), std::move(partition_));
   return make_allreduce<V, I>(algorithm_, comm_->transport(), id_, input, std::move(ticket_.native));
+}
+
+template <class V, class I>
+std::unique_ptr<ReduceScatterOp<V, I>> CallStart::make_reduce_scatter_op(const View<V, I>& input) {
+  return std::make_unique<ReduceScatterOp<V, I>>(comm_->transport(), id_, input,
+                                                 PartitionKind(comm_->config().partition), std::move(partition_));
 }
 
 // ------------------------------------------------------------------ starts --
@@ -222,6 +253,52 @@ sparcl_request* start_allreduce_sparse_on_host(CallStart call, const sparcl_spar
         else
           *result = new_result(reduce->pieces(), Range{0, dim});
         record_algorithm(comm, *reduce);
+      };
+      request->op = std::move(op);
+      request->keep = in;
+    });
+  });
+  return call.submit(std::move(request));
+}
+
+sparcl_request* start_reduce_scatter_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, void* dense_recv,
+                                            sparcl_result_t* result, const void* request_slot) {
+  if (result) *result = nullptr;
+  const uint64_t dim = send ? send->dim : 0;
+  const uint8_t vt = send ? uint8_t(raw(send->value_type)) : 0;
+  CallStart call = CallStart::reduce_scatter(comm, dim, vt);
+  call.check([&] {
+    require(request_slot != nullptr, SPARCL_ERR_INVALID_ARG, "request is NULL");
+    check_sparse_header(send);
+    require((dense_recv != nullptr) != (result != nullptr), SPARCL_ERR_INVALID_ARG,
+            "pass exactly one of dense_recv and result");
+    if (dense_recv && comm->config().partition != SPARCL_PARTITION_EQUAL)
+      fail(SPARCL_ERR_UNSUPPORTED, std::string("sparcl_reduce_scatter_sparse with a dense output and the ") +
+                                       partition_name(comm->config().partition) +
+                                       " partition (a dense output needs equal ranges; pass a result instead)");
+    if (const DeviceStaging* staging = device_staging()) {
+      staging->require_host_buffers(send->indices, send->values, "sparcl_reduce_scatter_sparse");
+      staging->require_host_buffers(dense_recv, nullptr, "sparcl_reduce_scatter_sparse");
+    }
+  });
+  std::unique_ptr<sparcl_request> request;
+  call.check([&] {
+    request = std::make_unique<sparcl_request>();
+    dispatch_types(vt, dim, [&](auto v, auto i) {
+      using V = typename decltype(v)::type;
+      using I = typename decltype(i)::type;
+      auto in = std::make_shared<Input<V, I>>();
+      make_input(*send, *in);
+      auto op = call.make_reduce_scatter_op<V, I>(in->view);
+      const ReduceScatterOp<V, I>* scatter = op.get();
+      request->deliver = [scatter, dense_recv, result, dim] {
+        const View<V, I>& part = scatter->part().view;
+        if (dense_recv) {
+          write_dense(part, static_cast<V*>(dense_recv));
+          return;
+        }
+        *result = new_result(scatter->part());
+        (*result)->dim = dim;
       };
       request->op = std::move(op);
       request->keep = in;
@@ -356,8 +433,9 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
   return call.submit(std::move(request));
 }
 
-#define SPARCL_INSTANTIATE(V, I) \
-  template std::unique_ptr<AllreduceOp<V, I>> CallStart::make_allreduce_op<V, I>(const View<V, I>&);
+#define SPARCL_INSTANTIATE(V, I)                                                                  \
+  template std::unique_ptr<AllreduceOp<V, I>> CallStart::make_allreduce_op<V, I>(const View<V, I>&); \
+  template std::unique_ptr<ReduceScatterOp<V, I>> CallStart::make_reduce_scatter_op<V, I>(const View<V, I>&);
 SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
 
 }  // namespace sparcl

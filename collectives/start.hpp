@@ -25,6 +25,7 @@
 
 #include "auto.hpp"
 #include "collective.hpp"
+#include "partition.hpp"
 #include "src/comm.hpp"
 #include "src/guard.hpp"
 #include "src/request.hpp"
@@ -57,6 +58,9 @@ class CallStart {
   // own algorithm code, so that ranks that select locally fail with
   // SPARCL_ERR_MISMATCH instead of pairing with it.
   static CallStart global_select(sparcl_comm* comm, uint64_t dim, const CompressedCall& compressed);
+  // A reduce-scatter under the communicator's partition (the identity's
+  // algorithm field holds it).
+  static CallStart reduce_scatter(sparcl_comm* comm, uint64_t dim, uint8_t value_type);
   // sparcl_allreduce() of count 0, or of an op or type without a sparse path
   // (`sparse_op`: SUM of float32 or float64, for count 0).
   static CallStart pass_through(sparcl_comm* comm, uint64_t count, uint8_t value_type, int reduction, bool sparse_op);
@@ -97,6 +101,10 @@ class CallStart {
   // algorithm's; it takes the call's places.
   template <class V, class I>
   std::unique_ptr<AllreduceOp<V, I>> make_allreduce_op(const View<V, I>& input);
+  // The operation of the reduce-scatter of `input`; it takes the call's
+  // place among balanced calls.
+  template <class V, class I>
+  std::unique_ptr<ReduceScatterOp<V, I>> make_reduce_scatter_op(const View<V, I>& input);
 
   // Puts the call's request in flight; out of memory there fails the call
   // on every rank too (the request is freed).
@@ -108,6 +116,9 @@ class CallStart {
   Identity id_;
   sparcl_algorithm_t algorithm_ = SPARCL_ALGO_AUTO;  // allreduces only
   AutoTicket ticket_;  // allreduces only
+  // Balanced partitions: the call's place among those of its collective and
+  // dim, taken at the start like the sequence number.
+  PartitionTicket partition_;
   bool failed_ = false;
 };
 
@@ -118,6 +129,7 @@ struct CommCollectives {
   sparcl_algorithm_t last_algorithm = SPARCL_ALGO_AUTO;  // of the latest allreduce that succeeded
   sparcl_choice_t last_choice = SPARCL_CHOSEN_BY_CONFIG;  // and how it was chosen
   std::string auto_model_text;                           // sparcl_comm_auto_model()'s storage
+  PartitionHistory partitions;                           // the latest balanced call of each dim
 };
 CommCollectives& collectives_of(sparcl_comm* comm);
 // Auto's state of `comm`, made at first use.
@@ -135,6 +147,8 @@ sparcl_request* start_allreduce_sparse(CallStart call, const sparcl_sparse_t* se
 sparcl_request* start_allreduce_sparse_on_host(CallStart call, const sparcl_sparse_t* send, void* dense_recv,
                                                sparcl_result_t* result, const void* request_slot,
                                                const CompressedCall* compressed);
+sparcl_request* start_reduce_scatter_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, void* dense_recv,
+                                            sparcl_result_t* result, const void* request_slot);
 sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t* send, sparcl_result_t* results,
                                        sparcl_result_t* merged, const void* request_slot);
 sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* recvbuf, size_t count,

@@ -346,6 +346,12 @@ sparcl_status_t sparcl_result_free(sparcl_result_t result) {
 }
 
 uint64_t sparcl_result_dim(sparcl_result_t r) { return r ? r->dim : 0; }
+sparcl_status_t sparcl_result_range(sparcl_result_t r, uint64_t* begin, uint64_t* end) {
+  if (!r || !begin || !end) return record(nullptr, SPARCL_ERR_INVALID_ARG, "result, begin or end is NULL");
+  *begin = r->begin;
+  *end = r->end;
+  return SPARCL_SUCCESS;
+}
 int sparcl_result_is_dense(sparcl_result_t r) { return r && r->dense ? 1 : 0; }
 size_t sparcl_result_nnz(sparcl_result_t r) { return r ? r->nnz : 0; }
 sparcl_datatype_t sparcl_result_value_type(sparcl_result_t r) { return r ? r->value_type : SPARCL_FLOAT32; }
@@ -359,7 +365,7 @@ sparcl_status_t sparcl_result_to_dense(sparcl_result_t r, void* dense) {
     dispatch_types(uint8_t(r->value_type), r->dim, [&](auto v, auto i) {
       using V = typename decltype(v)::type;
       using I = typename decltype(i)::type;
-      View<V, I> view{Range{0, r->dim}, r->dense, r->nnz, static_cast<const I*>(r->indices),
+      View<V, I> view{Range{r->begin, r->end}, r->dense, r->nnz, static_cast<const I*>(r->indices),
                       static_cast<const V*>(r->values)};
       write_dense(view, static_cast<V*>(dense));
     });

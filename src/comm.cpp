@@ -153,6 +153,8 @@ sparcl_stats_t sparcl_comm::stats() const {
   st.messages_sent = traffic_.messages;
   st.bytes_sent = traffic_.bytes;
   st.bytes_sent_off_host = traffic_.off_host_bytes;
+  st.messages_received = traffic_.messages_received;
+  st.bytes_received = traffic_.bytes_received;
   return st;
 }
 

@@ -171,6 +171,7 @@ struct sparcl_request {
 
 struct sparcl_result {
   uint64_t dim = 0;
+  uint64_t begin = 0, end = 0;  // the index range it covers (dense: end - begin values)
   bool dense = false;
   sparcl_datatype_t value_type = SPARCL_FLOAT32;
   sparcl_index_type_t index_type = SPARCL_INDEX_U32;

@@ -75,6 +75,7 @@ struct SharedConfig {
   int32_t checksum;
   int32_t auto_tune;
   int32_t progress_thread;
+  int32_t partition;
   uint64_t ordinal_candidate;
   char ofi_provider[52];
   char auto_params[96];
@@ -144,6 +145,7 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
   mine.checksum = cfg.checksum ? 1 : 0;
   mine.auto_tune = cfg.auto_tune ? 1 : 0;
   mine.progress_thread = cfg.progress_thread ? 1 : 0;
+  mine.partition = cfg.partition;
   mine.ordinal_candidate = communicators_created.fetch_add(1);
   std::strncpy(mine.ofi_provider, cfg.ofi_provider.c_str(), sizeof mine.ofi_provider - 1);
   std::strncpy(mine.auto_params, cfg.auto_params.c_str(), sizeof mine.auto_params - 1);
@@ -191,6 +193,9 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
     if (theirs.encoding != mine.encoding)
       fail(SPARCL_ERR_MISMATCH, who + " configured value encoding " + encoding_name(sparcl_value_encoding_t(theirs.encoding)) +
                                     ", this rank " + encoding_name(cfg.encoding) + " (check SPARCL_ENCODING on every rank)");
+    if (theirs.partition != mine.partition)
+      fail(SPARCL_ERR_MISMATCH, who + " configured partition " + partition_name(sparcl_partition_t(theirs.partition)) +
+                                    ", this rank " + partition_name(cfg.partition) + " (check SPARCL_PARTITION on every rank)");
     if (theirs.quantization_bucket != mine.quantization_bucket && codec::qsgd_bits(codec::ValueCodec(cfg.encoding)))
       fail(SPARCL_ERR_MISMATCH, who + " configured a QSGD bucket of " + std::to_string(theirs.quantization_bucket) +
                                     " values, this rank " + std::to_string(mine.quantization_bucket) +

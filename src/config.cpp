@@ -107,6 +107,21 @@ uint32_t parse_quantization_bucket(const std::string& text) {
   return uint32_t(v);
 }
 
+sparcl_partition_t parse_partition(const std::string& text) {
+  for (int k = SPARCL_PARTITION_EQUAL; k <= SPARCL_PARTITION_HASHED; ++k)
+    if (text == partition_name(sparcl_partition_t(k))) return sparcl_partition_t(k);
+  fail(SPARCL_ERR_INVALID_ARG, "unknown partition '" + text + "' (expected equal, balanced or hashed)");
+}
+
+const char* partition_name(sparcl_partition_t partition) {
+  switch (partition) {
+    case SPARCL_PARTITION_EQUAL: return "equal";
+    case SPARCL_PARTITION_BALANCED: return "balanced";
+    case SPARCL_PARTITION_HASHED: return "hashed";
+  }
+  return "unknown";
+}
+
 Config resolve_config(const sparcl_config_t* user) {
   Config c;
   if (user) {
@@ -146,6 +161,11 @@ Config resolve_config(const sparcl_config_t* user) {
       if (user->checksum != 0 && user->checksum != 1) fail(SPARCL_ERR_INVALID_ARG, "config.checksum must be 0 or 1");
       c.checksum = user->checksum == 1;
     }
+    if (has(offsetof(sparcl_config_t, partition), sizeof(int))) {
+      if (raw(user->partition) < SPARCL_PARTITION_EQUAL || raw(user->partition) > SPARCL_PARTITION_HASHED)
+        fail(SPARCL_ERR_INVALID_ARG, "config.partition is not a sparcl_partition_t");
+      c.partition = user->partition;
+    }
   }
   env_value("SPARCL_ALGORITHM", c.algorithm, algorithm_catalog().parse);
   env_value("SPARCL_TIMEOUT_MS", c.timeout_ms, parse_timeout_ms);
@@ -154,6 +174,7 @@ Config resolve_config(const sparcl_config_t* user) {
   env_value("SPARCL_ENCODING", c.encoding, parse_encoding);
   env_value("SPARCL_QSGD_BUCKET", c.quantization_bucket, parse_quantization_bucket);
   env_flag("SPARCL_CHECKSUM", c.checksum);
+  env_value("SPARCL_PARTITION", c.partition, parse_partition);
   env_flag("SPARCL_AUTO_TUNE", c.auto_tune);
   env_flag("SPARCL_INDEX_CODING", c.index_coding);
   if (const char* v = std::getenv("SPARCL_AUTO_PARAMS")) {

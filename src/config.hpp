@@ -20,6 +20,7 @@ struct Config {
   sparcl_value_encoding_t encoding = SPARCL_VALUES_RAW;  // of float32 vectors on the wire
   uint32_t quantization_bucket = 512;                     // QSGD values per scale
   bool checksum = false;                                  // CRC32C over every message
+  sparcl_partition_t partition = SPARCL_PARTITION_EQUAL;  // owner ranges of the split algorithms
   std::string auto_params;  // SPARCL_AUTO_PARAMS: the cost model's parameters ("" = calibrate)
   bool auto_tune = true;    // SPARCL_AUTO_TUNE: auto measures its candidates
   std::string tune_file;    // SPARCL_TUNE_FILE: auto's decisions kept across runs ("" = none)
@@ -49,6 +50,8 @@ int64_t parse_timeout_ms(const std::string& text);
 sparcl_value_encoding_t parse_encoding(const std::string& text);
 const char* encoding_name(sparcl_value_encoding_t encoding);
 uint32_t parse_quantization_bucket(const std::string& text);
+sparcl_partition_t parse_partition(const std::string& text);
+const char* partition_name(sparcl_partition_t partition);
 
 // The time `timeout_ms` from now: never (time_point::max()) for 0, which
 // waits forever, and for a timeout beyond the clock's range.

@@ -116,6 +116,9 @@ void Operation::start_round() {
     traffic_->messages += io.awaited_messages;
     traffic_->bytes += io.awaited_bytes;
     if (several_hosts) traffic_->off_host_bytes += io.awaited_bytes;  // the transport's own: where to, unknown
+    // A transport's own collective receives about what it sends.
+    traffic_->messages_received += io.awaited_messages;
+    traffic_->bytes_received += io.awaited_bytes;
   }
   pending_recvs_ = io.recvs.size() + awaits_.size();
   round_posted_ = true;
@@ -145,6 +148,10 @@ bool Operation::step() {
       Received& r = received_[i];
       r.buffer = std::make_shared<Buffer>(recvs_[i]->take());
       recvs_[i].reset();
+      if (traffic_) {
+        ++traffic_->messages_received;
+        traffic_->bytes_received += r.buffer->size();
+      }
       --pending_recvs_;
       moved = true;
       // With checksums, corruption is reported as such before any field is trusted.

@@ -63,6 +63,8 @@ struct Traffic {
   uint64_t messages = 0;
   uint64_t bytes = 0;
   uint64_t off_host_bytes = 0;  // of `bytes`, to ranks on other hosts (Transport::hosts())
+  uint64_t messages_received = 0;
+  uint64_t bytes_received = 0;
 };
 
 class Operation {

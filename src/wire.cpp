@@ -10,6 +10,7 @@ const char* kind_name(uint8_t k) {
   switch (k) {
     case uint8_t(Kind::Allreduce): return "allreduce";
     case uint8_t(Kind::Allgather): return "allgather";
+    case uint8_t(Kind::ReduceScatter): return "reduce-scatter";
     default: return "unknown collective";
   }
 }
@@ -196,7 +197,8 @@ void check_identity(const WireHeader& h, const Identity& id, uint16_t step, int 
     fail(SPARCL_ERR_MISMATCH, who + " chose the algorithm from other records than this rank (auto, after a collective "
                                     "that failed on some ranks only); every rank has now reset them, and the next "
                                     "collective is exact");
-  if (h.algorithm != id.algorithm) mismatch("algorithm", h.algorithm, id.algorithm);
+  if (h.algorithm != id.algorithm)
+    mismatch(id.kind == Kind::ReduceScatter ? "partition" : "algorithm", h.algorithm, id.algorithm);
   if (!(h.flags & kFlagAbort) && h.bucket != id.bucket) mismatch("QSGD bucket size", h.bucket, id.bucket);
   if (bool(h.flags & kFlagChecksum) != id.checksum)
     fail(SPARCL_ERR_MISMATCH, who + (id.checksum ? " sends no checksums, this rank expects them"

@@ -40,7 +40,8 @@ enum WireFlags : uint8_t { kFlagDense = 1, kFlagAbort = 2, kFlagChecksum = 4 };
 // (4-byte indices only, where it is smaller) in the index codec of
 // src/codec (gaps as varints, or a bitmap), after their byte count.
 enum IndexCodingCode : uint8_t { kIndicesPlain = 0, kIndicesCoded = 1 };
-enum class Kind : uint8_t { Allreduce = 1, Allgather = 2 };
+// The reduce-scatter's algorithm field holds its sparcl_partition_t.
+enum class Kind : uint8_t { Allreduce = 1, Allgather = 2, ReduceScatter = 3 };
 // Value encodings: the codecs of ml/compress (same codes as sparcl_value_encoding_t).
 using Encoding = codec::ValueCodec;
 

@@ -45,6 +45,8 @@ struct Options {
   std::vector<std::string> transports{"mpi"};
   std::vector<Output> outputs{Output::Sparse};
   std::vector<std::string> encodings{"raw"};  // -v: value encodings on the wire
+  std::vector<std::string> partitions{"equal"};  // --partition: config.partition, one communicator each
+  bool reduce_scatter = false;                   // --collective reduce_scatter
   std::string compress;                      // --compress METHOD: time sparcl_allreduce_compressed
   std::string trace;                         // --trace PATH: replay PATH.<rank> of sparcl-train --record-trace
   long long trace_step = -1;                 // --trace-step: the recorded step replayed (-1: the last)
@@ -126,6 +128,11 @@ void usage(FILE* f) {
       "  --output LIST          sparcl output that is timed: sparse (result object, default) and/or dense\n"
       "                         (a dense receive buffer)\n"
       "  --baselines LIST       allreduce,allgather (default), or none\n"
+      "  --collective C         allreduce (default) or reduce_scatter: sparcl_reduce_scatter_sparse (each\n"
+      "                         rank gets the sum over its range; the allreduce baseline becomes\n"
+      "                         MPI_Reduce_scatter, x_bytes compares with a dense ring reduce-scatter)\n"
+      "  --partition LIST       equal (default), balanced, hashed, or all: config.partition (owner ranges of\n"
+      "                         split_allgather, split_dense and the reduce-scatter), one communicator each\n"
       "  -o, --op sum           the reduction (sum is the only one; accepted for nccl-tests habits)\n"
       "  -g, --ngpus 1          processes use host memory, one rank each (accepted for nccl-tests habits)\n"
       "  --compress METHOD      time sparcl_allreduce_compressed of a dense N(0,1) gradient per rank instead:\n"
@@ -308,6 +315,23 @@ Options parse(int argc, char** argv, bool& help, bool& list) {
         if (std::find(o.outputs.begin(), o.outputs.end(), out) == o.outputs.end()) o.outputs.push_back(out);
       }
       if (o.outputs.empty()) bad("--output: nothing given");
+    } else if (a == "--collective") {
+      const std::string c = value();
+      if (c != "allreduce" && c != "reduce_scatter") bad("--collective: '" + c + "' is not allreduce or reduce_scatter");
+      o.reduce_scatter = c == "reduce_scatter";
+    } else if (a == "--partition") {
+      o.partitions.clear();
+      for (const auto& s : split(value())) {
+        const std::vector<std::string> names =
+            s == "all" ? std::vector<std::string>{"equal", "balanced", "hashed"} : std::vector<std::string>{s};
+        for (const auto& name : names) {
+          if (name != "equal" && name != "balanced" && name != "hashed")
+            bad("--partition: '" + name + "' is not equal, balanced, hashed or all");
+          if (std::find(o.partitions.begin(), o.partitions.end(), name) == o.partitions.end())
+            o.partitions.push_back(name);
+        }
+      }
+      if (o.partitions.empty()) bad("--partition: nothing given");
     } else if (a == "--baselines") {
       o.base_allreduce = o.base_allgather = false;
       for (const auto& s : split(value())) {
@@ -683,6 +707,7 @@ struct Method {
   Output output = Output::Dense;
   sparcl_comm_t comm = nullptr;
   std::string encoding = "raw";  // values on the wire
+  std::string partition = "equal";
 };
 
 // Timed iterations at `n` elements: -n at 1M and above, up to 10x that below.
@@ -702,6 +727,7 @@ struct Row {
   double algbw = 0, busbw = 0, wire_bytes = 0, wire_msgs = 0, wirebw = 0;
   double dense_bytes = 0, x_bytes = NAN;  // a dense ring allreduce's bytes per rank, and that / wire_bytes
   double off_host_bytes = 0;              // of wire_bytes, to ranks on other hosts (sparcl_stats_t)
+  double rx_avg = NAN, rx_max = NAN, balance = NAN;  // sparcl: bytes received per rank per call, mean and max over ranks
   double x_allreduce = NAN, x_allgather = NAN;
   long long wrong = -1;  // -1: not checked
   std::string chosen;    // sparcl rows: the algorithm(s) that ran (what auto chose), e.g. "ring" or "ring:4,allgather:1"
@@ -724,7 +750,8 @@ std::string opt_cell(double x, const char* f) { return std::isnan(x) ? std::stri
 const char* kCsvHeader =
     "ranks,transport,encoding,dtype,dist,overlap,elements,bytes,density,nnz_rank,result_nnz,algorithm,output,"
     "result_form,iters,time_avg_us,time_min_us,time_max_us,algbw_GBps,busbw_GBps,wire_bytes,wire_msgs,wire_source,"
-    "wirebw_GBps,speedup_vs_allreduce,speedup_vs_allgather,wrong,error,dense_ring_bytes,x_bytes,chosen,tuning_calls,off_host_bytes";
+    "wirebw_GBps,speedup_vs_allreduce,speedup_vs_allgather,wrong,error,dense_ring_bytes,x_bytes,chosen,tuning_calls,off_host_bytes,"
+    "collective,rx_bytes_avg,rx_bytes_max,balance";
 
 std::string csv_row(const Run& r, const Row& w, size_t value_bytes) {
   std::string s =
@@ -737,7 +764,9 @@ std::string csv_row(const Run& r, const Row& w, size_t value_bytes) {
   s += opt_cell(w.x_allreduce, "%.4f") + "," + opt_cell(w.x_allgather, "%.4f") + "," +
        (w.wrong < 0 ? std::string() : std::to_string(w.wrong)) + "," + csv_field(w.error) + "," +
        fmt("%.0f", w.dense_bytes) + "," + opt_cell(w.x_bytes, "%.2f") + "," + csv_field(w.chosen) +
-       "," + std::to_string(w.tuning_calls) + "," + fmt("%.0f", w.off_host_bytes);
+       "," + std::to_string(w.tuning_calls) + "," + fmt("%.0f", w.off_host_bytes) + "," +
+       (r.opt.reduce_scatter ? "reduce_scatter" : "allreduce") + "," + opt_cell(w.rx_avg, "%.0f") + "," +
+       opt_cell(w.rx_max, "%.0f") + "," + opt_cell(w.balance, "%.3f");
   return s;
 }
 
@@ -856,6 +885,44 @@ long long count_wrong_result(sparcl_result_t res, const std::vector<T>& expect, 
   return wrong;
 }
 
+// A reduce-scatter's dense output: `length` values of the range starting at index `first`.
+template <class T>
+long long count_wrong_range(const T* out, const std::vector<T>& expect, uint64_t first, uint64_t length,
+                            const Tolerance& tol) {
+  long long wrong = 0;
+  for (uint64_t i = 0; i < length; ++i) wrong += !tol.ok(double(out[i]), double(expect[first + i]));
+  return wrong;
+}
+
+// A reduce-scatter's result: its entries, and every index of its range that
+// it does not hold must be 0 in the sum (ranges of the hashed partition
+// cover all of [0, n): only the entries are checked there).
+template <class T>
+long long count_wrong_part(sparcl_result_t res, const std::vector<T>& expect, const Tolerance& tol) {
+  const uint64_t n = expect.size();
+  uint64_t begin = 0, end = 0;
+  if (!res || sparcl_result_range(res, &begin, &end) != SPARCL_SUCCESS || end > n) return (long long)n;
+  const T* val = static_cast<const T*>(sparcl_result_values(res));
+  const size_t nnz = sparcl_result_nnz(res);
+  long long wrong = 0;
+  if (sparcl_result_is_dense(res)) {
+    for (uint64_t i = begin; i < end; ++i) wrong += !tol.ok(double(val[i - begin]), double(expect[i]));
+    return wrong;
+  }
+  const uint32_t* idx = static_cast<const uint32_t*>(sparcl_result_indices(res));
+  const bool whole = begin == 0 && end == n;  // hashed (or one rank)
+  size_t p = 0;
+  for (uint64_t i = begin; i < end && p <= nnz; ++i) {
+    if (p < nnz && idx[p] == i) {
+      wrong += !tol.ok(double(val[p++]), double(expect[i]));
+    } else if (!whole) {
+      wrong += !tol.ok(0.0, double(expect[i]));
+    }
+  }
+  wrong += (long long)(nnz - p);
+  return wrong;
+}
+
 template <class T>
 uint64_t nonzeros(const T* x, uint64_t n) {
   uint64_t c = 0;
@@ -918,14 +985,15 @@ void report_point(Run& r, const PointData& d) {
   for (size_t mi = 0; mi < nm; ++mi) {
     const Method& m = r.methods[mi];
     const bool counted = m.kind == Kind::Sparcl || m.kind == Kind::Compressed;
-    double mine[4] = {stat_of(d.times[mi], o.median), 0, 0, 0};
+    double mine[5] = {stat_of(d.times[mi], o.median), 0, 0, 0, 0};
     if (counted && d.stats[mi].collectives) {
       mine[1] = double(d.stats[mi].bytes_sent) / double(d.stats[mi].collectives);
       mine[2] = double(d.stats[mi].messages_sent) / double(d.stats[mi].collectives);
       mine[3] = double(d.stats[mi].bytes_sent_off_host) / double(d.stats[mi].collectives);
+      mine[4] = double(d.stats[mi].bytes_received) / double(d.stats[mi].collectives);
     }
-    std::vector<double> all(size_t(4 * r.ranks));
-    MPI_Gather(mine, 4, MPI_DOUBLE, all.data(), 4, MPI_DOUBLE, 0, r.world);
+    std::vector<double> all(size_t(5 * r.ranks));
+    MPI_Gather(mine, 5, MPI_DOUBLE, all.data(), 5, MPI_DOUBLE, 0, r.world);
     Row& w = rows[mi];
     w.elements = d.n;
     w.iters = d.iters;
@@ -933,6 +1001,7 @@ void report_point(Run& r, const PointData& d) {
     w.nnz_rank = d.k;
     w.result_nnz = d.result_nnz;
     w.algorithm = m.kind == Kind::Compressed ? o.compress + "/" + m.name : m.name;
+    if (m.partition != "equal") w.algorithm += "/" + m.partition;
     w.transport = m.transport;
     w.output = m.output == Output::Sparse ? "sparse" : "dense";
     w.encoding = m.encoding;
@@ -942,24 +1011,27 @@ void report_point(Run& r, const PointData& d) {
     if (counted) w.chosen = chosen_text(d.chosen[mi]);
     w.tuning_calls = d.tuning_calls[mi];
     if (r.rank != 0) continue;
-    double sum = 0, mn = INFINITY, mx = 0, bytes = 0, msgs = 0, off_host = 0;
+    double sum = 0, mn = INFINITY, mx = 0, bytes = 0, msgs = 0, off_host = 0, rx = 0, rx_max = 0;
     for (int p = 0; p < r.ranks; ++p) {
-      const double t = all[size_t(4 * p)];
+      const double t = all[size_t(5 * p)];
       sum += t, mn = std::min(mn, t), mx = std::max(mx, t);
-      bytes += all[size_t(4 * p + 1)], msgs += all[size_t(4 * p + 2)], off_host += all[size_t(4 * p + 3)];
+      bytes += all[size_t(5 * p + 1)], msgs += all[size_t(5 * p + 2)], off_host += all[size_t(5 * p + 3)];
+      rx += all[size_t(5 * p + 4)], rx_max = std::max(rx_max, all[size_t(5 * p + 4)]);
     }
     w.off_host_bytes = off_host / P;
+    if (counted && rx > 0) w.rx_avg = rx / P, w.rx_max = rx_max, w.balance = rx_max / (rx / P);
     if (!d.errors[mi].empty()) sum = mn = mx = NAN;
     w.t_avg = sum / P, w.t_min = mn, w.t_max = mx;
     // nccl-tests' allreduce formulas on the dense-equivalent size.
     w.algbw = S / w.t_avg / 1e9;
     w.busbw = w.algbw * 2.0 * (P - 1) / P;  // 0 at one rank, as in nccl-tests: nothing crosses a link
-    // What a bandwidth-optimal dense allreduce (ring, Rabenseifner) sends per rank.
-    w.dense_bytes = P > 1 ? 2.0 * (P - 1) / P * S : 0.0;
+    // What a bandwidth-optimal dense allreduce (ring, Rabenseifner) sends per rank; its
+    // reduce-scatter half for --collective reduce_scatter.
+    w.dense_bytes = P > 1 ? (o.reduce_scatter ? 1.0 : 2.0) * (P - 1) / P * S : 0.0;
     if (counted) {
       w.wire_bytes = bytes / P, w.wire_msgs = msgs / P, w.wire_source = "stats";
     } else if (m.kind == Kind::DenseAllreduce) {
-      w.wire_bytes = w.dense_bytes, w.wire_msgs = 2.0 * (P - 1), w.wire_source = "model";
+      w.wire_bytes = w.dense_bytes, w.wire_msgs = (o.reduce_scatter ? 1.0 : 2.0) * (P - 1), w.wire_source = "model";
     } else {
       // Counts, then every other rank's indices and values reach each rank.
       w.wire_bytes = (P - 1) * (4.0 + double(d.k) * double(sizeof(uint32_t) + d.value_bytes));
@@ -982,7 +1054,7 @@ void report_point(Run& r, const PointData& d) {
     for (const Row& w : rows) {
       std::printf(
           "%12llu %12llu %8.4g %10llu %10llu  %-24s %-3s %-6s %-5s %11.1f %11.1f %11.1f %8.3f %8.3f %12.0f %8.2f "
-          "%8.2f %8.2f %8s%s\n",
+          "%8.2f %8.2f %8s %12s %7s%s\n",
           (unsigned long long)w.elements, (unsigned long long)(w.elements * d.value_bytes), w.density,
           (unsigned long long)w.nnz_rank, (unsigned long long)w.result_nnz,
           w.algorithm.c_str(), w.transport.c_str(),
@@ -992,6 +1064,8 @@ void report_point(Run& r, const PointData& d) {
           !w.error.empty() ? "error"
           : w.wrong < 0    ? "-"
                            : std::to_string(w.wrong).c_str(),
+          std::isnan(w.rx_max) ? "-" : fmt("%.0f", w.rx_max).c_str(),
+          std::isnan(w.balance) ? "-" : fmt("%.2f", w.balance).c_str(),
           (std::string(w.algorithm == "auto" && !w.chosen.empty()
                            ? "  -> " + w.chosen +
                                  (w.tuning_calls ? " (after " + std::to_string(w.tuning_calls) + " tuning calls)" : "")
@@ -1127,6 +1201,13 @@ void run_point(Run& r, uint64_t n, size_t di) {
     }
   }
   if (need_dense_out) sp_out.assign(static_cast<size_t>(n), T(0));
+  // --collective reduce_scatter: the equal ranges (MPI_Reduce_scatter's counts, a dense output's range).
+  std::vector<int> scatter_counts(static_cast<size_t>(r.ranks));
+  for (int p = 0; p < r.ranks; ++p)
+    scatter_counts[size_t(p)] = int(n / uint64_t(r.ranks) + (uint64_t(p) < n % uint64_t(r.ranks) ? 1 : 0));
+  uint64_t scatter_first = 0;
+  for (int p = 0; p < r.rank; ++p) scatter_first += uint64_t(scatter_counts[size_t(p)]);
+  const uint64_t scatter_length = uint64_t(scatter_counts[size_t(r.rank)]);
 
   // -c: the expected sum, computed locally from every rank's (regenerated) vector.
   std::vector<T> expect;
@@ -1149,6 +1230,10 @@ void run_point(Run& r, uint64_t n, size_t di) {
     const bool ok = timed_call(r, d, mi, timed, [&]() -> sparcl_status_t {
       switch (m.kind) {
         case Kind::DenseAllreduce:
+          if (o.reduce_scatter) {
+            MPI_Reduce_scatter(dense_in.data(), dense_out.data(), scatter_counts.data(), mpi_type<T>(), MPI_SUM, r.world);
+            return SPARCL_SUCCESS;
+          }
           MPI_Allreduce(dense_in.data(), dense_out.data(), int(n), mpi_type<T>(), MPI_SUM, r.world);
           return SPARCL_SUCCESS;
         case Kind::AllgatherBaseline: {
@@ -1168,6 +1253,9 @@ void run_point(Run& r, uint64_t n, size_t di) {
           return SPARCL_SUCCESS;
         }
         default:
+          if (o.reduce_scatter)
+            return m.output == Output::Sparse ? sparcl_reduce_scatter_sparse(&in, nullptr, &res, m.comm)
+                                              : sparcl_reduce_scatter_sparse(&in, sp_out.data(), nullptr, m.comm);
           return m.output == Output::Sparse ? sparcl_allreduce_sparse(&in, nullptr, &res, m.comm)
                                             : sparcl_allreduce_sparse(&in, sp_out.data(), nullptr, m.comm);
       }
@@ -1176,7 +1264,16 @@ void run_point(Run& r, uint64_t n, size_t di) {
     if (last[mi]) sparcl_result_free(last[mi]);
     last[mi] = res;  // kept for the result's form
     // The last iteration's output, checked before the next method overwrites a shared buffer (untimed).
-    if (last_iteration && o.check) {
+    if (last_iteration && o.check && o.reduce_scatter) {
+      if (m.kind == Kind::DenseAllreduce)
+        wrong_here[mi] = count_wrong_range(dense_out.data(), expect, scatter_first, scatter_length, tolerance[mi]);
+      else if (m.kind == Kind::AllgatherBaseline)
+        wrong_here[mi] = count_wrong_dense(ag_out.data(), expect, tolerance[mi]);
+      else if (m.output == Output::Dense)
+        wrong_here[mi] = count_wrong_range(sp_out.data(), expect, scatter_first, scatter_length, tolerance[mi]);
+      else
+        wrong_here[mi] = count_wrong_part(res, expect, tolerance[mi]);
+    } else if (last_iteration && o.check) {
       if (m.kind == Kind::DenseAllreduce)
         wrong_here[mi] = count_wrong_dense(dense_out.data(), expect, tolerance[mi]);
       else if (m.kind == Kind::AllgatherBaseline)
@@ -1307,12 +1404,17 @@ void print_header(const Run& r) {
   }
   if (o.check && o.compress.empty() && encodings != "raw")
     std::printf("# lossy encodings: #wrong counts values beyond the bound of the encoding's roundings\n");
-  std::printf("#\n#%11s %12s %8s %10s %10s  %-24s %-3s %-6s %-5s %11s %11s %11s %8s %8s %12s %8s %8s %8s %8s\n",
+  std::printf("# rx_max = the most bytes one rank received per call (sparcl: counters); balance = rx_max / mean\n");
+  if (o.reduce_scatter)
+    std::printf("# reduce_scatter: sparcl_reduce_scatter_sparse; MPI_Allreduce row = MPI_Reduce_scatter of the dense "
+                "vectors; x_bytes against a dense ring reduce-scatter, (P-1)/P * elements*%zu B\n",
+                o.dtype == "float" ? sizeof(float) : sizeof(double));
+  std::printf("#\n#%11s %12s %8s %10s %10s  %-24s %-3s %-6s %-5s %11s %11s %11s %8s %8s %12s %8s %8s %8s %8s %12s %7s\n",
               "elements", "bytes", "density", "nnz/rank", "result_nnz", "algorithm", "tr", "out", "enc", "time(us)", "min(us)",
-              "max(us)", "algbw", "busbw", "wire(B)", "x_bytes", "x_allred", "x_allgat", "#wrong");
-  std::printf("#%11s %12s %8s %10s %10s  %-24s %-3s %-6s %-5s %11s %11s %11s %8s %8s %12s %8s %8s %8s %8s\n", "",
+              "max(us)", "algbw", "busbw", "wire(B)", "x_bytes", "x_allred", "x_allgat", "#wrong", "rx_max(B)", "balance");
+  std::printf("#%11s %12s %8s %10s %10s  %-24s %-3s %-6s %-5s %11s %11s %11s %8s %8s %12s %8s %8s %8s %8s %12s %7s\n", "",
               "dense", "", "", "", "", "", "", "", "avg", "over ranks", "", "(GB/s)", "(GB/s)", "per rank", "vs dense", "speedup",
-              "speedup", "");
+              "speedup", "", "per rank", "max/mean");
   std::fflush(stdout);
 }
 
@@ -1322,7 +1424,8 @@ void print_summary(const Run& r) {
   for (const Method& m : r.methods) {
     std::string name = m.name;
     if (m.kind == Kind::Sparcl)
-      name += "/" + m.transport + (m.output == Output::Sparse ? "/sparse" : "/dense") + "/" + m.encoding;
+      name += "/" + m.transport + (m.output == Output::Sparse ? "/sparse" : "/dense") + "/" + m.encoding +
+              (m.partition == "equal" ? "" : "/" + m.partition);
     if (m.kind == Kind::Compressed) name = r.opt.compress + "/" + m.name + "/" + m.transport + "/" + m.encoding;
     names.push_back(name);
   }
@@ -1504,7 +1607,8 @@ int main(int argc, char** argv) {
   // Methods: the baselines, then one sparcl communicator per (transport, algorithm, output, encoding); with
   // --compress, per (transport, algorithm, compressor encoding).
   if (o.base_allreduce)
-    r.methods.push_back({Kind::DenseAllreduce, "MPI_Allreduce", "mpi", Output::Dense, nullptr, "raw"});
+    r.methods.push_back({Kind::DenseAllreduce, o.reduce_scatter ? "MPI_Reduce_scatter" : "MPI_Allreduce", "mpi",
+                         Output::Dense, nullptr, "raw"});
   if (o.base_allgather)
     r.methods.push_back({Kind::AllgatherBaseline, "MPI_Allgatherv", "mpi", Output::Dense, nullptr, "raw"});
   int unsupported = 0, created = 0;
@@ -1513,13 +1617,18 @@ int main(int argc, char** argv) {
     bool transport_ok = true;
     const bool compress = !o.compress.empty();
     const std::vector<Output> outputs = compress ? std::vector<Output>{Output::Dense} : o.outputs;
-    const size_t per_alg = outputs.size() * o.encodings.size();
+    const size_t per_enc = o.partitions.size();
+    const size_t per_alg = outputs.size() * o.encodings.size() * per_enc;
     for (size_t ai = 0; ai < o.algorithms.size() * per_alg && transport_ok; ++ai) {
       const std::string& alg = o.algorithms[ai / per_alg];
-      const Output out = outputs[ai % per_alg / o.encodings.size()];
-      const std::string& enc = o.encodings[ai % o.encodings.size()];
+      const Output out = outputs[ai % per_alg / (o.encodings.size() * per_enc)];
+      const std::string& enc = o.encodings[ai / per_enc % o.encodings.size()];
+      const std::string& part = o.partitions[ai % per_enc];
       sparcl_config_t cfg = SPARCL_CONFIG_INIT;
       cfg.algorithm = algorithm_of(alg);
+      cfg.partition = part == "balanced" ? SPARCL_PARTITION_BALANCED
+                      : part == "hashed" ? SPARCL_PARTITION_HASHED
+                                         : SPARCL_PARTITION_EQUAL;
       cfg.transport = transport_of(tr);
       // With --compress the compressor's encoding travels; the communicator's is for other calls.
       cfg.encoding = compress ? SPARCL_VALUES_RAW : encoding_of(enc);
@@ -1543,7 +1652,7 @@ int main(int argc, char** argv) {
       }
       ++created;
       comms.push_back(comm);  // one per method: its traffic counters are its own
-      r.methods.push_back({compress ? Kind::Compressed : Kind::Sparcl, alg, tr, out, comm, enc});
+      r.methods.push_back({compress ? Kind::Compressed : Kind::Sparcl, alg, tr, out, comm, enc, part});
     }
   }
   if (created == 0 && unsupported > 0) {

@@ -94,7 +94,9 @@ typedef enum sparcl_algorithm {
   SPARCL_ALGO_HALVING_DOUBLING = 5,   /**< recursive halving reduce-scatter + doubling allgather */
   SPARCL_ALGO_ALLGATHER = 6,          /**< every rank's vector to every rank, summed locally */
   SPARCL_ALGO_DENSE = 7,              /**< densify, then the transport's own allreduce (MPI) or a dense ring */
-  SPARCL_ALGO_HIERARCHICAL = 8        /**< node-aware: within each host, across hosts per slice, within the host */
+  SPARCL_ALGO_HIERARCHICAL = 8,       /**< node-aware: within each host, across hosts per slice, within the host */
+  SPARCL_ALGO_SPLIT_ALLGATHER_HASHED = 9 /**< split_allgather over equal ranges of permuted indices (the
+                                              hashed partition): skewed indices spread over all owners */
 } sparcl_algorithm_t;
 
 /** Transports. Only the ones compiled in are available (SPARCL_ERR_UNSUPPORTED otherwise). */
@@ -104,6 +106,21 @@ typedef enum sparcl_transport {
   SPARCL_TRANSPORT_OFI = 2, /**< libfabric tagged messages on RDM endpoints */
   SPARCL_TRANSPORT_UCX = 3  /**< UCX (ucp) tagged messages */
 } sparcl_transport_t;
+
+/**
+ * How the algorithms that give each rank an owner range of [0, dim) cut it:
+ * split_allgather, split_dense and the reduce-scatter (docs/algorithms.md).
+ * Equal ranges suit indices spread evenly; with skewed indices (a few hot
+ * regions) equal ranges overload the owners of the hot ones.
+ */
+typedef enum sparcl_partition {
+  SPARCL_PARTITION_EQUAL = 0,    /**< P consecutive ranges of equal width (+-1) */
+  SPARCL_PARTITION_BALANCED = 1, /**< consecutive ranges cut so that each owner would have received as many
+                                      entries in the previous call of the same collective and dim (equal
+                                      ranges for the first); costs one round of small messages per call */
+  SPARCL_PARTITION_HASHED = 2    /**< equal ranges of a fixed permutation of the indices: each owner gets
+                                      indices spread over all of [0, dim) */
+} sparcl_partition_t;
 
 /**
  * How values travel on the wire (and, for compressors, how selected values
@@ -126,7 +143,7 @@ typedef enum sparcl_value_encoding {
  * Communicator configuration. Initialise with ::SPARCL_CONFIG_INIT, then set
  * fields. Environment variables (SPARCL_ALGORITHM, SPARCL_TIMEOUT_MS,
  * SPARCL_TRANSPORT, SPARCL_OFI_PROVIDER, SPARCL_PROGRESS_THREAD,
- * SPARCL_ENCODING, SPARCL_QSGD_BUCKET, SPARCL_CHECKSUM) override the fields;
+ * SPARCL_ENCODING, SPARCL_QSGD_BUCKET, SPARCL_CHECKSUM, SPARCL_PARTITION) override the fields;
  * SPARCL_AUTO_PARAMS fixes the cost model's machine parameters (see
  * sparcl_comm_auto_model()). The README lists them. All ranks must pass equal
  * configurations (checked when the communicator is created: SPARCL_ERR_MISMATCH).
@@ -146,11 +163,17 @@ typedef struct sparcl_config {
                                        fails with SPARCL_ERR_CORRUPT on every rank (costs 8 bytes per
                                        message and a closing barrier of ceil(log2 P) empty messages
                                        per collective); default 0 */
+  int reserved;                   /**< 0; keeps the fields below past the end of older (56-byte) configs,
+                                       whose last 4 bytes were padding: they get the defaults */
+  sparcl_partition_t partition;   /**< how split_allgather and split_dense (when configured as the
+                                       algorithm) and the reduce-scatter cut [0, dim) into owner ranges;
+                                       default SPARCL_PARTITION_EQUAL */
 } sparcl_config_t;
 
 /** Default configuration. */
 #define SPARCL_CONFIG_INIT \
-  { sizeof(sparcl_config_t), SPARCL_ALGO_AUTO, SPARCL_TRANSPORT_DEFAULT, 1800000, NULL, 0, SPARCL_VALUES_RAW, 512, 0 }
+  { sizeof(sparcl_config_t), SPARCL_ALGO_AUTO, SPARCL_TRANSPORT_DEFAULT, 1800000, NULL, 0, SPARCL_VALUES_RAW, 512, 0, \
+    0, SPARCL_PARTITION_EQUAL }
 
 /** Flags of a sparse input vector. */
 enum {
@@ -268,6 +291,8 @@ typedef struct sparcl_stats {
   uint64_t bytes_sent;     /**< bytes of those messages, headers included */
   uint64_t bytes_sent_off_host; /**< of bytes_sent, those to ranks on other hosts (hosts as found at creation,
                                      or SPARCL_RANKS_PER_HOST); the transport's own collectives count whole */
+  uint64_t messages_received; /**< messages this rank received (abort notices aside) */
+  uint64_t bytes_received;    /**< bytes of those messages, headers included */
 } sparcl_stats_t;
 
 /** Reads the counters of `comm` into `stats`. */
@@ -384,6 +409,39 @@ sparcl_status_t sparcl_allreduce_sparse(const sparcl_sparse_t *send, void *dense
 sparcl_status_t sparcl_allgather_sparse(const sparcl_sparse_t *send, sparcl_result_t *results,
                                         sparcl_result_t *merged, sparcl_comm_t comm);
 
+/**
+ * Sparse reduce-scatter: each rank receives the sum of every rank's vector
+ * over its own part of [0, dim), as in MPI_Reduce_scatter. The parts follow
+ * config.partition (SPARCL_PARTITION):
+ * - SPARCL_PARTITION_EQUAL: rank r owns [begin, end) with
+ *   begin = r*(dim/P) + min(r, dim%P) and end - begin = dim/P + (r < dim%P);
+ * - SPARCL_PARTITION_BALANCED: a consecutive range cut so that every owner
+ *   received about the same number of entries in the previous
+ *   reduce-scatter of this dim (equal ranges for the first); such calls of
+ *   one dim complete in the order they were started;
+ * - SPARCL_PARTITION_HASHED: the indices i with a*i mod dim in the equal
+ *   range r, for a fixed a coprime with dim.
+ *
+ * The result goes to exactly one of `dense_recv` or `result`, as in
+ * sparcl_allreduce_sparse(). `dense_recv` (equal partition only, else
+ * SPARCL_ERR_UNSUPPORTED) receives the end - begin values of this rank's
+ * range. `result` receives the part sparse (global indices) or dense (its
+ * range's values) by SparCML's rule over its range; sparcl_result_range()
+ * tells the range ([0, dim) with the hashed partition, whose parts are
+ * sparse over all of [0, dim)). With raw values (the default encoding) the
+ * values are bitwise those of the same indices in sparcl_allreduce_sparse()'s
+ * result with SPARCL_ALGO_SPLIT_ALLGATHER and the same partition (and exact
+ * for exactly representable sums); with a lossy config.encoding every other
+ * rank's contribution is rounded once on the wire.
+ *
+ * @param send        this rank's vector
+ * @param dense_recv  dense output of this rank's range, or NULL
+ * @param result      result output, or NULL
+ * @param comm        communicator
+ */
+sparcl_status_t sparcl_reduce_scatter_sparse(const sparcl_sparse_t *send, void *dense_recv,
+                                             sparcl_result_t *result, sparcl_comm_t comm);
+
 /** In-place marker for sparcl_allreduce() (as MPI_IN_PLACE). */
 #define SPARCL_IN_PLACE ((const void *)1)
 
@@ -411,6 +469,11 @@ sparcl_status_t sparcl_iallreduce_sparse(const sparcl_sparse_t *send, void *dens
 sparcl_status_t sparcl_iallgather_sparse(const sparcl_sparse_t *send, sparcl_result_t *results,
                                          sparcl_result_t *merged, sparcl_comm_t comm,
                                          sparcl_request_t *request);
+
+/** Starts sparcl_reduce_scatter_sparse(); outputs are written when the request completes. */
+sparcl_status_t sparcl_ireduce_scatter_sparse(const sparcl_sparse_t *send, void *dense_recv,
+                                              sparcl_result_t *result, sparcl_comm_t comm,
+                                              sparcl_request_t *request);
 
 /** Starts sparcl_allreduce(). Ops and types without a sparse path run at once
  *  (blocking, on the transport's own allreduce) and return a completed request. */
@@ -531,9 +594,15 @@ sparcl_status_t sparcl_startall(size_t count, sparcl_request_t *requests);
 sparcl_status_t sparcl_result_free(sparcl_result_t result);
 /** Dimension of the vector. */
 uint64_t sparcl_result_dim(sparcl_result_t result);
+/**
+ * The index range [*begin, *end) the result covers: [0, dim) for every
+ * collective but sparcl_reduce_scatter_sparse(), whose result covers this
+ * rank's range. A dense result holds end - begin values.
+ */
+sparcl_status_t sparcl_result_range(sparcl_result_t result, uint64_t *begin, uint64_t *end);
 /** 1 if the result is stored densely (dim values, no indices), 0 if sparse. */
 int sparcl_result_is_dense(sparcl_result_t result);
-/** Number of stored values: nnz if sparse, dim if dense. */
+/** Number of stored values: nnz if sparse, end - begin (sparcl_result_range()) if dense. */
 size_t sparcl_result_nnz(sparcl_result_t result);
 /** Value type of the result. */
 sparcl_datatype_t sparcl_result_value_type(sparcl_result_t result);
@@ -543,7 +612,8 @@ sparcl_index_type_t sparcl_result_index_type(sparcl_result_t result);
 const void *sparcl_result_indices(sparcl_result_t result);
 /** Values (nnz of them if sparse, dim if dense); owned by the result. */
 const void *sparcl_result_values(sparcl_result_t result);
-/** Writes the result as dim dense values of its value type into `dense`. */
+/** Writes the result as end - begin dense values of its value type into `dense`
+ *  (sparcl_result_range(): dim values for every collective but the reduce-scatter). */
 sparcl_status_t sparcl_result_to_dense(sparcl_result_t result, void *dense);
 /** @} */
 

@@ -73,6 +73,8 @@ class Config(ctypes.Structure):
         ("encoding", ctypes.c_int),
         ("quantization_bucket", ctypes.c_size_t),
         ("checksum", ctypes.c_int),
+        ("reserved", ctypes.c_int),
+        ("partition", ctypes.c_int),
     ]
 
 
@@ -118,7 +120,8 @@ SPARSE_UNSORTED = 1
 class Stats(ctypes.Structure):
     """sparcl_stats_t."""
     _fields_ = [("collectives", ctypes.c_uint64), ("messages_sent", ctypes.c_uint64),
-                ("bytes_sent", ctypes.c_uint64)]
+                ("bytes_sent", ctypes.c_uint64), ("bytes_sent_off_host", ctypes.c_uint64),
+                ("messages_received", ctypes.c_uint64), ("bytes_received", ctypes.c_uint64)]
 
 
 # int (*)(const void *send, void *recv, size_t bytes, void *ctx)

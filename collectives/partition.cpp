@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Balanced and hashed owner ranges (partition.hpp), and split_allgather /
+// split_dense under them.
+#include "partition.hpp"
+
+namespace sparcl {
+
+std::vector<uint64_t> balanced_bounds(const std::vector<WeightSample>& samples, uint64_t dim, int parts) {
+  if (samples.empty() || parts < 2 || samples.back().cumulative == 0) return {};
+  const uint64_t total = samples.back().cumulative;
+  std::vector<uint64_t> b(size_t(parts) + 1, 0);
+  b[size_t(parts)] = dim;
+  size_t s = 0;
+  for (int k = 1; k < parts; ++k) {
+    // Owner k - 1 ends where the weight reaches ceil(k * total / parts).
+    const uint64_t target = uint64_t((uint128(total) * uint64_t(k) + uint64_t(parts) - 1) / uint64_t(parts));
+    while (samples[s].cumulative < target) ++s;  // the last sample holds `total`
+    const uint64_t low = s ? samples[s - 1].at + 1 : 0;
+    const uint64_t below = s ? samples[s - 1].cumulative : 0;
+    const uint64_t length = samples[s].at - low + 1;
+    const uint64_t cut = low + uint64_t(uint128(length) * (target - below) / (samples[s].cumulative - below));
+    b[size_t(k)] = std::min(dim, std::max(cut, b[size_t(k) - 1]));
+  }
+  return b;
+}
+
+namespace {
+uint64_t gcd(uint64_t a, uint64_t b) {
+  while (b) a = std::exchange(b, a % b);
+  return a;
+}
+
+// a^-1 mod m (gcd(a, m) = 1), by the extended Euclidean algorithm.
+__extension__ typedef __int128 int128;
+uint64_t inverse_mod(uint64_t a, uint64_t m) {
+  int128 t = 0, next_t = 1, r = m, next_r = a;
+  while (next_r != 0) {
+    const int128 q = r / next_r;
+    t = std::exchange(next_t, t - q * next_t);
+    r = std::exchange(next_r, r - q * next_r);
+  }
+  if (t < 0) t += m;
+  return uint64_t(t);
+}
+}  // namespace
+
+IndexPermutation::IndexPermutation(uint64_t dim) : dim_(dim) {
+  if (dim <= 2) return;  // the identity
+  // Near dim / golden ratio: consecutive indices land far apart and evenly
+  // spread (the three-distance theorem), so a hot cluster meets every owner.
+  uint64_t a = uint64_t(double(dim) * 0.6180339887498949) | 1;
+  while (gcd(a, dim) != 1) a += 2;
+  a_ = a % dim;
+  a_inverse_ = inverse_mod(a_, dim);
+}
+
+namespace {
+
+// split_allgather or split_dense over the cut of a balanced partition (once
+// the previous same-dim call has ended), or over equal ranges of the hashed
+// partition's permuted indices. A balanced call adds a round after the
+// algorithm's: each owner tells every rank how the entries it received in
+// the first round spread over its range (weight_summary), from which all
+// cut the next call alike. The weight is what an owner receives, so the cut
+// evens out the first round's traffic, where skewed indices pile up.
+template <class V, class I>
+class PartitionedSplit final : public AllreduceOp<V, I> {
+  using Base = AllreduceOp<V, I>;
+
+ public:
+  PartitionedSplit(Transport& t, const Identity& id, const View<V, I>& input, bool dense_result, PartitionKind kind,
+                   PartitionTicket ticket)
+      : Base(t, id, input), dense_result_(dense_result), kind_(kind), ticket_(std::move(ticket)) {}
+
+  bool ready() override {
+    if (inner_) return inner_->ready();
+    if (!ticket_.ready()) return false;
+    if (kind_ == PartitionKind::Hashed) {
+      perm_ = std::make_unique<IndexPermutation>(this->id_.dim);
+      permuted_ = std::make_shared<const Stream<V, I>>(
+          permute(this->input_, this->whole(), [&](uint64_t i) { return perm_->forward(i); }, &order_));
+      inner_ = make_split_over<V, I>(this->transport_, this->id_, permuted_->view(), dense_result_, {});
+      if (this->input_sent_) {
+        // The inner operation reports entries of the permuted input.
+        inner_->report_input_sent([this](size_t first, size_t count, const V* received) {
+          for (size_t k = 0; k < count; ++k) this->input_sent_(order_[first + k], 1, received + k);
+        });
+      }
+    } else {
+      bounds_ = ticket_.bounds();
+      inner_ = make_split_over<V, I>(this->transport_, this->id_, this->input_, dense_result_, bounds_);
+      if (this->input_sent_) inner_->report_input_sent(this->input_sent_);
+    }
+    return inner_->ready();
+  }
+  int rounds() const override {
+    if (!inner_) return 0;
+    return inner_->rounds() + (summarises() ? 1 : 0);
+  }
+
+  void post(int round, RoundIO& io) override {
+    if (round < inner_->rounds()) return inner_->post(round, io);
+    const int p = this->size(), r = this->rank();
+    const SharedBuffer summary = encode(summary_identity(this->id_), uint16_t(round), summary_.view);
+    for (int j = 1; j < p; ++j) {
+      io.send((r + j) % p, summary);
+      io.recv((r + p - j) % p);
+    }
+  }
+
+  void consume(int round, std::vector<Received>& messages) override {
+    if (round >= inner_->rounds()) {
+      std::vector<Held<V, I>> summaries(static_cast<size_t>(this->size()));
+      summaries[size_t(this->rank())] = summary_;
+      for (auto& m : messages) summaries[size_t(m.peer)] = Held<V, I>::of_message(m, range(m.peer));
+      samples_ = samples_of(summaries);
+      return;
+    }
+    if (round == 0 && summarises()) {
+      // What this owner received (its own part included), before the
+      // algorithm consumes the messages.
+      const Range own = range(this->rank());
+      std::vector<Held<V, I>> held;
+      std::vector<View<V, I>> parts{slice(this->input_, own)};
+      for (auto& m : messages) {
+        held.push_back(Held<V, I>::of_message(m, own));
+        parts.push_back(held.back().view);
+      }
+      summary_ = Held<V, I>::of_stream(weight_summary(own, parts));
+    }
+    inner_->consume(round, messages);
+  }
+
+  void finish() override {
+    inner_->finish();
+    if (kind_ == PartitionKind::Hashed) {
+      std::vector<View<V, I>> views;
+      for (const auto& p : inner_->pieces()) views.push_back(p.view);
+      const Stream<V, I> joined = concat(views, this->whole());
+      this->pieces_ = {Held<V, I>::of_stream(unpermute(joined.view(), this->whole(), *perm_))};
+      return;
+    }
+    this->pieces_ = inner_->pieces();
+    ticket_.succeed(balanced_bounds(samples_, this->id_.dim, this->size()));
+  }
+
+ protected:
+  Identity round_identity(int round) const override {
+    return inner_ && round >= inner_->rounds() ? summary_identity(this->id_) : this->id_;
+  }
+
+  void failed() noexcept override {
+    ticket_.fail();
+    if (inner_) inner_->failed();
+  }
+
+ private:
+  bool dense_result_;
+  PartitionKind kind_;
+  PartitionTicket ticket_;
+  std::unique_ptr<IndexPermutation> perm_;
+  std::shared_ptr<const Stream<V, I>> permuted_;
+  std::vector<size_t> order_;  // hashed: entry k of the permuted input is entry order_[k] of the input
+  std::unique_ptr<AllreduceOp<V, I>> inner_;
+  std::vector<uint64_t> bounds_;      // balanced: this call's cut (empty: equal ranges)
+  Held<V, I> summary_;                // balanced: this owner's received entries
+  std::vector<WeightSample> samples_;  // balanced: every owner's, in rank order
+
+  bool summarises() const { return kind_ == PartitionKind::Balanced && this->size() > 1; }
+  Range range(int owner) const { return owner_range(bounds_, this->whole(), this->size(), owner); }
+};
+
+}  // namespace
+
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_split_partitioned(Transport& t, const Identity& id, const View<V, I>& input,
+                                                          bool dense_result, PartitionKind kind,
+                                                          PartitionTicket ticket) {
+  return std::make_unique<PartitionedSplit<V, I>>(t, id, input, dense_result, kind, std::move(ticket));
+}
+
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_split_allgather_hashed(Transport& t, const Identity& id,
+                                                               const View<V, I>& input, NativeSlot) {
+  return std::make_unique<PartitionedSplit<V, I>>(t, id, input, false, PartitionKind::Hashed, PartitionTicket{});
+}
+
+#define SPARCL_INSTANTIATE(V, I)                                                                           \
+  template std::unique_ptr<AllreduceOp<V, I>> make_split_allgather_hashed(Transport&, const Identity&,   \
+                                                                          const View<V, I>&, NativeSlot); \
+  template std::unique_ptr<AllreduceOp<V, I>> make_split_partitioned(Transport&, const Identity&,        \
+                                                                     const View<V, I>&, bool, PartitionKind, \
+                                                                     PartitionTicket);
+SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
+
+}  // namespace sparcl
