@@ -24,17 +24,27 @@ struct Held {
   View<V, I> view;
   std::shared_ptr<const Stream<V, I>> stream;
   SharedBuffer message;
+  // Entries of `view` with a bit set, where already counted (set_entries()).
+  uint64_t set_entries = kUncounted;
 
   static Held of_input(const View<V, I>& v) { return Held{v, nullptr, nullptr}; }
   static Held of_stream(Stream<V, I>&& s) {
     auto p = std::make_shared<const Stream<V, I>>(std::move(s));
-    return Held{p->view(), p, nullptr};
+    return Held{p->view(), p, nullptr, p->set_entries};
   }
   static Held of_message(const Received& r, Range expected) {
     Decoded<V, I> d = decode<V, I>(*r.buffer, r.header, expected, r.peer);
     return Held{d.view, std::move(d.stream), r.buffer};
   }
 };
+
+// Entries of `h` with a bit set (-0.0 counts, +0.0 does not): the same on
+// every rank that holds the same values, whether it holds them sparse or
+// dense. O(1) where counted before, else a pass over the entries.
+template <class V, class I>
+uint64_t set_entries(const Held<V, I>& h) {
+  return h.set_entries != kUncounted ? h.set_entries : count_set_entries(h.view);
+}
 
 // A message this rank encoded, as its receivers will decode it: what the
 // sender keeps of a piece it sent with a lossy encoding, so that it holds
@@ -87,8 +97,9 @@ class AllreduceOp : public Operation {
     sparse_input_ = sparse;
     densified_ = std::move(dense);
   }
-  // After success: the nonzero values of all ranks' inputs together, where
-  // the algorithm saw every input (the allgather); 0 where it did not.
+  // After success: the entries with a bit set of all ranks' inputs
+  // together, where the algorithm saw every input (the allgather); 0 where
+  // it did not.
   virtual uint64_t inputs_nonzeros() const { return 0; }
   // How the algorithm was chosen (auto overrides it).
   virtual sparcl_choice_t choice() const { return SPARCL_CHOSEN_BY_CONFIG; }

@@ -31,15 +31,9 @@ AutoTicket auto_ticket(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {
   return t;
 }
 
+// A result object that holds `h` as it is.
 template <class V, class I>
-sparcl_result* new_result(const Held<V, I>& h) {
-  // Results follow SparCML's rule too (an input passed through at P = 1 may not).
-  if (!h.view.dense && prefer_dense<V, I>(h.view.nnz, h.view.range.size()))
-    return new_result(Held<V, I>::of_stream(to_dense_stream(h.view)));
-  // ... both ways: a dense sum (split_dense, dense, or an empty one) with few
-  // entries set is returned sparse, -0.0 entries kept.
-  if (h.view.dense && !prefer_dense<V, I>(count_set_entries(h.view), h.view.range.size()))
-    return new_result(Held<V, I>::of_stream(to_sparse_stream(h.view)));
+sparcl_result* wrap_result(const Held<V, I>& h) {
   auto r = std::make_unique<sparcl_result>();
   r->dim = h.view.range.size();
   r->value_type = sparcl_datatype_t(value_type_code<V>());
@@ -62,12 +56,62 @@ sparcl_result* new_result(const Held<V, I>& h) {
   return r.release();
 }
 
+// The result of disjoint pieces, sorted by range, that tile `whole`, in the
+// form SparCML's rule gives its entries: a sparse piece's entries (explicit
+// zeros included) and a dense piece's entries with a bit set (-0.0 kept).
+// A dense sum with few entries set (split_dense, dense, or an empty one) is
+// returned sparse, and sparse pieces that together reach the switch (or an
+// input passed through at P = 1) dense. Dense pieces are counted once (or
+// not at all where the algorithm counted them) and written once.
 template <class V, class I>
 sparcl_result* new_result(const std::vector<Held<V, I>>& pieces, Range whole) {
-  if (pieces.size() == 1) return new_result(pieces[0]);
-  std::vector<View<V, I>> views;
-  for (const auto& p : pieces) views.push_back(p.view);
-  return new_result(Held<V, I>::of_stream(concat(views, whole)));
+  std::vector<uint64_t> counts(pieces.size());
+  uint64_t entries = 0;
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    const View<V, I>& v = pieces[k].view;
+    counts[k] = v.dense ? set_entries(pieces[k]) : v.nnz;
+    entries += counts[k];
+  }
+  const bool dense = prefer_dense<V, I>(entries, whole.size());
+  if (pieces.size() == 1 && pieces[0].view.dense == dense) return wrap_result(pieces[0]);
+  Stream<V, I> s;
+  s.range = whole;
+  s.dense = dense;
+  if (dense) {
+    s.val.resize(whole.size());
+    for (const auto& p : pieces) write_dense(p.view, s.val.data() + (p.view.range.begin - whole.begin));
+    return wrap_result(Held<V, I>::of_stream(std::move(s)));
+  }
+  s.idx.resize(entries + 1);  // one slot spare for the branchless copy below
+  s.val.resize(entries + 1);
+  I* idx = s.idx.data();
+  V* val = s.val.data();
+  size_t n = 0;
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    const View<V, I>& v = pieces[k].view;
+    if (!v.dense) {
+      std::copy(v.idx, v.idx + v.nnz, idx + n);
+      std::copy(v.val, v.val + v.nnz, val + n);
+      n += v.nnz;
+      continue;
+    }
+    // Every entry is written at the next slot, which advances only for
+    // entries with a bit set.
+    const size_t last = n + counts[k];
+    for (size_t i = 0; i < v.nnz && n < last; ++i) {
+      idx[n] = I(v.range.begin + i);
+      val[n] = v.val[i];
+      n += has_bits(v.val[i]);
+    }
+  }
+  s.idx.resize(n);
+  s.val.resize(n);
+  return wrap_result(Held<V, I>::of_stream(std::move(s)));
+}
+
+template <class V, class I>
+sparcl_result* new_result(const Held<V, I>& h) {
+  return new_result(std::vector<Held<V, I>>{h}, h.view.range);
 }
 
 template <class V, class I>
