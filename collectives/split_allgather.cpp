@@ -21,7 +21,9 @@ class SplitAllgather final : public AllreduceOp<V, I> {
 
  public:
   SplitAllgather(Transport& t, const Identity& id, const View<V, I>& input, bool dense_result)
-      : Base(t, id, input), dense_result_(dense_result) {}
+      : Base(t, id, input), dense_result_(dense_result) {
+    this->dense_pieces_ = dense_result;
+  }
 
  protected:
   int rounds() const override { return this->size() == 1 ? 0 : 2; }

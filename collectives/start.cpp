@@ -114,10 +114,27 @@ sparcl_result* new_result(const Held<V, I>& h) {
   return new_result(std::vector<Held<V, I>>{h}, h.view.range);
 }
 
+// Writes the pieces into the dense output, whose first `zeroed` values are
+// zero already (AllreduceOp::prepare_dense_output): a sparse piece there
+// only scatters its entries, one beyond zeroes the rest of its range first.
 template <class V, class I>
-void write_pieces(const std::vector<Held<V, I>>& pieces, void* dense) {
+void write_pieces(const std::vector<Held<V, I>>& pieces, void* dense, uint64_t zeroed) {
   V* out = static_cast<V*>(dense);
-  for (const auto& p : pieces) write_dense(p.view, out + p.view.range.begin);
+  for (const auto& p : pieces) {
+    const View<V, I>& v = p.view;
+    if (v.dense) {
+      write_dense(v, out + v.range.begin);
+      continue;
+    }
+    if (v.range.end > zeroed) std::fill(out + std::max(v.range.begin, zeroed), out + v.range.end, V(0));
+    for (size_t k = 0; k < v.nnz; ++k) out[uint64_t(v.idx[k])] = v.val[k];
+  }
+}
+
+// Whether [a, a + a_bytes) and [b, b + b_bytes) share a byte.
+bool overlap(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
+  const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return a_bytes && b_bytes && x < y + b_bytes && y < x + a_bytes;
 }
 
 // What every allreduce delivers besides its sum: which algorithm ran.
@@ -247,10 +264,16 @@ sparcl_request* start_allreduce_sparse_on_host(CallStart call, const sparcl_spar
       auto op = call.make_allreduce_op<V, I>(in->view);
       if constexpr (std::is_same<V, float>::value)
         if (compressed) op->report_input_sent(compressed->input_sent);
+      // The dense output is zeroed while messages are in flight, unless it
+      // shares memory with the input.
+      if (dense_recv && !overlap(dense_recv, dim * sizeof(V), send->values, send->nnz * sizeof(V)) &&
+          !overlap(dense_recv, dim * sizeof(V), send->indices,
+                   send->nnz * (raw(send->index_type) == SPARCL_INDEX_U32 ? 4 : 8)))
+        op->prepare_dense_output(static_cast<V*>(dense_recv));
       const AllreduceOp<V, I>* reduce = op.get();
       request->deliver = [comm, reduce, dense_recv, result, dim] {
         if (dense_recv)
-          write_pieces(reduce->pieces(), dense_recv);
+          write_pieces(reduce->pieces(), dense_recv, reduce->zeroed_output());
         else
           *result = new_result(reduce->pieces(), Range{0, dim});
         record_algorithm(comm, *reduce);
@@ -376,9 +399,13 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
       auto in = std::make_shared<Input<V, I>>();
       make_dense_input(static_cast<const V*>(src), count, *in);
       auto reduce_op = call.make_allreduce_op<V, I>(in->view);
+      // Zeroed while messages are in flight, unless the input is a view of
+      // the caller's buffer and that is the output too (in place).
+      if (!in->view.dense || !overlap(recvbuf, count * sizeof(V), src, count * sizeof(V)))
+        reduce_op->prepare_dense_output(static_cast<V*>(recvbuf));
       const AllreduceOp<V, I>* reduce = reduce_op.get();
       request->deliver = [comm, reduce, recvbuf] {
-        write_pieces(reduce->pieces(), recvbuf);
+        write_pieces(reduce->pieces(), recvbuf, reduce->zeroed_output());
         record_algorithm(comm, *reduce);
       };
       request->op = std::move(reduce_op);
