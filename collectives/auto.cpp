@@ -509,6 +509,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     choice_ = how;
     inner_ = make_allreduce<V, I>(a, this->transport_, inner_identity(a), this->input_, std::move(ticket_.native));
     if (this->input_sent_) inner_->report_input_sent(this->input_sent_);
+    this->dense_pieces_ = inner_->pieces_dense();
     inner_started_ = now_s();
     return inner_->ready();
   }

@@ -136,6 +136,8 @@ class AllreduceOp : public Operation {
   void prepare_dense_output(V* out) { dense_out_ = out; }
   // How many values from the start of that output are zero already.
   uint64_t zeroed_output() const { return zeroed_; }
+  // Whether the pieces will all be dense (then the output needs no zeroing).
+  bool pieces_dense() const { return dense_pieces_; }
   bool idle_work() noexcept override {
     if (!dense_out_ || dense_pieces_ || zeroed_ >= id_.dim) return false;
     const uint64_t n = std::min<uint64_t>(kZeroBlock, id_.dim - zeroed_);
