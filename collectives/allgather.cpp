@@ -67,7 +67,7 @@ class AllgatherAllreduce final : public AllreduceOp<V, I> {
     std::vector<View<V, I>> views;
     for (const auto& h : vectors_) {
       views.push_back(h.view);
-      inputs_nonzeros_ += count_nonzeros(h.view);
+      inputs_nonzeros_ += count_set_entries(h.view);
     }
     this->pieces_ = {this->size() == 1 ? vectors_[0] : Held<V, I>::of_stream(merge_all(views))};
   }

@@ -316,12 +316,14 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       group_->times_s[i].push_back(now_s() - inner_started_);
     }
     this->pieces_ = inner_->pieces();
-    // What the next call of this (dim, type) learns: the union (nonzero
-    // values of the result, which is bitwise alike on every rank) and, where
-    // the algorithm saw every input, how much they overlapped.
+    // What the next call of this (dim, type) learns: the union (entries of
+    // the result with a bit set, which is bitwise alike on every rank) and,
+    // where the algorithm saw every input, how much they overlapped. Counts
+    // the algorithm made are used as they are; those made here stay with the
+    // pieces, so that the result's own form is decided without a new pass.
     DensityRecord& rec = *ticket_.own;
     uint64_t u = 0;
-    for (const auto& p : this->pieces_) u += count_nonzeros(p.view);
+    for (auto& p : this->pieces_) u += p.set_entries = set_entries(p);
     rec.union_nnz = u;
     const uint64_t inputs = inner_->inputs_nonzeros();
     const double independent = independent_inputs_nonzeros(double(u), double(this->id_.dim), this->size());
@@ -507,6 +509,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     choice_ = how;
     inner_ = make_allreduce<V, I>(a, this->transport_, inner_identity(a), this->input_, std::move(ticket_.native));
     if (this->input_sent_) inner_->report_input_sent(this->input_sent_);
+    this->dense_pieces_ = inner_->pieces_dense();
     inner_started_ = now_s();
     return inner_->ready();
   }

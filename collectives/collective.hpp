@@ -3,11 +3,17 @@
 // operation types, and the factories that create each algorithm.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <set>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "../src/operation.hpp"
 #include "../src/sparse.hpp"
@@ -24,17 +30,27 @@ struct Held {
   View<V, I> view;
   std::shared_ptr<const Stream<V, I>> stream;
   SharedBuffer message;
+  // Entries of `view` with a bit set, where already counted (set_entries()).
+  uint64_t set_entries = kUncounted;
 
   static Held of_input(const View<V, I>& v) { return Held{v, nullptr, nullptr}; }
   static Held of_stream(Stream<V, I>&& s) {
     auto p = std::make_shared<const Stream<V, I>>(std::move(s));
-    return Held{p->view(), p, nullptr};
+    return Held{p->view(), p, nullptr, p->set_entries};
   }
   static Held of_message(const Received& r, Range expected) {
     Decoded<V, I> d = decode<V, I>(*r.buffer, r.header, expected, r.peer);
     return Held{d.view, std::move(d.stream), r.buffer};
   }
 };
+
+// Entries of `h` with a bit set (-0.0 counts, +0.0 does not): the same on
+// every rank that holds the same values, whether it holds them sparse or
+// dense. O(1) where counted before, else a pass over the entries.
+template <class V, class I>
+uint64_t set_entries(const Held<V, I>& h) {
+  return h.set_entries != kUncounted ? h.set_entries : count_set_entries(h.view);
+}
 
 // A message this rank encoded, as its receivers will decode it: what the
 // sender keeps of a piece it sent with a lossy encoding, so that it holds
@@ -67,6 +83,26 @@ SharedBuffer send_and_keep(const Identity& id, uint16_t step, Held<V, I>& h, int
 template <class V>
 using InputSentFn = std::function<void(size_t first, size_t count, const V* received)>;
 
+// Sets `bytes` bytes at `p` to 0 with non-temporal stores where the CPU has
+// them: a large output zeroed a block at a time would otherwise be read into
+// the caches first (a small memset is not streamed), which doubled its
+// memory traffic; only the scatter of the result's entries touches it again.
+inline void zero_streaming(void* p, size_t bytes) {
+#if defined(__SSE2__)
+  auto* c = static_cast<unsigned char*>(p);
+  const size_t head = std::min(bytes, size_t((16 - (reinterpret_cast<uintptr_t>(c) & 15)) & 15));
+  std::memset(c, 0, head);
+  c += head;
+  bytes -= head;
+  const __m128i zero = _mm_setzero_si128();
+  for (; bytes >= 16; c += 16, bytes -= 16) _mm_stream_si128(reinterpret_cast<__m128i*>(c), zero);
+  std::memset(c, 0, bytes);
+  _mm_sfence();
+#else
+  std::memset(p, 0, bytes);
+#endif
+}
+
 // Base of the allreduce algorithms: input in, disjoint result pieces out.
 //
 // With a lossy encoding every piece is encoded where it is sent and the
@@ -86,12 +122,29 @@ class AllreduceOp : public Operation {
   void run_on_densified(const View<V, I>& sparse, std::shared_ptr<const Stream<V, I>> dense) {
     sparse_input_ = sparse;
     densified_ = std::move(dense);
+    dense_pieces_ = true;
   }
-  // After success: the nonzero values of all ranks' inputs together, where
-  // the algorithm saw every input (the allgather); 0 where it did not.
+  // After success: the entries with a bit set of all ranks' inputs
+  // together, where the algorithm saw every input (the allgather); 0 where
+  // it did not.
   virtual uint64_t inputs_nonzeros() const { return 0; }
   // How the algorithm was chosen (auto overrides it).
   virtual sparcl_choice_t choice() const { return SPARCL_CHOSEN_BY_CONFIG; }
+  // The caller's dense output (dim values), which the pieces are written to
+  // after success: zeroed a block at a time while the operation waits for
+  // messages, so that sparse pieces then only scatter their entries.
+  void prepare_dense_output(V* out) { dense_out_ = out; }
+  // How many values from the start of that output are zero already.
+  uint64_t zeroed_output() const { return zeroed_; }
+  // Whether the pieces will all be dense (then the output needs no zeroing).
+  bool pieces_dense() const { return dense_pieces_; }
+  bool idle_work() noexcept override {
+    if (!dense_out_ || dense_pieces_ || zeroed_ >= id_.dim) return false;
+    const uint64_t n = std::min<uint64_t>(kZeroBlock, id_.dim - zeroed_);
+    zero_streaming(dense_out_ + zeroed_, n * sizeof(V));  // all bits 0: +0.0
+    zeroed_ += n;
+    return true;
+  }
 
  protected:
   Range whole() const { return Range{0, id_.dim}; }
@@ -112,6 +165,7 @@ class AllreduceOp : public Operation {
   View<V, I> input_;
   std::vector<Held<V, I>> pieces_;
   InputSentFn<V> input_sent_;
+  bool dense_pieces_ = false;  // the pieces will all be dense: a dense output needs no zeroing
 
  private:
   void report_if_input(const View<V, I>& v, const SharedBuffer& msg) const {
@@ -139,6 +193,9 @@ class AllreduceOp : public Operation {
     }
   }
 
+  static constexpr uint64_t kZeroBlock = 32768;  // values zeroed per idle call: 128 KiB of float, in L2
+  V* dense_out_ = nullptr;
+  uint64_t zeroed_ = 0;
   View<V, I> sparse_input_;                        // with densified_: the caller's input
   std::shared_ptr<const Stream<V, I>> densified_;  // what input_ views, if the algorithm densified it
 };

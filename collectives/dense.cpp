@@ -45,6 +45,7 @@ class NativeDense final : public AllreduceOp<V, I> {
   NativeDense(Transport& t, const Identity& id, const View<V, I>& input, NativeSlot native)
       : Base(t, id, input), buffers_(std::make_shared<Buffers>()), native_(std::move(native)),
         order_(native_.order()), barrier_(t.size()) {
+    this->dense_pieces_ = true;
     buffers_->send = std::make_shared<Stream<V, I>>(to_dense_stream(input));
     buffers_->sum = std::make_shared<Stream<V, I>>();
     buffers_->sum->range = input.range;

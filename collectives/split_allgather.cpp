@@ -4,8 +4,9 @@
 // the part of its stream inside the owner's range, and the owner merges what
 // it gets. Round 1 is an allgather of the reduced ranges, which are disjoint
 // and only need concatenating.
-//   SSAR_Split_allgather: the reduced ranges travel sparse (or dense where
-//   they filled in).
+//   SSAR_Split_allgather: the reduced ranges travel sparse, or dense where
+//   SparCML's rule says so (merge_all may sum densely, but returns a sparse
+//   range when its entries are below the rule's switch).
 //   DSAR_Split_allgather: each owner densifies its range first (dense result).
 // Destinations are rotated by rank (rank r sends first to r+1) so that no
 // owner is hit by everyone at once. The ranges are equal, or cut at given
@@ -22,7 +23,9 @@ class SplitAllgather final : public AllreduceOp<V, I> {
  public:
   SplitAllgather(Transport& t, const Identity& id, const View<V, I>& input, bool dense_result,
                  std::vector<uint64_t> bounds = {})
-      : Base(t, id, input), dense_result_(dense_result), bounds_(std::move(bounds)) {}
+      : Base(t, id, input), dense_result_(dense_result), bounds_(std::move(bounds)) {
+    this->dense_pieces_ = dense_result;
+  }
 
  protected:
   int rounds() const override { return this->size() == 1 ? 0 : 2; }
@@ -47,9 +50,7 @@ class SplitAllgather final : public AllreduceOp<V, I> {
         held.push_back(Held<V, I>::of_message(m, range(r)));
         parts.push_back(held.back().view);
       }
-      Stream<V, I> sum = merge_all(parts);
-      if (dense_result_ && !sum.dense) sum = to_dense_stream(sum.view());
-      reduced_ = Held<V, I>::of_stream(std::move(sum));
+      reduced_ = Held<V, I>::of_stream(merge_all(parts, dense_result_));
       return;
     }
     gathered_.resize(size_t(this->size()));

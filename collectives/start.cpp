@@ -34,15 +34,9 @@ AutoTicket auto_ticket(sparcl_comm* comm, sparcl_algorithm_t algorithm, uint64_t
   return t;
 }
 
+// A result object that holds `h` as it is.
 template <class V, class I>
-sparcl_result* new_result(const Held<V, I>& h) {
-  // Results follow SparCML's rule too (an input passed through at P = 1 may not).
-  if (!h.view.dense && prefer_dense<V, I>(h.view.nnz, h.view.range.size()))
-    return new_result(Held<V, I>::of_stream(to_dense_stream(h.view)));
-  // ... both ways: a dense sum (split_dense, dense, or an empty one) with few
-  // entries set is returned sparse, -0.0 entries kept.
-  if (h.view.dense && !prefer_dense<V, I>(count_set_entries(h.view), h.view.range.size()))
-    return new_result(Held<V, I>::of_stream(to_sparse_stream(h.view)));
+sparcl_result* wrap_result(const Held<V, I>& h) {
   auto r = std::make_unique<sparcl_result>();
   r->dim = h.view.range.size();
   r->begin = h.view.range.begin;
@@ -67,18 +61,85 @@ sparcl_result* new_result(const Held<V, I>& h) {
   return r.release();
 }
 
+// The result of disjoint pieces, sorted by range, that tile `whole`, in the
+// form SparCML's rule gives its entries: a sparse piece's entries (explicit
+// zeros included) and a dense piece's entries with a bit set (-0.0 kept).
+// A dense sum with few entries set (split_dense, dense, or an empty one) is
+// returned sparse, and sparse pieces that together reach the switch (or an
+// input passed through at P = 1) dense. Dense pieces are counted once (or
+// not at all where the algorithm counted them) and written once.
 template <class V, class I>
 sparcl_result* new_result(const std::vector<Held<V, I>>& pieces, Range whole) {
-  if (pieces.size() == 1) return new_result(pieces[0]);
-  std::vector<View<V, I>> views;
-  for (const auto& p : pieces) views.push_back(p.view);
-  return new_result(Held<V, I>::of_stream(concat(views, whole)));
+  std::vector<uint64_t> counts(pieces.size());
+  uint64_t entries = 0;
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    const View<V, I>& v = pieces[k].view;
+    counts[k] = v.dense ? set_entries(pieces[k]) : v.nnz;
+    entries += counts[k];
+  }
+  const bool dense = prefer_dense<V, I>(entries, whole.size());
+  if (pieces.size() == 1 && pieces[0].view.dense == dense) return wrap_result(pieces[0]);
+  Stream<V, I> s;
+  s.range = whole;
+  s.dense = dense;
+  if (dense) {
+    s.val.resize(whole.size());
+    for (const auto& p : pieces) write_dense(p.view, s.val.data() + (p.view.range.begin - whole.begin));
+    return wrap_result(Held<V, I>::of_stream(std::move(s)));
+  }
+  s.idx.resize(entries + 1);  // one slot spare for the branchless copy below
+  s.val.resize(entries + 1);
+  I* idx = s.idx.data();
+  V* val = s.val.data();
+  size_t n = 0;
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    const View<V, I>& v = pieces[k].view;
+    if (!v.dense) {
+      std::copy(v.idx, v.idx + v.nnz, idx + n);
+      std::copy(v.val, v.val + v.nnz, val + n);
+      n += v.nnz;
+      continue;
+    }
+    // Every entry is written at the next slot, which advances only for
+    // entries with a bit set.
+    const size_t last = n + counts[k];
+    for (size_t i = 0; i < v.nnz && n < last; ++i) {
+      idx[n] = I(v.range.begin + i);
+      val[n] = v.val[i];
+      n += has_bits(v.val[i]);
+    }
+  }
+  s.idx.resize(n);
+  s.val.resize(n);
+  return wrap_result(Held<V, I>::of_stream(std::move(s)));
 }
 
 template <class V, class I>
-void write_pieces(const std::vector<Held<V, I>>& pieces, void* dense) {
+sparcl_result* new_result(const Held<V, I>& h) {
+  return new_result(std::vector<Held<V, I>>{h}, h.view.range);
+}
+
+// Writes the pieces into the dense output, whose first `zeroed` values are
+// zero already (AllreduceOp::prepare_dense_output): a sparse piece there
+// only scatters its entries, one beyond zeroes the rest of its range first.
+template <class V, class I>
+void write_pieces(const std::vector<Held<V, I>>& pieces, void* dense, uint64_t zeroed) {
   V* out = static_cast<V*>(dense);
-  for (const auto& p : pieces) write_dense(p.view, out + p.view.range.begin);
+  for (const auto& p : pieces) {
+    const View<V, I>& v = p.view;
+    if (v.dense) {
+      write_dense(v, out + v.range.begin);
+      continue;
+    }
+    if (v.range.end > zeroed) std::fill(out + std::max(v.range.begin, zeroed), out + v.range.end, V(0));
+    for (size_t k = 0; k < v.nnz; ++k) out[uint64_t(v.idx[k])] = v.val[k];
+  }
+}
+
+// Whether [a, a + a_bytes) and [b, b + b_bytes) share a byte.
+bool overlap(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
+  const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return a_bytes && b_bytes && x < y + b_bytes && y < x + a_bytes;
 }
 
 // What every allreduce delivers besides its sum: which algorithm ran.
@@ -246,10 +307,16 @@ sparcl_request* start_allreduce_sparse_on_host(CallStart call, const sparcl_spar
       auto op = call.make_allreduce_op<V, I>(in->view);
       if constexpr (std::is_same<V, float>::value)
         if (compressed) op->report_input_sent(compressed->input_sent);
+      // The dense output is zeroed while messages are in flight, unless it
+      // shares memory with the input.
+      if (dense_recv && !overlap(dense_recv, dim * sizeof(V), send->values, send->nnz * sizeof(V)) &&
+          !overlap(dense_recv, dim * sizeof(V), send->indices,
+                   send->nnz * (raw(send->index_type) == SPARCL_INDEX_U32 ? 4 : 8)))
+        op->prepare_dense_output(static_cast<V*>(dense_recv));
       const AllreduceOp<V, I>* reduce = op.get();
       request->deliver = [comm, reduce, dense_recv, result, dim] {
         if (dense_recv)
-          write_pieces(reduce->pieces(), dense_recv);
+          write_pieces(reduce->pieces(), dense_recv, reduce->zeroed_output());
         else
           *result = new_result(reduce->pieces(), Range{0, dim});
         record_algorithm(comm, *reduce);
@@ -421,9 +488,13 @@ sparcl_request* start_allreduce(sparcl_comm* comm, const void* sendbuf, void* re
       auto in = std::make_shared<Input<V, I>>();
       make_dense_input(static_cast<const V*>(src), count, *in);
       auto reduce_op = call.make_allreduce_op<V, I>(in->view);
+      // Zeroed while messages are in flight, unless the input is a view of
+      // the caller's buffer and that is the output too (in place).
+      if (!in->view.dense || !overlap(recvbuf, count * sizeof(V), src, count * sizeof(V)))
+        reduce_op->prepare_dense_output(static_cast<V*>(recvbuf));
       const AllreduceOp<V, I>* reduce = reduce_op.get();
       request->deliver = [comm, reduce, recvbuf] {
-        write_pieces(reduce->pieces(), recvbuf);
+        write_pieces(reduce->pieces(), recvbuf, reduce->zeroed_output());
         record_algorithm(comm, *reduce);
       };
       request->op = std::move(reduce_op);

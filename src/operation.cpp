@@ -43,6 +43,7 @@ void Operation::abort(sparcl_status_t status, const std::string& message) {
 }
 
 bool Operation::advance() {
+  bool idled = false;
   while (!done()) {
     bool moved = false;
     try {
@@ -56,7 +57,12 @@ bool Operation::advance() {
     } catch (...) {
       abort(SPARCL_ERR_INTERNAL, "unknown exception in a collective");
     }
-    if (!moved) break;
+    if (!moved) {
+      // Waiting: one piece of idle work, then look at the transfers again.
+      if (idled || done() || !idle_work()) break;
+      idled = true;
+      continue;
+    }
     ++moves_;
   }
   return done();

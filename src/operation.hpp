@@ -108,6 +108,11 @@ class Operation {
   virtual bool ready() { return true; }
   // Called once if the operation ends without success.
   virtual void failed() noexcept {}
+  // Work of the operation's own that can be done while it waits for
+  // messages (preparing an output buffer), a small piece per call: true if
+  // it did some. advance() calls it at most once per call, when nothing
+  // else moved.
+  virtual bool idle_work() noexcept { return false; }
 
  protected:
   // The identity that the messages of `round` carry, checked on receipt:

@@ -7,7 +7,8 @@
 // (end - begin values). SparCML's rule picks the form: dense as soon as the
 // sparse form would not be smaller, entries * (sizeof(I) + sizeof(V)) >=
 // length * sizeof(V). Every sparse operation costs O(entries); O(length) work
-// happens only where the result is dense.
+// happens only where the result is dense, or where merge_all adds many
+// streams densely because that is faster (its result still follows the rule).
 #pragma once
 
 #include <algorithm>
@@ -85,6 +86,9 @@ struct UninitializedAllocator : std::allocator<T> {
 template <class T>
 using Array = std::vector<T, UninitializedAllocator<T>>;
 
+// A count of entries with a bit set that nobody has taken yet.
+constexpr uint64_t kUncounted = ~uint64_t(0);
+
 // Owned stream.
 template <class V, class I>
 struct Stream {
@@ -92,6 +96,10 @@ struct Stream {
   bool dense = false;
   Array<I> idx;
   Array<V> val;
+  // For a dense stream: how many of its values have a bit set, where the
+  // code that built it counted them anyway (merge_all), so that nobody
+  // counts them again; else kUncounted.
+  uint64_t set_entries = kUncounted;
 
   View<V, I> view() const {
     return View<V, I>{range, dense, val.size(), dense ? nullptr : idx.data(), val.data()};
@@ -143,12 +151,13 @@ uint64_t count_set_entries(const View<V, I>& v) {
 }
 
 // A dense view as a sparse stream of its entries with a bit set, so -0.0 is
-// kept and only +0.0 (what write_dense fills in) is left out.
+// kept and only +0.0 (what write_dense fills in) is left out. `most` bounds
+// the number of such entries (exact or not); kUncounted counts them first.
 template <class V, class I>
-Stream<V, I> to_sparse_stream(const View<V, I>& v) {
+Stream<V, I> to_sparse_stream(const View<V, I>& v, uint64_t most = kUncounted) {
   Stream<V, I> s;
   s.range = v.range;
-  const size_t n = size_t(count_set_entries(v));
+  const size_t n = size_t(most == kUncounted ? count_set_entries(v) : std::min<uint64_t>(most, v.nnz));
   // Branchless: every entry is written at the next slot, which advances only
   // for entries with a bit set (one slot spare for the last write).
   s.idx.resize(n + 1);
@@ -162,8 +171,8 @@ Stream<V, I> to_sparse_stream(const View<V, I>& v) {
     val[k] = v.val[i];
     k += has_bits(v.val[i]);
   }
-  s.idx.resize(n);
-  s.val.resize(n);
+  s.idx.resize(k);
+  s.val.resize(k);
   return s;
 }
 
@@ -277,8 +286,15 @@ inline bool merge_all_is_dense(uint64_t entries, uint64_t length, size_t parts) 
 
 // Sum of several streams over the same range, added in an order fixed by
 // their positions (so the same inputs always give bitwise the same result).
+//
+// The result follows SparCML's rule on its own entries, whichever way it was
+// summed: a dense sum of sparse parts (merge_all_is_dense) whose entries with
+// a bit set are fewer than the rule's switch goes back to sparse (+0.0 where
+// values cancelled is left out; -0.0 is kept). A sum with a dense part stays
+// dense. `dense_result` asks for a dense result whatever its entries (the
+// dense split algorithm densifies its range anyway).
 template <class V, class I>
-Stream<V, I> merge_all(const std::vector<View<V, I>>& parts) {
+Stream<V, I> merge_all(const std::vector<View<V, I>>& parts, bool dense_result = false) {
   if (parts.empty()) fail(SPARCL_ERR_INTERNAL, "merge of no streams");
   const Range range = parts[0].range;
   uint64_t entries = 0;
@@ -288,8 +304,8 @@ Stream<V, I> merge_all(const std::vector<View<V, I>>& parts) {
     entries += p.nnz;
     any_dense |= p.dense;
   }
-  if (parts.size() == 1) return to_stream(parts[0]);
-  if (any_dense || merge_all_is_dense<V, I>(entries, range.size(), parts.size())) {
+  if (parts.size() == 1) return dense_result && !parts[0].dense ? to_dense_stream(parts[0]) : to_stream(parts[0]);
+  if (dense_result || any_dense || merge_all_is_dense<V, I>(entries, range.size(), parts.size())) {
     Stream<V, I> s;
     s.range = range;
     s.dense = true;
@@ -298,6 +314,14 @@ Stream<V, I> merge_all(const std::vector<View<V, I>>& parts) {
     s.val.resize(range.size());
     write_dense(parts[0], s.val.data());
     for (size_t k = 1; k < parts.size(); ++k) add_into_dense(parts[k], s.val.data());
+    if (dense_result || any_dense) return s;
+    // `entries` bounds the union: below the switch the sum is sparse without
+    // counting (one pass); above it, count, and compact only if still below.
+    const View<V, I> sum = s.view();
+    if (!prefer_dense<V, I>(entries, range.size())) return to_sparse_stream(sum, entries);
+    const uint64_t set = count_set_entries(sum);
+    if (!prefer_dense<V, I>(set, range.size())) return to_sparse_stream(sum, set);
+    s.set_entries = set;
     return s;
   }
   // Pairwise merges in a balanced tree, (0+1)+(2+3)...: O(entries log parts),

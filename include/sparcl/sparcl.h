@@ -460,7 +460,8 @@ sparcl_status_t sparcl_allreduce(const void *sendbuf, void *recvbuf, size_t coun
 /** Opaque handle of an operation in flight. */
 typedef struct sparcl_request *sparcl_request_t;
 
-/** Starts sparcl_allreduce_sparse(); outputs are written when the request completes. */
+/** Starts sparcl_allreduce_sparse(); outputs are written when the request completes
+ *  (`dense_recv` may be zeroed while it is in flight). */
 sparcl_status_t sparcl_iallreduce_sparse(const sparcl_sparse_t *send, void *dense_recv,
                                          sparcl_result_t *result, sparcl_comm_t comm,
                                          sparcl_request_t *request);
@@ -476,7 +477,8 @@ sparcl_status_t sparcl_ireduce_scatter_sparse(const sparcl_sparse_t *send, void 
                                               sparcl_request_t *request);
 
 /** Starts sparcl_allreduce(). Ops and types without a sparse path run at once
- *  (blocking, on the transport's own allreduce) and return a completed request. */
+ *  (blocking, on the transport's own allreduce) and return a completed request.
+ *  Unless in place, `recvbuf` may be zeroed while the request is in flight. */
 sparcl_status_t sparcl_iallreduce(const void *sendbuf, void *recvbuf, size_t count,
                                   sparcl_datatype_t datatype, sparcl_op_t op, sparcl_comm_t comm,
                                   sparcl_request_t *request);

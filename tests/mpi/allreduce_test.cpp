@@ -244,6 +244,67 @@ TEST_P(Allreduce, EmptySumIsSparse) {
   }
 }
 
+// SparCML's rule on the wire and in the result, per algorithm, where sums
+// are added densely (merge_all sums P parts densely from about 1/(8 log2 P)
+// of a range) but stay far below the switch (about half the range): each
+// rank holds 1.5/(8 P log2 P) of 2^18 entries, so the union holds at most
+// 19%. Every message then has to travel sparse, so an algorithm sends at
+// most about 2 * union / dim of what it sends for a full vector (8 bytes per
+// sparse entry against 4 per dense value); the sum comes back sparse. The
+// dense algorithms (split_dense, dense) send dense ranges by design, and
+// auto runs whichever it tries.
+TEST_P(Allreduce, WireAndResultFollowTheSparseRule) {
+  const sparcl_algorithm_t a = GetParam();
+  if (a == SPARCL_ALGO_AUTO || a == SPARCL_ALGO_SPLIT_DENSE || a == SPARCL_ALGO_DENSE) GTEST_SKIP();
+  Comm comm(a);
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+  const int p = world_size(), r = world_rank();
+  int levels = 0;
+  while ((1 << levels) < p) ++levels;
+  const uint64_t dim = 1u << 18;
+  const Case sparse_case{dim, p > 1 ? 1.5 / (8.0 * p * levels) : 0.1, Pattern::Overlapping, true, 4242};
+  const Case full_case{dim, 1.0, Pattern::Overlapping, true, 4243};
+  std::vector<char> in_union(dim, 0);
+  for (int q = 0; q < p; ++q)
+    for (uint64_t i : make_vector<float>(sparse_case, q, p).idx) in_union[i] = 1;
+  uint64_t union_nnz = 0;
+  for (char c : in_union) union_nnz += uint64_t(c);
+  ASSERT_LT(union_nnz * 8, dim * 4 / 2) << "the test case must stay well below the switch";
+
+  auto run = [&](const Case& c, uint64_t& bytes, sparcl_result_t& res) {
+    SparseVec<float> mine = make_vector<float>(c, r, p);
+    sparcl_sparse_t in = mine.as_input();
+    EXPECT_EQ(sparcl_comm_reset_stats(comm.get()), SPARCL_SUCCESS);
+    EXPECT_EQ(sparcl_allreduce_sparse(&in, nullptr, &res, comm.get()), SPARCL_SUCCESS) << comm.error();
+    sparcl_stats_t st{};
+    EXPECT_EQ(sparcl_comm_stats(comm.get(), &st), SPARCL_SUCCESS);
+    bytes = st.bytes_sent;
+  };
+  uint64_t sparse_bytes = 0, full_bytes = 0;
+  sparcl_result_t res = nullptr, full = nullptr;
+  run(sparse_case, sparse_bytes, res);
+  run(full_case, full_bytes, full);
+  ASSERT_NE(res, nullptr);
+  EXPECT_FALSE(sparcl_result_is_dense(res));
+  EXPECT_LE(sparcl_result_nnz(res), union_nnz);
+  std::vector<float> got(dim);
+  EXPECT_EQ(sparcl_result_to_dense(res, got.data()), SPARCL_SUCCESS);
+  EXPECT_EQ(count_wrong<float>(sparse_case, p, got), 0u);
+  EXPECT_TRUE(sparcl_result_is_dense(full));
+  sparcl_result_free(res);
+  sparcl_result_free(full);
+  if (p == 1) {
+    EXPECT_EQ(sparse_bytes, 0u);
+  } else {
+    // 2 * union / dim with 20% to spare for uneven ranges and headers.
+    const double allowed = 1.2 * 2.0 * double(union_nnz) / double(dim) + 0.02;
+    EXPECT_LE(double(sparse_bytes), allowed * double(full_bytes))
+        << "sent " << sparse_bytes << " bytes for a union of " << union_nnz << " in " << dim << ", "
+        << full_bytes << " for a full vector";
+  }
+  all_ranks(true);
+}
+
 INSTANTIATE_TEST_SUITE_P(Algorithms, Allreduce, ::testing::ValuesIn(kAllAlgorithms),
                          [](const ::testing::TestParamInfo<sparcl_algorithm_t>& p) { return algorithm_label(p.param); });
 

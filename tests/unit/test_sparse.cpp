@@ -501,9 +501,18 @@ TYPED_TEST(SparseTyped, MergeAllIsDeterministicAndExact) {
     ASSERT_EQ(vec(a.idx), vec(b.idx));
     ASSERT_EQ(0, std::memcmp(a.val.data(), b.val.data(), a.val.size() * sizeof(V)));
     ASSERT_EQ(densify(a), exact) << "trial " << trial;  // integer values: exact in any order
-    if (nparts > 1 && sparcl::prefer_dense<V, I>(entries, len)) {
-      ASSERT_TRUE(a.dense) << "trial " << trial;
+    // SparCML's rule on the sum's own entries (summed densely or not).
+    if (nparts > 1) {
+      uint64_t set = 0;
+      for (V x : densify(a)) set += x != V(0);
+      if (a.dense) {
+        ASSERT_TRUE((sparcl::prefer_dense<V, I>(set, len))) << "trial " << trial;
+        ASSERT_EQ(a.set_entries, set) << "trial " << trial;
+      } else {
+        ASSERT_FALSE((sparcl::prefer_dense<V, I>(a.idx.size(), len))) << "trial " << trial;
+      }
     }
+    (void)entries;
     if (!a.dense) {
       for (size_t k = 1; k < a.idx.size(); ++k) ASSERT_LT(a.idx[k - 1], a.idx[k]);
     }
@@ -533,13 +542,62 @@ TYPED_TEST(SparseTyped, MergeAllManyAndDenseSwitch) {
   for (auto& v : below) sparcl::add_into_dense(v, expect.data());
   EXPECT_EQ(densify(m), expect);
   EXPECT_FALSE(m.dense);
+  auto forced_tree = sparcl::merge_all(below, true);
+  EXPECT_TRUE(forced_tree.dense);
+  EXPECT_EQ(vec(forced_tree.val), expect);
 
+  // Summed densely from t parts on, but 5 entries of 90 are sparse by
+  // SparCML's rule: the sum goes back to sparse.
   auto at = make_parts(t, own);
   auto md = sparcl::merge_all(at);
-  EXPECT_TRUE(md.dense);
+  EXPECT_FALSE(md.dense);
+  EXPECT_EQ(md.idx.size(), t);
   std::vector<V> expect2(len, V(0));
   for (auto& v : at) sparcl::add_into_dense(v, expect2.data());
-  EXPECT_EQ(vec(md.val), expect2);
+  EXPECT_EQ(densify(md), expect2);
+  // Asked for, the result is dense whatever its entries.
+  auto forced = sparcl::merge_all(at, true);
+  EXPECT_TRUE(forced.dense);
+  EXPECT_EQ(vec(forced.val), expect2);
+}
+
+// A dense sum of sparse parts keeps the rule on its entries with a bit set:
+// sparse below the switch (values that cancel to +0.0 left out, -0.0 kept),
+// dense at it, with the count carried so that nobody counts again.
+TYPED_TEST(SparseTyped, MergeAllDenseSumFollowsTheRule) {
+  using V = typename TypeParam::V;
+  using I = typename TypeParam::I;
+  const uint64_t len = 64;
+  const uint64_t half = (len * sizeof(V) + sizeof(I) + sizeof(V) - 1) / (sizeof(I) + sizeof(V));  // the switch
+  // Four parts over the same `cover` indices: their 4 * cover entries are
+  // summed densely; part 3 cancels part 0 at index 0 and leaves -0.0 at index 1.
+  for (uint64_t cover : {half, half + 1}) {
+    std::vector<sparcl::Stream<V, I>> own;
+    for (int p = 0; p < 4; ++p) {
+      std::vector<uint64_t> idx;
+      std::vector<double> val;
+      for (uint64_t i = 0; i < cover; ++i) {
+        idx.push_back(i);
+        val.push_back(i == 0 ? (p == 0 ? 5.0 : p == 3 ? -5.0 : 0.0) : i == 1 ? -0.0 : double(p + 1));
+      }
+      own.push_back(sparse<V, I>({0, len}, idx, val));
+    }
+    std::vector<sparcl::View<V, I>> views;
+    for (auto& s : own) views.push_back(s.view());
+    ASSERT_TRUE((sparcl::merge_all_is_dense<V, I>(4 * cover, len, 4)));
+    auto m = sparcl::merge_all(views);
+    // Index 0 is +0.0 (cancelled): cover - 1 entries set.
+    const bool dense = sparcl::prefer_dense<V, I>(cover - 1, len);
+    EXPECT_EQ(m.dense, dense) << cover;
+    if (m.dense) {
+      EXPECT_EQ(m.set_entries, cover - 1);
+      continue;
+    }
+    ASSERT_EQ(m.idx.size(), cover - 1) << cover;
+    EXPECT_EQ(m.idx[0], I(1));
+    EXPECT_TRUE(m.val[0] == V(0) && std::signbit(m.val[0]));
+    EXPECT_EQ(m.val[1], V(10));
+  }
 }
 
 TYPED_TEST(SparseTyped, MergeAllSingleAndErrors) {
