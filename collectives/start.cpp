@@ -236,15 +236,31 @@ CallStart CallStart::allgather(sparcl_comm* comm, uint64_t dim, uint8_t value_ty
   return CallStart(comm, comm->next_identity(Kind::Allgather, 0, dim, value_type, index_width_for(dim)));
 }
 
+// On an auto communicator, any collective that fails here makes auto forget
+// what it learned (auto.hpp, "After a failure"), not only its own allreduces:
+// ranks that called different collectives (an op or a count on one rank that
+// takes another path) then forget alike.
+static void forget_auto_records(sparcl_comm* comm) noexcept {
+  if (comm->config().algorithm != SPARCL_ALGO_AUTO) return;
+  if (const auto& c = comm->collectives())
+    if (const auto& state = std::static_pointer_cast<CommCollectives>(c)->auto_state) state->forget();
+}
+
 void CallStart::fail(sparcl_status_t status, const std::string& message) {
   if (failed_) return;
   failed_ = true;
   ticket_.fail();
   partition_.fail();
+  forget_auto_records(comm_);
   send_abort_notices(comm_->transport(), id_, status, message);
 }
 
 sparcl_request* CallStart::submit(std::unique_ptr<sparcl_request> request) {
+  if (comm_->config().algorithm == SPARCL_ALGO_AUTO)
+    request->on_failure = [then = std::move(request->on_failure), comm = comm_] {
+      if (then) then();
+      forget_auto_records(comm);
+    };
   sparcl_request* started = nullptr;
   check([&] { started = comm_->submit(std::move(request)); });
   return started;

@@ -186,7 +186,10 @@ sparcl_request* start_global_compressed(sparcl_comm* comm, sparcl_compressor* co
     unsend_step(*compressor);  // nothing was delivered: keep it for the next step
     throw;
   }
-  r->on_failure = [compressor] { unsend_step(*compressor); };
+  r->on_failure = [then = std::move(r->on_failure), compressor] {
+    unsend_step(*compressor);
+    if (then) then();
+  };
   return r;
 }
 
@@ -246,7 +249,10 @@ sparcl_request* sparcl::start_compressed(sparcl_comm* comm, sparcl_compressor* c
     backend->settle();
     backend->write_sum(out);
   };
-  r->on_failure = [compressor] { unsend_step(*compressor); };
+  r->on_failure = [then = std::move(r->on_failure), compressor] {
+    unsend_step(*compressor);
+    if (then) then();
+  };
   if (plan) plan->follow(r, plan);
   return r;
 }
