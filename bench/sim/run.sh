@@ -38,12 +38,19 @@ for ((h = 0; h * PPN < NP; ++h)); do echo "node-$h:$PPN"; done >"$hosts"
 # a missing rank shows as a deadlock, which SimGrid reports.
 export SPARCL_TIMEOUT_MS=${SPARCL_TIMEOUT_MS:-0}
 # host-speed: the platforms' hosts run at 1 Gflop/s, so each burst of
-#   computation is charged exactly the thread CPU time it took here.
-# test/iprobe: simulated time charged to an MPI_Test or MPI_Iprobe that finds
-#   nothing (SMPI's default, 100 us and growing with every poll, would add
-#   milliseconds to sparcl's polling loop); 0.1 us keeps polling cheap
-#   in simulated time and the simulation running.
+#   computation between two MPI calls is charged the thread CPU time it
+#   took here.
+# cpu-threshold 0: every burst is charged, also the short ones (SMPI's
+#   default drops bursts under 1 us, and with them the small merges and
+#   the cost of sparcl's polling loop).
+# test/iprobe 0: an MPI_Test or MPI_Iprobe that finds nothing adds no
+#   simulated time of its own; time goes on by the CPU time of the polling
+#   loop, as on a real machine. (SMPI's default, 100 us growing with every
+#   poll, adds milliseconds to a polling program.)
+# coll-selector ompi: MPI_Allreduce and the other blocking collectives
+#   choose their algorithms as Open MPI does.
 exec smpirun -np "$NP" -platform "$PLATFORM" -hostfile "$hosts" \
-  --cfg=smpi/host-speed:1Gf --cfg=smpi/test:1e-7 --cfg=smpi/iprobe:1e-7 --cfg=smpi/grow-injected-times:no \
-  --log=xbt_cfg.thres:warning --log=smpi_config.thres:warning \
+  --cfg=smpi/host-speed:1Gf --cfg=smpi/cpu-threshold:0 --cfg=smpi/test:0 --cfg=smpi/iprobe:0 \
+  --cfg=smpi/coll-selector:ompi \
+  --log=xbt_cfg.thres:warning --log=smpi_config.thres:warning --log=smpi_coll.thres:warning --log=smpi_colls.thres:warning \
   "${EXTRA[@]}" "$@"
