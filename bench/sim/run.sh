@@ -37,6 +37,9 @@ for ((h = 0; h * PPN < NP; ++h)); do echo "node-$h:$PPN"; done >"$hosts"
 # Real-time deadlines mean nothing in a simulation that may run for minutes:
 # a missing rank shows as a deadlock, which SimGrid reports.
 export SPARCL_TIMEOUT_MS=${SPARCL_TIMEOUT_MS:-0}
+# Every simulated rank sees this machine's host name: tell sparcl the
+# simulated placement (consecutive ranks, PPN per host) instead.
+export SPARCL_RANKS_PER_HOST=${SPARCL_RANKS_PER_HOST:-$PPN}
 # host-speed: the platforms' hosts run at 1 Gflop/s, so each burst of
 #   computation between two MPI calls is charged the thread CPU time it
 #   took here.
