@@ -4,6 +4,7 @@
 # The one place that lists the Debian/Ubuntu packages sparcl needs.
 #
 #   bash tools/deps.sh          # install whatever is missing
+#   SPARCL_WITH_SIMGRID=1 bash tools/deps.sh   # and SimGrid (bench/sim, optional)
 #   source tools/deps.sh        # defines SPARCL_DEPS and sparcl_install_deps
 #
 # Idempotent: does nothing (no apt-get update) when everything is installed.
@@ -31,6 +32,10 @@ SPARCL_DEPS=(
   # Fuzzing (libFuzzer) and LeakSanitizer runtimes
   clang libclang-rt-14-dev
 )
+# Optional: SimGrid's SMPI for the simulated runs of bench/sim (docs/simulation.md).
+if [[ ${SPARCL_WITH_SIMGRID:-0} == 1 ]]; then
+  SPARCL_DEPS+=(libsimgrid-dev)
+fi
 
 sparcl_install_deps() {
   local pkg status

@@ -26,9 +26,27 @@ bool wait_until(MPI_Request& request, std::chrono::steady_clock::time_point dead
 // global, so leak checkers do not count it.
 void keep_forever(std::shared_ptr<const void> what);
 
-// Receives a matched message of `bytes` bytes and drops its contents,
-// without memory of its size.
-void drop_message(MPI_Message& msg, size_t bytes);
+// A message found by probing, that the next receive of it takes: MPI_Improbe's
+// handle, or under SimGrid's SMPI (3.32: no MPI_Improbe, MPI_Mrecv,
+// MPI_Get_elements_x) the source and tag that MPI_Iprobe saw, received with
+// them. That is the probed message because only a single thread calls MPI
+// there, and every receive on the communicator probes first (so no receive
+// posted earlier can take it).
+struct Probed {
+  MPI_Message msg = MPI_MESSAGE_NULL;
+  int source = MPI_ANY_SOURCE, tag = MPI_ANY_TAG;
+  size_t bytes = 0;
+};
+
+// Probes `comm` for a message from `source` with `tag` (wildcards allowed).
+// Returns MPI's error code; `found` says whether `probed` holds one.
+int probe_message(int source, int tag, MPI_Comm comm, int& found, Probed& probed);
+
+// Receives a probed message into `count` items of `type` at `buf`.
+int receive_message(void* buf, int count, MPI_Datatype type, Probed& probed, MPI_Comm comm, MPI_Request* request);
+
+// Receives a probed message and drops its contents, without memory of its size.
+void drop_message(Probed& probed, MPI_Comm comm);
 
 // sparcl's own MPI communicator (a dup of the caller's), freed with its last
 // reference. When an operation on it is given up, the reference goes to
