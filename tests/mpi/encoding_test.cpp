@@ -31,7 +31,8 @@ const sparcl_algorithm_t kAlgorithms[] = {SPARCL_ALGO_AUTO,
                                           SPARCL_ALGO_RING,
                                           SPARCL_ALGO_HALVING_DOUBLING,
                                           SPARCL_ALGO_ALLGATHER,
-                                          SPARCL_ALGO_DENSE};
+                                          SPARCL_ALGO_DENSE,
+                                          SPARCL_ALGO_HIERARCHICAL};
 const sparcl_value_encoding_t kEncodings[] = {SPARCL_VALUES_FP16, SPARCL_VALUES_BF16, SPARCL_VALUES_QSGD8,
                                               SPARCL_VALUES_QSGD4, SPARCL_VALUES_QSGD2};
 
@@ -64,6 +65,7 @@ int roundings(sparcl_algorithm_t a, int p) {
     case SPARCL_ALGO_RING: return p;   // P-1 reduce-scatter hops, one allgather encoding
     case SPARCL_ALGO_DENSE: return p;  // lossy values: the ring on the densified vector
     case SPARCL_ALGO_ALLGATHER: return 1;
+    case SPARCL_ALGO_HIERARCHICAL: return 3;  // the input's slice, the host's sum, the slice's sum
     case SPARCL_ALGO_AUTO: return std::max(p, 2 * levels + fold);  // whichever it chooses
     default: return 2;                 // split: the reduce-scatter, the owner's range
   }
