@@ -417,8 +417,13 @@ sparcl_request* start_allgather_sparse(sparcl_comm* comm, const sparcl_sparse_t*
       auto op = std::make_unique<AllgatherOp<V, I>>(comm->transport(), call.identity(), in->view);
       const AllgatherOp<V, I>* gather = op.get();
       request->deliver = [gather, results, merged, p] {
+        // Each result owned at once: a failed allocation in between frees the ones made.
         std::vector<std::unique_ptr<sparcl_result>> out;
-        for (const auto& h : gather->vectors()) out.emplace_back(new_result(h));
+        out.reserve(gather->vectors().size());
+        for (const auto& h : gather->vectors()) {
+          std::unique_ptr<sparcl_result> one(new_result(h));
+          out.push_back(std::move(one));
+        }
         std::unique_ptr<sparcl_result> sum;
         if (merged) {
           std::vector<View<V, I>> views;
