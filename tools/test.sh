@@ -99,7 +99,7 @@ if wanted 5; then
   begin_stage 5 "ThreadSanitizer build and threaded tests (build-tsan/)"
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPARCL_SANITIZE=thread \
     -DSPARCL_BUILD_BENCH=OFF -DSPARCL_TEST_DIRS="mpi;soak" -DSPARCL_WERROR=ON
-  cmake --build build-tsan -j"$jobs" --target sparcl_mpi_tests sparcl-soak
+  cmake --build build-tsan -j"$jobs" --target sparcl_mpi_tests sparcl_persistent_tests sparcl-soak
   ctest --test-dir build-tsan --output-on-failure --timeout 600 -j1 -L tsan
   end_stage
 fi
