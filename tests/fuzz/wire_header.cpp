@@ -60,7 +60,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                      (h.flags & kFlagChecksum) != 0);
   const bool same = h.comm_id == id.comm_id && h.seq == id.seq && h.kind == uint8_t(id.kind) &&
                     h.algorithm == id.algorithm && h.index_width == id.index_width &&
-                    ((h.flags & kFlagAbort) || h.bucket == id.bucket) && h.step == kStep;
+                    ((h.flags & kFlagAbort) || h.bucket == id.bucket) &&
+                    ((h.flags & kFlagAbort) || h.choice_digest == id.choice_digest) && h.step == kStep;
   const bool ok = accepts([&] { check_identity(h, id, kStep, kPeer); });
   check(ok == same, "check_identity disagrees with a field-by-field comparison");
 
