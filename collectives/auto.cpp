@@ -90,7 +90,6 @@ void AutoTicket::fail() {
   own.reset();
   params_own.reset();
   native.release();
-  if (state) std::exchange(state, nullptr)->forget();
 }
 
 int density_class(uint64_t union_nnz, uint64_t dim) {
@@ -164,21 +163,11 @@ AutoTicket AutoState::start(uint64_t dim, uint8_t value_type, size_t value_size,
   AutoTicket t;
   auto& slot = latest_[{dim, value_type}];
   const bool large = ranks > 1 && value_size && dim >= kCalibrationBytes / value_size;
-  // Every rank must record this call, also one that runs out of memory
-  // here (the call then fails everywhere): otherwise its next call of this
-  // shape would start from another record than the other ranks' and choose
-  // differently. Such a rank records it as failed, with records made before.
-  std::shared_ptr<DensityRecord> own;
-  std::shared_ptr<ParamsRecord> params_own;
-  try {
-    own = std::make_shared<DensityRecord>();
-    if (large) params_own = std::make_shared<ParamsRecord>();
-  } catch (const std::bad_alloc&) {
-    // The call fails on every rank: forget as a failed call does.
-    forget();
-    slot = failed_density_;
-    throw;
-  }
+  // Out of memory here fails the call on every rank, and the failure makes
+  // every rank forget (forget(): records made in advance), so none keeps a
+  // record of this call that the others lack.
+  auto own = std::make_shared<DensityRecord>();
+  auto params_own = large ? std::make_shared<ParamsRecord>() : nullptr;
   t.previous = slot;
   t.own = std::move(own);
   slot = t.own;
@@ -334,7 +323,6 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     rec.known = true;
     rec.done = true;
     ticket_.own.reset();
-    ticket_.succeed();
   }
 
   void failed() noexcept override {
@@ -445,11 +433,11 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     Workload w;
     if (!use_record || !rec || !rec->known) {
       w = independent_workload(p, this->id_.dim, double(sizeof(V)), wire, kDefaultDensity * dim, native);
-      w.ranks_per_host = uniform_ranks_per_host(this->transport_.hosts(), p);
+      w.ranks_per_host = this->transport_.ranks_per_host();
       return w;
     }
     w = independent_workload(p, this->id_.dim, double(sizeof(V)), wire, 0, native);
-    w.ranks_per_host = uniform_ranks_per_host(this->transport_.hosts(), p);
+    w.ranks_per_host = this->transport_.ranks_per_host();
     const double u = double(rec->union_nnz);
     const double inputs = std::clamp(rec->overlap * independent_inputs_nonzeros(u, dim, p), u, double(p) * u);
     w.rank_nnz = inputs / p;

@@ -44,9 +44,10 @@
 //    of what it was chosen from (Identity::choice_digest): ranks whose records
 //    differ fail that collective at once with SPARCL_ERR_MISMATCH, on every
 //    rank, even where they would have chosen the same algorithm;
-//  - a rank on which an auto collective fails forgets all it learned (records,
-//    measurements, calibrated parameters: AutoState::forget()), in the order
-//    of starts like every other change of the records.
+//  - a rank on which any collective of an auto communicator fails forgets
+//    all auto learned (records, measurements, calibrated parameters:
+//    AutoState::forget(), called by the start-and-fail path in start.cpp),
+//    so the calls it starts afterwards begin afresh.
 // So after a collective that failed on some ranks only, at most the next auto
 // collective fails (on every rank, SPARCL_ERR_MISMATCH) and the one after it
 // is exact; after one that failed on every rank, the next is exact. Never a
@@ -130,20 +131,16 @@ struct ParamsRecord {
   MachineParams params;
 };
 
-class AutoState;
-
-// What an auto allreduce was handed at its start. Failed, or destroyed before
-// it succeeded (the call failed before its operation existed), it marks its
-// records as failed and makes the state forget what it learned.
+// What an auto allreduce was handed at its start. Destroyed unused (the call
+// failed before its operation existed), it marks its records as failed. (The
+// forgetting that follows any failure is the start-and-fail path's:
+// collectives/start.cpp.)
 struct AutoTicket {
   AutoTicket() = default;
   AutoTicket(AutoTicket&&) = default;
   AutoTicket& operator=(AutoTicket&&) = default;
   ~AutoTicket();
   void fail();
-  void succeed() { state.reset(); }  // the records are complete
-
-  std::shared_ptr<AutoState> state;  // until the call succeeds or fails (auto only)
 
   std::shared_ptr<const DensityRecord> previous;  // the latest call of this (dim, type) before, if any
   std::shared_ptr<DensityRecord> own;

@@ -34,30 +34,16 @@ struct HostLayout {
   size_t host_index = 0;         // this host's place in slice_ranks
 };
 
-HostLayout host_layout(const std::vector<int>& hosts, int size, int rank) {
+HostLayout host_layout(const Transport& t) {
+  const int size = t.size(), per_host = t.ranks_per_host();
+  // Hosts of equal size (Transport::ranks_per_host()); else one host of all ranks.
+  std::vector<std::vector<int>> by_host(size_t(size / per_host));
+  for (int r = 0; r < size; ++r) by_host[per_host == size ? 0 : size_t(t.hosts()[size_t(r)])].push_back(r);
   HostLayout l;
-  std::vector<std::vector<int>> by_host;
-  bool uniform = int(hosts.size()) == size;
-  if (uniform) {
-    for (int r = 0; r < size; ++r) {
-      const int h = hosts[size_t(r)];
-      if (h < 0 || h >= size) {
-        uniform = false;
-        break;
-      }
-      if (size_t(h) >= by_host.size()) by_host.resize(size_t(h) + 1);
-      by_host[size_t(h)].push_back(r);
-    }
-    for (const auto& ranks : by_host) uniform &= !ranks.empty() && ranks.size() == by_host[0].size();
-  }
-  if (!uniform) {  // one host
-    by_host.assign(1, {});
-    for (int r = 0; r < size; ++r) by_host[0].push_back(r);
-  }
-  l.local_count = int(by_host[0].size());
+  l.local_count = per_host;
   for (size_t h = 0; h < by_host.size(); ++h)
     for (size_t j = 0; j < by_host[h].size(); ++j)
-      if (by_host[h][j] == rank) l.local_ranks = by_host[h], l.local_index = int(j), l.host_index = h;
+      if (by_host[h][j] == t.rank()) l.local_ranks = by_host[h], l.local_index = int(j), l.host_index = h;
   for (const auto& ranks : by_host) l.slice_ranks.push_back(ranks[size_t(l.local_index)]);
   return l;
 }
@@ -68,7 +54,7 @@ class Hierarchical final : public AllreduceOp<V, I> {
 
  public:
   Hierarchical(Transport& t, const Identity& id, const View<V, I>& input)
-      : Base(t, id, input), layout_(host_layout(t.hosts(), t.size(), t.rank())) {}
+      : Base(t, id, input), layout_(host_layout(t)) {}
 
  protected:
   int rounds() const override { return this->size() == 1 ? 0 : 3; }

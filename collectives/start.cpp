@@ -28,10 +28,7 @@ AutoTicket auto_ticket(sparcl_comm* comm, sparcl_algorithm_t algorithm, uint64_t
     return t;
   }
   if (algorithm != SPARCL_ALGO_AUTO) return AutoTicket{};
-  std::shared_ptr<AutoState> state = auto_state_of(comm);
-  AutoTicket t = state->start(dim, value_type, value_size(value_type), comm->transport().size());
-  t.state = std::move(state);
-  return t;
+  return auto_state_of(comm)->start(dim, value_type, value_size(value_type), comm->transport().size());
 }
 
 // A result object that holds `h` as it is.

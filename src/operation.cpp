@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "operation.hpp"
 
-#include <algorithm>
-
 namespace sparcl {
 
 void send_abort_notices(Transport& transport, const Identity& id, sparcl_status_t status,
@@ -101,8 +99,8 @@ void Operation::start_round() {
     io.send((rank() + d) % size(), encode_ack(id_, uint16_t(round_)));
     io.recv((rank() - d + size()) % size());
   }
+  const bool several_hosts = transport_.spans_hosts();
   const std::vector<int>& hosts = transport_.hosts();
-  const bool several_hosts = std::any_of(hosts.begin(), hosts.end(), [](int h) { return h != 0; });
   for (auto& s : io.sends) {
     if (traffic_) {
       ++traffic_->messages;

@@ -104,17 +104,21 @@ class Transport {
   virtual void abort() {}
 
   // The host of each rank (ids 0, 1, ... in order of first appearance), as
-  // the ranks agreed at creation; empty: one host.
+  // the ranks agreed at creation; empty: one host. Set once, after the
+  // transport is made; what follows from it is worked out then.
   const std::vector<int>& hosts() const { return hosts_; }
-  void set_hosts(std::vector<int> hosts) { hosts_ = std::move(hosts); }
+  void set_hosts(std::vector<int> hosts);
+  // Whether the ranks run on more than one host.
+  bool spans_hosts() const { return spans_hosts_; }
+  // The ranks of each host where every host holds the same number; else
+  // size(), all ranks counting as one host.
+  int ranks_per_host() const { return ranks_per_host_ ? ranks_per_host_ : size(); }
 
  private:
   std::vector<int> hosts_;
+  bool spans_hosts_ = false;
+  int ranks_per_host_ = 0;  // 0: not set (one host)
 };
-
-// Equal numbers of ranks on every host of `hosts`: that number; otherwise
-// (or for an empty map) `size`, all ranks counting as one host.
-int uniform_ranks_per_host(const std::vector<int>& hosts, int size);
 
 // A transport before it knows its peers. Creating a communicator opens an
 // endpoint on every rank, exchanges the addresses through the bootstrap and
