@@ -733,6 +733,29 @@ int faults_main(const Options& opt) {
 // The storm: storm.sh stops and resumes rank 1 (SIGSTOP/SIGCONT) while the
 // ranks run collectives under a short timeout; any status is allowed then,
 // but never SUCCESS with a wrong result. Then 10 collectives must be exact.
+// Where this rank is, in DIR/phase.<rank>: storm.sh prints these files when
+// the job outlives its limit, so that a hang outside a call says where it is.
+void storm_phase(const std::string& dir, const std::string& what) {
+  const std::string file = dir + "/phase." + std::to_string(g_rank);
+  if (FILE* f = std::fopen((file + ".tmp").c_str(), "w")) {
+    std::fprintf(f, "rank %d: %s\n", g_rank, what.c_str());
+    std::fclose(f);
+    std::rename((file + ".tmp").c_str(), file.c_str());
+  }
+}
+
+// Arms the watchdog over a step that is not a sparcl call (a barrier, the
+// wait for storm.sh, freeing the communicator).
+class WatchedStep {
+ public:
+  WatchedStep(const std::string& dir, const char* what) {
+    storm_phase(dir, what);
+    std::snprintf(g_call_what, sizeof g_call_what, "%s", what);
+    g_call_started_ns = now_ns();
+  }
+  ~WatchedStep() { g_call_started_ns = 0; }
+};
+
 int storm_main(const Options& opt) {
   const std::string dir = opt.storm_dir;
   {
@@ -753,13 +776,18 @@ int storm_main(const Options& opt) {
   int wrong = 0, failed = 0, problems = 0;
   double slowest = 0;
   for (int i = 0; i < opt.storm_ops; ++i) {
+    if (i % 50 == 0) storm_phase(dir, "storm collective " + std::to_string(i) + " of " + std::to_string(opt.storm_ops));
     const Outcome o = run(comm, draw_shape(shared, passthrough));
     wrong += o.wrong;
     failed += o.status != SPARCL_SUCCESS;
     slowest = std::max(slowest, o.seconds);
   }
-  MPI_Barrier(MPI_COMM_WORLD);
+  {
+    WatchedStep step(dir, "MPI_Barrier after the storm");
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
   if (g_rank == 0) {
+    WatchedStep step(dir, "waiting for storm.sh to resume rank 1 for good");
     FILE* f = std::fopen((dir + "/done").c_str(), "w");
     if (f) std::fclose(f);
     struct stat st;
@@ -767,9 +795,13 @@ int storm_main(const Options& opt) {
     while (stat((dir + "/ack").c_str(), &st) != 0 && Clock::now() < give_up)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  MPI_Barrier(MPI_COMM_WORLD);
+  {
+    WatchedStep step(dir, "MPI_Barrier before the checks");
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
   int recovery = 0;
   for (int v = 0; v < opt.verify; ++v) {
+    storm_phase(dir, "check " + std::to_string(v) + " of " + std::to_string(opt.verify));
     const Outcome o = run(comm, draw_shape(shared, passthrough));
     const auto all = gather(o);
     for (const auto& w : all) recovery += w.status != SPARCL_SUCCESS || w.wrong;
@@ -785,7 +817,11 @@ int storm_main(const Options& opt) {
                 "slowest call %.3f s; after the storm %d of %d collectives failed on some rank: %s\n",
                 transport_label().c_str(), g_size, opt.storm_ops, g_size, sums[1], sums[0], slowest_all,
                 recovery / std::max(1, g_size), opt.verify, problems ? "FAILED" : "all assertions held");
-  sparcl_comm_free(comm);
+  {
+    WatchedStep step(dir, "sparcl_comm_free");
+    sparcl_comm_free(comm);
+  }
+  storm_phase(dir, "MPI_Finalize");
   return problems ? 1 : 0;
 }
 

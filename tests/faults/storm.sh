@@ -9,6 +9,7 @@
 set -u
 mpiexec=$1 ranks=$2 prog=$3
 shift 3
+started=$(date +%s)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT INT TERM
 "$mpiexec" -np "$ranks" "$prog" --storm "$dir" --storm-ops "${STORM_OPS:-600}" --timeout-ms 200 "$@" &
@@ -30,6 +31,30 @@ if [ -n "$pid" ]; then
   kill -CONT "$pid" 2>/dev/null
 fi
 touch "$dir/ack"
+# The job must end within STORM_LIMIT_S seconds of the start (ctest's own
+# limit is longer): past it, say where every rank is (its phase file, its
+# process state, and its threads' stacks when gdb is there), then end it.
+limit=${STORM_LIMIT_S:-150}
+while kill -0 $job 2>/dev/null && [ "$(($(date +%s) - started))" -lt "$limit" ]; do sleep 0.2; done
+if kill -0 $job 2>/dev/null; then
+  echo "storm: the job has run past ${limit} s; where each rank is:"
+  cat "$dir"/phase.* 2>/dev/null
+  for f in "$dir"/pid.*; do
+    [ -f "$f" ] || continue
+    p=$(cat "$f")
+    echo "--- $(basename "$f") = $p: $(grep '^State' /proc/"$p"/status 2>/dev/null)"
+    if command -v gdb >/dev/null 2>&1; then
+      gdb -p "$p" -batch -ex 'thread apply all bt 12' 2>/dev/null | grep '^#\|^Thread'
+    fi
+  done
+  kill -CONT "$pid" 2>/dev/null
+  kill $job 2>/dev/null
+  sleep 2
+  kill -9 $job 2>/dev/null
+  wait $job
+  echo "storm: ended after ${limit} s"
+  exit 124
+fi
 wait $job
 rc=$?
 echo "storm: rank 1 stopped and resumed $stops times; exit $rc"
