@@ -138,6 +138,35 @@ double TuneGroup::vote_s(size_t i) const {
   return t[(t.size() - 1) / 2];  // the lower median
 }
 
+void TuneGroup::used() {
+  if (!chosen || !runner_up || ++uses < recheck_at) return;
+  const size_t current = size_t(std::find(candidates.begin(), candidates.end(), *chosen) - candidates.begin());
+  if (current == candidates.size() || current == *runner_up) return;
+  checking = chosen;
+  chosen.reset();
+  from_file = false;
+  active = {current, *runner_up};
+  times_s[current].clear();
+  times_s[*runner_up].clear();
+  target = kFinalTrials;
+  final_vote = true;
+}
+
+void TuneGroup::choose(const std::vector<size_t>& ranked) {
+  chosen = candidates[ranked.front()];
+  runner_up.reset();
+  if (ranked.size() > 1) runner_up = ranked[1];
+  if (checking) recheck_at = *checking == *chosen ? std::min(2 * recheck_at, kRecheckLongest) : kRecheckAfter;
+  checking.reset();
+  uses = 0;
+}
+
+std::optional<size_t> TuneGroup::first_other_than(sparcl_algorithm_t a) const {
+  for (size_t i = 0; i < candidates.size(); ++i)
+    if (candidates[i] != a) return i;
+  return std::nullopt;
+}
+
 size_t TuneGroup::next_trial() const {
   size_t best = active.front();
   for (size_t i : active)
@@ -298,6 +327,8 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     if (voted_) {
       *group_ = std::move(*voted_);
       if (group_->chosen) state_->chosen_by_vote(key_, *group_->chosen);
+    } else if (group_ && !trial_) {
+      group_->used();
     }
     if (trial_) {  // counted in the group it was chosen for; the count is the same everywhere
       const size_t i = size_t(std::find(group_->candidates.begin(), group_->candidates.end(), *trial_) -
@@ -361,7 +392,8 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     if (group_) {
       const TuneGroup& g = *group_;
       const uint64_t head[] = {g.chosen ? uint64_t(*g.chosen) + 1 : 0, uint64_t(g.target), g.final_vote ? 1u : 0u,
-                               g.from_file ? 1u : 0u};
+                               g.from_file ? 1u : 0u, g.uses, g.recheck_at,
+                               g.runner_up ? uint64_t(*g.runner_up) + 1 : 0};
       for (uint64_t w : head) h = (h ^ w) * 0x100000001b3ULL;
       for (size_t i = 0; i < g.candidates.size(); ++i)
         h = (h ^ (uint64_t(g.candidates[i]) << 32 | g.times_s[i].size())) * 0x100000001b3ULL;
@@ -543,7 +575,9 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     }
     std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     if (g.final_vote) {
-      g.chosen = g.candidates[ranked.front().second];
+      std::vector<size_t> order;
+      for (const auto& entry : ranked) order.push_back(entry.second);
+      g.choose(order);
       run(*g.chosen, SPARCL_CHOSEN_BY_MEASUREMENT);
       return;
     }

@@ -33,7 +33,9 @@
 //    all others), and every rank ranks the candidates by their sum over ranks:
 //    the same numbers everywhere, so the same ranking. The first vote keeps
 //    kFinalists, which get kFinalTrials more trials each; the second one
-//    chooses, and the group runs that algorithm from then on.
+//    chooses, and the group runs that algorithm from then on, until its
+//    re-check (kRecheckAfter): the choice and the runner-up get kFinalTrials
+//    fresh trials each, and a final vote chooses again.
 //
 // After a failure. A collective can fail on some ranks and succeed on others
 // (a rank that had all it needed returns before another rank's fault is
@@ -91,6 +93,13 @@ constexpr int kFinalTrials = 3;
 // come and go.
 constexpr uint64_t kGroupWindow = 4096;
 constexpr double kCandidateSpread = 16.0;
+// A chosen algorithm is checked again against the runner-up of its vote
+// after this many calls (kFinalTrials trials each, then a vote): early trials
+// pay for connections and buffers, and a machine's load changes. Each check
+// that keeps the choice doubles the interval (up to kRecheckLongest); one
+// that changes it starts again from kRecheckAfter.
+constexpr uint64_t kRecheckAfter = 256;
+constexpr uint64_t kRecheckLongest = uint64_t(1) << 16;
 
 // The density class of a result of `union_nnz` nonzeros in `dim` entries:
 // floor(2 log2(union_nnz / dim)), computed in integers (no libm that could
@@ -118,8 +127,21 @@ struct TuneGroup {
   std::optional<sparcl_algorithm_t> chosen;    // after the final vote, or from the tuning file
   bool from_file = false;                      // chosen is SPARCL_TUNE_FILE's
   uint64_t last_seq = 0;                       // the collective that last used it
+  // The re-check (kRecheckAfter): the runner-up of the vote (an index into
+  // candidates; none with one candidate), the calls that ran `chosen` since
+  // it was chosen, and how many start the next check.
+  std::optional<size_t> runner_up;
+  uint64_t uses = 0;
+  uint64_t recheck_at = kRecheckAfter;
+  std::optional<sparcl_algorithm_t> checking;  // during a re-check: the choice it checks
   bool explored() const;      // every active candidate has its trials
   size_t next_trial() const;  // the active candidate tried least (first of equals)
+  // After a call that ran `chosen`: counts it, and begins the re-check when it is due.
+  void used();
+  // The final vote ranked `ranked` (candidate indices, fastest first): keeps the fastest.
+  void choose(const std::vector<size_t>& ranked);
+  // The model's first candidate other than `a`, if any (the runner-up of a choice from the tuning file).
+  std::optional<size_t> first_other_than(sparcl_algorithm_t a) const;
   // What this rank votes for candidate i: the median of its trial times (of
   // two, the faster: the first call of an algorithm pays for its buffers).
   double vote_s(size_t i) const;
@@ -201,7 +223,7 @@ class AutoState {
     if (g->candidates.size() == 1)
       g->chosen = g->candidates[0];
     else if (tune_file_.find(file_key(key), stored))
-      g->chosen = stored, g->from_file = true;
+      g->chosen = stored, g->from_file = true, g->runner_up = g->first_other_than(stored);
     return groups_[key] = g;
   }
   // Keeps the choice a vote settled for `key` in SPARCL_TUNE_FILE (rank 0).

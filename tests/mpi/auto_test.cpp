@@ -157,6 +157,50 @@ TEST(AutoChoice, MeasuresEachCandidateThenKeepsTheFastest) {
   }
 }
 
+// The re-check: kRecheckAfter (256) calls after a vote, the chosen algorithm
+// and the runner-up get kFinalTrials (3) trials each, least tried first, and
+// a vote chooses again; the next check comes 512 calls later when the choice
+// stays, 256 when it changed. The same sequence on every rank, every result exact.
+TEST(AutoChoice, ChecksTheChoiceAgainAfterItsUses) {
+  if (world_size() == 1) GTEST_SKIP() << "auto measures with two ranks or more";
+  const AutoParams fixed(kSlowLink);
+  Comm comm(SPARCL_ALGO_AUTO);
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();
+  const int p = world_size(), r = world_rank();
+  const Case c{16384, 0.01, Pattern::Overlapping, true, 7};
+  const SparseVec<float> v = make_vector<float>(c, r, p);
+  const sparcl_sparse_t in = v.as_input();
+  std::vector<float> out(c.dim);
+  std::vector<int> sequence;  // algorithm * 8 + how, per call
+  std::vector<int> votes;     // the calls that ran a vote's choice right after trials
+  sparcl_choice_t before = SPARCL_CHOSEN_BY_MODEL;
+  std::map<int, int> check_trials;  // per algorithm, trials after the first vote
+  for (int n = 0; n < 900; ++n) {
+    ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
+    if (n % 50 == 0) {
+      EXPECT_EQ(count_wrong<float>(c, p, out), 0u) << "call " << n;
+    }
+    sparcl_algorithm_t algorithm;
+    sparcl_choice_t how;
+    ASSERT_EQ(sparcl_comm_last_algorithm(comm.get(), &algorithm), SPARCL_SUCCESS);
+    ASSERT_EQ(sparcl_comm_last_choice(comm.get(), &how), SPARCL_SUCCESS);
+    sequence.push_back(int(algorithm) * 8 + int(how));
+    if (how == SPARCL_CHOSEN_BY_MEASUREMENT && before == SPARCL_CHOSEN_AS_TRIAL) votes.push_back(n);
+    if (how == SPARCL_CHOSEN_AS_TRIAL && !votes.empty()) ++check_trials[int(algorithm)];
+    before = how;
+  }
+  EXPECT_TRUE(same_on_all_ranks(sequence.data(), sequence.size() * sizeof(int)));
+  ASSERT_GE(votes.size(), 3u) << "a vote, then two re-checks in 900 calls";
+  // Each check: 256 (or 512) calls of the choice after the vote's own, then 3 + 3 trials, then the vote.
+  for (size_t i = 1; i < votes.size(); ++i) {
+    const int gap = votes[i] - votes[i - 1];
+    EXPECT_TRUE(gap == 1 + 256 + 6 || gap == 1 + 512 + 6) << "vote " << i << " after " << gap << " calls";
+  }
+  ASSERT_EQ(check_trials.size(), 2u) << "the chosen algorithm and the runner-up";
+  for (const auto& [algorithm, count] : check_trials)
+    EXPECT_EQ(count % 3, 0) << "algorithm " << algorithm << " tried " << count << " times";
+}
+
 // SPARCL_TUNE_FILE: the choice one communicator's vote settled is stored by
 // rank 0, and a communicator made later (the next run) starts from it,
 // without trials, on every rank alike.
