@@ -131,40 +131,73 @@ bool TuneGroup::explored() const {
   return std::all_of(active.begin(), active.end(), [&](size_t i) { return int(times_s[i].size()) >= target; });
 }
 
-double TuneGroup::vote_s(size_t i) const {
-  std::vector<double> t = times_s[i];
-  if (t.empty()) return INFINITY;
-  std::sort(t.begin(), t.end());
-  return t[(t.size() - 1) / 2];  // the lower median
+double TuneGroup::vote(size_t i) const {
+  size_t rounds = times_s[i].size();
+  for (size_t j : active) rounds = std::min(rounds, times_s[j].size());
+  std::vector<double> relative;
+  for (size_t k = 0; k < rounds; ++k) {
+    double log_sum = 0;
+    for (size_t j : active) log_sum += std::log(std::max(times_s[j][k], 1e-9));
+    relative.push_back(std::max(times_s[i][k], 1e-9) / std::exp(log_sum / double(active.size())));
+  }
+  if (relative.empty()) return INFINITY;
+  std::sort(relative.begin(), relative.end());
+  return relative[(relative.size() - 1) / 2];  // the lower median
 }
 
 void TuneGroup::used() {
-  if (!chosen || !runner_up || ++uses < recheck_at) return;
+  if (!chosen || ++uses < recheck_at) return;
   const size_t current = size_t(std::find(candidates.begin(), candidates.end(), *chosen) - candidates.begin());
-  if (current == candidates.size() || current == *runner_up) return;
+  std::vector<size_t> others;
+  for (size_t i : contenders)
+    if (i != current) others.push_back(i);
+  if (others.empty() || current == candidates.size()) return;
+  size_t challenger;
+  if (replaced && *replaced != current)
+    challenger = *replaced;
+  else
+    challenger = others[turn++ % others.size()];
+  replaced.reset();
   checking = chosen;
   chosen.reset();
   from_file = false;
-  active = {current, *runner_up};
+  active = {current, challenger};
   times_s[current].clear();
-  times_s[*runner_up].clear();
-  target = kFinalTrials;
+  times_s[challenger].clear();
+  target = kRecheckTrials;
   final_vote = true;
 }
 
-void TuneGroup::choose(const std::vector<size_t>& ranked) {
-  chosen = candidates[ranked.front()];
-  runner_up.reset();
-  if (ranked.size() > 1) runner_up = ranked[1];
-  if (checking) recheck_at = *checking == *chosen ? std::min(2 * recheck_at, kRecheckLongest) : kRecheckAfter;
-  checking.reset();
-  uses = 0;
+void TuneGroup::shortlist(const std::vector<std::pair<double, size_t>>& ranked) {
+  active.clear();
+  for (size_t i = 0; i < std::min(kFinalists, ranked.size()); ++i) active.push_back(ranked[i].second);
+  contenders.clear();
+  for (const auto& [votes, i] : ranked)
+    if (votes <= kContenderSpread * ranked.front().first) contenders.push_back(i);
+  target += kFinalTrials;
+  final_vote = true;
 }
 
-std::optional<size_t> TuneGroup::first_other_than(sparcl_algorithm_t a) const {
-  for (size_t i = 0; i < candidates.size(); ++i)
-    if (candidates[i] != a) return i;
-  return std::nullopt;
+void TuneGroup::choose(const std::vector<std::pair<double, size_t>>& ranked) {
+  size_t first = ranked.front().second;
+  if (checking && ranked.size() > 1 && candidates[ranked[1].second] == *checking &&
+      !(ranked.front().first < (1 - kRecheckMargin) * ranked[1].first))
+    first = ranked[1].second;  // the contender did not win by the margin: the choice stays
+  chosen = candidates[first];
+  if (checking) {
+    const bool kept = *checking == *chosen;
+    const size_t others = contenders.empty() ? 0 : contenders.size() - 1;
+    if (!kept) {
+      replaced = size_t(std::find(candidates.begin(), candidates.end(), *checking) - candidates.begin());
+      recheck_at = kRecheckAfterChange, turn = 0;
+    } else if (recheck_at < kRecheckAfter) {
+      recheck_at = kRecheckAfter;  // a change that held
+    }
+    if (kept && others && turn > 0 && turn % others == 0)  // every contender checked: wait longer
+      recheck_at = std::min(2 * recheck_at, kRecheckLongest);
+  }
+  checking.reset();
+  uses = 0;
 }
 
 size_t TuneGroup::next_trial() const {
@@ -393,7 +426,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       const TuneGroup& g = *group_;
       const uint64_t head[] = {g.chosen ? uint64_t(*g.chosen) + 1 : 0, uint64_t(g.target), g.final_vote ? 1u : 0u,
                                g.from_file ? 1u : 0u, g.uses, g.recheck_at,
-                               g.runner_up ? uint64_t(*g.runner_up) + 1 : 0};
+                               g.turn, g.contenders.size(), g.replaced ? uint64_t(*g.replaced) + 1 : 0};
       for (uint64_t w : head) h = (h ^ w) * 0x100000001b3ULL;
       for (size_t i = 0; i < g.candidates.size(); ++i)
         h = (h ^ (uint64_t(g.candidates[i]) << 32 | g.times_s[i].size())) * 0x100000001b3ULL;
@@ -542,7 +575,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     const int p = this->size(), r = this->rank();
     const size_t n = group_->active.size();
     votes_.assign(n, V(0));
-    for (size_t i = 0; i < n; ++i) votes_[i] = V(group_->vote_s(group_->active[i]));
+    for (size_t i = 0; i < n; ++i) votes_[i] = V(group_->vote(group_->active[i]));
     const View<V, I> v{Range{0, n}, true, n, nullptr, votes_.data()};
     const SharedBuffer msg = encode(raw_identity(), 0, v);
     for (int j = 1; j < p; ++j) {
@@ -575,17 +608,12 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     }
     std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     if (g.final_vote) {
-      std::vector<size_t> order;
-      for (const auto& entry : ranked) order.push_back(entry.second);
-      g.choose(order);
+      g.choose(ranked);
       run(*g.chosen, SPARCL_CHOSEN_BY_MEASUREMENT);
       return;
     }
     // The first vote: the finalists get more trials; this call is the first of them.
-    g.active.clear();
-    for (size_t i = 0; i < std::min(kFinalists, ranked.size()); ++i) g.active.push_back(ranked[i].second);
-    g.target += kFinalTrials;
-    g.final_vote = true;
+    g.shortlist(ranked);
     trial_ = g.candidates[g.next_trial()];
     run(*trial_, SPARCL_CHOSEN_AS_TRIAL);
   }

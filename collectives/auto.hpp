@@ -86,20 +86,35 @@ struct DensityRecord {
 // The machine parameters as one large auto allreduce leaves them.
 // Measurement (see above).
 constexpr int kTrialsPerCandidate = 2;
-constexpr size_t kFinalists = 2;
+constexpr size_t kFinalists = 3;
 constexpr int kFinalTrials = 3;
 // A group unused for this many collectives of the communicator counts as
 // gone (it measures afresh), so that memory stays bounded however many dims
 // come and go.
 constexpr uint64_t kGroupWindow = 4096;
 constexpr double kCandidateSpread = 16.0;
-// A chosen algorithm is checked again against the runner-up of its vote
-// after this many calls (kFinalTrials trials each, then a vote): early trials
-// pay for connections and buffers, and a machine's load changes. Each check
-// that keeps the choice doubles the interval (up to kRecheckLongest); one
-// that changes it starts again from kRecheckAfter.
+// A chosen algorithm is checked again after this many calls: it and one
+// contender (the candidates whose first vote was within kContenderSpread of
+// the best, in turn) get kRecheckTrials trials each, and a vote keeps the
+// faster. Early trials pay for connections and buffers, and a machine's load
+// changes. Once every contender has been checked without a change, the
+// interval doubles (up to kRecheckLongest). A change is checked again soon
+// (kRecheckAfterChange calls later, against the choice it replaced), so
+// that a fluke of a noisy machine does not last; then the turns start again.
 constexpr uint64_t kRecheckAfter = 256;
 constexpr uint64_t kRecheckLongest = uint64_t(1) << 16;
+constexpr uint64_t kRecheckAfterChange = 64;
+// A re-check replaces the choice only when the runner-up's votes are lower
+// by more than this fraction (a change costs new buffers and another order
+// of summation).
+constexpr double kRecheckMargin = 0.1;
+// Trials of each side in a re-check (more than kFinalTrials: a change must
+// stand out of the noise of a busy machine).
+constexpr int kRecheckTrials = 5;
+constexpr double kContenderSpread = 2.0;
+// Contenders of a choice read from SPARCL_TUNE_FILE (no vote ranked them):
+// the model's first candidates.
+constexpr size_t kFileContenders = 3;
 
 // The density class of a result of `union_nnz` nonzeros in `dim` entries:
 // floor(2 log2(union_nnz / dim)), computed in integers (no libm that could
@@ -127,10 +142,12 @@ struct TuneGroup {
   std::optional<sparcl_algorithm_t> chosen;    // after the final vote, or from the tuning file
   bool from_file = false;                      // chosen is SPARCL_TUNE_FILE's
   uint64_t last_seq = 0;                       // the collective that last used it
-  // The re-check (kRecheckAfter): the runner-up of the vote (an index into
-  // candidates; none with one candidate), the calls that ran `chosen` since
-  // it was chosen, and how many start the next check.
-  std::optional<size_t> runner_up;
+  // The re-check (kRecheckAfter): the contenders (indices into candidates,
+  // best first), whose turn is next, the calls that ran `chosen` since it was
+  // chosen, and how many start the next check.
+  std::vector<size_t> contenders;
+  size_t turn = 0;
+  std::optional<size_t> replaced;  // after a change: the choice it replaced, the next challenger
   uint64_t uses = 0;
   uint64_t recheck_at = kRecheckAfter;
   std::optional<sparcl_algorithm_t> checking;  // during a re-check: the choice it checks
@@ -138,13 +155,19 @@ struct TuneGroup {
   size_t next_trial() const;  // the active candidate tried least (first of equals)
   // After a call that ran `chosen`: counts it, and begins the re-check when it is due.
   void used();
-  // The final vote ranked `ranked` (candidate indices, fastest first): keeps the fastest.
-  void choose(const std::vector<size_t>& ranked);
-  // The model's first candidate other than `a`, if any (the runner-up of a choice from the tuning file).
-  std::optional<size_t> first_other_than(sparcl_algorithm_t a) const;
-  // What this rank votes for candidate i: the median of its trial times (of
-  // two, the faster: the first call of an algorithm pays for its buffers).
-  double vote_s(size_t i) const;
+  // The first vote ranked `ranked` (summed votes and candidate indices,
+  // fastest first): keeps the finalists and the contenders.
+  void shortlist(const std::vector<std::pair<double, size_t>>& ranked);
+  // The final vote ranked `ranked`: keeps the fastest (in a re-check: the
+  // contender only when faster by more than kRecheckMargin).
+  void choose(const std::vector<std::pair<double, size_t>>& ranked);
+  // What this rank votes for candidate i (lower is better): over the rounds
+  // of trials (the k-th trial of every active candidate, run in consecutive
+  // calls), the lower median of its time relative to the round's geometric
+  // mean. Relative to its round, because a shared machine's load drifts
+  // between rounds far more than between neighbouring calls; the lower
+  // median, because the first call of an algorithm pays for its buffers.
+  double vote(size_t i) const;
 };
 
 struct ParamsRecord {
@@ -223,7 +246,10 @@ class AutoState {
     if (g->candidates.size() == 1)
       g->chosen = g->candidates[0];
     else if (tune_file_.find(file_key(key), stored))
-      g->chosen = stored, g->from_file = true, g->runner_up = g->first_other_than(stored);
+    {
+      g->chosen = stored, g->from_file = true;
+      for (size_t i = 0; i < std::min(kFileContenders, g->candidates.size()); ++i) g->contenders.push_back(i);
+    }
     return groups_[key] = g;
   }
   // Keeps the choice a vote settled for `key` in SPARCL_TUNE_FILE (rank 0).
