@@ -273,15 +273,65 @@ Stream<V, I> merge(const View<V, I>& a, const View<V, I>& b) {
 // Whether merge_all sums `parts` streams of `entries` entries in all over a
 // range of `length` as a dense vector. A dense sum costs a pass over the
 // range and a scattered add per entry; the merge tree costs a (branchy)
-// merge per entry and level, about ten times a pass element (the cost
-// model's merge_s against pass_s). So dense wins well before the result
-// would be smaller dense: from entries >= length / (8 levels), e.g. 6% of
-// the range for 4 parts, or where prefer_dense says so.
+// merge per entry and level, about ten times a pass element while the dense
+// vector stays in cache (the cost model's merge_s against pass_s). So dense
+// wins well before the result would be smaller dense: from entries >=
+// length / (8 levels), e.g. 6% of the range for 4 parts. A dense vector of
+// more than kDenseSumCachedBytes is passed over from memory, about four
+// times slower (bench/kernels MergeAll at 8M floats: the dense sum took
+// 1.2-1.5x the tree's time at 4 parts of 2% and 8 parts of 1-2%), so there
+// dense starts from entries >= length / (2 levels). Or where prefer_dense
+// says so. Sizes alone decide, so every rank that merges the same parts
+// takes the same way (the two add in different orders).
+constexpr uint64_t kDenseSumCachedBytes = uint64_t(16) << 20;
 template <class V, class I>
 inline bool merge_all_is_dense(uint64_t entries, uint64_t length, size_t parts) {
   uint64_t levels = 0;
   while ((size_t(1) << levels) < parts) ++levels;
-  return uint128(entries) * 8 * levels >= uint128(length) || prefer_dense<V, I>(entries, length);
+  const uint64_t per_level = uint128(length) * sizeof(V) <= kDenseSumCachedBytes ? 8 : 2;
+  return uint128(entries) * per_level * levels >= uint128(length) || prefer_dense<V, I>(entries, length);
+}
+
+// merge_all's two ways (merge_all chooses; bench/kernels compares them).
+// Dense: the parts added into a dense vector over the range, starting from
+// the first part, not from +0.0 (+0.0 + -0.0 is +0.0, so a sum of -0.0
+// inputs would lose its sign: -0.0 is the additive identity). Unless
+// `keep_dense`, the sum goes back to sparse where the rule says so;
+// `entries` (the parts' entries together) bounds the union: below the
+// switch the sum is sparse without counting (one pass); above it, count,
+// and compact only if still below.
+template <class V, class I>
+Stream<V, I> merge_all_dense(const std::vector<View<V, I>>& parts, uint64_t entries, bool keep_dense) {
+  const Range range = parts[0].range;
+  Stream<V, I> s;
+  s.range = range;
+  s.dense = true;
+  s.val.resize(range.size());
+  write_dense(parts[0], s.val.data());
+  for (size_t k = 1; k < parts.size(); ++k) add_into_dense(parts[k], s.val.data());
+  if (keep_dense) return s;
+  const View<V, I> sum = s.view();
+  if (!prefer_dense<V, I>(entries, range.size())) return to_sparse_stream(sum, entries);
+  const uint64_t set = count_set_entries(sum);
+  if (!prefer_dense<V, I>(set, range.size())) return to_sparse_stream(sum, set);
+  s.set_entries = set;
+  return s;
+}
+
+// Tree: pairwise merges in a balanced tree, (0+1)+(2+3)...: O(entries log
+// parts), where a left fold would cost O(entries * parts).
+template <class V, class I>
+Stream<V, I> merge_all_tree(const std::vector<View<V, I>>& parts) {
+  std::vector<Stream<V, I>> level;
+  for (size_t k = 0; k + 1 < parts.size(); k += 2) level.push_back(merge(parts[k], parts[k + 1]));
+  if (parts.size() % 2) level.push_back(to_stream(parts.back()));
+  while (level.size() > 1) {
+    std::vector<Stream<V, I>> next;
+    for (size_t k = 0; k + 1 < level.size(); k += 2) next.push_back(merge(level[k].view(), level[k + 1].view()));
+    if (level.size() % 2) next.push_back(std::move(level.back()));
+    level = std::move(next);
+  }
+  return std::move(level[0]);
 }
 
 // Sum of several streams over the same range, added in an order fixed by
@@ -305,37 +355,9 @@ Stream<V, I> merge_all(const std::vector<View<V, I>>& parts, bool dense_result =
     any_dense |= p.dense;
   }
   if (parts.size() == 1) return dense_result && !parts[0].dense ? to_dense_stream(parts[0]) : to_stream(parts[0]);
-  if (dense_result || any_dense || merge_all_is_dense<V, I>(entries, range.size(), parts.size())) {
-    Stream<V, I> s;
-    s.range = range;
-    s.dense = true;
-    // Start from the first part, not from +0.0: +0.0 + -0.0 is +0.0, so a sum
-    // of -0.0 inputs would lose its sign (-0.0 is the additive identity).
-    s.val.resize(range.size());
-    write_dense(parts[0], s.val.data());
-    for (size_t k = 1; k < parts.size(); ++k) add_into_dense(parts[k], s.val.data());
-    if (dense_result || any_dense) return s;
-    // `entries` bounds the union: below the switch the sum is sparse without
-    // counting (one pass); above it, count, and compact only if still below.
-    const View<V, I> sum = s.view();
-    if (!prefer_dense<V, I>(entries, range.size())) return to_sparse_stream(sum, entries);
-    const uint64_t set = count_set_entries(sum);
-    if (!prefer_dense<V, I>(set, range.size())) return to_sparse_stream(sum, set);
-    s.set_entries = set;
-    return s;
-  }
-  // Pairwise merges in a balanced tree, (0+1)+(2+3)...: O(entries log parts),
-  // where a left fold would cost O(entries * parts).
-  std::vector<Stream<V, I>> level;
-  for (size_t k = 0; k + 1 < parts.size(); k += 2) level.push_back(merge(parts[k], parts[k + 1]));
-  if (parts.size() % 2) level.push_back(to_stream(parts.back()));
-  while (level.size() > 1) {
-    std::vector<Stream<V, I>> next;
-    for (size_t k = 0; k + 1 < level.size(); k += 2) next.push_back(merge(level[k].view(), level[k + 1].view()));
-    if (level.size() % 2) next.push_back(std::move(level.back()));
-    level = std::move(next);
-  }
-  return std::move(level[0]);
+  if (dense_result || any_dense || merge_all_is_dense<V, I>(entries, range.size(), parts.size()))
+    return merge_all_dense(parts, entries, dense_result || any_dense);
+  return merge_all_tree(parts);
 }
 
 // Joins disjoint pieces, sorted by range, that together cover `whole`.

@@ -12,6 +12,12 @@
 //                selection; bytes = 4 * nnz (the raw uint32 indices).
 //   Crc32c/*     the checksum of the wire format (src/crc32c.hpp) over 4 N
 //                bytes: the SSE4.2 instruction and the portable tables.
+//   MergeAll/Tree, MergeAll/Dense   the sum of `parts` sparse streams of
+//                uniform random indices, each holding density_1e4 / 10^4 of a
+//                range of n, the two ways merge_all can take (src/sparse.hpp:
+//                a tree of pairwise merges, or a dense sum gone back to
+//                sparse); bytes = the parts' entries (8 B each); the label
+//                says which one merge_all_is_dense picks.
 //   HostBufferCheck   what the sparse allreduce pays, per call, to learn that
 //                its buffers are host memory (DeviceStaging in
 //                collectives/start.hpp; in builds without CUDA a null check).
@@ -27,12 +33,14 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "src/codec/codec.hpp"
 #include "ml/compress/select.hpp"
 #include "collectives/start.hpp"
 #include "src/crc32c.hpp"
+#include "src/sparse.hpp"
 
 namespace {
 
@@ -252,6 +260,55 @@ void Crc32c(benchmark::State& state) {
   set_bytes(state, n * sizeof(float));
 }
 
+// `parts` index sets of uniform random entries, density d each, over [0, n).
+struct MergeParts {
+  std::vector<std::vector<uint32_t>> idx;
+  std::vector<std::vector<float>> val;
+  std::vector<sparcl::View<float, uint32_t>> views;
+  uint64_t entries = 0;
+};
+
+const MergeParts& merge_parts(size_t n, size_t parts, double d) {
+  static std::map<std::tuple<size_t, size_t, double>, MergeParts> cache;
+  auto key = std::make_tuple(n, parts, d);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  MergeParts& m = cache[key];
+  std::mt19937_64 rng(n * 31 + parts);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  m.idx.resize(parts);
+  m.val.resize(parts);
+  for (size_t k = 0; k < parts; ++k) {
+    for (size_t i = 0; i < n; ++i)
+      if (u(rng) < d) m.idx[k].push_back(uint32_t(i)), m.val[k].push_back(float(u(rng)) + 0.5f);
+    m.entries += m.idx[k].size();
+  }
+  for (size_t k = 0; k < parts; ++k)
+    m.views.push_back(sparcl::View<float, uint32_t>{sparcl::Range{0, n}, false, m.idx[k].size(), m.idx[k].data(),
+                                                    m.val[k].data()});
+  return m;
+}
+
+template <bool kDense>
+void MergeAll(benchmark::State& state) {
+  const size_t n = size_t(state.range(0)), parts = size_t(state.range(1));
+  const MergeParts& m = merge_parts(n, parts, double(state.range(2)) * 1e-4);
+  for (auto _ : state) {
+    auto sum = kDense ? sparcl::merge_all_dense(m.views, m.entries, false) : sparcl::merge_all_tree(m.views);
+    benchmark::DoNotOptimize(sum.val.data());
+  }
+  state.SetLabel(sparcl::merge_all_is_dense<float, uint32_t>(m.entries, n, parts) ? "merge_all: dense"
+                                                                                 : "merge_all: tree");
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(m.entries) * 8);
+}
+
+void MergeArgs(benchmark::internal::Benchmark* b) {
+  for (int64_t n : {int64_t(1) << 20, int64_t(1) << 21, int64_t(1) << 22, int64_t(1) << 23})
+    for (int64_t parts : {2, 4, 8})
+      for (int64_t d : {25, 100, 200, 400, 800}) b->Args({n, parts, d});
+  b->ArgNames({"n", "parts", "density_1e4"})->Unit(benchmark::kMicrosecond);
+}
+
 void SizeArgs(benchmark::internal::Benchmark* b) {
   for (int64_t n : {int64_t(1) << 20, int64_t(1) << 24}) b->Arg(n);
   b->ArgName("n")->Unit(benchmark::kMicrosecond);
@@ -276,6 +333,8 @@ void HostBufferCheck(benchmark::State& state) {
 }
 
 BENCHMARK(HostBufferCheck);
+BENCHMARK_TEMPLATE(MergeAll, false)->Name("MergeAll/Tree")->Apply(MergeArgs);
+BENCHMARK_TEMPLATE(MergeAll, true)->Name("MergeAll/Dense")->Apply(MergeArgs);
 BENCHMARK(Memcpy)->Apply(SizeArgs);
 BENCHMARK(Read)->Apply(SizeArgs);
 BENCHMARK(NthElement)->Apply(SelectArgs);
