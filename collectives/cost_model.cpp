@@ -144,6 +144,14 @@ struct Model {
     return t + assemble();
   }
 
+  // split_allgather over permuted indices: its input sorted after the
+  // permutation, and the result put back in index order (sorts, counted at
+  // a merge step per entry and level).
+  double split_hashed() const {
+    const double sorts = (k * std::log2(std::max(k, 2.0)) + u * std::log2(std::max(u, 2.0))) * m.merge_s;
+    return split(false) + sorts;
+  }
+
   double ring() const {
     const double range = N / P;
     double t = 0;
@@ -220,6 +228,7 @@ struct Model {
 double cost_recursive_doubling(const MachineParams& p, const Workload& w) { return Model(p, w).recursive_doubling(); }
 double cost_split_allgather(const MachineParams& p, const Workload& w) { return Model(p, w).split(false); }
 double cost_split_dense(const MachineParams& p, const Workload& w) { return Model(p, w).split(true); }
+double cost_split_allgather_hashed(const MachineParams& p, const Workload& w) { return Model(p, w).split_hashed(); }
 double cost_ring(const MachineParams& p, const Workload& w) { return Model(p, w).ring(); }
 double cost_halving_doubling(const MachineParams& p, const Workload& w) { return Model(p, w).halving_doubling(); }
 double cost_allgather(const MachineParams& p, const Workload& w) { return Model(p, w).allgather(); }

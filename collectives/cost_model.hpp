@@ -53,6 +53,7 @@ struct Workload {
 // Each algorithm's predicted seconds for one call (its row in algorithms.cpp).
 double cost_recursive_doubling(const MachineParams& p, const Workload& w);
 double cost_split_allgather(const MachineParams& p, const Workload& w);
+double cost_split_allgather_hashed(const MachineParams& p, const Workload& w);
 double cost_split_dense(const MachineParams& p, const Workload& w);
 double cost_ring(const MachineParams& p, const Workload& w);
 double cost_halving_doubling(const MachineParams& p, const Workload& w);

@@ -193,6 +193,33 @@ class IndexPermutation {
   uint64_t dim_, a_ = 1, a_inverse_ = 1;
 };
 
+// Sorts (key, position) pairs by key, keys below `bound`: an LSD radix sort
+// in 11-bit digits (as many passes as `bound` needs: two below 2^22), stable,
+// so equal keys keep their order. std::sort of the pairs took most of
+// split_allgather_hashed's time (7-8x split_allgather's at 1M, 1%, P=4).
+inline void sort_by_key(std::vector<std::pair<uint64_t, size_t>>& keyed, uint64_t bound) {
+  if (keyed.size() < 256) {
+    std::stable_sort(keyed.begin(), keyed.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+    return;
+  }
+  constexpr int kDigitBits = 11;
+  constexpr uint64_t kMask = (uint64_t(1) << kDigitBits) - 1;
+  std::vector<std::pair<uint64_t, size_t>> other(keyed.size());
+  size_t count[size_t(1) << kDigitBits];
+  for (int shift = 0; shift < 64 && (shift == 0 || (bound - 1) >> shift); shift += kDigitBits) {
+    std::fill(std::begin(count), std::end(count), size_t(0));
+    for (const auto& e : keyed) ++count[(e.first >> shift) & kMask];
+    size_t sum = 0;
+    for (auto& c : count) {
+      const size_t n = c;
+      c = sum;
+      sum += n;
+    }
+    for (const auto& e : keyed) other[count[(e.first >> shift) & kMask]++] = e;
+    keyed.swap(other);
+  }
+}
+
 // `v` with every index i moved to map(i), as a stream over `whole`.
 // `order`, if not null, receives for each entry of the result the position
 // of its entry in `v`. A dense view stays dense.
@@ -213,7 +240,7 @@ Stream<V, I> permute(const View<V, I>& v, Range whole, Map&& map, std::vector<si
   }
   std::vector<std::pair<uint64_t, size_t>> keyed(v.nnz);
   for (size_t k = 0; k < v.nnz; ++k) keyed[k] = {map(uint64_t(v.idx[k])), k};
-  std::sort(keyed.begin(), keyed.end());
+  sort_by_key(keyed, whole.end);  // keys are distinct (map is a permutation)
   s.idx.resize(v.nnz);
   s.val.resize(v.nnz);
   if (order) order->resize(v.nnz);
