@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # The storm: rank 1 of `fault_test --storm` is stopped and resumed
 # (SIGSTOP/SIGCONT) again and again, for 20-400 ms at a time, while the ranks
-# run collectives under a 200 ms timeout. When they are done, rank 0 writes
+# run collectives under a 200 ms timeout (STORM_OPS of them, 600, or as many
+# as STORM_SECONDS, 60, allow). When they are done, rank 0 writes
 # `done`; the rank is resumed for good, `ack` is written, and the ranks run 10
 # collectives that must be exact. Exits with fault_test's status.
 # Usage: storm.sh <mpiexec> <ranks> <fault_test> [fault_test options...]
@@ -12,7 +13,8 @@ shift 3
 started=$(date +%s)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT INT TERM
-"$mpiexec" -np "$ranks" "$prog" --storm "$dir" --storm-ops "${STORM_OPS:-600}" --timeout-ms 200 "$@" &
+"$mpiexec" -np "$ranks" "$prog" --storm "$dir" --storm-ops "${STORM_OPS:-600}" --storm-seconds "${STORM_SECONDS:-60}" \
+  --timeout-ms 200 "$@" &
 job=$!
 i=0
 while [ ! -f "$dir/pid.1" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
