@@ -145,12 +145,17 @@ double TuneGroup::vote(size_t i) const {
   return relative[(relative.size() - 1) / 2];  // the lower median
 }
 
+std::vector<size_t> TuneGroup::challengers_of(sparcl_algorithm_t a) const {
+  std::vector<size_t> others;
+  for (size_t i : contenders)
+    if (candidates[i] != a) others.push_back(i);
+  return others;
+}
+
 void TuneGroup::used() {
   if (!chosen || ++uses < recheck_at) return;
   const size_t current = size_t(std::find(candidates.begin(), candidates.end(), *chosen) - candidates.begin());
-  std::vector<size_t> others;
-  for (size_t i : contenders)
-    if (i != current) others.push_back(i);
+  const std::vector<size_t> others = challengers_of(*chosen);
   if (others.empty() || current == candidates.size()) return;
   size_t challenger;
   if (replaced && *replaced != current)
@@ -186,7 +191,7 @@ void TuneGroup::choose(const std::vector<std::pair<double, size_t>>& ranked) {
   chosen = candidates[first];
   if (checking) {
     const bool kept = *checking == *chosen;
-    const size_t others = contenders.empty() ? 0 : contenders.size() - 1;
+    const size_t others = challengers_of(*chosen).size();
     if (!kept) {
       replaced = size_t(std::find(candidates.begin(), candidates.end(), *checking) - candidates.begin());
       recheck_at = kRecheckAfterChange, turn = 0;

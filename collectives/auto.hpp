@@ -155,6 +155,8 @@ struct TuneGroup {
   size_t next_trial() const;  // the active candidate tried least (first of equals)
   // After a call that ran `chosen`: counts it, and begins the re-check when it is due.
   void used();
+  // The contenders other than `a`, which take turns to challenge it.
+  std::vector<size_t> challengers_of(sparcl_algorithm_t a) const;
   // The first vote ranked `ranked` (summed votes and candidate indices,
   // fastest first): keeps the finalists and the contenders.
   void shortlist(const std::vector<std::pair<double, size_t>>& ranked);
