@@ -176,7 +176,8 @@ TEST(AutoChoice, ChecksTheChoiceAgainAfterItsUses) {
   std::vector<int> sequence;  // algorithm * 8 + how, per call
   std::vector<int> votes;     // the calls that ran a vote's choice right after trials
   sparcl_choice_t before = SPARCL_CHOSEN_BY_MODEL;
-  std::map<int, int> check_trials;  // per algorithm, trials after the first vote
+  std::map<int, int> check_trials;  // per algorithm, trials of the re-checks that ended in a vote
+  std::map<int, int> pending;       // trials of the re-check under way
   for (int n = 0; n < 900; ++n) {
     ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
     if (n % 50 == 0) {
@@ -187,8 +188,13 @@ TEST(AutoChoice, ChecksTheChoiceAgainAfterItsUses) {
     ASSERT_EQ(sparcl_comm_last_algorithm(comm.get(), &algorithm), SPARCL_SUCCESS);
     ASSERT_EQ(sparcl_comm_last_choice(comm.get(), &how), SPARCL_SUCCESS);
     sequence.push_back(int(algorithm) * 8 + int(how));
-    if (how == SPARCL_CHOSEN_BY_MEASUREMENT && before == SPARCL_CHOSEN_AS_TRIAL) votes.push_back(n);
-    if (how == SPARCL_CHOSEN_AS_TRIAL && !votes.empty()) ++check_trials[int(algorithm)];
+    if (how == SPARCL_CHOSEN_BY_MEASUREMENT && before == SPARCL_CHOSEN_AS_TRIAL) {
+      if (!votes.empty())
+        for (const auto& [a, count] : pending) check_trials[a] += count;
+      pending.clear();
+      votes.push_back(n);
+    }
+    if (how == SPARCL_CHOSEN_AS_TRIAL) ++pending[int(algorithm)];
     before = how;
   }
   EXPECT_TRUE(same_on_all_ranks(sequence.data(), sequence.size() * sizeof(int)));
