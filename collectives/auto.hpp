@@ -29,13 +29,14 @@
 //    model predicts within kCandidateSpread of its cheapest, cheapest
 //    first) and times it on each rank. Once every candidate has
 //    kTrialsPerCandidate trials, the next call of the group begins with a
-//    vote round (each rank sends its median trial time per candidate to
-//    all others), and every rank ranks the candidates by their sum over ranks:
-//    the same numbers everywhere, so the same ranking. The first vote keeps
-//    kFinalists, which get kFinalTrials more trials each; the second one
-//    chooses, and the group runs that algorithm from then on, until its
-//    re-check (kRecheckAfter): the choice and the runner-up get kFinalTrials
-//    fresh trials each, and a final vote chooses again.
+//    vote round (each rank sends, per candidate, its trial times relative to
+//    each round's: TuneGroup::vote), and every rank ranks the candidates by
+//    their sum over ranks: the same numbers everywhere, so the same ranking.
+//    The first vote keeps kFinalists, which get kFinalTrials more trials
+//    each, and the contenders; the second one chooses, and the group runs
+//    that algorithm from then on, until its re-check (kRecheckAfter): the
+//    choice and one contender get kRecheckTrials fresh trials each, and a
+//    final vote chooses again.
 //
 // After a failure. A collective can fail on some ranks and succeed on others
 // (a rank that had all it needed returns before another rank's fault is
@@ -104,7 +105,7 @@ constexpr double kCandidateSpread = 16.0;
 constexpr uint64_t kRecheckAfter = 256;
 constexpr uint64_t kRecheckLongest = uint64_t(1) << 16;
 constexpr uint64_t kRecheckAfterChange = 64;
-// A re-check replaces the choice only when the runner-up's votes are lower
+// A re-check replaces the choice only when the contender's votes are lower
 // by more than this fraction (a change costs new buffers and another order
 // of summation).
 constexpr double kRecheckMargin = 0.1;
