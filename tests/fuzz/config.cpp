@@ -90,7 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (!ok) return 0;
 
-  check(raw(c.algorithm) >= SPARCL_ALGO_AUTO && raw(c.algorithm) <= SPARCL_ALGO_HIERARCHICAL,  // the last one
+  check(find_algorithm(int(raw(c.algorithm))) != nullptr,  // a row of the algorithm table
         "resolved algorithm is not a sparcl_algorithm_t");
   check(raw(c.transport) >= SPARCL_TRANSPORT_DEFAULT && raw(c.transport) <= SPARCL_TRANSPORT_UCX,
         "resolved transport is not a sparcl_transport_t");
