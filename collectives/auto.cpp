@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <tuple>
@@ -131,18 +132,27 @@ bool TuneGroup::explored() const {
   return std::all_of(active.begin(), active.end(), [&](size_t i) { return int(times_s[i].size()) >= target; });
 }
 
-double TuneGroup::vote(size_t i) const {
-  size_t rounds = times_s[i].size();
+size_t TuneGroup::index_of(sparcl_algorithm_t a) const {
+  return size_t(std::find(candidates.begin(), candidates.end(), a) - candidates.begin());
+}
+
+std::vector<double> TuneGroup::votes() const {
+  size_t rounds = active.empty() ? 0 : SIZE_MAX;
   for (size_t j : active) rounds = std::min(rounds, times_s[j].size());
-  std::vector<double> relative;
+  std::vector<std::vector<double>> relative(active.size());
   for (size_t k = 0; k < rounds; ++k) {
     double log_sum = 0;
     for (size_t j : active) log_sum += std::log(std::max(times_s[j][k], 1e-9));
-    relative.push_back(std::max(times_s[i][k], 1e-9) / std::exp(log_sum / double(active.size())));
+    const double round_mean = std::exp(log_sum / double(active.size()));
+    for (size_t a = 0; a < active.size(); ++a)
+      relative[a].push_back(std::max(times_s[active[a]][k], 1e-9) / round_mean);
   }
-  if (relative.empty()) return INFINITY;
-  std::sort(relative.begin(), relative.end());
-  return relative[(relative.size() - 1) / 2];  // the lower median
+  std::vector<double> out;
+  for (auto& r : relative) {
+    std::sort(r.begin(), r.end());
+    out.push_back(r.empty() ? INFINITY : r[(r.size() - 1) / 2]);  // the lower median
+  }
+  return out;
 }
 
 std::vector<size_t> TuneGroup::challengers_of(sparcl_algorithm_t a) const {
@@ -154,7 +164,7 @@ std::vector<size_t> TuneGroup::challengers_of(sparcl_algorithm_t a) const {
 
 void TuneGroup::used() {
   if (!chosen || ++uses < recheck_at) return;
-  const size_t current = size_t(std::find(candidates.begin(), candidates.end(), *chosen) - candidates.begin());
+  const size_t current = index_of(*chosen);
   const std::vector<size_t> others = challengers_of(*chosen);
   if (others.empty() || current == candidates.size()) return;
   size_t challenger;
@@ -193,7 +203,7 @@ void TuneGroup::choose(const std::vector<std::pair<double, size_t>>& ranked) {
     const bool kept = *checking == *chosen;
     const size_t others = challengers_of(*chosen).size();
     if (!kept) {
-      replaced = size_t(std::find(candidates.begin(), candidates.end(), *checking) - candidates.begin());
+      replaced = index_of(*checking);
       recheck_at = kRecheckAfterChange, turn = 0;
     } else if (recheck_at < kRecheckAfter) {
       recheck_at = kRecheckAfter;  // a change that held
@@ -369,9 +379,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       group_->used();
     }
     if (trial_) {  // counted in the group it was chosen for; the count is the same everywhere
-      const size_t i = size_t(std::find(group_->candidates.begin(), group_->candidates.end(), *trial_) -
-                              group_->candidates.begin());
-      group_->times_s[i].push_back(now_s() - inner_started_);
+      group_->times_s[group_->index_of(*trial_)].push_back(now_s() - inner_started_);
     }
     this->pieces_ = inner_->pieces();
     // What the next call of this (dim, type) learns: the union (entries of
@@ -579,8 +587,9 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
   void vote_post(RoundIO& io) {
     const int p = this->size(), r = this->rank();
     const size_t n = group_->active.size();
+    const std::vector<double> votes = group_->votes();
     votes_.assign(n, V(0));
-    for (size_t i = 0; i < n; ++i) votes_[i] = V(group_->vote(group_->active[i]));
+    for (size_t i = 0; i < n; ++i) votes_[i] = V(votes[i]);
     const View<V, I> v{Range{0, n}, true, n, nullptr, votes_.data()};
     const SharedBuffer msg = encode(raw_identity(), 0, v);
     for (int j = 1; j < p; ++j) {

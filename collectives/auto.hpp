@@ -30,7 +30,7 @@
 //    first) and times it on each rank. Once every candidate has
 //    kTrialsPerCandidate trials, the next call of the group begins with a
 //    vote round (each rank sends, per candidate, its trial times relative to
-//    each round's: TuneGroup::vote), and every rank ranks the candidates by
+//    each round's: TuneGroup::votes), and every rank ranks the candidates by
 //    their sum over ranks: the same numbers everywhere, so the same ranking.
 //    The first vote keeps kFinalists, which get kFinalTrials more trials
 //    each, and the contenders; the second one chooses, and the group runs
@@ -164,13 +164,16 @@ struct TuneGroup {
   // The final vote ranked `ranked`: keeps the fastest (in a re-check: the
   // contender only when faster by more than kRecheckMargin).
   void choose(const std::vector<std::pair<double, size_t>>& ranked);
-  // What this rank votes for candidate i (lower is better): over the rounds
-  // of trials (the k-th trial of every active candidate, run in consecutive
-  // calls), the lower median of its time relative to the round's geometric
-  // mean. Relative to its round, because a shared machine's load drifts
-  // between rounds far more than between neighbouring calls; the lower
-  // median, because the first call of an algorithm pays for its buffers.
-  double vote(size_t i) const;
+  // What this rank votes for each active candidate, in the order of
+  // `active` (lower is better): over the rounds of trials (the k-th trial of
+  // every active candidate, run in consecutive calls), the lower median of
+  // its time relative to the round's geometric mean. Relative to its round,
+  // because a shared machine's load drifts between rounds far more than
+  // between neighbouring calls; the lower median, because the first call of
+  // an algorithm pays for its buffers.
+  std::vector<double> votes() const;
+  // The position of `a` in candidates.
+  size_t index_of(sparcl_algorithm_t a) const;
 };
 
 struct ParamsRecord {
@@ -248,8 +251,7 @@ class AutoState {
     sparcl_algorithm_t stored;
     if (g->candidates.size() == 1)
       g->chosen = g->candidates[0];
-    else if (tune_file_.find(file_key(key), stored))
-    {
+    else if (tune_file_.find(file_key(key), stored)) {
       g->chosen = stored, g->from_file = true;
       for (size_t i = 0; i < std::min(kFileContenders, g->candidates.size()); ++i) g->contenders.push_back(i);
     }

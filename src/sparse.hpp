@@ -355,8 +355,9 @@ Stream<V, I> merge_all(const std::vector<View<V, I>>& parts, bool dense_result =
     any_dense |= p.dense;
   }
   if (parts.size() == 1) return dense_result && !parts[0].dense ? to_dense_stream(parts[0]) : to_stream(parts[0]);
-  if (dense_result || any_dense || merge_all_is_dense<V, I>(entries, range.size(), parts.size()))
-    return merge_all_dense(parts, entries, dense_result || any_dense);
+  const bool keep_dense = dense_result || any_dense;
+  if (keep_dense || merge_all_is_dense<V, I>(entries, range.size(), parts.size()))
+    return merge_all_dense(parts, entries, keep_dense);
   return merge_all_tree(parts);
 }
 

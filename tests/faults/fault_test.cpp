@@ -124,6 +124,18 @@ void watchdog() {
   }
 }
 
+// Arms the watchdog over `what` for the lifetime of the object.
+class WatchdogArm {
+ public:
+  explicit WatchdogArm(const char* what) {
+    std::snprintf(g_call_what, sizeof g_call_what, "%s", what);
+    g_call_started_ns = now_ns();
+  }
+  ~WatchdogArm() { g_call_started_ns = 0; }
+  WatchdogArm(const WatchdogArm&) = delete;
+  WatchdogArm& operator=(const WatchdogArm&) = delete;
+};
+
 // --- deterministic inputs and their exact sum ---
 
 enum class Op : int { SparseToDense, SparseToResult, DropIn, Allgather, PassThrough, Count };
@@ -223,13 +235,14 @@ struct Outcome {
 template <class Call>
 sparcl_status_t timed(const char* what, Call&& call, const std::function<void()>& before,
                       const std::function<void()>& after, double& seconds) {
-  std::snprintf(g_call_what, sizeof g_call_what, "%s", what);
   const auto t0 = Clock::now();
-  g_call_started_ns = now_ns();
-  if (before) before();
-  const sparcl_status_t st = call();
-  if (after) after();
-  g_call_started_ns = 0;
+  sparcl_status_t st;
+  {
+    const WatchdogArm arm(what);
+    if (before) before();
+    st = call();
+    if (after) after();
+  }
   seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return st;
 }
@@ -732,9 +745,6 @@ int faults_main(const Options& opt) {
   return all_problems ? 1 : 0;
 }
 
-// The storm: storm.sh stops and resumes rank 1 (SIGSTOP/SIGCONT) while the
-// ranks run collectives under a short timeout; any status is allowed then,
-// but never SUCCESS with a wrong result. Then 10 collectives must be exact.
 // Where this rank is, in DIR/phase.<rank>: storm.sh prints these files when
 // the job outlives its limit, so that a hang outside a call says where it is.
 void storm_phase(const std::string& dir, const std::string& what) {
@@ -746,18 +756,24 @@ void storm_phase(const std::string& dir, const std::string& what) {
   }
 }
 
-// Arms the watchdog over a step that is not a sparcl call (a barrier, the
-// wait for storm.sh, freeing the communicator).
+// Arms the watchdog over a step of the storm that is not a sparcl call (a
+// barrier, the wait for storm.sh, freeing the communicator), and says so in
+// the phase file.
 class WatchedStep {
  public:
-  WatchedStep(const std::string& dir, const char* what) {
+  WatchedStep(const std::string& dir, const char* what) : arm_(noted(dir, what)) {}
+
+ private:
+  static const char* noted(const std::string& dir, const char* what) {
     storm_phase(dir, what);
-    std::snprintf(g_call_what, sizeof g_call_what, "%s", what);
-    g_call_started_ns = now_ns();
+    return what;
   }
-  ~WatchedStep() { g_call_started_ns = 0; }
+  WatchdogArm arm_;
 };
 
+// The storm: storm.sh stops and resumes rank 1 (SIGSTOP/SIGCONT) while the
+// ranks run collectives under a short timeout; any status is allowed then,
+// but never SUCCESS with a wrong result. Then 10 collectives must be exact.
 int storm_main(const Options& opt) {
   const std::string dir = opt.storm_dir;
   {
@@ -783,13 +799,14 @@ int storm_main(const Options& opt) {
   // storm's time is up, so that all stop after the same call.
   const auto storm_start = Clock::now();
   int ran = 0;
-  for (int i = 0; i < opt.storm_ops; ++i, ++ran) {
-    if (i % 25 == 0) {
+  for (; ran < opt.storm_ops; ++ran) {
+    if (ran % 25 == 0) {
       double elapsed = std::chrono::duration<double>(Clock::now() - storm_start).count(), longest = 0;
       MPI_Allreduce(&elapsed, &longest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
       if (longest > opt.storm_seconds) break;
     }
-    if (i % 50 == 0) storm_phase(dir, "storm collective " + std::to_string(i) + " of " + std::to_string(opt.storm_ops));
+    if (ran % 50 == 0)
+      storm_phase(dir, "storm collective " + std::to_string(ran) + " of " + std::to_string(opt.storm_ops));
     const Outcome o = run(comm, draw_shape(shared, passthrough));
     wrong += o.wrong;
     failed += o.status != SPARCL_SUCCESS;
