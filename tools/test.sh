@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
 #
-# What CI runs: install dependencies, build, and test sparcl in six stages,
+# What CI runs: install dependencies, build, and test sparcl in seven stages,
 # each timed (a summary is printed at the end):
 #
 #   1  dependencies               tools/deps.sh
@@ -13,6 +13,8 @@
 #                                 thread, over MPI, libfabric and UCX
 #   6  fuzzing                    build-fuzz/ (clang, libFuzzer): each harness for
 #                                 SPARCL_FUZZ_SECONDS (default 5) on its seeds
+#   7  SimGrid SMPI               build-smpi/ (bench/sim/build.sh): every algorithm
+#                                 on 8 simulated ranks, results checked (seconds)
 #
 # Usage: tools/test.sh [ctest arguments for stage 3, e.g. -R ring]
 #   SPARCL_STAGES="2 3"     runs only the stages listed (default: all)
@@ -20,14 +22,14 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-stages=${SPARCL_STAGES:-1 2 3 4 5 6}
+stages=${SPARCL_STAGES:-1 2 3 4 5 6 7}
 jobs=$(nproc)
 declare -a summary=()
 stage_start=0
 current=""
 
 begin_stage() {  # begin_stage <number> <title>
-  current="[$1/6] $2"
+  current="[$1/7] $2"
   stage_start=$SECONDS
   echo "==> $current"
 }
@@ -46,6 +48,7 @@ fi
 
 if wanted 1; then
   begin_stage 1 "Dependencies"
+  if wanted 7; then SPARCL_WITH_SIMGRID=1; fi  # stage 7 needs SimGrid's SMPI
   # shellcheck source=tools/deps.sh
   source tools/deps.sh
   sparcl_install_deps
@@ -111,6 +114,13 @@ if wanted 6; then
     -DSPARCL_BUILD_TRAINER=OFF -DSPARCL_BUILD_PYTHON=OFF -DSPARCL_WITH_OFI=OFF -DSPARCL_WITH_UCX=OFF -DSPARCL_WERROR=ON
   cmake --build build-fuzz -j"$jobs"
   ctest --test-dir build-fuzz --output-on-failure -j1 -L fuzz
+  end_stage
+fi
+
+if wanted 7; then
+  begin_stage 7 "SimGrid SMPI build and smoke run (build-smpi/)"
+  bench/sim/build.sh
+  ctest --test-dir build-smpi --output-on-failure --timeout 300 -L smpi
   end_stage
 fi
 

@@ -13,5 +13,7 @@ launcher=()
 if command -v ccache >/dev/null; then
   launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 fi
-cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSPARCL_SMPI=ON "${launcher[@]}"
+generator=()
+if command -v ninja >/dev/null && [[ ! -f $BUILD/Makefile ]]; then generator=(-G Ninja); fi
+cmake -S "$ROOT" -B "$BUILD" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DSPARCL_SMPI=ON "${launcher[@]}"
 cmake --build "$BUILD" --target sparcl-bench -j "$(nproc)"
