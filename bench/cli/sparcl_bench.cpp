@@ -137,7 +137,9 @@ void usage(FILE* f) {
       "  -g, --ngpus 1          processes use host memory, one rank each (accepted for nccl-tests habits)\n"
       "  --compress METHOD      time sparcl_allreduce_compressed of a dense N(0,1) gradient per rank instead:\n"
       "                         topk, approx_topk, topk_bucket, randomk or none, keeping -d of the entries,\n"
-      "                         values in each -v encoding; beside MPI_Allreduce of the dense gradient\n"
+      "                         values in each -v encoding; beside MPI_Allreduce of the dense gradient.\n"
+      "                         With --dist zipf, entry i is scaled by (i+1)^(-s/2): its expected square\n"
+      "                         (energy) falls as 1/(i+1)^s, so the ranks' largest entries share indices\n"
       "measurement:\n"
       "  -n, --iters N          timed iterations per point at 1M elements and above (default 5); smaller\n"
       "                         sizes run N*min(10, 1M/elements) (more for small messages, as OSU does)\n"
@@ -428,6 +430,7 @@ Options parse(int argc, char** argv, bool& help, bool& list) {
   if (o.increment == 0 && o.factor < 2 && o.min_elements != o.max_elements) bad("-f must be >= 2 (or use -i)");
   if (!o.compress.empty()) {
     if (o.dtype != "float") bad("--compress: gradients are float32 (--dtype float)");
+    if (o.dist != Dist::Uniform && o.dist != Dist::Zipf) bad("--compress: --dist uniform or zipf");
     if (o.max_elements >= (uint64_t(1) << 32)) bad("--compress: at most 2^32 - 1 elements");
     for (double d : o.densities)
       if (!(d > 0)) bad("--compress: densities must be > 0");
@@ -1317,7 +1320,8 @@ void run_point(Run& r, uint64_t n, size_t di) {
 }
 
 // --compress: every rank's dense N(0, 1) gradient (a function of the seed,
-// the size and the rank), compressed and summed by sparcl_allreduce_compressed
+// the size and the rank; with --dist zipf, entry i scaled by (i+1)^(-s/2)),
+// compressed and summed by sparcl_allreduce_compressed
 // (one compressor per method and point; error feedback on, as in training),
 // beside MPI_Allreduce of the dense gradient. Compression is in the time.
 void run_compressed_point(Run& r, uint64_t n, size_t di) {
@@ -1332,6 +1336,8 @@ void run_compressed_point(Run& r, uint64_t n, size_t di) {
     Rng rng(seed_of(o.seed, n, di, uint64_t(r.rank) + 1));
     std::normal_distribution<float> normal(0.0f, 1.0f);
     for (float& x : grad) x = normal(rng);
+    if (o.dist == Dist::Zipf)
+      for (uint64_t i = 0; i < n; ++i) grad[i] *= float(std::pow(double(i + 1), -o.zipf_s / 2));
   }
   std::vector<sparcl_compressor_t> compressors(nm, nullptr);
   for (size_t mi = 0; mi < nm; ++mi) {
@@ -1378,10 +1384,13 @@ void print_header(const Run& r) {
                   g_replay.recorded_ranks);
     std::printf(", overlap %g\n", o.overlap);
   } else {
+    char zipf_scale[64];
+    std::snprintf(zipf_scale, sizeof zipf_scale, " x (i+1)^(-%g/2)", o.zipf_s);
     std::printf(
-        "# sparcl-bench (sparcl %s): %d ranks, sparcl_allreduce_compressed of a dense N(0,1) float32 gradient per "
-        "rank: %s keeping the density's share of entries, values %s, error feedback on; compression is timed\n",
-        version_text().c_str(), r.ranks, o.compress.c_str(), encodings.c_str());
+        "# sparcl-bench (sparcl %s): %d ranks, sparcl_allreduce_compressed of a dense N(0,1)%s float32 gradient "
+        "per rank: %s keeping the density's share of entries, values %s, error feedback on; compression is timed\n",
+        version_text().c_str(), r.ranks,
+        o.dist == Dist::Zipf ? zipf_scale : "", o.compress.c_str(), encodings.c_str());
   }
   std::printf(
       "# %d warm-up + %d timed iterations per point%s, methods interleaved; time = %s over iterations per "
