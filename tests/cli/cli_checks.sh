@@ -73,6 +73,16 @@ if awk -F, 'NR > 1 && $12 == "topk/auto" && ($29 != 262144 || $30 <= 1) { bad = 
 else
   no "--compress rows: $(cut -d, -f3,12,21,29,30 cmp.csv | tr '\n' ' ')"
 fi
+# --compress --dist zipf: skewed gradients, so the ranks' local top-k selections share indices and their
+# exact sum has fewer nonzeros than with independent N(0,1) gradients.
+for dist in uniform zipf; do
+  run 2 -b 64K -e 64K -d 0.01 --compress topk --dist $dist -a split_allgather -n 1 -w 0 -q --csv $dist.csv \
+    >$dist.txt 2>&1 || no "--compress --dist $dist exited $?"
+done
+u=$(awk -F, 'NR > 1 && $12 == "topk/split_allgather" { print $11 }' uniform.csv)
+z=$(awk -F, 'NR > 1 && $12 == "topk/split_allgather" { print $11 }' zipf.csv)
+[[ -n $u && -n $z && $z -lt $u ]] && grep -q ',zipf,' zipf.csv && ok "--compress --dist zipf: $z result nonzeros < $u" ||
+  no "--compress --dist zipf: result nonzeros '$z', uniform '$u'"
 
 # 4. Bad usage: exit 2 with a message.
 expect_usage() {
@@ -90,6 +100,7 @@ out=$(run 1 -v zstd 2>&1)
 grep -q "unknown value encoding 'zstd'" <<<"$out" && ok "-v names the unknown encoding" || no "-v message: $out"
 expect_usage --compress topk --dtype double
 expect_usage --compress nosuchmethod
+expect_usage --compress topk --dist clustered
 out=$(run 1 -h 2>&1)
 grep -q -- "--densities" <<<"$out" && ok "-h" || no "-h: $out"
 # nccl-tests habits: the unit comes first in -h; -o sum and -g 1 run, other values and a type given
