@@ -761,13 +761,9 @@ void storm_phase(const std::string& dir, const std::string& what) {
 // the phase file.
 class WatchedStep {
  public:
-  WatchedStep(const std::string& dir, const char* what) : arm_(noted(dir, what)) {}
+  WatchedStep(const std::string& dir, const char* what) : arm_(what) { storm_phase(dir, what); }
 
  private:
-  static const char* noted(const std::string& dir, const char* what) {
-    storm_phase(dir, what);
-    return what;
-  }
   WatchdogArm arm_;
 };
 
