@@ -3,6 +3,13 @@
 // PPoPP'22): the result is about k entries of the sum of the ranks' top-k
 // selections, not the whole sum, so its volume does not grow with P.
 //
+// Owner ranges follow the communicator's partition (partition.hpp): equal
+// ranges; balanced ones, cut where the previous call's owners received
+// equal numbers of entries (each owner adds kBalanceQuantiles points of
+// that distribution to its round 1 message); or equal ranges of the hashed
+// partition's permuted indices (the caller permutes the selection and maps
+// the result back; ties at the cut still go to the lower original index).
+//
 // Rounds (P > 1):
 //   0  sparse reduce-scatter: each rank sends every owner the part of its
 //      selection in the owner's range (owner_range()); the owner sums.
@@ -14,7 +21,8 @@
 //      sampled mode, on the steps that estimate a threshold (every
 //      threshold_reuse steps), an evenly spaced sample of about k/P of its
 //      magnitudes, from which every rank estimates the magnitude above which
-//      about k sums lie.
+//      about k sums lie; with the balanced partition, where the entries
+//      the owner received reach each 1/kBalanceQuantiles of their count.
 //  (2) only when a reused threshold would keep fewer than k/2 or more than
 //      2k entries: the sample, for an estimate at once.
 //   Rounds 1 and 2 travel as raw float64 whatever the call's encoding
@@ -27,10 +35,11 @@
 // Volume per rank: about k(P-1)/P pairs in round 0 (a rank's k selected
 // entries spread over the owners), at most about 2k(P-1)/P in the allgather
 // (k/2 to 2k kept in all, spread over the owners, to P-1 ranks), 64 bytes of
-// counts per peer, and a sample of about k/P 8-byte keys per peer when
-// estimating: within Ok-Topk's bound of 6k(P-1)/P pairs.
+// counts per peer (balanced: 256 more), and a sample of about k/P 8-byte
+// keys per peer when estimating: within Ok-Topk's bound of 6k(P-1)/P pairs.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "src/codec/scalar.hpp"
@@ -65,15 +74,27 @@ size_t sample_size(uint64_t k, int ranks) {
   return size_t(std::min<uint64_t>(kThresholdSample, std::max<uint64_t>(64, (k + uint64_t(ranks) - 1) / uint64_t(ranks))));
 }
 
-using Entry = std::pair<uint32_t, uint32_t>;  // (magnitude key, index)
+// Balanced partition: points of each owner's received-entry distribution
+// in its round 1 message ((index, entries up to it) pairs), from which every
+// rank cuts the next call's ranges. 16 per owner cost 256 bytes per peer
+// and bring the busiest owner within 5-20% of the mean after a few calls
+// on zipf-skewed gradients at 4-32 ranks
+// (bench/results/global-selection-partitions-zipf.txt).
+constexpr size_t kBalanceQuantiles = 16;
+
+using Entry = std::pair<uint32_t, uint32_t>;  // (magnitude key, original index)
 bool ranks_higher(const Entry& x, const Entry& y) { return x.first != y.first ? x.first > y.first : x.second < y.second; }
 
 class GlobalSelect final : public AllreduceOp<V, I> {
   using Base = AllreduceOp<V, I>;
 
  public:
-  GlobalSelect(Transport& t, const Identity& id, const View<V, I>& input, const GlobalSelectPolicy& policy)
-      : Base(t, id, input), policy_(policy) {
+  // `input` is in the permuted index space when `permutation` is set (the
+  // hashed partition); `ticket` is the call's place among balanced calls.
+  GlobalSelect(Transport& t, const Identity& id, const View<V, I>& input, const GlobalSelectPolicy& policy,
+               PartitionKind partition, PartitionTicket ticket, std::optional<IndexPermutation> permutation)
+      : Base(t, id, input), policy_(policy), partition_(partition), ticket_(std::move(ticket)),
+        perm_(std::move(permutation)) {
     if (!policy.exact && !policy.refresh) cut_.key = policy.threshold_key;
   }
 
@@ -81,8 +102,18 @@ class GlobalSelect final : public AllreduceOp<V, I> {
   // and the magnitude key it kept entries at or above.
   bool estimated() const { return estimate_; }
   uint32_t threshold_key() const { return cut_.key; }
+  bool permuted() const { return perm_.has_value(); }
+  // An index of the result in the caller's index space.
+  uint32_t original(uint64_t i) const { return uint32_t(perm_ ? perm_->inverse(i) : i); }
 
  protected:
+  bool ready() override {
+    if (!ticket_.ready()) return false;
+    bounds_ = ticket_.bounds();
+    return true;
+  }
+  void failed() noexcept override { ticket_.fail(); }
+
   // 0 reduce-scatter, 1 agreement, [2 sample, only for an early estimate],
   // then the allgather of the kept entries. Every rank decides alike after
   // round 1 whether the sample round runs.
@@ -126,6 +157,7 @@ class GlobalSelect final : public AllreduceOp<V, I> {
         held.push_back(Held<V, I>::of_message(m, owner_range(r)));
         parts.push_back(held.back().view);
       }
+      if (balanced()) quantiles_ = received_quantiles(owner_range(r), parts);
       reduce(merge_all(parts));
       return;
     }
@@ -133,6 +165,7 @@ class GlobalSelect final : public AllreduceOp<V, I> {
       metas_.resize(size_t(this->size()));
       for (auto& m : messages) metas_[size_t(m.peer)] = read_meta(m);
       metas_[size_t(r)] = meta_;
+      if (balanced()) next_bounds_ = balanced_bounds(samples_of_metas(), this->id_.dim, this->size());
       after_metas();
       return;
     }
@@ -158,18 +191,70 @@ class GlobalSelect final : public AllreduceOp<V, I> {
         keep_own();
       }
       this->pieces_ = {kept_};
+      ticket_.succeed({});
       return;
     }
     gathered_[size_t(this->rank())] = kept_;
     this->pieces_ = std::move(gathered_);
+    ticket_.succeed(std::move(next_bounds_));
   }
 
  private:
-  // The range that rank `owner` sums: equal ranges (one place to give other
-  // boundaries).
-  Range owner_range(int owner) const {
-    return split_range(this->whole(), uint64_t(this->size()), uint64_t(owner));
+  // The range that rank `owner` sums (in the permuted space when hashed).
+  Range owner_range(int owner) const { return sparcl::owner_range(bounds_, this->whole(), this->size(), owner); }
+  bool balanced() const { return partition_ == PartitionKind::Balanced && this->size() > 1; }
+  // Where an index of the caller's space lies in the owners' space.
+  uint64_t placed(uint64_t i) const { return perm_ ? perm_->forward(i) : i; }
+
+  // Balanced: for j = 1..kBalanceQuantiles, the smallest index of `own` up
+  // to which the entries this owner received (its own part included) reach
+  // ceil(j n / kBalanceQuantiles), and their exact count there, as
+  // (index, count) pairs. Parts are sorted: counts come from binary searches.
+  static std::vector<double> received_quantiles(Range own, const std::vector<View<V, I>>& parts) {
+    const auto up_to = [&](uint64_t x) {  // entries at indices <= x
+      uint64_t n = 0;
+      for (const View<V, I>& v : parts)
+        n += v.dense ? std::min<uint64_t>(v.nnz, x + 1 - std::min(x + 1, v.range.begin))
+                     : uint64_t(std::upper_bound(v.idx, v.idx + v.nnz, I(x)) - v.idx);
+      return n;
+    };
+    const uint64_t total = own.size() == 0 ? 0 : up_to(own.end - 1);
+    std::vector<double> q;
+    for (size_t j = 1; j <= kBalanceQuantiles; ++j) {
+      if (total == 0) {  // nothing to cut by: pairs that say so
+        q.insert(q.end(), {double(own.begin), 0.0});
+        continue;
+      }
+      const uint64_t target = (total * j + kBalanceQuantiles - 1) / kBalanceQuantiles;
+      uint64_t low = own.begin, high = own.end - 1;  // up_to(high) >= target
+      while (low < high) {
+        const uint64_t mid = low + (high - low) / 2;
+        if (up_to(mid) >= target) high = mid; else low = mid + 1;
+      }
+      q.insert(q.end(), {double(low), double(up_to(low))});
+    }
+    return q;
   }
+
+  // Every owner's quantiles (round 1, rank order) as samples of the weight
+  // over [0, dim), for balanced_bounds().
+  std::vector<WeightSample> samples_of_metas() const {
+    std::vector<WeightSample> samples;
+    uint64_t before = 0;
+    for (const auto& a : metas_) {
+      const size_t first = a.size() - 2 * kBalanceQuantiles;
+      uint64_t last = 0;
+      for (size_t j = first; j < a.size(); j += 2) {
+        const uint64_t at = uint64_t(a[j]), count = uint64_t(a[j + 1]);
+        if (count == 0 || count == last) continue;  // an empty owner, or a point repeated
+        samples.push_back({at, before + count});
+        last = count;
+      }
+      before += last;
+    }
+    return samples;
+  }
+  size_t quantile_fields() const { return balanced() ? 2 * kBalanceQuantiles : 0; }
   Range own_range() const { return this->size() == 1 ? this->whole() : owner_range(this->rank()); }
 
   size_t sample_count(double nonzeros) const {
@@ -190,7 +275,7 @@ class GlobalSelect final : public AllreduceOp<V, I> {
     const View<V, I> v = reduced_.view();
     for (size_t j = 0; j < v.nnz; ++j) {
       const uint32_t key = codec::magnitude_key(v.val[j]);
-      if (key != 0) nonzero_.emplace_back(key, v.dense ? uint32_t(v.range.begin + j) : v.idx[j]);
+      if (key != 0) nonzero_.emplace_back(key, original(v.dense ? v.range.begin + j : uint64_t(v.idx[j])));
     }
     const GlobalSelectPolicy& g = policy_;
     const bool reusing = !g.exact && !g.refresh;
@@ -211,6 +296,7 @@ class GlobalSelect final : public AllreduceOp<V, I> {
       const std::vector<double> s = own_sample();
       meta_.insert(meta_.end(), s.begin(), s.end());
     }
+    meta_.insert(meta_.end(), quantiles_.begin(), quantiles_.end());
   }
 
   // The entries that follow the counts in `a`, from its counts.
@@ -223,8 +309,9 @@ class GlobalSelect final : public AllreduceOp<V, I> {
   std::vector<double> read_meta(const Received& m) const {
     const std::string from = "rank " + std::to_string(m.peer);
     const uint64_t length = m.header.end;
-    if (m.header.begin != 0 || length < kMetaFields ||
-        length > kMetaFields + std::max<uint64_t>(2 * policy_.k, kThresholdSample) || !(m.header.flags & kFlagDense))
+    if (m.header.begin != 0 || length < kMetaFields + quantile_fields() ||
+        length > kMetaFields + std::max<uint64_t>(2 * policy_.k, kThresholdSample) + quantile_fields() ||
+        !(m.header.flags & kFlagDense))
       fail(SPARCL_ERR_CORRUPT, "malformed global selection message from " + from);
     const Decoded<double, I> d = decode<double, I>(*m.buffer, m.header, Range{0, length}, m.peer);
     std::vector<double> a(d.view.val, d.view.val + d.view.nnz);
@@ -247,14 +334,29 @@ class GlobalSelect final : public AllreduceOp<V, I> {
                                     " a threshold): were the compressors created or reset at different steps?");
     const double n = a[kNonzeros], above = a[kAbove];
     if (!(n >= 0 && n <= double(owner_range(m.peer).size()) && n == std::floor(n) && above >= 0 && above <= n &&
-          above == std::floor(above) && kMetaFields + trailing_entries(a) == length))
+          above == std::floor(above) && kMetaFields + trailing_entries(a) + quantile_fields() == length))
       fail(SPARCL_ERR_CORRUPT, "bad counts in the global selection message from " + from);
     const Range own = owner_range(m.peer);
-    for (size_t j = kMetaFields; j < a.size(); j += policy_.exact ? 2 : 1) {
-      const bool key_ok = a[j] >= 1 && a[j] <= double(UINT32_MAX) && a[j] == std::floor(a[j]);
-      const bool index_ok = !policy_.exact || (a[j + 1] >= double(own.begin) && a[j + 1] < double(own.end) &&
-                                               a[j + 1] == std::floor(a[j + 1]));
+    const auto whole_number = [](double x, double low, double high) {
+      return x >= low && x <= high && x == std::floor(x);
+    };
+    const size_t entries_end = a.size() - quantile_fields();
+    for (size_t j = kMetaFields; j < entries_end; j += policy_.exact ? 2 : 1) {
+      const bool key_ok = whole_number(a[j], 1, double(UINT32_MAX));
+      const bool index_ok = !policy_.exact || (whole_number(a[j + 1], 0, double(this->id_.dim - 1)) &&
+                                               placed(uint64_t(a[j + 1])) >= own.begin && placed(uint64_t(a[j + 1])) < own.end);
       if (!key_ok || !index_ok) fail(SPARCL_ERR_CORRUPT, "bad entry in the global selection message from " + from);
+    }
+    // Balanced: (index, count) pairs in the owner's range, both non-decreasing,
+    // counts at most every rank's whole range; (range begin, 0) from an owner
+    // that received nothing (its range may be empty).
+    double at = double(own.begin), count = 0;
+    for (size_t j = entries_end; j < a.size(); j += 2) {
+      const bool at_ok = a[j + 1] == 0 ? a[j] == double(own.begin) : whole_number(a[j], at, double(own.end) - 1);
+      if (!at_ok || !whole_number(a[j + 1], count, double(own.size()) * double(this->size())))
+        fail(SPARCL_ERR_CORRUPT, "bad partition summary in the global selection message from " + from);
+      at = a[j];
+      count = a[j + 1];
     }
     return a;
   }
@@ -277,13 +379,15 @@ class GlobalSelect final : public AllreduceOp<V, I> {
       if (g.exact) {
         std::vector<Entry> c;
         for (const auto& a : metas_)
-          for (size_t j = kMetaFields; j + 1 < a.size(); j += 2) c.emplace_back(uint32_t(a[j]), uint32_t(a[j + 1]));
+          for (size_t j = kMetaFields; j + 1 < a.size() - quantile_fields(); j += 2)
+            c.emplace_back(uint32_t(a[j]), uint32_t(a[j + 1]));
         // Every owner sent its best min(k, n): the k-th best of the union is among them.
         std::nth_element(c.begin(), c.begin() + ptrdiff_t(g.k - 1), c.end(), ranks_higher);
         cut_ = Cut{c[size_t(g.k - 1)].first, c[size_t(g.k - 1)].second};
       } else if (g.refresh) {
         std::vector<std::vector<double>> samples;
-        for (const auto& a : metas_) samples.emplace_back(a.begin() + kMetaFields, a.end());
+        for (const auto& a : metas_)
+          samples.emplace_back(a.begin() + kMetaFields, a.end() - ptrdiff_t(quantile_fields()));
         cut_from_samples(samples);
       } else if (estimate_) {
         sample_round_ = true;
@@ -333,7 +437,7 @@ class GlobalSelect final : public AllreduceOp<V, I> {
     for (size_t j = 0; j < v.nnz; ++j) {
       const uint32_t key = codec::magnitude_key(v.val[j]);
       const uint32_t i = v.dense ? uint32_t(v.range.begin + j) : v.idx[j];
-      if (key == 0 || !cut_.keeps(key, i)) continue;
+      if (key == 0 || !cut_.keeps(key, original(i))) continue;
       out.idx.push_back(i);
       out.val.push_back(v.val[j]);
     }
@@ -341,6 +445,12 @@ class GlobalSelect final : public AllreduceOp<V, I> {
   }
 
   GlobalSelectPolicy policy_;
+  PartitionKind partition_;
+  PartitionTicket ticket_;
+  std::optional<IndexPermutation> perm_;  // hashed: the owners' index space
+  std::vector<uint64_t> bounds_;          // balanced: this call's cut (empty: equal ranges)
+  std::vector<double> quantiles_;         // balanced: this owner's round 1 summary
+  std::vector<uint64_t> next_bounds_;     // balanced: the next call's cut
   Cut cut_;
   bool estimate_ = false;      // sampled: this step estimates the threshold
   bool sample_round_ = false;  // ... early, in a round of its own
@@ -371,26 +481,52 @@ sparcl_request* start_global_select(CallStart call, const sparcl_sparse_t* send,
   std::unique_ptr<sparcl_request> request;
   call.check([&] {
     request = std::make_unique<sparcl_request>();
-    auto in = std::make_shared<Input<V, I>>();
-    make_input(*send, *in);
-    auto op = std::make_unique<GlobalSelect>(call.comm()->transport(), call.identity(), in->view, policy);
-    op->report_input_sent(compressed.input_sent);
+    // What the operation reads: the converted selection, and under the
+    // hashed partition that selection in the permuted index space.
+    struct Kept {
+      Input<V, I> in;
+      Stream<V, I> permuted;
+      std::vector<size_t> order;  // entry k of `permuted` is entry order[k] of `in`
+    };
+    auto kept = std::make_shared<Kept>();
+    make_input(*send, kept->in);
+    const PartitionKind partition = PartitionKind(call.comm()->config().partition);
+    std::optional<IndexPermutation> perm;
+    View<V, I> input = kept->in.view;
+    InputSentFn<V> input_sent = compressed.input_sent;
+    if (partition == PartitionKind::Hashed) {
+      perm.emplace(dim);
+      kept->permuted = permute(input, Range{0, dim}, [&](uint64_t i) { return perm->forward(i); }, &kept->order);
+      input = kept->permuted.view();
+      if (input_sent)  // the residual takes entries of the caller's selection
+        input_sent = [then = std::move(input_sent), order = &kept->order](size_t first, size_t count,
+                                                                          const V* received) {
+          for (size_t k = 0; k < count; ++k) then((*order)[first + k], 1, received + k);
+        };
+    }
+    auto op = std::make_unique<GlobalSelect>(call.comm()->transport(), call.identity(), input, policy, partition,
+                                             call.take_partition(), std::move(perm));
+    op->report_input_sent(std::move(input_sent));
     const GlobalSelect* select = op.get();
-    request->deliver = [select, dense_recv, on_success = std::move(on_success)] {
+    request->deliver = [select, dense_recv, dim, on_success = std::move(on_success)] {
       GlobalSelectOutcome outcome;
       outcome.estimated = select->estimated();
       outcome.threshold_key = select->threshold_key();
+      std::fill(dense_recv, dense_recv + dim, 0.0f);
       for (const auto& piece : select->pieces()) {
         const View<V, I>& v = piece.view;
-        write_dense(v, dense_recv + v.range.begin);
-        for (size_t j = 0; j < v.nnz; ++j)  // sent dense: the entries it holds
-          if (!v.dense || codec::magnitude_key(v.val[j]) != 0)
-            outcome.kept.push_back(v.dense ? uint32_t(v.range.begin + j) : v.idx[j]);
+        for (size_t j = 0; j < v.nnz; ++j) {
+          if (v.dense && codec::magnitude_key(v.val[j]) == 0) continue;  // sent dense: the entries it holds
+          const uint32_t i = select->original(v.dense ? v.range.begin + j : uint64_t(v.idx[j]));
+          dense_recv[i] = v.val[j];
+          outcome.kept.push_back(i);
+        }
       }
+      if (select->permuted()) std::sort(outcome.kept.begin(), outcome.kept.end());
       if (on_success) on_success(outcome);
     };
     request->op = std::move(op);
-    request->keep = in;
+    request->keep = kept;
   });
   return call.submit(std::move(request));
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // How the algorithms that give each rank an owner range cut [0, dim)
-// (split_allgather, split_dense, the reduce-scatter): sparcl_partition_t.
+// (split_allgather, split_dense, the reduce-scatter, global selection):
+// sparcl_partition_t.
 //
 //   equal:    P consecutive ranges of nearly equal width (split_range).
 //   balanced: P consecutive ranges cut where the previous same-dim call of
@@ -24,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -87,19 +89,21 @@ class PartitionTicket {
   std::shared_ptr<PartitionRecord> own_;
 };
 
-// The latest balanced call of each collective and dim on a communicator.
+// The latest balanced call of each collective, algorithm and dim on a
+// communicator (those of an Identity: global selection weighs what its
+// owners receive differently from split_allgather, so each keeps its own).
 class PartitionHistory {
  public:
-  PartitionTicket take(Kind kind, uint64_t dim) {
+  PartitionTicket take(const Identity& id) {
     auto own = std::make_shared<PartitionRecord>();
-    std::shared_ptr<PartitionRecord>& last = last_[{uint8_t(kind), dim}];
+    std::shared_ptr<PartitionRecord>& last = last_[{uint8_t(id.kind), id.algorithm, id.dim}];
     PartitionTicket t(last, own);
     last = own;
     return t;
   }
 
  private:
-  std::map<std::pair<uint8_t, uint64_t>, std::shared_ptr<PartitionRecord>> last_;
+  std::map<std::tuple<uint8_t, uint8_t, uint64_t>, std::shared_ptr<PartitionRecord>> last_;
 };
 
 // The range of `owner` under `bounds` (empty: equal ranges).

@@ -194,7 +194,7 @@ CallStart CallStart::allreduce_with(sparcl_comm* comm, sparcl_algorithm_t algori
   call.check([&] {
     call.ticket_ = auto_ticket(comm, algorithm, dim, value_type);
     if (comm->config().partition == SPARCL_PARTITION_BALANCED && split_algorithm(algorithm))
-      call.partition_ = collectives_of(comm).partitions.take(Kind::Allreduce, dim);
+      call.partition_ = collectives_of(comm).partitions.take(call.id_);
   });
   return call;
 }
@@ -205,7 +205,7 @@ CallStart CallStart::reduce_scatter(sparcl_comm* comm, uint64_t dim, uint8_t val
                                            index_width_for(dim)));
   call.check([&] {
     if (partition == SPARCL_PARTITION_BALANCED)
-      call.partition_ = collectives_of(comm).partitions.take(Kind::ReduceScatter, dim);
+      call.partition_ = collectives_of(comm).partitions.take(call.id_);
   });
   return call;
 }
@@ -226,7 +226,12 @@ CallStart CallStart::global_select(sparcl_comm* comm, uint64_t dim, const Compre
   Identity id = comm->next_identity(Kind::Allreduce, kGlobalSelectAlgorithm, dim, SPARCL_FLOAT32, index_width_for(dim));
   id.encoding = compressed.encoding;
   id.bucket = compressed.bucket;
-  return CallStart(comm, id);
+  CallStart call(comm, id);
+  call.check([&] {
+    if (comm->config().partition == SPARCL_PARTITION_BALANCED)
+      call.partition_ = collectives_of(comm).partitions.take(call.id_);
+  });
+  return call;
 }
 
 CallStart CallStart::allgather(sparcl_comm* comm, uint64_t dim, uint8_t value_type) {

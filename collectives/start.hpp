@@ -106,6 +106,10 @@ class CallStart {
   template <class V, class I>
   std::unique_ptr<ReduceScatterOp<V, I>> make_reduce_scatter_op(const View<V, I>& input);
 
+  // The call's place among balanced calls, for an operation that cuts its
+  // ranges itself (global selection).
+  PartitionTicket take_partition() { return std::move(partition_); }
+
   // Puts the call's request in flight; out of memory there fails the call
   // on every rank too (the request is freed).
   sparcl_request* submit(std::unique_ptr<sparcl_request> request);

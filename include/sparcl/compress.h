@@ -78,7 +78,8 @@ typedef enum sparcl_selection {
    *  the ranks' selections, up to P * k entries). */
   SPARCL_SELECTION_LOCAL = 1,
   /** Global top-k (Ok-Topk): each rank selects k entries as with local
-   *  selection; owners of equal index ranges sum what they receive and keep
+   *  selection; owners of index ranges (cut by the communicator's
+   *  config.partition: equal, balanced or hashed) sum what they receive and keep
    *  only the entries of the sum whose magnitude reaches a threshold that all
    *  ranks agree on, so that about k entries survive; the kept entries are
    *  gathered by every rank. What a rank selected but was not kept goes back

@@ -109,7 +109,8 @@ typedef enum sparcl_transport {
 
 /**
  * How the algorithms that give each rank an owner range of [0, dim) cut it:
- * split_allgather, split_dense and the reduce-scatter (docs/algorithms.md).
+ * split_allgather, split_dense, the reduce-scatter and global selection's
+ * reduce-scatter (docs/algorithms.md, docs/compression.md).
  * Equal ranges suit indices spread evenly; with skewed indices (a few hot
  * regions) equal ranges overload the owners of the hot ones.
  */
@@ -166,7 +167,8 @@ typedef struct sparcl_config {
   int reserved;                   /**< 0; keeps the fields below past the end of older (56-byte) configs,
                                        whose last 4 bytes were padding: they get the defaults */
   sparcl_partition_t partition;   /**< how split_allgather and split_dense (when configured as the
-                                       algorithm) and the reduce-scatter cut [0, dim) into owner ranges;
+                                       algorithm), the reduce-scatter and global selection (compressors
+                                       with SPARCL_SELECTION_GLOBAL) cut [0, dim) into owner ranges;
                                        default SPARCL_PARTITION_EQUAL */
 } sparcl_config_t;
 

@@ -6,7 +6,9 @@
 // one threshold; results are bitwise identical on every rank; the residual
 // accounts for everything (input + old residual == kept contribution + new
 // residual); blocking and non-blocking agree; bad input or disagreeing
-// configurations on one rank fail every rank and the next call is exact.
+// configurations on one rank fail every rank and the next call is exact;
+// balanced and hashed owner ranges (SPARCL_PARTITION, or chosen by a test)
+// give the same results and spread skewed selections over the owners.
 //
 // Gradients hold small integers, so every sum is exact in float32 whatever
 // the order of additions, and the reference is bit for bit.
@@ -419,6 +421,61 @@ TEST(GlobalSelection, VolumeWithinOkTopkBound) {
   const double bytes = double(after.bytes_sent - before.bytes_sent) / 3.0;
   const double headers = double(after.messages_sent - before.messages_sent) / 3.0 * 80.0;
   EXPECT_LE(bytes, pairs_bound * 8.0 + headers) << bytes << " bytes per step";
+}
+
+// Selections that all fall in the first 1/20 of [0, dim): with equal owner
+// ranges one owner receives them all; balanced ranges (cut after the first
+// steps) and hashed ones spread them; each keeps exactly the sums at or
+// above one threshold (the sampled mode, whose round 1 messages are small:
+// the exact mode's best-k lists would hide the owners' imbalance).
+TEST(GlobalSelection, PartitionsSpreadSkewedSelections) {
+  const int r = world_rank(), p = world_size();
+  const char* env = std::getenv("SPARCL_PARTITION");  // this test picks its own
+  const std::string saved = env ? env : "";
+  unsetenv("SPARCL_PARTITION");
+  const uint64_t dim = 20000, k = 400;
+  for (const sparcl_partition_t partition :
+       {SPARCL_PARTITION_EQUAL, SPARCL_PARTITION_BALANCED, SPARCL_PARTITION_HASHED}) {
+    sparcl_config_t config = SPARCL_CONFIG_INIT;
+    config.timeout_ms = 120000;
+    config.partition = partition;
+    sparcl_comm_t comm = nullptr;
+    ASSERT_EQ(sparcl_comm_create_mpi(MPI_COMM_WORLD, &config, &comm), SPARCL_SUCCESS);
+    Compressor c(global_config(k, false), dim);
+    sparcl_compressor_config_t local = global_config(k, false);
+    local.selection = SPARCL_SELECTION_LOCAL;
+    Compressor twin(local, dim);
+    double balance = 0;
+    for (int step = 0; step < 5; ++step) {
+      std::vector<float> g = gradient(dim, r, step);
+      for (uint64_t i = 0; i < dim / 20; ++i) g[i] *= 16;
+      sparcl_stats_t before, after;
+      ASSERT_EQ(sparcl_comm_stats(comm, &before), SPARCL_SUCCESS);
+      Step s = run_step(comm, c.c, twin.c, g, step % 2 == 1);
+      ASSERT_EQ(sparcl_comm_stats(comm, &after), SPARCL_SUCCESS);
+      float smallest = INFINITY;
+      for (uint64_t i = 0; i < dim; ++i)
+        if (s.out[i] != 0.0f) smallest = std::min(smallest, std::fabs(s.out[i]));
+      size_t wrong = 0;  // the kept set: every sum at or above the smallest kept one
+      for (uint64_t i = 0; i < dim; ++i) {
+        const float expect = s.sum[i] != 0.0f && std::fabs(s.sum[i]) >= smallest ? s.sum[i] : 0.0f;
+        wrong += std::memcmp(&expect, &s.out[i], 4) != 0;
+      }
+      EXPECT_EQ(wrong, 0u) << "partition " << int(partition) << " step " << step;
+      double rx = double(after.bytes_received - before.bytes_received), most = rx, total = rx;
+      MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+      balance = most / (total / p);
+    }
+    // Bytes received per rank in the last step, the most over the mean.
+    if (p > 2 && partition == SPARCL_PARTITION_EQUAL) {
+      EXPECT_GT(balance, 1.2) << "the input is not skewed enough to tell the partitions apart";
+    } else if (p > 2) {
+      EXPECT_LT(balance, 1.1) << "partition " << int(partition);
+    }
+    sparcl_comm_free(comm);
+  }
+  if (env) setenv("SPARCL_PARTITION", saved.c_str(), 1);
 }
 
 // Configuration: SPARCL_SELECTION picks the default; a method without k
