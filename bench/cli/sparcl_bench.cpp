@@ -139,7 +139,9 @@ void usage(FILE* f) {
       "                         topk, approx_topk, topk_bucket, randomk or none, keeping -d of the entries,\n"
       "                         values in each -v encoding; beside MPI_Allreduce of the dense gradient.\n"
       "                         With --dist zipf, entry i is scaled by (i+1)^(-s/2): its expected square\n"
-      "                         (energy) falls as 1/(i+1)^s, so the ranks' largest entries share indices\n"
+      "                         (energy) falls as 1/(i+1)^s, so the ranks' largest entries share indices.\n"
+      "                         With --trace, the gradient is N(0,1) at the replayed indices of each layer\n"
+      "                         and 0 elsewhere, so top-k at the layer's density selects exactly them\n"
       "measurement:\n"
       "  -n, --iters N          timed iterations per point at 1M elements and above (default 5); smaller\n"
       "                         sizes run N*min(10, 1M/elements) (more for small messages, as OSU does)\n"
@@ -430,14 +432,13 @@ Options parse(int argc, char** argv, bool& help, bool& list) {
   if (o.increment == 0 && o.factor < 2 && o.min_elements != o.max_elements) bad("-f must be >= 2 (or use -i)");
   if (!o.compress.empty()) {
     if (o.dtype != "float") bad("--compress: gradients are float32 (--dtype float)");
-    if (o.dist != Dist::Uniform && o.dist != Dist::Zipf) bad("--compress: --dist uniform or zipf");
+    if (o.dist == Dist::Clustered) bad("--compress: --dist uniform or zipf, or --trace");
     if (o.max_elements >= (uint64_t(1) << 32)) bad("--compress: at most 2^32 - 1 elements");
     for (double d : o.densities)
       if (!(d > 0)) bad("--compress: densities must be > 0");
     o.base_allgather = false;  // the compressed call has no allgather counterpart
   }
   if (!o.trace.empty()) {
-    if (!o.compress.empty()) bad("--trace replays recorded selections with sparse allreduces: not with --compress");
     if (o.check) bad("--trace: -c is not supported (the other ranks' vectors are in their own files)");
     o.densities = {0.0};  // each layer's, from the trace
   }
@@ -1335,7 +1336,14 @@ void run_compressed_point(Run& r, uint64_t n, size_t di) {
   {
     Rng rng(seed_of(o.seed, n, di, uint64_t(r.rank) + 1));
     std::normal_distribution<float> normal(0.0f, 1.0f);
-    for (float& x : grad) x = normal(rng);
+    if (o.dist == Dist::Trace) {  // N(0,1) at the recorded indices only: top-k selects exactly them
+      for (uint32_t i : g_replay.indices[g_replay.current]) {
+        const float x = normal(rng);
+        grad[i] = x != 0.0f ? x : 1.0f;
+      }
+    } else {
+      for (float& x : grad) x = normal(rng);
+    }
     if (o.dist == Dist::Zipf)
       for (uint64_t i = 0; i < n; ++i) grad[i] *= float(std::pow(double(i + 1), -o.zipf_s / 2));
   }
@@ -1386,11 +1394,15 @@ void print_header(const Run& r) {
   } else {
     char zipf_scale[64];
     std::snprintf(zipf_scale, sizeof zipf_scale, " x (i+1)^(-%g/2)", o.zipf_s);
+    std::string gradient = std::string("a dense N(0,1)") + (o.dist == Dist::Zipf ? zipf_scale : "") + " float32 gradient";
+    if (o.dist == Dist::Trace)
+      gradient = "a float32 gradient N(0,1) at the indices replayed from " + o.trace + ".<rank> (" +
+                 std::to_string(g_replay.recorded_ranks) + " ranks recorded, step " + std::to_string(g_replay.step) +
+                 "; rank r replays recorded rank r mod R at step S - r / R) and 0 elsewhere";
     std::printf(
-        "# sparcl-bench (sparcl %s): %d ranks, sparcl_allreduce_compressed of a dense N(0,1)%s float32 gradient "
-        "per rank: %s keeping the density's share of entries, values %s, error feedback on; compression is timed\n",
-        version_text().c_str(), r.ranks,
-        o.dist == Dist::Zipf ? zipf_scale : "", o.compress.c_str(), encodings.c_str());
+        "# sparcl-bench (sparcl %s): %d ranks, sparcl_allreduce_compressed of %s per rank: %s keeping the "
+        "density's share of entries, values %s, error feedback on; compression is timed\n",
+        version_text().c_str(), r.ranks, gradient.c_str(), o.compress.c_str(), encodings.c_str());
   }
   std::printf(
       "# %d warm-up + %d timed iterations per point%s, methods interleaved; time = %s over iterations per "

@@ -65,6 +65,15 @@ if [[ -r $FMNIST/train-images-idx3-ubyte.gz ]]; then
       grep -q "dist trace (trace.<rank>: 2 ranks recorded, step 15" replay.txt &&
       [[ $(grep -c "^ *25152 .* split_allgather " replay.txt) == 1 ]]; then ok "sparcl-bench --trace replays the layer"
     else no "sparcl-bench --trace: $(cat replay.txt)"; fi
+    # With --compress, each rank's gradient is nonzero at its replayed indices only, so local top-k
+    # selects exactly them (the union, result_nnz, is the plain replay's) and global selection runs on them.
+    if "$MPIEXEC" -np 3 "$BENCH" --trace trace --compress topk -a split_allgather,global --baselines none -n 1 -w 0 \
+      -q >replay-c.txt 2>&1 && grep -q "N(0,1) at the indices replayed from trace.<rank>" replay-c.txt &&
+      [[ $(grep -c "^ *25152 .* topk/global " replay-c.txt) == 1 ]] &&
+      [[ $(awk '$6 == "split_allgather" { print $5 }' replay.txt) == \
+        $(awk '$6 == "topk/split_allgather" { print $5 }' replay-c.txt) ]]; then
+      ok "sparcl-bench --trace --compress selects the replayed indices"
+    else no "sparcl-bench --trace --compress: $(cat replay-c.txt)"; fi
     "$MPIEXEC" -np 2 "$BENCH" --trace missing -n 1 -q >missing.txt 2>&1
     rc=$?
     [[ $rc == 2 ]] && grep -q "missing.0: cannot open" missing.txt && ok "a missing trace fails with status 2" ||
