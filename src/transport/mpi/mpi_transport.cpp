@@ -166,6 +166,25 @@ class MpiRecv final : public RecvRequest {
       const int rc = receive_message(buf_->data(), span.count, span.type, msg, t_.comm(), &req_);
       release(span);
       t_.check(rc, "MPI_Imrecv");
+#if SPARCL_SMPI
+      // SimGrid 3.32 keeps every communication that MPI_Test completes in
+      // its rank's std::list of activities (ActorImpl::activities_) until the
+      // rank exits: only a wait takes it out (CommImpl::finish). Each later
+      // wait of the rank, and each computation burst that SMPI charges (one
+      // before every MPI call with smpi/cpu-threshold:0, polls included),
+      // walks that list (std::list::remove), so the simulation grew
+      // quadratic in the number of receives (3.34 made the list a std::set).
+      // The receive is waited for instead: it cannot deadlock, since the
+      // send that the probe found is matched, in flight, and SimGrid
+      // completes it whatever the sender does; the rank blocks only for the
+      // transfer, which it would otherwise have spent polling. (A send of at
+      // least smpi/send-is-detached-thresh bytes, 64 KiB by default, is not
+      // detached, and one completed by MPI_Test still stays in the list:
+      // waiting for a send could deadlock.)
+      t_.check(MPI_Wait(&req_, MPI_STATUS_IGNORE), "MPI_Wait of a receive");
+      done_ = true;
+      return true;
+#endif
     }
     int done = 0;
     t_.check(MPI_Test(&req_, &done, MPI_STATUS_IGNORE), "MPI_Test of a receive");
