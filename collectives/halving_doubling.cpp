@@ -5,9 +5,10 @@
 // and merges what the partner sends for the kept half; after log2(P2) levels
 // it owns 1/P2 of [0, dim) fully reduced. The doubling rounds swap owned
 // ranges and concatenate them. Rounds: 0 fold, 1..L halving, L+1..2L
-// doubling, 2L+1 unfold.
-#include "collective.hpp"
+// doubling, 2L+1 unfold. The halves are equal, or cut at given boundaries
+// of the P2 leaf ranges (the balanced partition, partition.hpp).
 #include "fold.hpp"
+#include "partition.hpp"
 
 namespace sparcl {
 namespace {
@@ -17,8 +18,8 @@ class HalvingDoubling final : public AllreduceOp<V, I> {
   using Base = AllreduceOp<V, I>;
 
  public:
-  HalvingDoubling(Transport& t, const Identity& id, const View<V, I>& input)
-      : Base(t, id, input), fold_(t.rank(), t.size()), acc_(Held<V, I>::of_input(input)) {}
+  HalvingDoubling(Transport& t, const Identity& id, const View<V, I>& input, std::vector<uint64_t> bounds = {})
+      : Base(t, id, input), fold_(t.rank(), t.size()), bounds_(std::move(bounds)), acc_(Held<V, I>::of_input(input)) {}
 
  protected:
   int rounds() const override { return this->size() == 1 ? 0 : 2 * fold_.levels + 2; }
@@ -71,8 +72,10 @@ class HalvingDoubling final : public AllreduceOp<V, I> {
       const int partner = fold_.newrank ^ (1 << (round - levels - 1));
       const int depth = 2 * levels + 1 - round;  // halving levels behind the partner's range
       auto incoming = Held<V, I>::of_message(messages[0], owned(partner, depth));
+      // The rank whose bit is set holds the upper half (which may be empty
+      // under a balanced cut, so ranges alone do not tell the order).
       std::vector<View<V, I>> both{acc_.view, incoming.view};
-      if (both[1].range.begin < both[0].range.begin) std::swap(both[0], both[1]);
+      if (fold_.newrank & (1 << (round - levels - 1))) std::swap(both[0], both[1]);
       acc_ = Held<V, I>::of_stream(concat(both, owned(fold_.newrank, depth - 1)));
     }
   }
@@ -80,8 +83,14 @@ class HalvingDoubling final : public AllreduceOp<V, I> {
   void finish() override { this->pieces_ = {acc_}; }
 
  private:
-  // The range folded rank n owns after `depth` halving levels.
+  // The range folded rank n owns after `depth` halving levels: with
+  // boundaries, the leaves [n >> (L - depth) << (L - depth), + 2^(L - depth)).
   Range owned(int n, int depth) const {
+    if (!bounds_.empty()) {
+      const int below = fold_.levels - depth;
+      const size_t first = size_t(n >> below) << below;
+      return Range{bounds_[first], bounds_[first + (size_t(1) << below)]};
+    }
     Range cur = this->whole();
     for (int i = 1; i <= depth; ++i) {
       const bool upper = n & (fold_.p2 >> i);
@@ -91,6 +100,7 @@ class HalvingDoubling final : public AllreduceOp<V, I> {
   }
 
   Fold fold_;
+  std::vector<uint64_t> bounds_;  // P2 + 1 leaf boundaries; empty: equal halves
   Held<V, I> acc_;
 };
 
@@ -102,9 +112,17 @@ std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling(Transport& t, const Ide
   return std::make_unique<HalvingDoubling<V, I>>(t, id, input);
 }
 
-#define SPARCL_INSTANTIATE(V, I) \
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling_over(Transport& t, const Identity& id,
+                                                              const View<V, I>& input, std::vector<uint64_t> bounds) {
+  return std::make_unique<HalvingDoubling<V, I>>(t, id, input, std::move(bounds));
+}
+
+#define SPARCL_INSTANTIATE(V, I)                                                                                   \
   template std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling(Transport&, const Identity&, const View<V, I>&, \
-                                                                     NativeSlot);
+                                                                     NativeSlot);                                  \
+  template std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling_over(Transport&, const Identity&,            \
+                                                                         const View<V, I>&, std::vector<uint64_t>);
 SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
 
 }  // namespace sparcl

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Balanced and hashed owner ranges (partition.hpp), and split_allgather /
-// split_dense under them.
+// Balanced and hashed owner ranges (partition.hpp), and the algorithms that
+// cut owner ranges (split_allgather, split_dense, ring, halving_doubling)
+// under them.
 #include "partition.hpp"
+
+#include "fold.hpp"
 
 namespace sparcl {
 
@@ -56,21 +59,56 @@ IndexPermutation::IndexPermutation(uint64_t dim) : dim_(dim) {
 
 namespace {
 
-// split_allgather or split_dense over the cut of a balanced partition (once
-// the previous same-dim call has ended), or over equal ranges of the hashed
-// partition's permuted indices. A balanced call adds a round after the
-// algorithm's: each owner tells every rank how the entries it received in
-// the first round spread over its range (weight_summary), from which all
-// cut the next call alike. The weight is what an owner receives, so the cut
-// evens out the first round's traffic, where skewed indices pile up.
+// Samples of how the set entries of `pieces` (a result: disjoint ranges in
+// increasing order, the same bits on every rank whatever form each piece
+// has) spread over [0, dim): where they reach j / kResultSamples of their
+// count, for j = 1..kResultSamples.
+constexpr uint64_t kResultSamples = 4096;
 template <class V, class I>
-class PartitionedSplit final : public AllreduceOp<V, I> {
+std::vector<WeightSample> result_samples(const std::vector<Held<V, I>>& pieces) {
+  uint64_t total = 0;
+  for (const auto& p : pieces) total += set_entries(p);
+  std::vector<WeightSample> samples;
+  if (total == 0) return samples;
+  const auto target_of = [&](uint64_t j) {
+    return uint64_t((uint128(total) * j + kResultSamples - 1) / kResultSamples);
+  };
+  uint64_t seen = 0, j = 1, target = target_of(1);
+  for (const auto& p : pieces) {
+    const View<V, I>& v = p.view;
+    for (size_t k = 0; k < v.nnz; ++k) {
+      if (!has_bits(v.val[k]) || ++seen < target) continue;
+      samples.push_back({v.dense ? v.range.begin + k : uint64_t(v.idx[k]), seen});
+      while (j <= kResultSamples && target_of(j) <= seen) ++j;
+      target = j <= kResultSamples ? target_of(j) : UINT64_MAX;
+    }
+  }
+  return samples;
+}
+
+// An algorithm under a balanced or hashed partition: `over(input, bounds)`
+// makes it over explicit boundaries of `parts` owner ranges (empty: equal).
+//   hashed:   it runs over equal ranges of the permuted indices, and the
+//             result is permuted back.
+//   balanced: it runs over the cut the previous same-dim call left (once
+//             that call has ended), and leaves the next call a cut where
+//             the weight is even. The weight is what the algorithm's traffic
+//             follows. For the split algorithms it is the entries each owner
+//             received in the first round (where skewed indices pile up),
+//             which a last round of small messages (weight_summary) gives
+//             every rank. For ring and halving_doubling, whose messages carry
+//             partial sums of a range, it is the result's entries there:
+//             the same bits on every rank, so no message is needed.
+// Every rank derives the cut from the same data, so all derive the same one.
+template <class V, class I>
+class Partitioned final : public AllreduceOp<V, I> {
   using Base = AllreduceOp<V, I>;
 
  public:
-  PartitionedSplit(Transport& t, const Identity& id, const View<V, I>& input, bool dense_result, PartitionKind kind,
-                   PartitionTicket ticket)
-      : Base(t, id, input), dense_result_(dense_result), kind_(kind), ticket_(std::move(ticket)) {}
+  Partitioned(Transport& t, const Identity& id, const View<V, I>& input, OverBounds<V, I> over, int parts,
+              PartitionWeight weight, PartitionKind kind, PartitionTicket ticket)
+      : Base(t, id, input), over_(std::move(over)), parts_(parts), weight_(weight), kind_(kind),
+        ticket_(std::move(ticket)) {}
 
   bool ready() override {
     if (inner_) return inner_->ready();
@@ -79,7 +117,7 @@ class PartitionedSplit final : public AllreduceOp<V, I> {
       perm_ = std::make_unique<IndexPermutation>(this->id_.dim);
       permuted_ = std::make_shared<const Stream<V, I>>(
           permute(this->input_, this->whole(), [&](uint64_t i) { return perm_->forward(i); }, &order_));
-      inner_ = make_split_over<V, I>(this->transport_, this->id_, permuted_->view(), dense_result_, {});
+      inner_ = over_(permuted_->view(), {});
       if (this->input_sent_) {
         // The inner operation reports entries of the permuted input.
         inner_->report_input_sent([this](size_t first, size_t count, const V* received) {
@@ -88,7 +126,7 @@ class PartitionedSplit final : public AllreduceOp<V, I> {
       }
     } else {
       bounds_ = ticket_.bounds();
-      inner_ = make_split_over<V, I>(this->transport_, this->id_, this->input_, dense_result_, bounds_);
+      inner_ = over_(this->input_, bounds_);
       if (this->input_sent_) inner_->report_input_sent(this->input_sent_);
     }
     return inner_->ready();
@@ -141,7 +179,8 @@ class PartitionedSplit final : public AllreduceOp<V, I> {
       return;
     }
     this->pieces_ = inner_->pieces();
-    ticket_.succeed(balanced_bounds(samples_, this->id_.dim, this->size()));
+    if (weight_ == PartitionWeight::Result) samples_ = result_samples(this->pieces_);
+    ticket_.succeed(balanced_bounds(samples_, this->id_.dim, parts_));
   }
 
  protected:
@@ -155,7 +194,9 @@ class PartitionedSplit final : public AllreduceOp<V, I> {
   }
 
  private:
-  bool dense_result_;
+  OverBounds<V, I> over_;
+  int parts_;
+  PartitionWeight weight_;
   PartitionKind kind_;
   PartitionTicket ticket_;
   std::unique_ptr<IndexPermutation> perm_;
@@ -163,34 +204,69 @@ class PartitionedSplit final : public AllreduceOp<V, I> {
   std::vector<size_t> order_;  // hashed: entry k of the permuted input is entry order_[k] of the input
   std::unique_ptr<AllreduceOp<V, I>> inner_;
   std::vector<uint64_t> bounds_;      // balanced: this call's cut (empty: equal ranges)
-  Held<V, I> summary_;                // balanced: this owner's received entries
-  std::vector<WeightSample> samples_;  // balanced: every owner's, in rank order
+  Held<V, I> summary_;                // balanced, received weight: this owner's received entries
+  std::vector<WeightSample> samples_;  // balanced: the weight over [0, dim)
 
-  bool summarises() const { return kind_ == PartitionKind::Balanced && this->size() > 1; }
+  bool summarises() const {
+    return kind_ == PartitionKind::Balanced && weight_ == PartitionWeight::Received && this->size() > 1;
+  }
   Range range(int owner) const { return owner_range(bounds_, this->whole(), this->size(), owner); }
 };
 
 }  // namespace
 
+bool partitioned_algorithm(sparcl_algorithm_t a) {
+  return a == SPARCL_ALGO_SPLIT_ALLGATHER || a == SPARCL_ALGO_SPLIT_DENSE || a == SPARCL_ALGO_RING ||
+         a == SPARCL_ALGO_HALVING_DOUBLING;
+}
+
 template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_split_partitioned(Transport& t, const Identity& id, const View<V, I>& input,
-                                                          bool dense_result, PartitionKind kind,
-                                                          PartitionTicket ticket) {
-  return std::make_unique<PartitionedSplit<V, I>>(t, id, input, dense_result, kind, std::move(ticket));
+std::unique_ptr<AllreduceOp<V, I>> make_partitioned(sparcl_algorithm_t algorithm, Transport& t, const Identity& id,
+                                                    const View<V, I>& input, PartitionKind kind,
+                                                    PartitionTicket ticket) {
+  Transport* tp = &t;
+  const Identity call = id;
+  switch (algorithm) {
+    case SPARCL_ALGO_SPLIT_ALLGATHER:
+    case SPARCL_ALGO_SPLIT_DENSE: {
+      const bool dense_result = algorithm == SPARCL_ALGO_SPLIT_DENSE;
+      return std::make_unique<Partitioned<V, I>>(
+          t, id, input,
+          [tp, call, dense_result](const View<V, I>& in, std::vector<uint64_t> b) {
+            return make_split_over<V, I>(*tp, call, in, dense_result, std::move(b));
+          },
+          t.size(), PartitionWeight::Received, kind, std::move(ticket));
+    }
+    case SPARCL_ALGO_RING:
+      return std::make_unique<Partitioned<V, I>>(
+          t, id, input,
+          [tp, call](const View<V, I>& in, std::vector<uint64_t> b) {
+            return make_ring_over<V, I>(*tp, call, in, std::move(b));
+          },
+          t.size(), PartitionWeight::Result, kind, std::move(ticket));
+    case SPARCL_ALGO_HALVING_DOUBLING:
+      return std::make_unique<Partitioned<V, I>>(
+          t, id, input,
+          [tp, call](const View<V, I>& in, std::vector<uint64_t> b) {
+            return make_halving_doubling_over<V, I>(*tp, call, in, std::move(b));
+          },
+          Fold(t.rank(), t.size()).p2, PartitionWeight::Result, kind, std::move(ticket));
+    default:
+      fail(SPARCL_ERR_INTERNAL, "no partitioned form of this algorithm");
+  }
 }
 
 template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> make_split_allgather_hashed(Transport& t, const Identity& id,
                                                                const View<V, I>& input, NativeSlot) {
-  return std::make_unique<PartitionedSplit<V, I>>(t, id, input, false, PartitionKind::Hashed, PartitionTicket{});
+  return make_partitioned<V, I>(SPARCL_ALGO_SPLIT_ALLGATHER, t, id, input, PartitionKind::Hashed, PartitionTicket{});
 }
 
-#define SPARCL_INSTANTIATE(V, I)                                                                           \
-  template std::unique_ptr<AllreduceOp<V, I>> make_split_allgather_hashed(Transport&, const Identity&,   \
-                                                                          const View<V, I>&, NativeSlot); \
-  template std::unique_ptr<AllreduceOp<V, I>> make_split_partitioned(Transport&, const Identity&,        \
-                                                                     const View<V, I>&, bool, PartitionKind, \
-                                                                     PartitionTicket);
+#define SPARCL_INSTANTIATE(V, I)                                                                               \
+  template std::unique_ptr<AllreduceOp<V, I>> make_split_allgather_hashed(Transport&, const Identity&,       \
+                                                                          const View<V, I>&, NativeSlot);     \
+  template std::unique_ptr<AllreduceOp<V, I>> make_partitioned(sparcl_algorithm_t, Transport&, const Identity&, \
+                                                               const View<V, I>&, PartitionKind, PartitionTicket);
 SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
 
 }  // namespace sparcl

@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // How the algorithms that give each rank an owner range cut [0, dim)
-// (split_allgather, split_dense, the reduce-scatter, global selection):
-// sparcl_partition_t.
+// (split_allgather, split_dense, ring, halving_doubling, the reduce-scatter,
+// global selection): sparcl_partition_t.
 //
 //   equal:    P consecutive ranges of nearly equal width (split_range).
 //   balanced: P consecutive ranges cut where the previous same-dim call of
 //             the same collective found equal weight: the entries each owner
 //             received in its first round, which a last round of small
-//             messages (weight_summary) gives every rank. Every rank derives
-//             the cuts from those same bytes, so all derive the same ones. A call
+//             messages (weight_summary) gives every rank (split algorithms,
+//             the reduce-scatter; global selection sends them in its
+//             agreement round), or the entries of the result (ring,
+//             halving_doubling: no message). Every rank derives the cuts
+//             from the same bytes, so all derive the same ones. A call
 //             waits for the outcome of the previous one (a PartitionTicket),
 //             so that ranks never disagree through timing; after a failure
 //             the next call cuts equal ranges. If ranks still disagree (a
@@ -22,6 +25,7 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -269,17 +273,38 @@ Stream<V, I> unpermute(const View<V, I>& v, Range whole, const IndexPermutation&
   return permute(widened, whole, [&](uint64_t j) { return perm.inverse(j); });
 }
 
-// split_allgather or split_dense under a balanced or hashed partition.
-template <class V, class I>
-std::unique_ptr<AllreduceOp<V, I>> make_split_partitioned(Transport& t, const Identity& id, const View<V, I>& input,
-                                                          bool dense_result, PartitionKind kind,
-                                                          PartitionTicket ticket);
+// The algorithms that config.partition applies to: split_allgather,
+// split_dense, ring, halving_doubling.
+bool partitioned_algorithm(sparcl_algorithm_t a);
 
-// The split algorithms' operation over explicit boundaries (empty: equal
-// ranges), defined in split_allgather.cpp.
+// What a balanced cut evens out (partition.cpp): the entries each owner
+// received in the first round (one more round tells every rank), or the
+// entries of the result (known to every rank).
+enum class PartitionWeight : uint8_t { Received, Result };
+
+// An algorithm's operation over explicit boundaries (empty: equal ranges).
+template <class V, class I>
+using OverBounds = std::function<std::unique_ptr<AllreduceOp<V, I>>(const View<V, I>&, std::vector<uint64_t>)>;
+
+// `algorithm` (partitioned_algorithm()) under a balanced or hashed partition.
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_partitioned(sparcl_algorithm_t algorithm, Transport& t, const Identity& id,
+                                                    const View<V, I>& input, PartitionKind kind,
+                                                    PartitionTicket ticket);
+
+// The operations over explicit boundaries: split_allgather / split_dense
+// (split_allgather.cpp) and ring (ring.cpp) over P + 1 of them,
+// halving_doubling (halving_doubling.cpp) over P2 + 1 (its leaves, P2 the
+// largest power of 2 <= P).
 template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> make_split_over(Transport& t, const Identity& id, const View<V, I>& input,
                                                    bool dense_result, std::vector<uint64_t> bounds);
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_ring_over(Transport& t, const Identity& id, const View<V, I>& input,
+                                                  std::vector<uint64_t> bounds);
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling_over(Transport& t, const Identity& id,
+                                                              const View<V, I>& input, std::vector<uint64_t> bounds);
 
 // The sparse reduce-scatter (reduce_scatter.cpp): each rank receives the sum
 // of every rank's vector over its own part of [0, dim).

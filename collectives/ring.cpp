@@ -2,8 +2,10 @@
 // Sparse ring: [0, dim) is cut into P segments. P-1 reduce-scatter steps pass
 // segment streams around the ring and merge them (each segment may turn dense
 // on its own); after them rank r holds segment r+1 fully reduced. P-1
-// allgather steps then forward the reduced segments unchanged.
-#include "collective.hpp"
+// allgather steps then forward the reduced segments unchanged. The segments
+// are equal, or cut at given boundaries (the balanced partition,
+// partition.hpp).
+#include "partition.hpp"
 
 namespace sparcl {
 namespace {
@@ -13,7 +15,8 @@ class Ring final : public AllreduceOp<V, I> {
   using Base = AllreduceOp<V, I>;
 
  public:
-  Ring(Transport& t, const Identity& id, const View<V, I>& input) : Base(t, id, input) {
+  Ring(Transport& t, const Identity& id, const View<V, I>& input, std::vector<uint64_t> bounds = {})
+      : Base(t, id, input), bounds_(std::move(bounds)) {
     const int p = t.size();
     for (int i = 0; i < p; ++i) segments_.push_back(Held<V, I>::of_input(slice(input, segment(i))));
   }
@@ -46,7 +49,7 @@ class Ring final : public AllreduceOp<V, I> {
   void finish() override { this->pieces_ = segments_; }
 
  private:
-  Range segment(int i) const { return split_range(this->whole(), uint64_t(this->size()), uint64_t(i)); }
+  Range segment(int i) const { return owner_range(bounds_, this->whole(), this->size(), i); }
   int mod(int x) const { return ((x % this->size()) + this->size()) % this->size(); }
   // Reduce-scatter step s sends segment r-s and receives r-s-1; allgather
   // step s sends r+1-s and receives r-s.
@@ -59,6 +62,7 @@ class Ring final : public AllreduceOp<V, I> {
     return round < steps ? mod(this->rank() - round - 1) : mod(this->rank() - (round - steps));
   }
 
+  std::vector<uint64_t> bounds_;  // P + 1 boundaries; empty: equal segments
   std::vector<Held<V, I>> segments_;
 };
 
@@ -69,8 +73,16 @@ std::unique_ptr<AllreduceOp<V, I>> make_ring(Transport& t, const Identity& id, c
   return std::make_unique<Ring<V, I>>(t, id, input);
 }
 
-#define SPARCL_INSTANTIATE(V, I) \
-  template std::unique_ptr<AllreduceOp<V, I>> make_ring(Transport&, const Identity&, const View<V, I>&, NativeSlot);
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_ring_over(Transport& t, const Identity& id, const View<V, I>& input,
+                                                  std::vector<uint64_t> bounds) {
+  return std::make_unique<Ring<V, I>>(t, id, input, std::move(bounds));
+}
+
+#define SPARCL_INSTANTIATE(V, I)                                                                                   \
+  template std::unique_ptr<AllreduceOp<V, I>> make_ring(Transport&, const Identity&, const View<V, I>&, NativeSlot); \
+  template std::unique_ptr<AllreduceOp<V, I>> make_ring_over(Transport&, const Identity&, const View<V, I>&,      \
+                                                             std::vector<uint64_t>);
 SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)
 
 }  // namespace sparcl

@@ -15,9 +15,6 @@ namespace {
 
 const DeviceStaging* registered_staging = nullptr;
 
-// The algorithms that config.partition applies to.
-bool split_algorithm(sparcl_algorithm_t a) { return a == SPARCL_ALGO_SPLIT_ALLGATHER || a == SPARCL_ALGO_SPLIT_DENSE; }
-
 // The place of an allreduce of `dim` values of `value_type` running
 // `algorithm` in auto's records (empty unless it is auto), or, for the dense
 // algorithm, in the order of native collectives.
@@ -193,7 +190,7 @@ CallStart CallStart::allreduce_with(sparcl_comm* comm, sparcl_algorithm_t algori
   // Out of memory for auto's records fails the call on every rank too.
   call.check([&] {
     call.ticket_ = auto_ticket(comm, algorithm, dim, value_type);
-    if (comm->config().partition == SPARCL_PARTITION_BALANCED && split_algorithm(algorithm))
+    if (comm->config().partition == SPARCL_PARTITION_BALANCED && partitioned_algorithm(algorithm))
       call.partition_ = collectives_of(comm).partitions.take(call.id_);
   });
   return call;
@@ -273,9 +270,9 @@ std::unique_ptr<AllreduceOp<V, I>> CallStart::make_allreduce_op(const View<V, I>
   if (algorithm_ == SPARCL_ALGO_AUTO)
     return make_auto_allreduce<V, I>(comm_->transport(), id_, input, auto_state_of(comm_), std::move(ticket_));
   const sparcl_partition_t partition = comm_->config().partition;
-  if (partition != SPARCL_PARTITION_EQUAL && split_algorithm(algorithm_))
-    return make_split_partitioned<V, I>(comm_->transport(), id_, input, algorithm_ == SPARCL_ALGO_SPLIT_DENSE,
-                                        PartitionKind(partition), std::move(partition_));
+  if (partition != SPARCL_PARTITION_EQUAL && partitioned_algorithm(algorithm_))
+    return make_partitioned<V, I>(algorithm_, comm_->transport(), id_, input, PartitionKind(partition),
+                                  std::move(partition_));
   return make_allreduce<V, I>(algorithm_, comm_->transport(), id_, input, std::move(ticket_.native));
 }
 

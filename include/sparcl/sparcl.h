@@ -109,8 +109,9 @@ typedef enum sparcl_transport {
 
 /**
  * How the algorithms that give each rank an owner range of [0, dim) cut it:
- * split_allgather, split_dense, the reduce-scatter and global selection's
- * reduce-scatter (docs/algorithms.md, docs/compression.md).
+ * split_allgather, split_dense, ring (its segments), halving_doubling (its
+ * halves), the reduce-scatter and global selection's reduce-scatter
+ * (docs/algorithms.md, docs/compression.md).
  * Equal ranges suit indices spread evenly; with skewed indices (a few hot
  * regions) equal ranges overload the owners of the hot ones.
  */
@@ -118,7 +119,9 @@ typedef enum sparcl_partition {
   SPARCL_PARTITION_EQUAL = 0,    /**< P consecutive ranges of equal width (+-1) */
   SPARCL_PARTITION_BALANCED = 1, /**< consecutive ranges cut so that each owner would have received as many
                                       entries in the previous call of the same collective and dim (equal
-                                      ranges for the first); costs one round of small messages per call */
+                                      ranges for the first); costs one round of small messages per call
+                                      (split algorithms, reduce-scatter), or none (ring and halving_doubling
+                                      cut where the previous result's entries are even) */
   SPARCL_PARTITION_HASHED = 2    /**< equal ranges of a fixed permutation of the indices: each owner gets
                                       indices spread over all of [0, dim) */
 } sparcl_partition_t;
@@ -166,8 +169,8 @@ typedef struct sparcl_config {
                                        per collective); default 0 */
   int reserved;                   /**< 0; keeps the fields below past the end of older (56-byte) configs,
                                        whose last 4 bytes were padding: they get the defaults */
-  sparcl_partition_t partition;   /**< how split_allgather and split_dense (when configured as the
-                                       algorithm), the reduce-scatter and global selection (compressors
+  sparcl_partition_t partition;   /**< how split_allgather, split_dense, ring and halving_doubling (when
+                                       configured as the algorithm), the reduce-scatter and global selection (compressors
                                        with SPARCL_SELECTION_GLOBAL) cut [0, dim) into owner ranges;
                                        default SPARCL_PARTITION_EQUAL */
 } sparcl_config_t;

@@ -2,7 +2,8 @@
 // Sparse reduce-scatter under each partition: every rank's part is bitwise
 // the same entries of split_allgather's allreduce, the parts tile [0, dim),
 // bad input on one rank fails every rank and leaves the next call exact; and
-// split_allgather / split_dense under balanced and hashed ranges stay exact.
+// split_allgather, split_dense, ring and halving_doubling under balanced and
+// hashed ranges stay exact, the last two evening out skewed inputs.
 #include "mpi_test.hpp"
 
 using namespace sparcl_testing;
@@ -121,6 +122,26 @@ TEST_P(ReduceScatter, BitwiseTheAllreducesEntries) {
       }
 }
 
+// Rank r's vector with every third index of the first tenth of [0, dim)
+// from r on (small integers), and the sum over `ranks` such vectors.
+struct SkewedVector {
+  SkewedVector(uint64_t n, int r, int ranks) : dim(n), sum(n, 0.0f) {
+    for (int q = 0; q < ranks; ++q)
+      for (uint32_t i = uint32_t(q); i < dim / 10; i += 3) {
+        sum[i] += float(i % 7 + 1);
+        if (q != r) continue;
+        idx.push_back(i);
+        val.push_back(float(i % 7 + 1));
+      }
+  }
+  sparcl_sparse_t input() const {
+    return sparcl_sparse_t{dim, idx.size(), SPARCL_INDEX_U32, idx.data(), SPARCL_FLOAT32, val.data(), 0};
+  }
+  uint64_t dim;
+  std::vector<uint32_t> idx;
+  std::vector<float> val, sum;
+};
+
 // Indices all in the first tenth of [0, dim): balanced ranges follow them
 // from the second call on, and stay exact.
 TEST_P(ReduceScatter, SkewedInputs) {
@@ -128,16 +149,9 @@ TEST_P(ReduceScatter, SkewedInputs) {
   ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
   const int p = world_size(), r = world_rank();
   const uint64_t dim = 100000;
-  std::vector<uint32_t> idx;
-  std::vector<float> val;
-  for (uint32_t i = uint32_t(r); i < dim / 10; i += 3) {
-    idx.push_back(i);
-    val.push_back(float(i % 7 + 1));
-  }
-  sparcl_sparse_t in{dim, idx.size(), SPARCL_INDEX_U32, idx.data(), SPARCL_FLOAT32, val.data(), 0};
-  std::vector<float> expect(dim, 0.0f);
-  for (int q = 0; q < p; ++q)
-    for (uint32_t i = uint32_t(q); i < dim / 10; i += 3) expect[i] += float(i % 7 + 1);
+  const SkewedVector mine(dim, r, p);
+  const sparcl_sparse_t in = mine.input();
+  const std::vector<float>& expect = mine.sum;
   for (int call = 0; call < 3; ++call) {
     sparcl_result_t part = nullptr;
     ASSERT_EQ(sparcl_reduce_scatter_sparse(&in, nullptr, &part, comm.get()), SPARCL_SUCCESS) << comm.error();
@@ -251,10 +265,11 @@ TEST_P(ReduceScatter, NonBlockingInFlight) {
   }
 }
 
-// split_allgather and split_dense under the partition: exact, and the same
-// bits on every rank.
-TEST_P(ReduceScatter, SplitAllreducesExact) {
-  for (sparcl_algorithm_t a : {SPARCL_ALGO_SPLIT_ALLGATHER, SPARCL_ALGO_SPLIT_DENSE}) {
+// The algorithms that cut owner ranges, under the partition: exact, and the
+// same bits on every rank.
+TEST_P(ReduceScatter, PartitionedAllreducesExact) {
+  for (sparcl_algorithm_t a : {SPARCL_ALGO_SPLIT_ALLGATHER, SPARCL_ALGO_SPLIT_DENSE, SPARCL_ALGO_RING,
+                               SPARCL_ALGO_HALVING_DOUBLING}) {
     Comm comm(config_for(GetParam(), a));
     ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
     uint64_t seed = 500;
@@ -270,6 +285,42 @@ TEST_P(ReduceScatter, SplitAllreducesExact) {
           EXPECT_TRUE(same_on_all_ranks(sum.data(), sum.size() * sizeof(float)));
         }
       }
+  }
+}
+
+// Ring and halving_doubling on entries that all lie in the first tenth of
+// [0, dim): exact on every rank at every call; balanced ranges (cut from the
+// previous call's result) and hashed ones even out the bytes each rank
+// receives, which equal ranges pile on the ranks whose ranges hold them.
+TEST_P(ReduceScatter, RingAndHalvingDoublingOnSkewedInputs) {
+  const int p = world_size(), r = world_rank();
+  const uint64_t dim = 100000;
+  const SkewedVector mine(dim, r, p);
+  const sparcl_sparse_t in = mine.input();
+  const std::vector<float>& expect = mine.sum;
+  for (sparcl_algorithm_t a : {SPARCL_ALGO_RING, SPARCL_ALGO_HALVING_DOUBLING}) {
+    Comm comm(config_for(GetParam(), a));
+    ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+    double balance = 0;
+    for (int call = 0; call < 3; ++call) {
+      sparcl_stats_t before, after;
+      ASSERT_EQ(sparcl_comm_stats(comm.get(), &before), SPARCL_SUCCESS);
+      std::vector<float> sum(dim);
+      ASSERT_EQ(sparcl_allreduce_sparse(&in, sum.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
+      ASSERT_EQ(sparcl_comm_stats(comm.get(), &after), SPARCL_SUCCESS);
+      EXPECT_EQ(std::memcmp(sum.data(), expect.data(), dim * sizeof(float)), 0)
+          << algorithm_label(a) << " call " << call;
+      double rx = double(after.bytes_received - before.bytes_received), most = rx, total = rx;
+      MPI_Allreduce(MPI_IN_PLACE, &most, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      MPI_Allreduce(MPI_IN_PLACE, &total, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+      balance = most / (total / p);
+    }
+    // The last call's most bytes received by one rank over the mean.
+    if (p == 4 && GetParam() == SPARCL_PARTITION_EQUAL) {
+      EXPECT_GT(balance, 1.2) << algorithm_label(a) << ": the input is not skewed enough to tell partitions apart";
+    } else if (p == 4) {
+      EXPECT_LT(balance, 1.1) << algorithm_label(a);
+    }
   }
 }
 
