@@ -1,1 +1,1 @@
-bench/sim/run.sh -np 128 -platform bench/sim/reference.xml -- build-smpi/bench/cli/sparcl-bench -b 1M -e 1M -d 0.001,0.01 --dist uniform -a recursive_doubling,halving_doubling,ring,dense -n 1 -w 1 --fixed-iters -q --csv bench/results/scale/raw/reference-p128-uniform-n1M.csv
+bench/sim/run.sh -np 128 -platform bench/sim/reference.xml -- build-smpi/bench/cli/sparcl-bench -b 1M -e 1M -d 0.001,0.01 --dist uniform -a recursive_doubling,halving_doubling,ring,dense -n 3 -w 1 --fixed-iters -q --csv bench/results/scale/raw/reference-p128-uniform-n1M.csv

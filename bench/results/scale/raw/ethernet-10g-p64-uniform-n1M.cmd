@@ -1,0 +1,1 @@
+bench/sim/run.sh -np 64 -platform bench/sim/ethernet-10g.xml -- build-smpi/bench/cli/sparcl-bench -b 1M -e 1M -d 0.001,0.01 --dist uniform -a recursive_doubling,split_allgather,split_dense,ring,halving_doubling,allgather,dense -n 1 -w 1 --fixed-iters -q --csv bench/results/scale/raw/ethernet-10g-p64-uniform-n1M.csv

@@ -1,0 +1,1 @@
+bench/sim/run.sh -np 256 -platform bench/sim/reference.xml -- build-smpi/bench/cli/sparcl-bench -b 1M -e 1M -d 0.001 --dist uniform -a recursive_doubling,halving_doubling,ring,dense -n 1 -w 1 --fixed-iters -q --csv bench/results/scale/raw/reference-p256-uniform-n1M.csv
