@@ -42,6 +42,7 @@
 #include <optional>
 #include <string>
 
+#include "global_meta.hpp"
 #include "src/codec/scalar.hpp"
 #include "src/input.hpp"
 #include "start.hpp"
@@ -60,27 +61,6 @@ struct Cut {
   uint32_t last_index = UINT32_MAX;  // at `key`, indices up to this one
   bool keeps(uint32_t k, uint32_t i) const { return k > key || (k == key && i <= last_index); }
 };
-
-// Rounds 1 and 2 send dense float64 vectors over [0, length): counts,
-// 32-bit keys and indices, all exact in float64.
-constexpr size_t kMetaFields = 8;
-constexpr double kMetaFormat = 1.0;
-enum MetaField { kFormat, kExact, kK, kReuse, kRefresh, kThresholdKey, kNonzeros, kAbove };
-// Sampled mode: about k/P magnitudes per owner, at least 64 and at most
-// 1024 (about k^2/union of the samples then lie above the threshold: enough
-// for a few percent), so that an estimate costs about what round 0 does.
-constexpr size_t kThresholdSample = 1024;
-size_t sample_size(uint64_t k, int ranks) {
-  return size_t(std::min<uint64_t>(kThresholdSample, std::max<uint64_t>(64, (k + uint64_t(ranks) - 1) / uint64_t(ranks))));
-}
-
-// Balanced partition: points of each owner's received-entry distribution
-// in its round 1 message ((index, entries up to it) pairs), from which every
-// rank cuts the next call's ranges. 16 per owner cost 256 bytes per peer
-// and bring the busiest owner within 5-20% of the mean after a few calls
-// on zipf-skewed gradients at 4-32 ranks
-// (bench/results/global-selection-partitions-zipf.txt).
-constexpr size_t kBalanceQuantiles = 16;
 
 using Entry = std::pair<uint32_t, uint32_t>;  // (magnitude key, original index)
 bool ranks_higher(const Entry& x, const Entry& y) { return x.first != y.first ? x.first > y.first : x.second < y.second; }
@@ -165,7 +145,7 @@ class GlobalSelect final : public AllreduceOp<V, I> {
       metas_.resize(size_t(this->size()));
       for (auto& m : messages) metas_[size_t(m.peer)] = read_meta(m);
       metas_[size_t(r)] = meta_;
-      if (balanced()) next_bounds_ = balanced_bounds(samples_of_metas(), this->id_.dim, this->size());
+      if (balanced()) next_bounds_ = balanced_bounds(samples_of_quantiles(metas_), this->id_.dim, this->size());
       after_metas();
       return;
     }
@@ -203,8 +183,6 @@ class GlobalSelect final : public AllreduceOp<V, I> {
   // The range that rank `owner` sums (in the permuted space when hashed).
   Range owner_range(int owner) const { return sparcl::owner_range(bounds_, this->whole(), this->size(), owner); }
   bool balanced() const { return partition_ == PartitionKind::Balanced && this->size() > 1; }
-  // Where an index of the caller's space lies in the owners' space.
-  uint64_t placed(uint64_t i) const { return perm_ ? perm_->forward(i) : i; }
 
   // Balanced: for j = 1..kBalanceQuantiles, the smallest index of `own` up
   // to which the entries this owner received (its own part included) reach
@@ -236,30 +214,10 @@ class GlobalSelect final : public AllreduceOp<V, I> {
     return q;
   }
 
-  // Every owner's quantiles (round 1, rank order) as samples of the weight
-  // over [0, dim), for balanced_bounds().
-  std::vector<WeightSample> samples_of_metas() const {
-    std::vector<WeightSample> samples;
-    uint64_t before = 0;
-    for (const auto& a : metas_) {
-      const size_t first = a.size() - 2 * kBalanceQuantiles;
-      uint64_t last = 0;
-      for (size_t j = first; j < a.size(); j += 2) {
-        const uint64_t at = uint64_t(a[j]), count = uint64_t(a[j + 1]);
-        if (count == 0 || count == last) continue;  // an empty owner, or a point repeated
-        samples.push_back({at, before + count});
-        last = count;
-      }
-      before += last;
-    }
-    return samples;
-  }
   size_t quantile_fields() const { return balanced() ? 2 * kBalanceQuantiles : 0; }
   Range own_range() const { return this->size() == 1 ? this->whole() : owner_range(this->rank()); }
 
-  size_t sample_count(double nonzeros) const {
-    return std::min(size_t(nonzeros), sample_size(policy_.k, this->size()));
-  }
+  size_t sample_count(double nonzeros) const { return meta_sample_count(nonzeros, policy_.k, this->size()); }
 
   // An evenly spaced sample of this owner's magnitudes (index order).
   std::vector<double> own_sample() const {
@@ -299,65 +257,28 @@ class GlobalSelect final : public AllreduceOp<V, I> {
     meta_.insert(meta_.end(), quantiles_.begin(), quantiles_.end());
   }
 
-  // The entries that follow the counts in `a`, from its counts.
-  size_t trailing_entries(const std::vector<double>& a) const {
-    const double n = a[kNonzeros];
-    if (policy_.exact) return 2 * size_t(std::min(double(policy_.k), n));
-    return policy_.refresh ? sample_count(n) : 0;
+  // What this rank expects of owner `owner`'s round 1 message.
+  MetaExpectation expectation(int owner) const {
+    MetaExpectation e;
+    e.exact = policy_.exact;
+    e.k = policy_.k;
+    e.ranks = this->size();
+    e.dim = this->id_.dim;
+    e.range = owner_range(owner);
+    e.balanced = balanced();
+    e.permutation = perm_ ? &*perm_ : nullptr;
+    return e;
   }
 
   std::vector<double> read_meta(const Received& m) const {
     const std::string from = "rank " + std::to_string(m.peer);
+    const MetaExpectation e = expectation(m.peer);
     const uint64_t length = m.header.end;
-    if (m.header.begin != 0 || length < kMetaFields + quantile_fields() ||
-        length > kMetaFields + std::max<uint64_t>(2 * policy_.k, kThresholdSample) + quantile_fields() ||
-        !(m.header.flags & kFlagDense))
+    if (m.header.begin != 0 || length < kMetaFields || length > meta_max_length(e) || !(m.header.flags & kFlagDense))
       fail(SPARCL_ERR_CORRUPT, "malformed global selection message from " + from);
     const Decoded<double, I> d = decode<double, I>(*m.buffer, m.header, Range{0, length}, m.peer);
     std::vector<double> a(d.view.val, d.view.val + d.view.nnz);
-    if (a[kFormat] != kMetaFormat) fail(SPARCL_ERR_CORRUPT, "unknown global selection message from " + from);
-    const auto differ = [&](const char* what, double theirs, double ours) {
-      fail(SPARCL_ERR_MISMATCH, from + " uses global selection with " + what + " " + std::to_string(uint64_t(theirs)) +
-                                    ", this rank " + std::to_string(uint64_t(ours)) +
-                                    " (every rank needs the same compressor configuration)");
-    };
-    if (a[kExact] != meta_[kExact])
-      fail(SPARCL_ERR_MISMATCH, from + " uses the " + (a[kExact] != 0 ? "exact" : "sampled") +
-                                    " global threshold, this rank the " + (policy_.exact ? "exact" : "sampled") +
-                                    " one");
-    if (a[kK] != meta_[kK]) differ("k", a[kK], meta_[kK]);
-    if (a[kReuse] != meta_[kReuse]) differ("threshold_reuse", a[kReuse], meta_[kReuse]);
-    if (a[kRefresh] != meta_[kRefresh] || a[kThresholdKey] != meta_[kThresholdKey])
-      fail(SPARCL_ERR_MISMATCH, from + " is at another point of its threshold schedule than this rank (" +
-                                    (a[kRefresh] != 0 ? "estimating" : "reusing") + " vs " +
-                                    (meta_[kRefresh] != 0 ? "estimating" : "reusing") +
-                                    " a threshold): were the compressors created or reset at different steps?");
-    const double n = a[kNonzeros], above = a[kAbove];
-    if (!(n >= 0 && n <= double(owner_range(m.peer).size()) && n == std::floor(n) && above >= 0 && above <= n &&
-          above == std::floor(above) && kMetaFields + trailing_entries(a) + quantile_fields() == length))
-      fail(SPARCL_ERR_CORRUPT, "bad counts in the global selection message from " + from);
-    const Range own = owner_range(m.peer);
-    const auto whole_number = [](double x, double low, double high) {
-      return x >= low && x <= high && x == std::floor(x);
-    };
-    const size_t entries_end = a.size() - quantile_fields();
-    for (size_t j = kMetaFields; j < entries_end; j += policy_.exact ? 2 : 1) {
-      const bool key_ok = whole_number(a[j], 1, double(UINT32_MAX));
-      const bool index_ok = !policy_.exact || (whole_number(a[j + 1], 0, double(this->id_.dim - 1)) &&
-                                               placed(uint64_t(a[j + 1])) >= own.begin && placed(uint64_t(a[j + 1])) < own.end);
-      if (!key_ok || !index_ok) fail(SPARCL_ERR_CORRUPT, "bad entry in the global selection message from " + from);
-    }
-    // Balanced: (index, count) pairs in the owner's range, both non-decreasing,
-    // counts at most every rank's whole range; (range begin, 0) from an owner
-    // that received nothing (its range may be empty).
-    double at = double(own.begin), count = 0;
-    for (size_t j = entries_end; j < a.size(); j += 2) {
-      const bool at_ok = a[j + 1] == 0 ? a[j] == double(own.begin) : whole_number(a[j], at, double(own.end) - 1);
-      if (!at_ok || !whole_number(a[j + 1], count, double(own.size()) * double(this->size())))
-        fail(SPARCL_ERR_CORRUPT, "bad partition summary in the global selection message from " + from);
-      at = a[j];
-      count = a[j + 1];
-    }
+    check_meta(a, meta_, e, from);
     return a;
   }
 
@@ -463,6 +384,99 @@ class GlobalSelect final : public AllreduceOp<V, I> {
 };
 
 }  // namespace
+
+size_t meta_sample_count(double nonzeros, uint64_t k, int ranks) {
+  const uint64_t per_owner = std::min<uint64_t>(kThresholdSample, std::max<uint64_t>(64, (k + uint64_t(ranks) - 1) / uint64_t(ranks)));
+  return size_t(std::min<double>(nonzeros, double(per_owner)));
+}
+
+size_t meta_trailing_entries(const MetaExpectation& e, double nonzeros, bool refresh) {
+  if (e.exact) return 2 * size_t(std::min(double(e.k), nonzeros));
+  return refresh ? meta_sample_count(nonzeros, e.k, e.ranks) : 0;
+}
+
+size_t meta_max_length(const MetaExpectation& e) {
+  return kMetaFields + size_t(std::max<uint64_t>(2 * e.k, kThresholdSample)) + (e.balanced ? 2 * kBalanceQuantiles : 0);
+}
+
+void check_meta(const std::vector<double>& a, const std::vector<double>& own, const MetaExpectation& e,
+                const std::string& from) {
+  const size_t quantile_fields = e.balanced ? 2 * kBalanceQuantiles : 0;
+  if (a.size() < kMetaFields + quantile_fields || own.size() < kMetaFields)
+    fail(SPARCL_ERR_CORRUPT, "malformed global selection message from " + from);
+  if (a[kFormat] != kMetaFormat) fail(SPARCL_ERR_CORRUPT, "unknown global selection message from " + from);
+  const auto whole_number = [](double x, double low, double high) {
+    return x >= low && x <= high && x == std::floor(x);
+  };
+  // The policy fields are whole numbers in their ranges before they are compared (and named).
+  if (!whole_number(a[kExact], 0, 1) || !whole_number(a[kK], 1, 9007199254740992.0) ||
+      !whole_number(a[kReuse], 1, double(UINT32_MAX)) || !whole_number(a[kRefresh], 0, 1) ||
+      !whole_number(a[kThresholdKey], 0, double(UINT32_MAX)))
+    fail(SPARCL_ERR_CORRUPT, "bad policy fields in the global selection message from " + from);
+  const auto differ = [&](const char* what, double theirs, double ours) {
+    fail(SPARCL_ERR_MISMATCH, from + " uses global selection with " + what + " " + std::to_string(uint64_t(theirs)) +
+                                  ", this rank " + std::to_string(uint64_t(ours)) +
+                                  " (every rank needs the same compressor configuration)");
+  };
+  if (a[kExact] != own[kExact])
+    fail(SPARCL_ERR_MISMATCH, from + " uses the " + (a[kExact] != 0 ? "exact" : "sampled") +
+                                  " global threshold, this rank the " + (e.exact ? "exact" : "sampled") + " one");
+  if (a[kK] != own[kK]) differ("k", a[kK], own[kK]);
+  if (a[kReuse] != own[kReuse]) differ("threshold_reuse", a[kReuse], own[kReuse]);
+  if (a[kRefresh] != own[kRefresh] || a[kThresholdKey] != own[kThresholdKey])
+    fail(SPARCL_ERR_MISMATCH, from + " is at another point of its threshold schedule than this rank (" +
+                                  (a[kRefresh] != 0 ? "estimating" : "reusing") + " vs " +
+                                  (own[kRefresh] != 0 ? "estimating" : "reusing") +
+                                  " a threshold): were the compressors created or reset at different steps?");
+  const Range range = e.range;
+  const double n = a[kNonzeros], above = a[kAbove];
+  if (!whole_number(n, 0, double(range.size())) || !whole_number(above, 0, n) ||
+      kMetaFields + meta_trailing_entries(e, n, own[kRefresh] != 0) + quantile_fields != a.size())
+    fail(SPARCL_ERR_CORRUPT, "bad counts in the global selection message from " + from);
+  // Exact: (key, original index) pairs, the index owned by the sender;
+  // sampled: keys.
+  const size_t entries_end = a.size() - quantile_fields;
+  for (size_t j = kMetaFields; j < entries_end; j += e.exact ? 2 : 1) {
+    bool ok = whole_number(a[j], 1, double(UINT32_MAX));
+    if (ok && e.exact) {
+      ok = e.dim > 0 && whole_number(a[j + 1], 0, double(e.dim - 1));
+      if (ok) {
+        const uint64_t i = uint64_t(a[j + 1]);
+        const uint64_t placed = e.permutation ? e.permutation->forward(i) : i;
+        ok = placed >= range.begin && placed < range.end;
+      }
+    }
+    if (!ok) fail(SPARCL_ERR_CORRUPT, "bad entry in the global selection message from " + from);
+  }
+  // Balanced: (index, count) pairs in the owner's range, both non-decreasing,
+  // counts at most every rank's whole range; (range begin, 0) from an owner
+  // that received nothing (its range may be empty).
+  double at = double(range.begin), count = 0;
+  for (size_t j = entries_end; j < a.size(); j += 2) {
+    const bool at_ok = a[j + 1] == 0 ? a[j] == double(range.begin) : whole_number(a[j], at, double(range.end) - 1);
+    if (!at_ok || !whole_number(a[j + 1], count, double(range.size()) * double(e.ranks)))
+      fail(SPARCL_ERR_CORRUPT, "bad partition summary in the global selection message from " + from);
+    at = a[j];
+    count = a[j + 1];
+  }
+}
+
+std::vector<WeightSample> samples_of_quantiles(const std::vector<std::vector<double>>& metas) {
+  std::vector<WeightSample> samples;
+  uint64_t before = 0;
+  for (const auto& a : metas) {
+    const size_t first = a.size() - 2 * kBalanceQuantiles;
+    uint64_t last = 0;
+    for (size_t j = first; j < a.size(); j += 2) {
+      const uint64_t at = uint64_t(a[j]), count = uint64_t(a[j + 1]);
+      if (count == 0 || count == last) continue;  // an empty owner, or a point repeated
+      samples.push_back({at, before + count});
+      last = count;
+    }
+    before += last;
+  }
+  return samples;
+}
 
 sparcl_request* start_global_select(CallStart call, const sparcl_sparse_t* send, float* dense_recv,
                                     const void* request_slot, const CompressedCall& compressed,

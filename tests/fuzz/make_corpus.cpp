@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "collectives/global_meta.hpp"
 #include "config.hpp"
 #include "fuzz_util.hpp"
 #include "src/codec/codec.hpp"
@@ -249,6 +250,44 @@ void input_corpora() {
   }
 }
 
+// Agreement messages of global selection as an owner of rank 1's range
+// (4 ranks, k = 100, dim = 10000) sends them: every mode, and the balanced
+// partition's quantile pairs.
+void global_meta_corpora() {
+  constexpr uint64_t dim = 10000, k = 100;
+  const Range range = split_range(Range{0, dim}, 4, 1);
+  struct Seed {
+    const char* name;
+    uint8_t selector;  // bit 0 exact, 1 balanced, 2 hashed, 3 estimating, 4 own fields from the message
+    std::vector<double> values;
+  };
+  const IndexPermutation perm(dim);
+  std::vector<Seed> seeds = {
+      {"sampled_reusing", 16, {kMetaFormat, 0, double(k), 3, 0, 123456, 50, 20}},
+      {"sampled_estimating", 16 | 8, {kMetaFormat, 0, double(k), 3, 1, 0, 5, 0, 7e8, 6e8, 5e8, 4e8, 3e8}},
+      {"exact", 16 | 1, {kMetaFormat, 1, double(k), 3, 0, 0, 3, 0}},
+      {"exact_hashed", 16 | 4 | 1, {kMetaFormat, 1, double(k), 3, 0, 0, 2, 0}},
+      {"balanced", 16 | 2, {kMetaFormat, 0, double(k), 3, 0, 0, 40, 0}},
+      {"balanced_empty", 16 | 2, {kMetaFormat, 0, double(k), 3, 0, 0, 0, 0}},
+  };
+  for (uint64_t j = 0; j < 3; ++j) seeds[2].values.insert(seeds[2].values.end(), {9e8 - double(j), double(range.begin + 7 * j)});
+  for (uint64_t j = 0; j < 2; ++j)
+    seeds[3].values.insert(seeds[3].values.end(), {9e8, double(perm.inverse(range.begin + 11 * j))});
+  for (uint64_t j = 1; j <= kBalanceQuantiles; ++j)
+    seeds[4].values.insert(seeds[4].values.end(), {double(range.begin + 10 * j), double(5 * j)});
+  for (uint64_t j = 1; j <= kBalanceQuantiles; ++j) seeds[5].values.insert(seeds[5].values.end(), {double(range.begin), 0});
+  for (const Seed& sd : seeds) {
+    std::vector<uint8_t> seed;
+    put<uint8_t>(seed, sd.selector);
+    put<uint8_t>(seed, 3);                   // 4 ranks
+    put<uint16_t>(seed, uint16_t(k - 1));
+    put<uint32_t>(seed, uint32_t(dim - 1));
+    put<uint8_t>(seed, 1);                   // the sender: rank 1
+    for (double v : sd.values) put<double>(seed, v);
+    write("global_meta", sd.name, seed);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -262,6 +301,7 @@ int main(int argc, char** argv) {
   index_corpora();
   config_corpora();
   input_corpora();
+  global_meta_corpora();
   std::printf("wrote %d seed files under %s\n", g_files, g_root.c_str());
   return 0;
 }
