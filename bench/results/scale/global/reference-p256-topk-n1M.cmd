@@ -1,1 +1,1 @@
-bench/sim/run.sh -np 256 -platform bench/sim/reference.xml -- build-smpi/bench/cli/sparcl-bench --compress topk -a global -b 1M -e 1M -d 0.01 -n 1 -w 1 --fixed-iters -q --csv bench/results/scale/global/reference-p256-topk-n1M.csv
+bench/sim/run.sh -np 256 -platform bench/sim/reference.xml -- build-smpi/bench/cli/sparcl-bench --compress topk -a global,split_allgather -b 1M -e 1M -d 0.01 -n 1 -w 1 --fixed-iters -q --csv bench/results/scale/global/reference-p256-topk-n1M.csv
