@@ -37,6 +37,9 @@ constexpr size_t kThresholdSample = 1024;
 // at 4-32 ranks (bench/results/global-selection-partitions-zipf.txt).
 constexpr size_t kBalanceQuantiles = 16;
 
+// The fields the balanced partition's quantile pairs take at a message's end.
+inline size_t meta_quantile_fields(bool balanced) { return balanced ? 2 * kBalanceQuantiles : 0; }
+
 // What a receiver knows of an owner's message before reading it.
 struct MetaExpectation {
   bool exact = false;    // exact mode (else sampled)

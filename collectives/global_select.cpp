@@ -214,7 +214,7 @@ class GlobalSelect final : public AllreduceOp<V, I> {
     return q;
   }
 
-  size_t quantile_fields() const { return balanced() ? 2 * kBalanceQuantiles : 0; }
+  size_t quantile_fields() const { return meta_quantile_fields(balanced()); }
   Range own_range() const { return this->size() == 1 ? this->whole() : owner_range(this->rank()); }
 
   size_t sample_count(double nonzeros) const { return meta_sample_count(nonzeros, policy_.k, this->size()); }
@@ -396,12 +396,12 @@ size_t meta_trailing_entries(const MetaExpectation& e, double nonzeros, bool ref
 }
 
 size_t meta_max_length(const MetaExpectation& e) {
-  return kMetaFields + size_t(std::max<uint64_t>(2 * e.k, kThresholdSample)) + (e.balanced ? 2 * kBalanceQuantiles : 0);
+  return kMetaFields + size_t(std::max<uint64_t>(2 * e.k, kThresholdSample)) + meta_quantile_fields(e.balanced);
 }
 
 void check_meta(const std::vector<double>& a, const std::vector<double>& own, const MetaExpectation& e,
                 const std::string& from) {
-  const size_t quantile_fields = e.balanced ? 2 * kBalanceQuantiles : 0;
+  const size_t quantile_fields = meta_quantile_fields(e.balanced);
   if (a.size() < kMetaFields + quantile_fields || own.size() < kMetaFields)
     fail(SPARCL_ERR_CORRUPT, "malformed global selection message from " + from);
   if (a[kFormat] != kMetaFormat) fail(SPARCL_ERR_CORRUPT, "unknown global selection message from " + from);

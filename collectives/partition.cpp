@@ -224,36 +224,18 @@ template <class V, class I>
 std::unique_ptr<AllreduceOp<V, I>> make_partitioned(sparcl_algorithm_t algorithm, Transport& t, const Identity& id,
                                                     const View<V, I>& input, PartitionKind kind,
                                                     PartitionTicket ticket) {
-  Transport* tp = &t;
-  const Identity call = id;
-  switch (algorithm) {
-    case SPARCL_ALGO_SPLIT_ALLGATHER:
-    case SPARCL_ALGO_SPLIT_DENSE: {
-      const bool dense_result = algorithm == SPARCL_ALGO_SPLIT_DENSE;
-      return std::make_unique<Partitioned<V, I>>(
-          t, id, input,
-          [tp, call, dense_result](const View<V, I>& in, std::vector<uint64_t> b) {
-            return make_split_over<V, I>(*tp, call, in, dense_result, std::move(b));
-          },
-          t.size(), PartitionWeight::Received, kind, std::move(ticket));
-    }
-    case SPARCL_ALGO_RING:
-      return std::make_unique<Partitioned<V, I>>(
-          t, id, input,
-          [tp, call](const View<V, I>& in, std::vector<uint64_t> b) {
-            return make_ring_over<V, I>(*tp, call, in, std::move(b));
-          },
-          t.size(), PartitionWeight::Result, kind, std::move(ticket));
-    case SPARCL_ALGO_HALVING_DOUBLING:
-      return std::make_unique<Partitioned<V, I>>(
-          t, id, input,
-          [tp, call](const View<V, I>& in, std::vector<uint64_t> b) {
-            return make_halving_doubling_over<V, I>(*tp, call, in, std::move(b));
-          },
-          Fold(t.rank(), t.size()).p2, PartitionWeight::Result, kind, std::move(ticket));
-    default:
-      fail(SPARCL_ERR_INTERNAL, "no partitioned form of this algorithm");
-  }
+  if (!partitioned_algorithm(algorithm)) fail(SPARCL_ERR_INTERNAL, "no partitioned form of this algorithm");
+  const bool split = algorithm == SPARCL_ALGO_SPLIT_ALLGATHER || algorithm == SPARCL_ALGO_SPLIT_DENSE;
+  OverBounds<V, I> over = [&t, id, algorithm](const View<V, I>& in, std::vector<uint64_t> b) {
+    if (algorithm == SPARCL_ALGO_RING) return make_ring_over<V, I>(t, id, in, std::move(b));
+    if (algorithm == SPARCL_ALGO_HALVING_DOUBLING) return make_halving_doubling_over<V, I>(t, id, in, std::move(b));
+    return make_split_over<V, I>(t, id, in, algorithm == SPARCL_ALGO_SPLIT_DENSE, std::move(b));
+  };
+  // halving_doubling cuts its P2 leaf ranges (fold.hpp), the others P ranges.
+  const int parts = algorithm == SPARCL_ALGO_HALVING_DOUBLING ? Fold(t.rank(), t.size()).p2 : t.size();
+  return std::make_unique<Partitioned<V, I>>(t, id, input, std::move(over), parts,
+                                             split ? PartitionWeight::Received : PartitionWeight::Result, kind,
+                                             std::move(ticket));
 }
 
 template <class V, class I>

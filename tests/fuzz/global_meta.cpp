@@ -51,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!accepts([&] { check_meta(a, own, e, "rank 1"); })) return 0;
 
   const double n = a[kNonzeros];
-  const size_t quantile_fields = e.balanced ? 2 * kBalanceQuantiles : 0;
+  const size_t quantile_fields = meta_quantile_fields(e.balanced);
   check(a.size() == kMetaFields + meta_trailing_entries(e, n, own[kRefresh] != 0) + quantile_fields,
         "accepted a message whose length its counts do not give");
   if (e.exact)
