@@ -157,63 +157,6 @@ TEST(AutoChoice, MeasuresEachCandidateThenKeepsTheFastest) {
   }
 }
 
-// The re-check: kRecheckAfter (256) calls after a vote, the chosen algorithm
-// and one contender of the first vote (in turn) get kRecheckTrials (5) trials
-// each, least tried first, and a vote chooses again; once every contender
-// was checked without a change the interval doubles (512); after a change,
-// the replaced choice challenges again 64 calls later. The same sequence on
-// every rank, every result exact.
-TEST(AutoChoice, ChecksTheChoiceAgainAfterItsUses) {
-  if (world_size() == 1) GTEST_SKIP() << "auto measures with two ranks or more";
-  const AutoParams fixed(kSlowLink);
-  Comm comm(SPARCL_ALGO_AUTO);
-  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();
-  const int p = world_size(), r = world_rank();
-  const Case c{16384, 0.01, Pattern::Overlapping, true, 7};
-  const SparseVec<float> v = make_vector<float>(c, r, p);
-  const sparcl_sparse_t in = v.as_input();
-  std::vector<float> out(c.dim);
-  std::vector<int> sequence;  // algorithm * 8 + how, per call
-  std::vector<int> votes;     // the calls that ran a vote's choice right after trials
-  sparcl_choice_t before = SPARCL_CHOSEN_BY_MODEL;
-  std::map<int, int> check_trials;  // per algorithm, trials of the re-checks that ended in a vote
-  std::map<int, int> pending;       // trials of the re-check under way
-  for (int n = 0; n < 900; ++n) {
-    ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
-    if (n % 50 == 0) {
-      EXPECT_EQ(count_wrong<float>(c, p, out), 0u) << "call " << n;
-    }
-    sparcl_algorithm_t algorithm;
-    sparcl_choice_t how;
-    ASSERT_EQ(sparcl_comm_last_algorithm(comm.get(), &algorithm), SPARCL_SUCCESS);
-    ASSERT_EQ(sparcl_comm_last_choice(comm.get(), &how), SPARCL_SUCCESS);
-    sequence.push_back(int(algorithm) * 8 + int(how));
-    if (how == SPARCL_CHOSEN_BY_MEASUREMENT && before == SPARCL_CHOSEN_AS_TRIAL) {
-      if (!votes.empty())
-        for (const auto& [a, count] : pending) check_trials[a] += count;
-      pending.clear();
-      votes.push_back(n);
-    }
-    if (how == SPARCL_CHOSEN_AS_TRIAL) ++pending[int(algorithm)];
-    before = how;
-  }
-  EXPECT_TRUE(same_on_all_ranks(sequence.data(), sequence.size() * sizeof(int)));
-  ASSERT_GE(votes.size(), 3u) << "a vote, then two re-checks in 900 calls";
-  // Each check: 256 (512 after a full turn, 64 after a change) calls of the
-  // choice after the vote's own, then 5 + 5 trials, then the vote.
-  for (size_t i = 1; i < votes.size(); ++i) {
-    const int gap = votes[i] - votes[i - 1];
-    EXPECT_TRUE(gap == 1 + 64 + 10 || gap == 1 + 256 + 10 || gap == 1 + 512 + 10)
-        << "vote " << i << " after " << gap << " calls";
-  }
-  ASSERT_GE(check_trials.size(), 2u) << "the chosen algorithm and a contender";
-  for (const auto& [algorithm, count] : check_trials)
-    EXPECT_EQ(count % 5, 0) << "algorithm " << algorithm << " tried " << count << " times";
-}
-
-// SPARCL_TUNE_FILE: the choice one communicator's vote settled is stored by
-// rank 0, and a communicator made later (the next run) starts from it,
-// without trials, on every rank alike.
 std::string shared_temp_path(const char* name) {
   char path[256] = {};
   if (world_rank() == 0) std::snprintf(path, sizeof path, "/tmp/sparcl-%s-%d.tune", name, int(getpid()));
@@ -232,6 +175,84 @@ std::string file_text(const std::string& path) {
   return text;
 }
 
+// The re-check: kRecheckAfter (256) calls after a choice, the chosen
+// algorithm and one contender (in turn) get kRecheckTrials (5) trials each,
+// least tried first, and a vote chooses again; once every contender was
+// checked without a change the interval doubles (512); after a change, the
+// replaced choice challenges again 64 calls later. The same sequence on
+// every rank, every result exact. The choice comes from a tuning file that a
+// first communicator stored: its contenders are then the model's first
+// candidates, whatever the trial times were. (After a vote, the contenders
+// are the candidates within kContenderSpread of the winner, which a loaded
+// machine can leave empty: then there is nothing to re-check.)
+TEST(AutoChoice, ChecksTheChoiceAgainAfterItsUses) {
+  if (world_size() == 1) GTEST_SKIP() << "auto measures with two ranks or more";
+  const AutoParams fixed(kSlowLink);
+  const std::string path = shared_temp_path("recheck");
+  const ScopedEnv file("SPARCL_TUNE_FILE", path.c_str());
+  const int p = world_size(), r = world_rank();
+  const Case c{16384, 0.01, Pattern::Overlapping, true, 7};
+  const SparseVec<float> v = make_vector<float>(c, r, p);
+  const sparcl_sparse_t in = v.as_input();
+  std::vector<float> out(c.dim);
+  {
+    Comm first(SPARCL_ALGO_AUTO);
+    ASSERT_TRUE(all_ranks(first.status() == SPARCL_SUCCESS)) << first.error();
+    sparcl_choice_t how = SPARCL_CHOSEN_BY_MODEL;
+    for (int n = 0; n < 40 && how != SPARCL_CHOSEN_BY_MEASUREMENT; ++n) {
+      ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, first.get()), SPARCL_SUCCESS) << first.error();
+      ASSERT_EQ(sparcl_comm_last_choice(first.get(), &how), SPARCL_SUCCESS);
+    }
+    ASSERT_EQ(how, SPARCL_CHOSEN_BY_MEASUREMENT) << "no vote in 40 calls";
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  Comm comm(SPARCL_ALGO_AUTO);
+  ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS)) << comm.error();
+  std::vector<int> sequence;  // algorithm * 8 + how, per call
+  std::vector<int> votes;     // the calls that ran a vote's choice right after trials
+  sparcl_choice_t before = SPARCL_CHOSEN_BY_MODEL;
+  std::map<int, int> check_trials;  // per algorithm, trials of the re-checks that ended in a vote
+  std::map<int, int> pending;       // trials of the re-check under way
+  int from_file = 0;
+  for (int n = 0; n < 900; ++n) {
+    ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
+    if (n % 50 == 0) {
+      EXPECT_EQ(count_wrong<float>(c, p, out), 0u) << "call " << n;
+    }
+    sparcl_algorithm_t algorithm;
+    sparcl_choice_t how;
+    ASSERT_EQ(sparcl_comm_last_algorithm(comm.get(), &algorithm), SPARCL_SUCCESS);
+    ASSERT_EQ(sparcl_comm_last_choice(comm.get(), &how), SPARCL_SUCCESS);
+    sequence.push_back(int(algorithm) * 8 + int(how));
+    from_file += how == SPARCL_CHOSEN_FROM_TUNE_FILE;
+    if (how == SPARCL_CHOSEN_BY_MEASUREMENT && before == SPARCL_CHOSEN_AS_TRIAL) {
+      for (const auto& [a, count] : pending) check_trials[a] += count;
+      pending.clear();
+      votes.push_back(n);
+    }
+    if (how == SPARCL_CHOSEN_AS_TRIAL) ++pending[int(algorithm)];
+    before = how;
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (r == 0) std::remove(path.c_str());
+  EXPECT_TRUE(same_on_all_ranks(sequence.data(), sequence.size() * sizeof(int)));
+  EXPECT_EQ(from_file, 256) << "calls that ran the tuning file's choice before the first check";
+  ASSERT_GE(votes.size(), 2u) << "two re-checks in 900 calls";
+  // Each check: 256 (512 after a full turn, 64 after a change) calls of the
+  // choice after the vote's own, then 5 + 5 trials, then the vote.
+  for (size_t i = 1; i < votes.size(); ++i) {
+    const int gap = votes[i] - votes[i - 1];
+    EXPECT_TRUE(gap == 1 + 64 + 10 || gap == 1 + 256 + 10 || gap == 1 + 512 + 10)
+        << "vote " << i << " after " << gap << " calls";
+  }
+  ASSERT_GE(check_trials.size(), 2u) << "the chosen algorithm and a contender";
+  for (const auto& [algorithm, count] : check_trials)
+    EXPECT_EQ(count % 5, 0) << "algorithm " << algorithm << " tried " << count << " times";
+}
+
+// SPARCL_TUNE_FILE: the choice one communicator's vote settled is stored by
+// rank 0, and a communicator made later (the next run) starts from it,
+// without trials, on every rank alike.
 TEST(AutoChoice, TuneFileKeepsTheVoteForTheNextRun) {
   if (world_size() == 1) GTEST_SKIP() << "auto measures with two ranks or more";
   const AutoParams fixed(kSlowLink);
