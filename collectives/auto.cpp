@@ -93,13 +93,30 @@ void AutoTicket::fail() {
   native.release();
 }
 
+double DensityRecord::overlap(uint64_t dim, int ranks) const {
+  if (seen_inputs_nnz == 0) return 1.0;
+  const double independent = independent_inputs_nonzeros(double(seen_union_nnz), double(dim), ranks);
+  return independent > 0 ? double(seen_inputs_nnz) / independent : 1.0;
+}
+
+namespace {
+
+__extension__ typedef unsigned __int128 u128;
+
+int bit_length(u128 x) {
+  const uint64_t high = uint64_t(x >> 64), low = uint64_t(x);
+  return high ? 128 - __builtin_clzll(high) : low ? 64 - __builtin_clzll(low) : 0;
+}
+
+}  // namespace
+
 int density_class(uint64_t union_nnz, uint64_t dim) {
   if (union_nnz == 0 || dim == 0) return INT32_MIN;
   // The largest c with 2^c <= u^2 / d^2: for c = -m, u^2 >= ceil(d^2 / 2^m).
-  __extension__ typedef unsigned __int128 u128;
   const u128 u2 = u128(union_nnz) * union_nnz, d2 = u128(dim) * dim;
   if (u2 >= d2) return u2 >= 4 * d2 ? 2 : u2 >= 2 * d2 ? 1 : 0;  // u <= d in a sum; kept total
-  for (int m = 1; m < 128; ++m) {
+  // u^2 / d^2 > 2^(bits(u^2) - 1 - bits(d^2)): no m below bits(d^2) - bits(u^2) qualifies.
+  for (int m = std::max(1, bit_length(d2) - bit_length(u2)); m < 128; ++m) {
     const u128 need = (d2 >> m) + ((d2 & ((u128(1) << m) - 1)) != 0);
     if (u2 >= need) return -m;
   }
@@ -332,7 +349,8 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       // wait between: wait for its NativeOrder turn first.
       if (!ticket_.native.first()) return false;
       const auto& r = ticket_.previous;
-      set_digest({1, record_words(), r && r->known ? r->union_nnz : 0, r && r->known ? bits(r->overlap) : 0});
+      set_digest({1, record_words(), r && r->known ? r->union_nnz : 0, r && r->known ? r->seen_inputs_nnz : 0,
+                  r && r->known ? r->seen_union_nnz : 0});
       begin_calibration();
       return true;
     }
@@ -392,11 +410,11 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     for (auto& p : this->pieces_) u += p.set_entries = set_entries(p);
     rec.union_nnz = u;
     const uint64_t inputs = inner_->inputs_nonzeros();
-    const double independent = independent_inputs_nonzeros(double(u), double(this->id_.dim), this->size());
-    if (inputs > 0 && independent > 0)
-      rec.overlap = double(inputs) / independent;
-    else
-      rec.overlap = used_record_ && ticket_.previous->known ? ticket_.previous->overlap : 1.0;
+    if (inputs > 0 && u > 0) {
+      rec.seen_inputs_nnz = inputs, rec.seen_union_nnz = u;
+    } else if (used_record_ && ticket_.previous->known) {
+      rec.seen_inputs_nnz = ticket_.previous->seen_inputs_nnz, rec.seen_union_nnz = ticket_.previous->seen_union_nnz;
+    }
     rec.known = true;
     rec.done = true;
     ticket_.own.reset();
@@ -429,12 +447,12 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     return PhaseSpan{Phase::Algorithm, first_algorithm_round(), 0};
   }
   // Sets the digest of what this call chooses from (Identity::choice_digest),
-  // once, before its first message: FNV-1a over the inputs of the choice.
+  // once, before its first message: FNV-1a over the inputs of the choice, a
+  // 64-bit word at a time.
   void set_digest(std::initializer_list<uint64_t> words) {
     if (digest_set_) return;
     uint64_t h = 0xcbf29ce484222325ULL;
-    for (uint64_t w : words)
-      for (int b = 0; b < 8; ++b) h = (h ^ ((w >> (8 * b)) & 0xff)) * 0x100000001b3ULL;
+    for (uint64_t w : words) h = (h ^ w) * 0x100000001b3ULL;
     if (group_) {
       const TuneGroup& g = *group_;
       const uint64_t head[] = {g.chosen ? uint64_t(*g.chosen) + 1 : 0, uint64_t(g.target), g.final_vote ? 1u : 0u,
@@ -517,7 +535,8 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     w = independent_workload(p, this->id_.dim, double(sizeof(V)), wire, 0, native);
     w.ranks_per_host = this->transport_.ranks_per_host();
     const double u = double(rec->union_nnz);
-    const double inputs = std::clamp(rec->overlap * independent_inputs_nonzeros(u, dim, p), u, double(p) * u);
+    const double inputs =
+        std::clamp(rec->overlap(this->id_.dim, p) * independent_inputs_nonzeros(u, dim, p), u, double(p) * u);
     w.rank_nnz = inputs / p;
     w.union_nnz = u;
     return w;
@@ -543,13 +562,14 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
     const bool use_record = previous && (tune || state_->depends_on_density(params_, workload(false)));
     if (use_record && !previous->done) return false;
     used_record_ = use_record;
-    const Workload w = workload(use_record);
     if (tune && !previous->known && !group_) state_->drop_groups(this->id_.dim, this->id_.value_type);
     if (tune && previous->known) {
       if (!group_) {
         key_ = TuneKey{this->id_.dim, this->id_.value_type, this->id_.encoding, this->id_.bucket,
                        density_class(previous->union_nnz, this->id_.dim)};
-        group_ = state_->group(key_, this->id_.seq, [&] { return ranked_algorithms(params_, w, kCandidateSpread); });
+        // The model ranks the candidates only for a new group: most calls run a group's choice.
+        group_ = state_->group(key_, this->id_.seq,
+                               [&] { return ranked_algorithms(params_, workload(true), kCandidateSpread); });
       }
       set_digest({2, bits(params_.round_s), bits(params_.message_s), bits(params_.byte_s), bits(params_.merge_s),
                   bits(params_.pass_s), record_words(), previous->union_nnz});
@@ -564,6 +584,7 @@ class AutoAllreduce final : public AllreduceOp<V, I> {
       begin_vote();
       return true;
     }
+    const Workload w = workload(use_record);
     set_digest({3, bits(params_.round_s), bits(params_.message_s), bits(params_.byte_s), bits(params_.merge_s),
                 bits(params_.pass_s), bits(w.rank_nnz), bits(w.union_nnz)});
     return run(cheapest_algorithm(params_, w), SPARCL_CHOSEN_BY_MODEL);

@@ -81,7 +81,14 @@ struct DensityRecord {
   bool done = false;        // the collective ended (successfully or not)
   bool known = false;       // it succeeded and the fields below hold
   uint64_t union_nnz = 0;   // nonzero values of its result
-  double overlap = 1.0;     // nonzeros of all inputs together / those of independent inputs with that union
+  // The latest call of this (dim, type) whose algorithm saw every input:
+  // the nonzeros of all inputs together and of their union (0, 0: none).
+  // overlap() is computed from them only when a choice needs it (the model),
+  // not in every call.
+  uint64_t seen_inputs_nnz = 0, seen_union_nnz = 0;
+  // Nonzeros of all inputs together / those of independent inputs with the
+  // same union (1 without a call that saw every input).
+  double overlap(uint64_t dim, int ranks) const;
 };
 
 // The machine parameters as one large auto allreduce leaves them.
@@ -275,7 +282,7 @@ class AutoState {
   std::map<std::pair<uint64_t, uint8_t>, std::shared_ptr<DensityRecord>> latest_;
   std::shared_ptr<ParamsRecord> params_head_;
   // Records of a call that failed, made in advance for when there is no memory to make one.
-  std::shared_ptr<DensityRecord> failed_density_ = std::make_shared<DensityRecord>(DensityRecord{true, false, 0, 1.0});
+  std::shared_ptr<DensityRecord> failed_density_ = std::make_shared<DensityRecord>(DensityRecord{true, false, 0, 0, 0});
   std::shared_ptr<ParamsRecord> failed_params_ = std::make_shared<ParamsRecord>(ParamsRecord{true, false, {}});
   std::shared_ptr<NativeOrder> native_order_ = std::make_shared<NativeOrder>();
   std::optional<MachineParams> settled_;

@@ -166,6 +166,27 @@ TEST(DensityClass, HalfOctavesExactly) {
     if (std::fabs(x - std::round(x)) < 1e-9) continue;  // too close to a boundary for libm
     EXPECT_EQ(density_class(u, dim), int(std::floor(x))) << u << " / " << dim;
   }
+  // Exact powers of two and their neighbours, at every scale (the search
+  // starts from the operands' bit lengths).
+  for (int j = 1; j < 63; ++j)
+    for (int k = 0; k <= j; ++k) {
+      const uint64_t u = uint64_t(1) << k, dim = uint64_t(1) << j;
+      EXPECT_EQ(density_class(u, dim), 2 * (k - j)) << u << " / " << dim;
+      if (k >= 2) {
+        EXPECT_EQ(density_class(u - 1, dim), 2 * (k - j) - 1) << u - 1 << " / " << dim;
+      }
+      if (k < j && j >= 2) {  // dim / (dim - 1) < sqrt(2)
+        EXPECT_EQ(density_class(u, dim - 1), 2 * (k - j)) << u << " / " << dim - 1;
+      }
+    }
+  // Densities spread over many octaves.
+  for (int k = 0; k < 20000; ++k) {
+    h ^= h << 13, h ^= h >> 7, h ^= h << 17;
+    const uint64_t dim = 1 + h % (uint64_t(1) << 40), u = 1 + (h >> 20) % std::max<uint64_t>(1, dim >> (h % 36));
+    const double x = 2 * std::log2(double(u) / double(dim));
+    if (u > dim || std::fabs(x - std::round(x)) < 1e-9) continue;
+    EXPECT_EQ(density_class(u, dim), int(std::floor(x))) << u << " / " << dim;
+  }
 }
 
 }  // namespace
