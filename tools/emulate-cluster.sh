@@ -16,7 +16,8 @@
 # and mpirun itself runs inside the first namespace (with its hostname), so
 # that every rank lives in one namespace and all traffic between hosts
 # crosses the shaped links ("--mca btl self,tcp", interfaces restricted to
-# the emulated subnet).
+# the emulated subnet). Ranks are not bound to cores ("--bind-to none"): the
+# hosts share the machine's cores.
 #
 # Safety: the only addresses used are those this script assigns inside the
 # namespaces it creates (default 10.77.0.0/24); nothing is added to the
@@ -274,6 +275,11 @@ chmod +x "$WORK/agent"
   printf 'exec mpirun -np %d --hostfile %q --mca plm_rsh_agent %q --mca plm_rsh_no_tree_spawn 1' \
     $((HOSTS * SLOTS)) "$WORK/hostfile" "$WORK/agent"
   printf ' --mca btl %q --mca btl_tcp_if_include %q --mca oob_tcp_if_include %q' "$BTL" "$SUBNET.0/24" "$SUBNET.0/24"
+  # Every emulated host sees all the machine's cores and would bind its first
+  # rank to core 0, its second to core 1...: the ranks of all hosts would
+  # share the same cores, and a rank polling for a message would hold the
+  # core its peer needs for a whole scheduler tick (4 ms per message).
+  printf ' --bind-to none'
   # shellcheck disable=SC2086
   for a in $MPIRUN_ARGS; do printf ' %q' "$a"; done
   for a in "${PROGRAM[@]}"; do printf ' %q' "$a"; done
