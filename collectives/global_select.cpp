@@ -527,6 +527,9 @@ sparcl_request* start_global_select(CallStart call, const sparcl_sparse_t* send,
       outcome.estimated = select->estimated();
       outcome.threshold_key = select->threshold_key();
       std::fill(dense_recv, dense_recv + dim, 0.0f);
+      size_t entries = 0;
+      for (const auto& piece : select->pieces()) entries += piece.view.nnz;
+      outcome.kept.reserve(entries);
       for (const auto& piece : select->pieces()) {
         const View<V, I>& v = piece.view;
         for (size_t j = 0; j < v.nnz; ++j) {
