@@ -1218,10 +1218,10 @@ OfiTransport::~OfiTransport() {
 
 namespace {
 
-// ofi_rxm allocates its bounce buffers per endpoint, that is per
-// communicator: pools of 1024 buffers of FI_OFI_RXM_BUFFER_SIZE (16 KiB by
-// default) at fi_enable and one more per connection, plus pools sized by
-// FI_OFI_RXM_MSG_TX_SIZE and _RX_SIZE (128): about 85 MiB per communicator.
+// ofi_rxm allocates its bounce buffers per endpoint (one per process, see
+// SharedEndpoint): pools of 1024 buffers of FI_OFI_RXM_BUFFER_SIZE (16 KiB
+// by default) at fi_enable and one more per connection, plus pools sized by
+// FI_OFI_RXM_MSG_TX_SIZE and _RX_SIZE (128): about 85 MiB per endpoint.
 // sparcl keeps few messages in flight per peer, so queues of 32 suffice
 // (35 MiB). The buffer size stays: it is also rxm's eager limit, and 4 KiB
 // buffers (11 MiB) make an 8 KiB message 2.3 times slower
