@@ -93,7 +93,8 @@ void interleave_and_free_out_of_order(bool progress_thread) {
   auto world2 = std::make_unique<SubComm>("second world", 0, rank, progress_thread);
   ASSERT_TRUE(all_ranks(world->comm && reversed->comm && half->comm && world2->comm));
 
-  for (uint64_t round = 0; round < 3; ++round) run_round({world.get(), reversed.get(), half.get(), world2.get()}, round);
+  for (uint64_t round = 0; round < 3; ++round)
+    run_round({world.get(), reversed.get(), half.get(), world2.get()}, round);
 
   // Freed in another order than created; the rest go on after each free.
   EXPECT_EQ(half->release(), SPARCL_SUCCESS);

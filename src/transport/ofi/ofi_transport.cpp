@@ -199,7 +199,12 @@ namespace {
 class SendFlow final : public Flow {
  public:
   SendFlow(Member& member, int peer, const Tag& tag, SharedBuffer data)
-      : Flow(member.endpoint(), member.shared_from_this()), t(member), peer_(peer), tag_(tag), data_(std::move(data)), size_(data_->size()) {}
+      : Flow(member.endpoint(), member.shared_from_this()),
+        t(member),
+        peer_(peer),
+        tag_(tag),
+        data_(std::move(data)),
+        size_(data_->size()) {}
 
   void start() {
     const bool inline_data = size_ <= kInlineBytes;
@@ -675,6 +680,7 @@ void SharedEndpoint::attach(Member& member) {
     auto it = lost_.find(member.address_of(r));
     if (it != lost_.end()) member.mark_lost(r, it->second);
   }
+  if (!claim.failure.empty()) member.fail_all(claim.failure);
   // Peers that were faster may have sent already (their wire-up message).
   std::vector<std::vector<uint8_t>> early = std::move(claim.early);
   for (const std::vector<uint8_t>& m : early) member.arrive(m.data(), m.size());
@@ -897,7 +903,11 @@ void SharedEndpoint::fail_everything(const std::string& message) {
 }
 
 void SharedEndpoint::peer_lost(fi_addr_t addr, const std::string& why) {
-  if (!lost_.emplace(addr, why).second) return;
+  // A process that no communicator reaches any more (an operation of a freed
+  // one failed late) is not remembered: a process at that address later is
+  // another.
+  const bool mapped = std::any_of(peers_.begin(), peers_.end(), [&](const auto& p) { return p.second.addr == addr; });
+  if (!mapped || !lost_.emplace(addr, why).second) return;
   // Collected first: failing flows may not change members_, but stay safe.
   const std::vector<Member*> members = members_;
   for (Member* m : members)
@@ -918,11 +928,21 @@ void SharedEndpoint::arrive(const uint8_t* data, size_t len) {
   // was freed or aborted here (every rank claims a new communicator's id
   // before any rank sends with it).
   if (it == claims_.end()) return;
-  if (!it->second.member) {
-    it->second.early.emplace_back(data, data + len);
-    return;
+  Claim& claim = it->second;
+  try {
+    if (claim.member)
+      claim.member->arrive(data, len);
+    else if (claim.failure.empty())
+      claim.early.emplace_back(data, data + len);
+  } catch (const std::exception& x) {
+    // Out of memory, most likely: that communicator lost a message and
+    // fails; the others go on.
+    const std::string what = "libfabric " + fab_->provider + ": " + x.what() + " receiving a message";
+    if (claim.member)
+      claim.member->fail_all(what);
+    else
+      claim.failure = what;
   }
-  it->second.member->arrive(data, len);
 }
 
 void SharedEndpoint::progress_locked() {
@@ -1177,6 +1197,7 @@ void Member::wire_up() {
   auto lock = guard();
   const std::string problem = barrier(lock, true);
   if (!problem.empty()) fail(SPARCL_ERR_TRANSPORT, problem);
+  check_usable();
 }
 
 void Member::close() {
@@ -1397,7 +1418,12 @@ std::unique_ptr<Transport> OfiEndpoint::connect(int rank, int size, const std::v
     throw;
   }
   auto member = std::make_shared<ofi::Member>(*shared_, id_, rank, size, std::move(addrs), drop_linger_);
-  shared_->attach(*member);
+  try {
+    shared_->attach(*member);
+  } catch (...) {  // out of memory handing it what came early: the endpoint must not keep it
+    shared_->detach(*member);
+    throw;
+  }
   claimed_ = false;  // the transport's now: detached (and released) when it goes
   lock.unlock();
   auto transport = std::make_unique<ofi::OfiTransport>(std::move(shared_), std::move(member));

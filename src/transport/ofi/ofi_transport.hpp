@@ -272,6 +272,7 @@ class SharedEndpoint {
   struct Claim {
     Member* member = nullptr;
     std::vector<std::vector<uint8_t>> early;
+    std::string failure;  // a message for it was lost before attach: it fails then
   };
   std::unordered_map<uint32_t, Claim> claims_;
   std::vector<Member*> members_;  // attached, in attach order
