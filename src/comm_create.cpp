@@ -120,6 +120,23 @@ sparcl_transport_t default_transport(bool from_mpi) {
 #endif
 }
 
+// An endpoint shared by the communicators of a process tells them apart by
+// an id: every rank claims one on its endpoint, starting from the
+// communicator's id, and all move on to the next candidate (the same on every
+// rank) until one is free on every rank. Runs before any rank connects, so
+// no message carries an id that its receiver has not claimed.
+void claim_endpoint_id(Bootstrap& boot, Endpoint& endpoint, uint32_t comm_id) {
+  constexpr int kAttempts = 64;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    const uint32_t candidate = attempt == 0 ? comm_id : uint32_t(codec::mix64(uint64_t(comm_id) + uint64_t(attempt)));
+    const uint8_t free_here = endpoint.claim_id(candidate) ? 1 : 0;
+    const std::vector<uint8_t> all = boot.allgather(&free_here, 1);
+    if (std::all_of(all.begin(), all.end(), [](uint8_t f) { return f == 1; })) return;
+  }
+  fail(SPARCL_ERR_INTERNAL, "no communicator id free on every rank's endpoint after " + std::to_string(kAttempts) +
+                                " attempts");
+}
+
 }  // namespace
 
 std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t* config,
@@ -232,6 +249,7 @@ std::unique_ptr<sparcl_comm> create_comm(Bootstrap& boot, const sparcl_config_t*
   } else {
     std::unique_ptr<Endpoint> endpoint;
     agreed(boot, [&] { endpoint = open_endpoint(cfg); });
+    if (endpoint->shared()) claim_endpoint_id(boot, *endpoint, comm_id);
     const auto addresses = boot.allgatherv(endpoint->address());
     agreed(boot, [&] { comm->set_transport(endpoint->connect(boot.rank(), boot.size(), addresses)); });
   }

@@ -129,6 +129,17 @@ class Endpoint {
   virtual ~Endpoint() = default;
   // This rank's address, as peers need it to reach us.
   virtual std::vector<uint8_t> address() const = 0;
+  // Whether the endpoint carries the messages of other communicators of this
+  // process too (libfabric's: one per process); they are told apart by an id
+  // that no two live communicators of a process may share (claim_id).
+  virtual bool shared() const { return false; }
+  // Claims `id` for the communicator being created, in place of an earlier
+  // claim of this endpoint; false when a live communicator of this process
+  // holds it. connect() uses the claimed id.
+  virtual bool claim_id(uint32_t id) {
+    (void)id;
+    return true;
+  }
   // addresses[i] is rank i's address (ours included).
   virtual std::unique_ptr<Transport> connect(int rank, int size,
                                              const std::vector<std::vector<uint8_t>>& addresses) = 0;

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "comm.hpp"
+#include "config.hpp"
+#include "transport/transport.hpp"
 #include "sparcl/sparcl_mpi.h"
 
 namespace {
@@ -122,6 +124,29 @@ TEST_F(TransportTest, AnySourceReceiveNamesTheSender) {
     while (!send->test() && MPI_Wtime() < deadline) t.progress();
     EXPECT_TRUE(send->test());
   }
+}
+
+// Endpoints that carry several communicators of a process (libfabric: one
+// per process and provider) hand each id to one live communicator only,
+// whatever its bits above those that travel, and take it back when its
+// holder goes.
+TEST(SharedEndpoint, CommunicatorIdsAreClaimedOncePerProcess) {
+  const sparcl::Config config = sparcl::resolve_config(nullptr);
+  if (config.transport != SPARCL_TRANSPORT_OFI) GTEST_SKIP() << "only the libfabric endpoint is shared";
+  auto first = sparcl::open_endpoint(config);
+  auto second = sparcl::open_endpoint(config);
+  ASSERT_TRUE(first->shared());
+  EXPECT_EQ(first->address(), second->address()) << "one endpoint per process";
+  EXPECT_TRUE(first->claim_id(7));
+  EXPECT_FALSE(second->claim_id(7));
+  EXPECT_FALSE(second->claim_id(7 | (uint32_t(1) << 30)));  // the same id on the wire
+  EXPECT_TRUE(second->claim_id(8));
+  EXPECT_TRUE(first->claim_id(9));  // gives 7 back
+  EXPECT_TRUE(second->claim_id(7));
+  first.reset();
+  auto third = sparcl::open_endpoint(config);
+  EXPECT_TRUE(third->claim_id(9));  // the holder went
+  EXPECT_FALSE(third->claim_id(7));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <rdma/fi_errno.h>
 #include <rdma/fi_tagged.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -145,7 +146,7 @@ Ctx& ctx_of(void* op_context) { return *reinterpret_cast<Ctx*>(op_context); }
 // its request holds it or while any of its operations is queued or on the
 // provider (the transport holds it then), whichever is longer.
 struct Flow : std::enable_shared_from_this<Flow> {
-  explicit Flow(OfiTransport& transport) : t(transport) {}
+  Flow(SharedEndpoint& endpoint, std::shared_ptr<Member> member) : e(endpoint), owner(std::move(member)) {}
   virtual ~Flow() = default;
   Flow(const Flow&) = delete;
   Flow& operator=(const Flow&) = delete;
@@ -177,10 +178,13 @@ struct Flow : std::enable_shared_from_this<Flow> {
   // Withdraws every operation still queued or on the provider.
   void cancel_all() {
     for (Ctx& c : ctxs)
-      if (c.state != Ctx::Idle) t.cancel(c);
+      if (c.state != Ctx::Idle) e.cancel(c);
   }
 
-  OfiTransport& t;
+  SharedEndpoint& e;
+  // The communicator of the flow (none: the wildcard receives), kept alive
+  // while the flow runs, also after the communicator is freed.
+  std::shared_ptr<Member> owner;
   std::deque<Ctx> ctxs;
   int pending = 0;      // operations queued or posted
   bool orphan = false;  // the request is gone
@@ -194,8 +198,13 @@ namespace {
 // Slots of a send: 0 header send, 1 clear-to-send receive, 2.. payload chunks.
 class SendFlow final : public Flow {
  public:
-  SendFlow(OfiTransport& transport, int peer, const Tag& tag, SharedBuffer data)
-      : Flow(transport), peer_(peer), tag_(tag), data_(std::move(data)), size_(data_->size()) {}
+  SendFlow(Member& member, int peer, const Tag& tag, SharedBuffer data)
+      : Flow(member.endpoint(), member.shared_from_this()),
+        t(member),
+        peer_(peer),
+        tag_(tag),
+        data_(std::move(data)),
+        size_(data_->size()) {}
 
   void start() {
     const bool inline_data = size_ <= kInlineBytes;
@@ -215,7 +224,7 @@ class SendFlow final : public Flow {
                transfer_tag(Kind::Cts, cts_id_));
     }
     write_prefix(header_->data.get(), Prefix{kHeaderMagic, uint32_t(t.rank()), size_, inline_data ? 0 : chunk_, 0,
-                                             make_tag(tag_, Kind::Header), cts_id_});
+                                             t.key(tag_, Kind::Header), cts_id_});
     t.submit(*this, slot(0), true, header_->data.get(), kPrefixBytes + (inline_data ? size_ : 0),
              header_->mr.desc(), peer_, kHeaderWireTag, true);
   }
@@ -272,7 +281,7 @@ class SendFlow final : public Flow {
     orphan = true;
     if (done || chunk_ != 0 || status != SPARCL_SUCCESS) return;
     if (t.stalled(peer_)) return;  // it did not take the last one either: dead, most likely
-    const auto deadline = Clock::now() + t.fabric().drop_linger;
+    const auto deadline = Clock::now() + t.drop_linger();
     while (ctxs[0].state == Ctx::Queued && Clock::now() < deadline) {
       t.progress_locked();
       if (ctxs[0].state == Ctx::Queued) sched_yield();
@@ -281,6 +290,7 @@ class SendFlow final : public Flow {
   }
 
  private:
+  Member& t;
   int peer_;
   Tag tag_;
   SharedBuffer data_;
@@ -297,10 +307,11 @@ class SendFlow final : public Flow {
 // slots: 1 clear-to-send send, 2.. payload chunks.
 class RecvFlow final : public Flow {
  public:
-  RecvFlow(OfiTransport& transport, int peer, const Tag& tag) : Flow(transport), peer_(peer), tag_(tag) {}
+  RecvFlow(Member& member, int peer, const Tag& tag)
+      : Flow(member.endpoint(), member.shared_from_this()), t(member), peer_(peer), tag_(tag) {}
 
   void start() {
-    t.soft_post(*this, peer_, make_tag(tag_, Kind::Header));
+    t.soft_post(*this, peer_, t.key(tag_, Kind::Header));
     // What a lost peer sent before is still received; nothing more comes.
     if (!header_received_ && peer_ != kAnyPeer && t.lost(peer_))
       fail(SPARCL_ERR_PEER_FAILED, t.loss_of(peer_));
@@ -373,7 +384,7 @@ class RecvFlow final : public Flow {
   void withdraw() {
     orphan = true;
     if (!header_received_)
-      t.soft_cancel(*this, make_tag(tag_, Kind::Header));
+      t.soft_cancel(*this, t.key(tag_, Kind::Header));
     else if (done)
       buffer_ = Buffer();
   }
@@ -382,6 +393,7 @@ class RecvFlow final : public Flow {
   int source() const { return source_; }
 
  private:
+  Member& t;
   int peer_;
   Tag tag_;
   int source_ = -1;
@@ -397,8 +409,11 @@ class RecvFlow final : public Flow {
 // sends to rank p.
 class BarrierFlow final : public Flow {
  public:
-  BarrierFlow(OfiTransport& transport, uint32_t magic, uint64_t seq)
-      : Flow(transport), magic_(magic), tag_(make_tag(Tag{0, seq, false}, Kind::Control)) {}
+  BarrierFlow(Member& member, uint32_t magic, uint64_t seq)
+      : Flow(member.endpoint(), member.shared_from_this()),
+        t(member),
+        magic_(magic),
+        tag_(member.key(Tag{0, seq, false}, Kind::Control)) {}
 
   void start() {
     const size_t n = size_t(t.size());
@@ -448,6 +463,7 @@ class BarrierFlow final : public Flow {
   }
 
  private:
+  Member& t;
   uint32_t magic_;
   uint64_t tag_;
   std::unique_ptr<uint8_t[]> mem_;
@@ -464,25 +480,26 @@ class BarrierFlow final : public Flow {
 // Slot i receives into bounce i and is posted again once its message is handled.
 class PoolFlow final : public Flow {
  public:
-  explicit PoolFlow(OfiTransport& transport) : Flow(transport) {}
+  PoolFlow(SharedEndpoint& endpoint, std::deque<Post>& wildcards)
+      : Flow(endpoint, nullptr), wildcards_(&wildcards) {}
 
   void start(size_t n) {
     for (size_t i = 0; i < n; ++i) {
-      bounces_.push_back(t.get_bounce());
+      bounces_.push_back(e.get_bounce());
       post(i);
     }
   }
   void on_complete(Ctx& ctx, size_t len) override {
     try {
-      t.arrive(bounces_[ctx.slot]->data.get(), len);
-    } catch (const std::exception& e) {  // out of memory, most likely: the pool itself goes on
-      t.fail_everything("libfabric " + t.fabric().provider + ": " + e.what());
+      e.arrive(bounces_[ctx.slot]->data.get(), len);
+    } catch (const std::exception& x) {  // out of memory, most likely: the pool itself goes on
+      e.fail_everything("libfabric " + e.fabric().provider + ": " + x.what());
     }
     post(ctx.slot);
   }
   void on_error(Ctx& ctx, int err, const std::string& what) override {
     if (err == FI_ECANCELED) return;
-    t.fail_everything("libfabric " + t.fabric().provider + ": receive failed: " + what +
+    e.fail_everything("libfabric " + e.fabric().provider + ": receive failed: " + what +
                       (err == FI_ETRUNC ? " (a message larger than a header; another sparcl version?)" : ""));
     post(ctx.slot);
   }
@@ -490,8 +507,12 @@ class PoolFlow final : public Flow {
  private:
   void post(size_t i) {
     Bounce& b = *bounces_[i];
-    t.submit(*this, slot(i), false, b.data.get(), kBounceBytes, b.mr.desc(), kAnyPeer, kHeaderWireTag);
+    Ctx& ctx = slot(i);
+    e.track(*this, ctx);
+    wildcards_->push_back(Post{shared_from_this(), &ctx, false, b.data.get(), kBounceBytes, b.mr.desc(), kAnyPeer,
+                               FI_ADDR_UNSPEC, kHeaderWireTag, false});
   }
+  std::deque<Post>* wildcards_;  // the endpoint's queue of wildcard receives
   std::vector<std::unique_ptr<Bounce>> bounces_;
 };
 
@@ -502,7 +523,7 @@ class OfiSend final : public Request {
   explicit OfiSend(std::shared_ptr<SendFlow> f) : f_(std::move(f)) {}
   ~OfiSend() override {
     try {
-      auto lock = f_->t.guard();
+      auto lock = f_->owner->guard();
       f_->drop();
       f_.reset();  // under the lock: freeing a flow closes memory registrations
     } catch (...) {
@@ -510,7 +531,7 @@ class OfiSend final : public Request {
     }
   }
   bool test() override {
-    auto lock = f_->t.guard();
+    auto lock = f_->owner->guard();
     f_->check();
     return f_->done;
   }
@@ -524,7 +545,7 @@ class OfiRecv final : public RecvRequest {
   explicit OfiRecv(std::shared_ptr<RecvFlow> f) : f_(std::move(f)) {}
   ~OfiRecv() override {
     try {
-      auto lock = f_->t.guard();
+      auto lock = f_->owner->guard();
       f_->withdraw();
       f_.reset();  // under the lock: freeing a flow closes memory registrations
     } catch (...) {
@@ -532,16 +553,16 @@ class OfiRecv final : public RecvRequest {
     }
   }
   bool test() override {
-    auto lock = f_->t.guard();
+    auto lock = f_->owner->guard();
     f_->check();
     return f_->done;
   }
   Buffer take() override {
-    auto lock = f_->t.guard();
+    auto lock = f_->owner->guard();
     return f_->take();
   }
   int source() const override {
-    auto lock = f_->t.guard();
+    auto lock = f_->owner->guard();
     return f_->source();
   }
 
@@ -580,43 +601,131 @@ Fabric::~Fabric() {
 }
 
 // ---------------------------------------------------------------------------
-// Transport
+// Shared endpoint
 
-OfiTransport::OfiTransport(std::unique_ptr<Fabric> fabric, int rank, int size, std::vector<fi_addr_t> addrs)
-    : fab_(std::move(fabric)),
-      rank_(rank),
-      size_(size),
-      addrs_(std::move(addrs)),
-      queues_(size_t(size) + 1),
-      next_out_(size_t(size), 0),
-      next_in_(size_t(size), 0),
-      stalled_(size_t(size), false),
-      lost_(size_t(size)),
-      early_(size_t(size)) {}
+namespace {
 
-OfiTransport::~OfiTransport() {
+// The endpoints this process has open, by provider: communicators created
+// while one is open use it. The pid tells a forked child that an endpoint is
+// its parent's (whose connections and threads it does not have).
+struct RegistryEntry {
+  pid_t pid = 0;
+  std::weak_ptr<SharedEndpoint> endpoint;
+};
+std::mutex registry_mutex;
+std::map<std::string, RegistryEntry> registry;
+
+}  // namespace
+
+std::shared_ptr<SharedEndpoint> SharedEndpoint::acquire(const Config& config) {
+  std::lock_guard<std::mutex> registry_lock(registry_mutex);
+  RegistryEntry& entry = registry[config.ofi_provider];
+  if (entry.pid == getpid())
+    if (std::shared_ptr<SharedEndpoint> open = entry.endpoint.lock()) return open;
+  auto endpoint = std::make_shared<SharedEndpoint>(open_fabric(config.ofi_provider));
+  endpoint->start();
+  entry.pid = getpid();
+  entry.endpoint = endpoint;
+  return endpoint;
+}
+
+SharedEndpoint::SharedEndpoint(std::unique_ptr<Fabric> fabric) : fab_(std::move(fabric)) {}
+
+void SharedEndpoint::start() {
+  {
+    auto lock = guard();
+    pool_ = std::make_shared<PoolFlow>(*this, wildcard_queue_);
+    pool_->start(fab_->wildcards);
+    flush();
+  }
+  if (fab_->idle_progress.count() > 0) keeper_ = std::thread([this] { keep_progressing(); });
+}
+
+SharedEndpoint::~SharedEndpoint() {
   try {
     stop_keeper();
     // The endpoint goes first: afterwards the provider touches none of our
     // buffers, and flows (with their registrations) can be freed.
     fab_->close_endpoint();
-    queues_.clear();
+    wildcard_queue_.clear();
     live_.clear();
     pool_.reset();
-    posted_.clear();
-    unexpected_.clear();
-    early_.clear();
+    claims_.clear();
     bounces_.clear();
     fab_.reset();
   } catch (...) {
   }
 }
 
-std::string OfiTransport::describe(int err) const {
+std::string SharedEndpoint::describe(int err) const {
   return "libfabric " + fab_->provider + ": " + error_text(err);
 }
 
-std::unique_ptr<Bounce> OfiTransport::get_bounce() {
+bool SharedEndpoint::claim(uint32_t id) {
+  auto lock = guard();
+  return claims_.emplace(id & kCommMask, Claim{}).second;
+}
+
+void SharedEndpoint::unclaim(uint32_t id) {
+  auto lock = guard();
+  auto it = claims_.find(id & kCommMask);
+  if (it != claims_.end() && !it->second.member) claims_.erase(it);
+}
+
+void SharedEndpoint::attach(Member& member) {
+  Claim& claim = claims_.at(member.id());
+  claim.member = &member;
+  members_.push_back(&member);
+  for (int r = 0; r < member.size(); ++r) {
+    auto it = lost_.find(member.address_of(r));
+    if (it != lost_.end()) member.mark_lost(r, it->second);
+  }
+  if (!claim.failure.empty()) member.fail_all(claim.failure);
+  // Peers that were faster may have sent already (their wire-up message).
+  std::vector<std::vector<uint8_t>> early = std::move(claim.early);
+  for (const std::vector<uint8_t>& m : early) member.arrive(m.data(), m.size());
+}
+
+void SharedEndpoint::detach(Member& member) {
+  members_.erase(std::remove(members_.begin(), members_.end(), &member), members_.end());
+  auto it = claims_.find(member.id());
+  if (it != claims_.end() && it->second.member == &member) claims_.erase(it);
+  member.detach();
+  for (fi_addr_t addr : member.addresses()) release_address(addr);
+}
+
+fi_addr_t SharedEndpoint::map_address(const std::vector<uint8_t>& address) {
+  auto it = peers_.find(address);
+  if (it != peers_.end()) {
+    ++it->second.users;
+    return it->second.addr;
+  }
+  fi_addr_t addr = FI_ADDR_NOTAVAIL;
+  const int n = fi_av_insert(fab_->av, address.data(), 1, &addr, 0, nullptr);
+  if (n != 1)
+    fail(SPARCL_ERR_TRANSPORT, "libfabric " + fab_->provider + ": fi_av_insert failed" +
+                                   (n < 0 ? ": " + error_text(n) : std::string()));
+  peers_.emplace(address, Peer{addr, 1});
+  return addr;
+}
+
+void SharedEndpoint::release_address(fi_addr_t addr) {
+  for (auto it = peers_.begin(); it != peers_.end(); ++it) {
+    if (it->second.addr != addr) continue;
+    if (--it->second.users == 0) {
+      // No communicator reaches that process any more: what was learnt about
+      // it goes (a process that comes back at that address is another). The
+      // AV entry stays: operations to it may still be outstanding, and a
+      // later insert of the same address gets it back.
+      lost_.erase(addr);
+      stalled_.erase(addr);
+      peers_.erase(it);
+    }
+    return;
+  }
+}
+
+std::unique_ptr<Bounce> SharedEndpoint::get_bounce() {
   if (!bounces_.empty()) {
     std::unique_ptr<Bounce> b = std::move(bounces_.back());
     bounces_.pop_back();
@@ -629,11 +738,11 @@ std::unique_ptr<Bounce> OfiTransport::get_bounce() {
   return b;
 }
 
-void OfiTransport::put_bounce(std::unique_ptr<Bounce> b) {
+void SharedEndpoint::put_bounce(std::unique_ptr<Bounce> b) {
   if (b && bounces_.size() < kBouncePool) bounces_.push_back(std::move(b));
 }
 
-void OfiTransport::register_memory(Mr& mr, void* data, size_t bytes, uint64_t access) {
+void SharedEndpoint::register_memory(Mr& mr, void* data, size_t bytes, uint64_t access) {
   mr.reset();
   if (!fab_->local_mr || bytes == 0) return;
   const uint64_t key = fab_->prov_key ? 0 : next_key_++;
@@ -646,33 +755,30 @@ void OfiTransport::register_memory(Mr& mr, void* data, size_t bytes, uint64_t ac
   mr.desc_ = fi_mr_desc(mr.mr_);
 }
 
-void OfiTransport::submit(Flow& flow, Ctx& ctx, bool send, void* buf, size_t len, void* desc, int peer,
-                          uint64_t tag, bool stamped) {
+void SharedEndpoint::track(Flow& flow, Ctx& ctx) {
   ctx.flow = &flow;
   ctx.state = Ctx::Queued;
   ctx.cancel_requested = false;
-  std::shared_ptr<Flow> keep = flow.shared_from_this();
-  if (flow.pending++ == 0) live_.emplace(&flow, keep);
-  queues_[peer == kAnyPeer ? size_t(size_) : size_t(peer)].push_back(
-      Post{std::move(keep), &ctx, send, buf, len, desc, peer, tag, stamped});
+  if (flow.pending++ == 0) live_.emplace(&flow, flow.shared_from_this());
 }
 
-void OfiTransport::release(Flow& flow) {
+void SharedEndpoint::release(Flow& flow) {
   if (--flow.pending == 0) live_.erase(&flow);  // may free the flow
 }
 
-void OfiTransport::cancel(Ctx& ctx) {
+void SharedEndpoint::cancel(Ctx& ctx) {
   if (ctx.state == Ctx::Queued) {
     ctx.state = Ctx::Idle;  // flush() skips it
     release(*ctx.flow);
   } else if (ctx.state == Ctx::Posted && !ctx.cancel_requested) {
     ctx.cancel_requested = true;
-    // Completes with FI_ECANCELED, or normally if it matched already.
+    // Completes with FI_ECANCELED, or normally if it matched already. Names
+    // this one operation: other communicators' posts stay.
     fi_cancel(&fab_->ep->fid, &ctx.fi);
   }
 }
 
-void OfiTransport::flush() {
+void SharedEndpoint::flush() {
   if (flushing_ || !fab_->ep) return;
   flushing_ = true;
   struct Reset {
@@ -680,63 +786,66 @@ void OfiTransport::flush() {
     ~Reset() { b = false; }
   } reset{flushing_};
   int stalls = 0;
-  // One queue per peer (and one for the wildcard receives): a peer whose
-  // posts the provider refuses (a dead one, while rxm keeps reconnecting)
-  // holds up its own queue only.
-  for (std::deque<Post>& queue : queues_) {
-    int queue_stalls = 0;
-    while (!queue.empty()) {
-      Post p = queue.front();
-      if (p.ctx->state != Ctx::Queued) {  // withdrawn while queued
-        queue.pop_front();
-        continue;
-      }
-      if (p.peer != kAnyPeer && lost(p.peer)) {  // nothing more goes to a lost peer
-        queue.pop_front();
-        p.ctx->state = Ctx::Idle;
-        release(*p.flow);
-        continue;
-      }
-      const fi_addr_t addr = p.peer == kAnyPeer ? FI_ADDR_UNSPEC : addrs_[size_t(p.peer)];
-      // The order stamp is taken when the message is handed to the provider, so
-      // that a message withdrawn while queued leaves no gap in the sequence.
-      if (p.stamped) {
-        const uint64_t order = next_out_[size_t(p.peer)];
-        std::memcpy(static_cast<uint8_t*>(p.buf) + kOrderOffset, &order, sizeof order);
-      }
-      const ssize_t rc = p.send ? fi_tsend(fab_->ep, p.buf, p.len, p.desc, addr, p.tag, &p.ctx->fi)
-                                : fi_trecv(fab_->ep, p.buf, p.len, p.desc, addr, p.tag, 0, &p.ctx->fi);
-      if (rc == 0) {
-        if (p.stamped) ++next_out_[size_t(p.peer)];
-        p.ctx->state = Ctx::Posted;
-        queue.pop_front();
-        queue_stalls = 0;
-        continue;
-      }
-      if (rc == -FI_EAGAIN) {
-        // Out of resources: completions free them; retried once after a read
-        // of the completion queue, then on the next call.
-        if (++queue_stalls > 1 || ++stalls > kMaxStalls) break;
-        poll();
-        continue;
-      }
+  post_queue(wildcard_queue_, nullptr, stalls);
+  // One queue per communicator and peer: a peer whose posts the provider
+  // refuses (a dead one, while rxm keeps reconnecting) holds up its own
+  // queues only.
+  for (Member* m : members_)
+    for (std::deque<Post>& queue : m->queues()) post_queue(queue, m, stalls);
+}
+
+void SharedEndpoint::post_queue(std::deque<Post>& queue, Member* owner, int& stalls) {
+  int queue_stalls = 0;
+  while (!queue.empty()) {
+    Post p = queue.front();
+    if (p.ctx->state != Ctx::Queued) {  // withdrawn while queued
+      queue.pop_front();
+      continue;
+    }
+    if (owner && owner->lost(p.peer)) {  // nothing more goes to a lost peer
       queue.pop_front();
       p.ctx->state = Ctx::Idle;
-      Flow& f = *p.flow;
-      const std::string what =
-          describe(int(rc)) + (p.send ? " (fi_tsend" : " (fi_trecv") + " of " + std::to_string(p.len) + " bytes)";
-      if (&f == pool_.get()) {
-        fail_everything(what);  // no more wildcard receive in this slot: nothing is safe now
-      } else {
-        if (!f.orphan) f.fail(SPARCL_ERR_TRANSPORT, what);
-        f.cancel_all();
-      }
-      release(f);
+      release(*p.flow);
+      continue;
     }
+    // The order stamp is taken when the message is handed to the provider, so
+    // that a message withdrawn while queued leaves no gap in the sequence.
+    if (p.stamped) {
+      const uint64_t order = owner->next_order(p.peer);
+      std::memcpy(static_cast<uint8_t*>(p.buf) + kOrderOffset, &order, sizeof order);
+    }
+    const ssize_t rc = p.send ? fi_tsend(fab_->ep, p.buf, p.len, p.desc, p.addr, p.tag, &p.ctx->fi)
+                              : fi_trecv(fab_->ep, p.buf, p.len, p.desc, p.addr, p.tag, 0, &p.ctx->fi);
+    if (rc == 0) {
+      if (p.stamped) owner->count_order(p.peer);
+      p.ctx->state = Ctx::Posted;
+      queue.pop_front();
+      queue_stalls = 0;
+      continue;
+    }
+    if (rc == -FI_EAGAIN) {
+      // Out of resources: completions free them; retried once after a read
+      // of the completion queue, then on the next call.
+      if (++queue_stalls > 1 || ++stalls > kMaxStalls) break;
+      poll();
+      continue;
+    }
+    queue.pop_front();
+    p.ctx->state = Ctx::Idle;
+    Flow& f = *p.flow;
+    const std::string what =
+        describe(int(rc)) + (p.send ? " (fi_tsend" : " (fi_trecv") + " of " + std::to_string(p.len) + " bytes)";
+    if (&f == pool_.get()) {
+      fail_everything(what);  // no more wildcard receive in this slot: nothing is safe now
+    } else {
+      if (!f.orphan) f.fail(SPARCL_ERR_TRANSPORT, what);
+      f.cancel_all();
+    }
+    release(f);
   }
 }
 
-bool OfiTransport::poll() {
+bool SharedEndpoint::poll() {
   if (!fab_->cq) return false;
   fi_cq_tagged_entry entries[32];
   const ssize_t n = fi_cq_read(fab_->cq, entries, 32);
@@ -762,7 +871,7 @@ bool OfiTransport::poll() {
   return false;
 }
 
-void OfiTransport::complete(Ctx& ctx, bool ok, size_t len, int err, const std::string& what) {
+void SharedEndpoint::complete(Ctx& ctx, bool ok, size_t len, int err, const std::string& what) {
   if (ctx.state != Ctx::Posted) return;
   Flow& f = *ctx.flow;
   std::shared_ptr<Flow> keep = f.shared_from_this();
@@ -787,24 +896,154 @@ void OfiTransport::complete(Ctx& ctx, bool ok, size_t len, int err, const std::s
   if (f.pending == 0) live_.erase(&f);
 }
 
-void OfiTransport::fail_everything(const std::string& message) {
+void SharedEndpoint::fail_everything(const std::string& message) {
   if (broken_.empty()) broken_ = message;
   for (auto& entry : live_) entry.second->fail(SPARCL_ERR_TRANSPORT, message);
+  for (Member* m : members_) m->fail_all(message);
+}
+
+void SharedEndpoint::peer_lost(fi_addr_t addr, const std::string& why) {
+  // A process that no communicator reaches any more (an operation of a freed
+  // one failed late) is not remembered: a process at that address later is
+  // another.
+  const bool mapped = std::any_of(peers_.begin(), peers_.end(), [&](const auto& p) { return p.second.addr == addr; });
+  if (!mapped || !lost_.emplace(addr, why).second) return;
+  // Collected first: failing flows may not change members_, but stay safe.
+  const std::vector<Member*> members = members_;
+  for (Member* m : members)
+    for (int r = 0; r < m->size(); ++r)
+      if (r != m->rank() && m->address_of(r) == addr) m->mark_lost(r, why);
+}
+
+void SharedEndpoint::arrive(const uint8_t* data, size_t len) {
+  const Prefix p = len >= kPrefixBytes ? read_prefix(data) : Prefix{0, 0, 0, 0, 0, 0, 0};
+  const bool known = p.magic == kHeaderMagic ? kind_of(p.key) == Kind::Header
+                                             : (p.magic == kCloseMagic || p.magic == kWireUpMagic) &&
+                                                   kind_of(p.key) == Kind::Control;
+  if (!known)
+    return fail_everything("libfabric " + fab_->provider +
+                           ": malformed message received (another sparcl version, or not sparcl?)");
+  auto it = claims_.find(comm_of(p.key));
+  // No communicator of this process holds the id: a late message of one that
+  // was freed or aborted here (every rank claims a new communicator's id
+  // before any rank sends with it).
+  if (it == claims_.end()) return;
+  Claim& claim = it->second;
+  try {
+    if (claim.member)
+      claim.member->arrive(data, len);
+    else if (claim.failure.empty())
+      claim.early.emplace_back(data, data + len);
+  } catch (const std::exception& x) {
+    // Out of memory, most likely: that communicator lost a message and
+    // fails; the others go on.
+    const std::string what = "libfabric " + fab_->provider + ": " + x.what() + " receiving a message";
+    if (claim.member)
+      claim.member->fail_all(what);
+    else
+      claim.failure = what;
+  }
+}
+
+void SharedEndpoint::progress_locked() {
+  flush();
+  for (int i = 0; i < 64 && poll(); ++i) {
+  }
+  flush();
+}
+
+void SharedEndpoint::note_progress() {
+  if (keeper_.joinable()) last_progress_ = Clock::now();  // only the idle progress thread reads it
+}
+
+void SharedEndpoint::keep_progressing() {
+  auto lock = guard();
+  while (!stop_) {
+    wake_.wait_for(lock, fab_->idle_progress);
+    if (!stop_ && Clock::now() - last_progress_ >= fab_->idle_progress) progress_locked();
+  }
+}
+
+void SharedEndpoint::stop_keeper() {
+  if (!keeper_.joinable()) return;
+  {
+    auto lock = guard();
+    stop_ = true;
+  }
+  wake_.notify_all();
+  keeper_.join();
+}
+
+// ---------------------------------------------------------------------------
+// A communicator's share
+
+Member::Member(SharedEndpoint& endpoint, uint32_t id, int rank, int size, std::vector<fi_addr_t> addrs,
+               std::chrono::milliseconds drop_linger)
+    : e_(endpoint),
+      id_(id & kCommMask),
+      rank_(rank),
+      size_(size),
+      addrs_(std::move(addrs)),
+      drop_linger_(drop_linger),
+      queues_(size_t(size)),
+      next_out_(size_t(size), 0),
+      next_in_(size_t(size), 0),
+      lost_(size_t(size)),
+      early_(size_t(size)) {}
+
+void Member::submit(Flow& flow, Ctx& ctx, bool send, void* buf, size_t len, void* desc, int peer, uint64_t tag,
+                    bool stamped) {
+  // A flow that outlives its communicator (a large send answered after the
+  // free) sends nothing more.
+  if (detached_) fail(SPARCL_ERR_TRANSPORT, "libfabric " + fabric().provider + ": the communicator was freed");
+  e_.track(flow, ctx);
+  queues_[size_t(peer)].push_back(
+      Post{flow.shared_from_this(), &ctx, send, buf, len, desc, peer, addrs_[size_t(peer)], tag, stamped});
+}
+
+void Member::detach() {
+  detached_ = true;
+  // Collected first: cancelling changes the endpoint's live flows.
+  std::vector<std::shared_ptr<Flow>> mine;
+  for (const auto& entry : e_.live())
+    if (entry.second->owner.get() == this) mine.push_back(entry.second);
+  for (auto& f : mine) {
+    f->orphan = true;
+    f->cancel_all();
+  }
+  // What still refers to flows goes, so that flows and member do not keep
+  // each other alive.
+  queues_.assign(queues_.size(), std::deque<Post>());
+  posted_.clear();
+  unexpected_.clear();
+  early_.assign(early_.size(), std::map<uint64_t, Message>());
+}
+
+void Member::fail_all(const std::string& message) {
+  if (broken_.empty()) broken_ = message;
+  for (const auto& entry : e_.live())
+    if (entry.second->owner.get() == this) entry.second->fail(SPARCL_ERR_TRANSPORT, message);
   for (auto& entry : posted_)
     for (SoftRecv& r : entry.second) r.flow->fail(SPARCL_ERR_TRANSPORT, message);
 }
 
-void OfiTransport::peer_lost(int peer, const std::string& why) {
+void Member::check_usable() const {
+  if (!e_.broken().empty()) fail(SPARCL_ERR_TRANSPORT, e_.broken());
+  if (!broken_.empty()) fail(SPARCL_ERR_TRANSPORT, broken_);
+}
+
+void Member::mark_lost(int peer, const std::string& why) {
   if (peer < 0 || peer >= size_ || lost(peer)) return;
   lost_[size_t(peer)] = why + "; rank " + std::to_string(peer) + " is taken for gone";
   // Nothing more goes to it (a send to a lost peer makes rxm reconnect, over
   // and over), and nothing more comes from it: its flows fail. Collected
-  // first: failing them changes live_ and the queues.
+  // first: failing them changes the live flows and the queues.
   std::vector<std::shared_ptr<Flow>> victims;
   for (const Post& p : queues_[size_t(peer)])
     if (p.ctx->state == Ctx::Queued && p.flow->peer() == peer) victims.push_back(p.flow);
-  for (auto& entry : live_)
-    if (entry.second->peer() == peer && !entry.second->done) victims.push_back(entry.second);
+  for (const auto& entry : e_.live())
+    if (entry.second->owner.get() == this && entry.second->peer() == peer && !entry.second->done)
+      victims.push_back(entry.second);
   for (auto& entry : posted_)
     for (SoftRecv& r : entry.second)
       if (r.peer == peer) victims.push_back(r.flow);
@@ -814,7 +1053,7 @@ void OfiTransport::peer_lost(int peer, const std::string& why) {
   }
 }
 
-void OfiTransport::soft_post(Flow& flow, int peer, uint64_t tag) {
+void Member::soft_post(Flow& flow, int peer, uint64_t tag) {
   auto it = unexpected_.find(tag);
   if (it != unexpected_.end()) {
     std::deque<Message>& waiting = it->second;
@@ -830,7 +1069,7 @@ void OfiTransport::soft_post(Flow& flow, int peer, uint64_t tag) {
   posted_[tag].push_back(SoftRecv{flow.shared_from_this(), peer});
 }
 
-void OfiTransport::soft_cancel(Flow& flow, uint64_t tag) {
+void Member::soft_cancel(Flow& flow, uint64_t tag) {
   auto it = posted_.find(tag);
   if (it == posted_.end()) return;
   std::deque<SoftRecv>& list = it->second;
@@ -843,22 +1082,19 @@ void OfiTransport::soft_cancel(Flow& flow, uint64_t tag) {
   }
 }
 
-void OfiTransport::arrive(const uint8_t* data, size_t len) {
-  const Prefix p = len >= kPrefixBytes ? read_prefix(data) : Prefix{0, 0, 0, 0, 0, 0, 0};
-  const bool known = p.magic == kHeaderMagic ? kind_of(p.key) == Kind::Header
-                                             : (p.magic == kCloseMagic || p.magic == kWireUpMagic) &&
-                                                   kind_of(p.key) == Kind::Control;
+void Member::arrive(const uint8_t* data, size_t len) {
+  const Prefix p = read_prefix(data);  // the endpoint checked the length, magic and kind
   const uint64_t tag = p.key;
-  if (!known || p.source >= uint32_t(size_))
-    return fail_everything("libfabric " + fab_->provider +
-                           ": malformed message received (another sparcl version, or not sparcl?)");
+  if (p.source >= uint32_t(size_))
+    return fail_all("libfabric " + fabric().provider + ": message from rank " + std::to_string(p.source) +
+                    ", which is not a peer in this communicator of " + std::to_string(size_) + " ranks");
   const size_t src = p.source;
   // Completions need not come in the order of arrival (FI_ORDER_SAS orders the
   // matching, not the completions): the order stamp restores it per sender.
   if (p.order != next_in_[src]) {
     if (p.order < next_in_[src] || early_[src].count(p.order))
-      return fail_everything("libfabric " + fab_->provider + ": message from rank " + std::to_string(src) +
-                             " out of sequence");
+      return fail_all("libfabric " + fabric().provider + ": message from rank " + std::to_string(src) +
+                      " out of sequence");
     early_[src].emplace(p.order, Message{int(src), tag, std::vector<uint8_t>(data, data + len)});
     return;
   }
@@ -873,7 +1109,7 @@ void OfiTransport::arrive(const uint8_t* data, size_t len) {
   }
 }
 
-void OfiTransport::deliver(int source, uint64_t tag, const uint8_t* data, size_t len) {
+void Member::deliver(int source, uint64_t tag, const uint8_t* data, size_t len) {
   auto it = posted_.find(tag);
   if (it != posted_.end()) {
     std::deque<SoftRecv>& list = it->second;
@@ -900,110 +1136,99 @@ void OfiTransport::deliver(int source, uint64_t tag, const uint8_t* data, size_t
   unexpected_[tag].push_back(Message{source, tag, std::vector<uint8_t>(data, data + len)});
 }
 
-std::unique_ptr<Request> OfiTransport::isend(int peer, const Tag& tag, SharedBuffer data) {
+std::unique_ptr<Request> Member::isend(int peer, const Tag& tag, SharedBuffer data) {
   auto lock = guard();
   if (peer < 0 || peer >= size_) fail(SPARCL_ERR_INTERNAL, "send to rank " + std::to_string(peer) + " out of range");
-  if (!broken_.empty()) fail(SPARCL_ERR_TRANSPORT, broken_);
+  check_usable();
   if (lost(peer)) fail(SPARCL_ERR_PEER_FAILED, loss_of(peer));
   if (!data) data = std::make_shared<Buffer>();
   auto f = std::make_shared<SendFlow>(*this, peer, tag, std::move(data));
   f->start();
-  flush();
+  e_.flush();
   return std::make_unique<OfiSend>(std::move(f));
 }
 
-std::unique_ptr<RecvRequest> OfiTransport::irecv(int peer, const Tag& tag) {
+std::unique_ptr<RecvRequest> Member::irecv(int peer, const Tag& tag) {
   auto lock = guard();
   if (peer != kAnyPeer && (peer < 0 || peer >= size_))
     fail(SPARCL_ERR_INTERNAL, "receive from rank " + std::to_string(peer) + " out of range");
-  if (!broken_.empty()) fail(SPARCL_ERR_TRANSPORT, broken_);
+  check_usable();
   auto f = std::make_shared<RecvFlow>(*this, peer, tag);
   f->start();
-  flush();
+  e_.flush();
   return std::make_unique<OfiRecv>(std::move(f));
 }
 
-void OfiTransport::progress() {
+void Member::progress() {
   auto lock = guard();
-  if (keeper_.joinable()) last_progress_ = Clock::now();  // only the idle progress thread reads it
-  progress_locked();
+  e_.note_progress();
+  e_.progress_locked();
 }
 
-void OfiTransport::progress_locked() {
-  flush();
-  for (int i = 0; i < 64 && poll(); ++i) {
-  }
-  flush();
-}
-
-std::string OfiTransport::barrier(bool wire_up) {
+std::string Member::barrier(std::unique_lock<std::mutex>& lock, bool wire_up) {
   auto flow = std::make_shared<BarrierFlow>(*this, wire_up ? kWireUpMagic : kCloseMagic,
                                             wire_up ? kWireUpSeq : kCloseSeq);
   flow->start();
   const auto deadline = Clock::now() + (wire_up ? Clock::duration(kWireUpTimeout) : Clock::duration(kCloseTimeout));
   for (;;) {
-    progress_locked();
+    e_.progress_locked();
     if (flow->finished() || Clock::now() > deadline) break;
+    // Other communicators of the endpoint (other threads) go on meanwhile.
+    lock.unlock();
     sched_yield();
+    lock.lock();
   }
   std::string problem;
   if (flow->status != SPARCL_SUCCESS)
     problem = flow->message;
   else if (!flow->finished())
-    problem = "libfabric " + fab_->provider + ": no answer from rank(s) " + flow->missing() + " within " +
+    problem = "libfabric " + fabric().provider + ": no answer from rank(s) " + flow->missing() + " within " +
               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
                                  wire_up ? Clock::duration(kWireUpTimeout) : Clock::duration(kCloseTimeout))
                                  .count()) +
               " s" + (wire_up ? " while connecting" : " while closing");
   flow->stop();
-  progress_locked();
+  e_.progress_locked();
   return problem;
 }
 
-void OfiTransport::wire_up() {
-  {
-    auto lock = guard();
-    pool_ = std::make_shared<PoolFlow>(*this);
-    pool_->start(fab_->wildcards);
-    flush();
-  }
-  if (size_ > 1) {
-    auto lock = guard();
-    const std::string problem = barrier(true);
-    if (!problem.empty()) fail(SPARCL_ERR_TRANSPORT, problem);
-  }
-  if (fab_->idle_progress.count() > 0) keeper_ = std::thread([this] { keep_progressing(); });
-}
-
-void OfiTransport::keep_progressing() {
+void Member::wire_up() {
+  if (size_ < 2) return;
   auto lock = guard();
-  while (!stop_) {
-    wake_.wait_for(lock, fab_->idle_progress);
-    if (!stop_ && Clock::now() - last_progress_ >= fab_->idle_progress) progress_locked();
-  }
+  const std::string problem = barrier(lock, true);
+  if (!problem.empty()) fail(SPARCL_ERR_TRANSPORT, problem);
+  check_usable();
 }
 
-void OfiTransport::stop_keeper() {
-  if (!keeper_.joinable()) return;
-  {
-    auto lock = guard();
-    stop_ = true;
-  }
-  wake_.notify_all();
-  keeper_.join();
-}
-
-void OfiTransport::close() {
+void Member::close() {
   auto lock = guard();
   if (closed_) return;
   closed_ = true;
-  if (size_ < 2 || !fab_->ep) return;
+  if (size_ < 2 || !fabric().ep) return;
   try {
     // Every rank tells every other that it is done and waits to hear the
-    // same, so that no rank closes connections a peer still reads from.
-    barrier(false);
+    // same, so that no rank frees what a peer still sends to.
+    barrier(lock, false);
   } catch (...) {
     // close() must not throw; the destructor releases everything anyway
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Transport
+
+OfiTransport::OfiTransport(std::shared_ptr<SharedEndpoint> endpoint, std::shared_ptr<Member> member)
+    : endpoint_(std::move(endpoint)), member_(std::move(member)) {}
+
+OfiTransport::~OfiTransport() {
+  try {
+    {
+      auto lock = endpoint_->guard();
+      endpoint_->detach(*member_);
+      member_.reset();  // under the lock: its last flows may go with it
+    }
+    endpoint_.reset();  // the last communicator closes the endpoint
+  } catch (...) {
   }
 }
 
@@ -1014,10 +1239,10 @@ void OfiTransport::close() {
 
 namespace {
 
-// ofi_rxm allocates its bounce buffers per endpoint, that is per
-// communicator: pools of 1024 buffers of FI_OFI_RXM_BUFFER_SIZE (16 KiB by
-// default) at fi_enable and one more per connection, plus pools sized by
-// FI_OFI_RXM_MSG_TX_SIZE and _RX_SIZE (128): about 85 MiB per communicator.
+// ofi_rxm allocates its bounce buffers per endpoint (one per process, see
+// SharedEndpoint): pools of 1024 buffers of FI_OFI_RXM_BUFFER_SIZE (16 KiB
+// by default) at fi_enable and one more per connection, plus pools sized by
+// FI_OFI_RXM_MSG_TX_SIZE and _RX_SIZE (128): about 85 MiB per endpoint.
 // sparcl keeps few messages in flight per peer, so queues of 32 suffice
 // (35 MiB). The buffer size stays: it is also rxm's eager limit, and 4 KiB
 // buffers (11 MiB) make an 8 KiB message 2.3 times slower
@@ -1030,25 +1255,16 @@ void limit_rxm_pools(const std::string& provider) {
   setenv("FI_OFI_RXM_MSG_RX_SIZE", "32", 0);
 }
 
-class OfiEndpoint final : public Endpoint {
- public:
-  explicit OfiEndpoint(const Config& config);
-  std::vector<uint8_t> address() const override { return address_; }
-  std::unique_ptr<Transport> connect(int rank, int size, const std::vector<std::vector<uint8_t>>& addresses) override;
+}  // namespace
 
- private:
-  void check(int rc, const char* call) const {
+std::unique_ptr<ofi::Fabric> ofi::open_fabric(const std::string& provider) {
+  auto fab = std::make_unique<ofi::Fabric>();
+  fab->provider = provider;
+  auto check = [&](int rc, const char* call) {
     if (rc != 0)
       fail(rc == -FI_ENOMEM ? SPARCL_ERR_NO_MEMORY : SPARCL_ERR_TRANSPORT,
-           "libfabric " + fab_->provider + ": " + call + " failed: " + ofi::error_text(rc));
-  }
-  std::unique_ptr<ofi::Fabric> fab_;
-  std::vector<uint8_t> address_;
-};
-
-OfiEndpoint::OfiEndpoint(const Config& config) : fab_(std::make_unique<ofi::Fabric>()) {
-  const std::string& provider = config.ofi_provider;
-  fab_->provider = provider;
+           "libfabric " + provider + ": " + call + " failed: " + ofi::error_text(rc));
+  };
 
   struct Hints {
     fi_info* p = fi_allocinfo();
@@ -1062,7 +1278,7 @@ OfiEndpoint::OfiEndpoint(const Config& config) : fab_(std::make_unique<ofi::Fabr
   hints.p->mode = FI_CONTEXT | FI_CONTEXT2;
   hints.p->tx_attr->msg_order = FI_ORDER_SAS;
   hints.p->rx_attr->msg_order = FI_ORDER_SAS;
-  hints.p->domain_attr->threading = FI_THREAD_DOMAIN;  // the caller serializes all calls
+  hints.p->domain_attr->threading = FI_THREAD_DOMAIN;  // the endpoint's mutex serializes all calls
   // We read the completion queue often enough; providers that can do without
   // a progress thread (sockets) then do, which matters when ranks share cores.
   hints.p->domain_attr->control_progress = FI_PROGRESS_MANUAL;
@@ -1072,9 +1288,9 @@ OfiEndpoint::OfiEndpoint(const Config& config) : fab_(std::make_unique<ofi::Fabr
   if (!hints.p->fabric_attr->prov_name) fail(SPARCL_ERR_NO_MEMORY, "out of memory");
 
   limit_rxm_pools(provider);
-  const int rc = fi_getinfo(FI_VERSION(FI_MAJOR_VERSION, FI_MINOR_VERSION), nullptr, nullptr, 0, hints.p, &fab_->info);
-  if (rc != 0 || !fab_->info) {
-    fab_->info = nullptr;
+  const int rc = fi_getinfo(FI_VERSION(FI_MAJOR_VERSION, FI_MINOR_VERSION), nullptr, nullptr, 0, hints.p, &fab->info);
+  if (rc != 0 || !fab->info) {
+    fab->info = nullptr;
     fail(rc == -FI_ENODATA || rc == 0 ? SPARCL_ERR_UNSUPPORTED : SPARCL_ERR_TRANSPORT,
          "libfabric provider '" + provider +
              "' offers no reliable tagged endpoint (FI_EP_RDM, FI_TAGGED, FI_DIRECTED_RECV, FI_ORDER_SAS) here "
@@ -1082,74 +1298,135 @@ OfiEndpoint::OfiEndpoint(const Config& config) : fab_(std::make_unique<ofi::Fabr
              "); list the available providers with `fi_info -l` and choose one with SPARCL_OFI_PROVIDER, "
              "e.g. 'tcp;ofi_rxm' or 'shm'");
   }
-  fi_info* info = fab_->info;
+  fi_info* info = fab->info;
   if (!(info->tx_attr->msg_order & FI_ORDER_SAS) || !(info->rx_attr->msg_order & FI_ORDER_SAS))
     fail(SPARCL_ERR_UNSUPPORTED, "libfabric provider '" + provider +
                                      "' does not deliver messages in order (FI_ORDER_SAS), which sparcl needs");
-  fab_->local_mr = (info->domain_attr->mr_mode & FI_MR_LOCAL) || ofi::env_flag("SPARCL_OFI_MR_LOCAL");
-  fab_->prov_key = (info->domain_attr->mr_mode & FI_MR_PROV_KEY) != 0;
-  fab_->chunk_bytes = ofi::env_size("SPARCL_OFI_CHUNK_BYTES", ofi::kDefaultChunkBytes);
+  fab->local_mr = (info->domain_attr->mr_mode & FI_MR_LOCAL) || ofi::env_flag("SPARCL_OFI_MR_LOCAL");
+  fab->prov_key = (info->domain_attr->mr_mode & FI_MR_PROV_KEY) != 0;
+  fab->chunk_bytes = ofi::env_size("SPARCL_OFI_CHUNK_BYTES", ofi::kDefaultChunkBytes);
   // A quarter of the receive queue, at most 64, for the wildcard receives.
-  fab_->wildcards = std::min<size_t>(64, std::max<size_t>(8, info->rx_attr->size / 4));
-  if (info->ep_attr->max_msg_size > 0) fab_->chunk_bytes = std::min(fab_->chunk_bytes, info->ep_attr->max_msg_size);
+  fab->wildcards = std::min<size_t>(64, std::max<size_t>(8, info->rx_attr->size / 4));
+  if (info->ep_attr->max_msg_size > 0) fab->chunk_bytes = std::min(fab->chunk_bytes, info->ep_attr->max_msg_size);
   // Providers that run their reliability protocol in the process (ofi_rxd)
   // need the receiver to progress after its receive completed, or a lost
   // acknowledgement stalls the sender: give them the idle progress thread.
   const bool user_space_reliability = provider.find("rxd") != std::string::npos;
-  fab_->idle_progress = std::chrono::milliseconds(ofi::env_ms("SPARCL_OFI_IDLE_PROGRESS_MS", user_space_reliability ? 2 : 0));
-  if (config.timeout_ms > 0)
-    fab_->drop_linger = std::min(fab_->drop_linger, std::chrono::milliseconds(std::max<int64_t>(1, config.timeout_ms / 4)));
+  fab->idle_progress = std::chrono::milliseconds(ofi::env_ms("SPARCL_OFI_IDLE_PROGRESS_MS", user_space_reliability ? 2 : 0));
   if (info->ep_attr->max_msg_size < ofi::kBounceBytes)
     fail(SPARCL_ERR_UNSUPPORTED, "libfabric provider '" + provider + "' limits messages to " +
                                      std::to_string(info->ep_attr->max_msg_size) + " bytes; sparcl needs " +
                                      std::to_string(ofi::kBounceBytes));
 
-  check(fi_fabric(info->fabric_attr, &fab_->fabric, nullptr), "fi_fabric");
-  check(fi_domain(fab_->fabric, info, &fab_->domain, nullptr), "fi_domain");
+  check(fi_fabric(info->fabric_attr, &fab->fabric, nullptr), "fi_fabric");
+  check(fi_domain(fab->fabric, info, &fab->domain, nullptr), "fi_domain");
   fi_cq_attr cq_attr{};
   cq_attr.format = FI_CQ_FORMAT_TAGGED;
   cq_attr.wait_obj = FI_WAIT_NONE;
-  check(fi_cq_open(fab_->domain, &cq_attr, &fab_->cq, nullptr), "fi_cq_open");
+  check(fi_cq_open(fab->domain, &cq_attr, &fab->cq, nullptr), "fi_cq_open");
   fi_av_attr av_attr{};
   av_attr.type = FI_AV_TABLE;
-  check(fi_av_open(fab_->domain, &av_attr, &fab_->av, nullptr), "fi_av_open");
-  check(fi_endpoint(fab_->domain, info, &fab_->ep, nullptr), "fi_endpoint");
-  check(fi_ep_bind(fab_->ep, &fab_->av->fid, 0), "fi_ep_bind (address vector)");
-  check(fi_ep_bind(fab_->ep, &fab_->cq->fid, FI_TRANSMIT | FI_RECV), "fi_ep_bind (completion queue)");
-  check(fi_enable(fab_->ep), "fi_enable");
+  check(fi_av_open(fab->domain, &av_attr, &fab->av, nullptr), "fi_av_open");
+  check(fi_endpoint(fab->domain, info, &fab->ep, nullptr), "fi_endpoint");
+  check(fi_ep_bind(fab->ep, &fab->av->fid, 0), "fi_ep_bind (address vector)");
+  check(fi_ep_bind(fab->ep, &fab->cq->fid, FI_TRANSMIT | FI_RECV), "fi_ep_bind (completion queue)");
+  check(fi_enable(fab->ep), "fi_enable");
 
   size_t len = 0;
   std::vector<uint8_t> name(256);
   for (;;) {
     len = name.size();
-    const int r = fi_getname(&fab_->ep->fid, name.data(), &len);
+    const int r = fi_getname(&fab->ep->fid, name.data(), &len);
     if (r == 0) break;
     if (r != -FI_ETOOSMALL || len <= name.size()) check(r, "fi_getname");
     name.resize(len);
   }
   name.resize(len);
   if (info->addr_format == FI_ADDR_STR && (name.empty() || name.back() != 0)) name.push_back(0);
-  address_ = std::move(name);
+  fab->address = std::move(name);
+  return fab;
+}
+
+namespace {
+
+// A communicator's way onto its process's shared endpoint: holds the
+// endpoint and the communicator id it claimed until connect() hands both to
+// the transport.
+class OfiEndpoint final : public Endpoint {
+ public:
+  explicit OfiEndpoint(const Config& config) : shared_(ofi::SharedEndpoint::acquire(config)) {
+    if (config.timeout_ms > 0)
+      drop_linger_ = std::min(drop_linger_, std::chrono::milliseconds(std::max<int64_t>(1, config.timeout_ms / 4)));
+  }
+  ~OfiEndpoint() override {
+    if (claimed_) shared_->unclaim(id_);
+  }
+  OfiEndpoint(const OfiEndpoint&) = delete;
+  OfiEndpoint& operator=(const OfiEndpoint&) = delete;
+
+  std::vector<uint8_t> address() const override { return shared_->address(); }
+  bool shared() const override { return true; }
+  bool claim_id(uint32_t id) override;
+  std::unique_ptr<Transport> connect(int rank, int size, const std::vector<std::vector<uint8_t>>& addresses) override;
+
+ private:
+  std::shared_ptr<ofi::SharedEndpoint> shared_;
+  // How long a dropped small send (an abort notice) may wait to be posted:
+  // 1 s, or a quarter of a shorter collective timeout, so that a rank that
+  // gives up returns well within twice its timeout.
+  std::chrono::milliseconds drop_linger_{1000};
+  bool claimed_ = false;
+  uint32_t id_ = 0;
+};
+
+bool OfiEndpoint::claim_id(uint32_t id) {
+  if (!shared_) fail(SPARCL_ERR_INTERNAL, "libfabric endpoint already connected");
+  if (claimed_) shared_->unclaim(id_);
+  claimed_ = shared_->claim(id);
+  id_ = id & ofi::kCommMask;
+  return claimed_;
 }
 
 std::unique_ptr<Transport> OfiEndpoint::connect(int rank, int size, const std::vector<std::vector<uint8_t>>& addresses) {
-  if (!fab_) fail(SPARCL_ERR_INTERNAL, "libfabric endpoint connected twice");
+  if (!shared_) fail(SPARCL_ERR_INTERNAL, "libfabric endpoint connected twice");
+  if (!claimed_) fail(SPARCL_ERR_INTERNAL, "libfabric endpoint connected without a communicator id");
   if (size < 1 || rank < 0 || rank >= size || addresses.size() != size_t(size))
     fail(SPARCL_ERR_INTERNAL, "libfabric endpoint: bad rank, size or address list");
-  const bool strings = fab_->info->addr_format == FI_ADDR_STR;
-  std::vector<fi_addr_t> addrs(size_t(size), FI_ADDR_NOTAVAIL);
+  const std::string& provider = shared_->fabric().provider;
+  const bool strings = shared_->fabric().info->addr_format == FI_ADDR_STR;
+  std::map<std::vector<uint8_t>, int> rank_at;
   for (int i = 0; i < size; ++i) {
     const std::vector<uint8_t>& a = addresses[size_t(i)];
-    const bool fits = strings ? !a.empty() && a.back() == 0 : a.size() == address_.size();
+    const bool fits = strings ? !a.empty() && a.back() == 0 : a.size() == shared_->address().size();
     if (!fits)
-      fail(SPARCL_ERR_TRANSPORT, "libfabric " + fab_->provider + ": rank " + std::to_string(i) +
+      fail(SPARCL_ERR_TRANSPORT, "libfabric " + provider + ": rank " + std::to_string(i) +
                                      " sent an address of another format (check SPARCL_OFI_PROVIDER on every rank)");
-    const int n = fi_av_insert(fab_->av, a.data(), 1, &addrs[size_t(i)], 0, nullptr);
-    if (n != 1)
-      fail(SPARCL_ERR_TRANSPORT, "libfabric " + fab_->provider + ": fi_av_insert of rank " + std::to_string(i) +
-                                     "'s address failed" + (n < 0 ? ": " + ofi::error_text(n) : std::string()));
+    // One endpoint per process: two ranks there would be one address.
+    const auto seen = rank_at.emplace(a, i);
+    if (!seen.second)
+      fail(SPARCL_ERR_UNSUPPORTED, "libfabric " + provider + ": ranks " + std::to_string(seen.first->second) +
+                                       " and " + std::to_string(i) +
+                                       " are in one process; the libfabric transport takes one rank per process");
   }
-  auto transport = std::make_unique<ofi::OfiTransport>(std::move(fab_), rank, size, std::move(addrs));
+  auto lock = shared_->guard();
+  std::vector<fi_addr_t> addrs;
+  addrs.reserve(size_t(size));
+  try {
+    for (int i = 0; i < size; ++i) addrs.push_back(shared_->map_address(addresses[size_t(i)]));
+  } catch (...) {
+    for (fi_addr_t a : addrs) shared_->release_address(a);
+    throw;
+  }
+  auto member = std::make_shared<ofi::Member>(*shared_, id_, rank, size, std::move(addrs), drop_linger_);
+  try {
+    shared_->attach(*member);
+  } catch (...) {  // out of memory handing it what came early: the endpoint must not keep it
+    shared_->detach(*member);
+    throw;
+  }
+  claimed_ = false;  // the transport's now: detached (and released) when it goes
+  lock.unlock();
+  auto transport = std::make_unique<ofi::OfiTransport>(std::move(shared_), std::move(member));
   // Every rank connects at once (create_comm calls connect on all ranks):
   // connections are made now, and an unreachable rank is reported now.
   transport->wire_up();
