@@ -29,15 +29,16 @@ int main(int argc, char** argv) {
   const int count = argc - 1 - both;
   const long defaults[] = {1, 1024, 1 << 20};
   const int sizes = count > 0 ? count : 3;
+  long* size_of = calloc((size_t)sizes, sizeof(long));
   long largest = 0;
   for (int k = 0; k < sizes; ++k) {
-    const long bytes = count > 0 ? atol(given[k]) : defaults[k];
-    if (bytes > largest) largest = bytes;
+    size_of[k] = count > 0 ? atol(given[k]) : defaults[k];
+    if (size_of[k] > largest) largest = size_of[k];
   }
   char* buffer = calloc((size_t)largest + 1, 1);
   char* incoming = calloc((size_t)largest + 1, 1);
   for (int k = 0; k < sizes; ++k) {
-    const int bytes = (int)(count > 0 ? atol(given[k]) : defaults[k]);
+    const int bytes = (int)size_of[k];
     double t0 = 0;
     for (int i = -1; i < 10; ++i) {
       if (i == 0) t0 = MPI_Wtime();
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
   }
   free(incoming);
   free(buffer);
+  free(size_of);
   MPI_Finalize();
   return 0;
 }
