@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "block_cache.hpp"
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -14,6 +15,20 @@ constexpr size_t kSmallest = size_t(64) << 10;   // below this, plain new/delete
 constexpr size_t kCacheLimit = size_t(1) << 30;  // bytes kept at most
 constexpr int kClasses = 48;
 
+// Each large block starts at its own offset ("colour", a multiple of 64 B
+// below 4 KiB) past the page where the system's memory begins, and keeps it
+// while cached. Without colours every large block began 16 B past a page, and
+// loops that write two such arrays side by side while reading a third
+// (to_sparse_stream: 64M floats, 34% set, into indices and values) ran 12x
+// slower on AMD Zen (466 against 39 ms), apparently from false store-to-load
+// dependencies between addresses that agree in their low bits; consecutive
+// blocks now differ in colour. The system's pointer sits just below the block.
+constexpr size_t kColours = 63;
+constexpr size_t kColourStep = 64;
+constexpr size_t kColourSpace = kColours * kColourStep + kColourStep;  // <= 4 KiB
+
+void*& system_pointer(void* block) { return static_cast<void**>(block)[-1]; }
+
 int size_class(size_t bytes) {
   int c = 0;
   while ((kSmallest << c) < bytes) ++c;
@@ -24,7 +39,7 @@ class Cache {
  public:
   ~Cache() {
     for (auto& list : free_)
-      for (void* p : list) std::free(p);
+      for (void* p : list) std::free(system_pointer(p));
   }
   void* take(int c) {
     std::lock_guard<std::mutex> g(mutex_);
@@ -60,8 +75,12 @@ void* allocate_block(size_t bytes) {
   const int c = size_class(bytes);
   if (c >= kClasses) throw std::bad_alloc();
   if (void* p = cache().take(c)) return p;
-  void* p = std::aligned_alloc(16, kSmallest << c);
-  if (!p) throw std::bad_alloc();
+  static std::atomic<size_t> next_colour{0};
+  const size_t colour = kColourStep * (1 + next_colour.fetch_add(1, std::memory_order_relaxed) % kColours);
+  char* system = static_cast<char*>(std::aligned_alloc(kColourStep, (kSmallest << c) + kColourSpace));
+  if (!system) throw std::bad_alloc();
+  void* p = system + colour;
+  system_pointer(p) = system;
   return p;
 }
 
@@ -72,7 +91,7 @@ void release_block(void* block, size_t bytes) noexcept {
     return;
   }
   const int c = size_class(bytes);
-  if (!cache().keep(block, c)) std::free(block);
+  if (!cache().keep(block, c)) std::free(system_pointer(block));
 }
 
 }  // namespace sparcl

@@ -11,7 +11,8 @@
 
 namespace sparcl {
 
-// Memory for `bytes` bytes, 16-byte aligned, uninitialised. Throws std::bad_alloc.
+// Memory for `bytes` bytes, 16-byte aligned (64 from 64 KiB on), uninitialised.
+// Throws std::bad_alloc.
 void* allocate_block(size_t bytes);
 
 // Returns a block from allocate_block(bytes) (the same `bytes`).

@@ -18,6 +18,10 @@
 //                a tree of pairwise merges, or a dense sum gone back to
 //                sparse); bytes = the parts' entries (8 B each); the label
 //                says which one merge_all_is_dense picks.
+//   ToSparse     a dense vector of n floats with density_1e4 / 10^4 of them
+//                set, back to sparse (src/sparse.hpp to_sparse_stream: what a
+//                dense sum costs to return sparse); bytes = 4 n, so GB/s
+//                compare with Read/N.
 //   HostBufferCheck   what the sparse allreduce pays, per call, to learn that
 //                its buffers are host memory (DeviceStaging in
 //                collectives/start.hpp; in builds without CUDA a null check).
@@ -302,6 +306,34 @@ void MergeAll(benchmark::State& state) {
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(m.entries) * 8);
 }
 
+void ToSparse(benchmark::State& state) {
+  const size_t n = size_t(state.range(0));
+  const double d = double(state.range(1)) * 1e-4;
+  static std::map<std::pair<size_t, double>, std::vector<float>> cache;
+  std::vector<float>& dense = cache[{n, d}];
+  uint64_t set = 0;
+  if (dense.empty()) {
+    dense.assign(n, 0.0f);
+    std::mt19937_64 rng(n * 7 + size_t(state.range(1)));
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    for (auto& x : dense)
+      if (u(rng) < d) x = float(u(rng)) + 0.5f;
+  }
+  for (float x : dense) set += x != 0.0f;
+  const sparcl::View<float, uint32_t> v{sparcl::Range{0, n}, true, n, nullptr, dense.data()};
+  for (auto _ : state) {
+    auto s = sparcl::to_sparse_stream(v, set);
+    benchmark::DoNotOptimize(s.val.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n) * 4);
+}
+
+void ToSparseArgs(benchmark::internal::Benchmark* b) {
+  for (int64_t n : {int64_t(1) << 20, int64_t(1) << 24, int64_t(1) << 26})
+    for (int64_t d : {100, 1000, 3400}) b->Args({n, d});
+  b->ArgNames({"n", "density_1e4"})->Unit(benchmark::kMicrosecond);
+}
+
 void MergeArgs(benchmark::internal::Benchmark* b) {
   for (int64_t n : {int64_t(1) << 20, int64_t(1) << 21, int64_t(1) << 22, int64_t(1) << 23})
     for (int64_t parts : {2, 4, 8})
@@ -335,6 +367,7 @@ void HostBufferCheck(benchmark::State& state) {
 BENCHMARK(HostBufferCheck);
 BENCHMARK_TEMPLATE(MergeAll, false)->Name("MergeAll/Tree")->Apply(MergeArgs);
 BENCHMARK_TEMPLATE(MergeAll, true)->Name("MergeAll/Dense")->Apply(MergeArgs);
+BENCHMARK(ToSparse)->Apply(ToSparseArgs);
 BENCHMARK(Memcpy)->Apply(SizeArgs);
 BENCHMARK(Read)->Apply(SizeArgs);
 BENCHMARK(NthElement)->Apply(SelectArgs);
