@@ -21,6 +21,7 @@
 
 #include "block_cache.hpp"
 #include "error.hpp"
+#include "pack.hpp"
 
 namespace sparcl {
 
@@ -158,18 +159,21 @@ Stream<V, I> to_sparse_stream(const View<V, I>& v, uint64_t most = kUncounted) {
   Stream<V, I> s;
   s.range = v.range;
   const size_t n = size_t(most == kUncounted ? count_set_entries(v) : std::min<uint64_t>(most, v.nnz));
-  // Branchless: every entry is written at the next slot, which advances only
-  // for entries with a bit set (one slot spare for the last write).
-  s.idx.resize(n + 1);
-  s.val.resize(n + 1);
+  s.idx.resize(n + kPackSlack);
+  s.val.resize(n + kPackSlack);
   I* idx = s.idx.data();
   V* val = s.val.data();
   size_t k = 0;
   const uint64_t base = v.range.begin;
-  for (size_t i = 0; i < v.nnz && k < n; ++i) {
-    idx[k] = I(base + i);
-    val[k] = v.val[i];
-    k += has_bits(v.val[i]);
+  if constexpr (std::is_same<V, float>::value && std::is_same<I, uint32_t>::value) {
+    k = pack_set_entries(v.val, v.nnz, uint32_t(base), idx, val, n);
+  } else {
+    // Branch-free, as pack_set_entries without vectors.
+    for (size_t i = 0; i < v.nnz && k < n; ++i) {
+      idx[k] = I(base + i);
+      val[k] = v.val[i];
+      k += has_bits(v.val[i]);
+    }
   }
   s.idx.resize(k);
   s.val.resize(k);

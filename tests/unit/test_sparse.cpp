@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Sparse streams: split_range, prefer_dense, slice, merge, merge_all, concat
-// and the densifying helpers (src/sparse.hpp).
+// and the densifying helpers (src/sparse.hpp), and pack_set_entries (src/pack.hpp).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "codec/common.hpp"
 #include "sparse.hpp"
 #include "unit_types.hpp"
 
@@ -718,6 +719,53 @@ TYPED_TEST(SparseTyped, ConcatOfSplitRoundTrips) {
       ASSERT_EQ(vec(c.idx), vec(s.idx));
     }
   }
+}
+
+// ---------------------------------------------------------------- pack_set_entries
+
+// Its vector and scalar kernels against a plain loop, on runs whose lengths
+// and bounds cut blocks of 8 anywhere, with -0.0 and NaN (kept) and +0.0
+// (left out), at densities from empty to full.
+TEST(PackSetEntries, KernelsMatchAPlainLoop) {
+  bool& avx2 = sparcl::codec::avx2_enabled();
+  const bool had_avx2 = avx2;
+  std::mt19937_64 rng(7);
+  for (int trial = 0; trial < 400; ++trial) {
+    const size_t len = rng() % 300;
+    const unsigned percent = unsigned(rng() % 101);
+    std::vector<float> in(len, 0.0f);
+    for (auto& x : in) {
+      if (rng() % 100 >= percent) continue;
+      switch (rng() % 4) {
+        case 0: x = -0.0f; break;
+        case 1: x = std::numeric_limits<float>::quiet_NaN(); break;
+        default: x = float(rng() % 1000) - 500.5f;
+      }
+    }
+    const uint32_t first = uint32_t(rng() % 2 ? rng() % 1000 : (uint64_t(1) << 32) - len - 1);
+    std::vector<uint32_t> want_idx;
+    std::vector<uint32_t> want_bits;
+    for (size_t i = 0; i < len; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &in[i], 4);
+      if (bits) want_idx.push_back(first + uint32_t(i)), want_bits.push_back(bits);
+    }
+    const size_t most = rng() % 3 ? want_idx.size() : rng() % (want_idx.size() + 1);
+    for (bool vectors : {false, had_avx2}) {
+      avx2 = vectors;
+      std::vector<uint32_t> idx(most + sparcl::kPackSlack);
+      std::vector<float> val(most + sparcl::kPackSlack);
+      const size_t k = sparcl::pack_set_entries(in.data(), len, first, idx.data(), val.data(), most);
+      ASSERT_EQ(k, most) << "trial " << trial << " avx2 " << vectors;
+      for (size_t j = 0; j < k; ++j) {
+        uint32_t bits;
+        std::memcpy(&bits, &val[j], 4);
+        ASSERT_EQ(idx[j], want_idx[j]) << "trial " << trial << " entry " << j << " avx2 " << vectors;
+        ASSERT_EQ(bits, want_bits[j]) << "trial " << trial << " entry " << j << " avx2 " << vectors;
+      }
+    }
+  }
+  avx2 = had_avx2;
 }
 
 }  // namespace
