@@ -37,11 +37,16 @@ constexpr AlgorithmEntry kAlgorithms[] = {
   {SPARCL_ALGO_HIERARCHICAL, "hierarchical",
    "node-aware: sparse reduce-scatter within each host, slices summed across hosts, allgather within the host",
    SPARCL_FACTORIES(make_hierarchical), cost_hierarchical, true},
-  // The model sees uniform indices, where this only adds sorts: auto picks
-  // it by measurement, where skewed indices overload split_allgather's owners.
+  // The model sees uniform indices, where the hashed rows only add sorts:
+  // auto picks them by measurement, where skewed indices overload owners.
   {SPARCL_ALGO_SPLIT_ALLGATHER_HASHED, "split_allgather_hashed",
    "split_allgather over equal ranges of permuted indices (skewed indices spread over all owners)",
    SPARCL_FACTORIES(make_split_allgather_hashed), cost_split_allgather_hashed, true},
+  // The same for halving_doubling, whose equal halves put skewed indices in
+  // one half: its hot half's owners fill their messages densely.
+  {SPARCL_ALGO_HALVING_DOUBLING_HASHED, "halving_doubling_hashed",
+   "halving_doubling over equal halves of permuted indices (skewed indices spread over both halves)",
+   SPARCL_FACTORIES(make_halving_doubling_hashed), cost_halving_doubling_hashed, true},
 };
 // clang-format on
 

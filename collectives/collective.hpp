@@ -370,6 +370,7 @@ SPARCL_DECLARE_FACTORY(make_allgather_allreduce)
 SPARCL_DECLARE_FACTORY(make_dense)
 SPARCL_DECLARE_FACTORY(make_hierarchical)
 SPARCL_DECLARE_FACTORY(make_split_allgather_hashed)
+SPARCL_DECLARE_FACTORY(make_halving_doubling_hashed)
 #undef SPARCL_DECLARE_FACTORY
 
 // An allreduce that the transport performs itself (MPI_Iallreduce with the

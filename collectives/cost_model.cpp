@@ -144,12 +144,12 @@ struct Model {
     return t + assemble();
   }
 
-  // split_allgather over permuted indices: its input sorted after the
-  // permutation, and the result put back in index order (sorts, counted at
-  // a merge step per entry and level).
-  double split_hashed() const {
-    const double sorts = (k * std::log2(std::max(k, 2.0)) + u * std::log2(std::max(u, 2.0))) * m.merge_s;
-    return split(false) + sorts;
+  // What the hashed partition adds to an algorithm: its input sorted after
+  // the permutation, and the result put back in index order (sorts, counted
+  // at a merge step per entry and level). The model's indices are uniform,
+  // so the permutation changes nothing else.
+  double hashed_sorts() const {
+    return (k * std::log2(std::max(k, 2.0)) + u * std::log2(std::max(u, 2.0))) * m.merge_s;
   }
 
   double ring() const {
@@ -228,9 +228,16 @@ struct Model {
 double cost_recursive_doubling(const MachineParams& p, const Workload& w) { return Model(p, w).recursive_doubling(); }
 double cost_split_allgather(const MachineParams& p, const Workload& w) { return Model(p, w).split(false); }
 double cost_split_dense(const MachineParams& p, const Workload& w) { return Model(p, w).split(true); }
-double cost_split_allgather_hashed(const MachineParams& p, const Workload& w) { return Model(p, w).split_hashed(); }
+double cost_split_allgather_hashed(const MachineParams& p, const Workload& w) {
+  const Model m(p, w);
+  return m.split(false) + m.hashed_sorts();
+}
 double cost_ring(const MachineParams& p, const Workload& w) { return Model(p, w).ring(); }
 double cost_halving_doubling(const MachineParams& p, const Workload& w) { return Model(p, w).halving_doubling(); }
+double cost_halving_doubling_hashed(const MachineParams& p, const Workload& w) {
+  const Model m(p, w);
+  return m.halving_doubling() + m.hashed_sorts();
+}
 double cost_allgather(const MachineParams& p, const Workload& w) { return Model(p, w).allgather(); }
 double cost_dense(const MachineParams& p, const Workload& w) { return Model(p, w).dense(w.native_dense); }
 double cost_hierarchical(const MachineParams& p, const Workload& w) {

@@ -57,6 +57,7 @@ double cost_split_allgather_hashed(const MachineParams& p, const Workload& w);
 double cost_split_dense(const MachineParams& p, const Workload& w);
 double cost_ring(const MachineParams& p, const Workload& w);
 double cost_halving_doubling(const MachineParams& p, const Workload& w);
+double cost_halving_doubling_hashed(const MachineParams& p, const Workload& w);
 double cost_allgather(const MachineParams& p, const Workload& w);
 double cost_dense(const MachineParams& p, const Workload& w);
 // Infinite with one host or one rank per host (where it is split_allgather).

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Balanced and hashed owner ranges (partition.hpp), and the algorithms that
+// Balanced and hashed owner ranges (partition.hpp), the algorithms that
 // cut owner ranges (split_allgather, split_dense, ring, halving_doubling)
-// under them.
+// under them, and the hashed ones as algorithms of their own
+// (split_allgather_hashed, halving_doubling_hashed).
 #include "partition.hpp"
 
 #include "fold.hpp"
@@ -244,9 +245,17 @@ std::unique_ptr<AllreduceOp<V, I>> make_split_allgather_hashed(Transport& t, con
   return make_partitioned<V, I>(SPARCL_ALGO_SPLIT_ALLGATHER, t, id, input, PartitionKind::Hashed, PartitionTicket{});
 }
 
+template <class V, class I>
+std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling_hashed(Transport& t, const Identity& id,
+                                                                const View<V, I>& input, NativeSlot) {
+  return make_partitioned<V, I>(SPARCL_ALGO_HALVING_DOUBLING, t, id, input, PartitionKind::Hashed, PartitionTicket{});
+}
+
 #define SPARCL_INSTANTIATE(V, I)                                                                               \
   template std::unique_ptr<AllreduceOp<V, I>> make_split_allgather_hashed(Transport&, const Identity&,       \
                                                                           const View<V, I>&, NativeSlot);     \
+  template std::unique_ptr<AllreduceOp<V, I>> make_halving_doubling_hashed(Transport&, const Identity&,      \
+                                                                           const View<V, I>&, NativeSlot);    \
   template std::unique_ptr<AllreduceOp<V, I>> make_partitioned(sparcl_algorithm_t, Transport&, const Identity&, \
                                                                const View<V, I>&, PartitionKind, PartitionTicket);
 SPARCL_FOR_EACH_TYPE(SPARCL_INSTANTIATE)

@@ -95,8 +95,10 @@ typedef enum sparcl_algorithm {
   SPARCL_ALGO_ALLGATHER = 6,          /**< every rank's vector to every rank, summed locally */
   SPARCL_ALGO_DENSE = 7,              /**< densify, then the transport's own allreduce (MPI) or a dense ring */
   SPARCL_ALGO_HIERARCHICAL = 8,       /**< node-aware: within each host, across hosts per slice, within the host */
-  SPARCL_ALGO_SPLIT_ALLGATHER_HASHED = 9 /**< split_allgather over equal ranges of permuted indices (the
-                                              hashed partition): skewed indices spread over all owners */
+  SPARCL_ALGO_SPLIT_ALLGATHER_HASHED = 9, /**< split_allgather over equal ranges of permuted indices (the
+                                               hashed partition): skewed indices spread over all owners */
+  SPARCL_ALGO_HALVING_DOUBLING_HASHED = 10 /**< halving_doubling over equal halves of permuted indices (the
+                                                hashed partition): skewed indices spread over both halves */
 } sparcl_algorithm_t;
 
 /** Transports. Only the ones compiled in are available (SPARCL_ERR_UNSUPPORTED otherwise). */

@@ -184,7 +184,7 @@ inline bool all_ranks(bool ok) {
 inline const sparcl_algorithm_t kAllAlgorithms[] = {
     SPARCL_ALGO_AUTO, SPARCL_ALGO_RECURSIVE_DOUBLING, SPARCL_ALGO_SPLIT_ALLGATHER, SPARCL_ALGO_SPLIT_DENSE,
     SPARCL_ALGO_RING, SPARCL_ALGO_HALVING_DOUBLING, SPARCL_ALGO_ALLGATHER, SPARCL_ALGO_DENSE,
-    SPARCL_ALGO_HIERARCHICAL, SPARCL_ALGO_SPLIT_ALLGATHER_HASHED};
+    SPARCL_ALGO_HIERARCHICAL, SPARCL_ALGO_SPLIT_ALLGATHER_HASHED, SPARCL_ALGO_HALVING_DOUBLING_HASHED};
 
 inline std::string algorithm_label(sparcl_algorithm_t a) {
   switch (a) {
@@ -198,6 +198,7 @@ inline std::string algorithm_label(sparcl_algorithm_t a) {
     case SPARCL_ALGO_DENSE: return "dense";
     case SPARCL_ALGO_HIERARCHICAL: return "hierarchical";
     case SPARCL_ALGO_SPLIT_ALLGATHER_HASHED: return "split_allgather_hashed";
+    case SPARCL_ALGO_HALVING_DOUBLING_HASHED: return "halving_doubling_hashed";
   }
   return "unknown";
 }

@@ -29,16 +29,19 @@ TEST(ParseAlgorithm, EveryName) {
   EXPECT_EQ(sparcl::parse_algorithm("halving_doubling"), SPARCL_ALGO_HALVING_DOUBLING);
   EXPECT_EQ(sparcl::parse_algorithm("allgather"), SPARCL_ALGO_ALLGATHER);
   EXPECT_EQ(sparcl::parse_algorithm("dense"), SPARCL_ALGO_DENSE);
+  EXPECT_EQ(sparcl::parse_algorithm("hierarchical"), SPARCL_ALGO_HIERARCHICAL);
+  EXPECT_EQ(sparcl::parse_algorithm("split_allgather_hashed"), SPARCL_ALGO_SPLIT_ALLGATHER_HASHED);
+  EXPECT_EQ(sparcl::parse_algorithm("halving_doubling_hashed"), SPARCL_ALGO_HALVING_DOUBLING_HASHED);
 }
 
 TEST(ParseAlgorithm, NamesRoundTrip) {
-  for (int a = SPARCL_ALGO_AUTO; a <= SPARCL_ALGO_SPLIT_ALLGATHER_HASHED; ++a) {
+  for (int a = SPARCL_ALGO_AUTO; a <= SPARCL_ALGO_HALVING_DOUBLING_HASHED; ++a) {
     const auto alg = sparcl_algorithm_t(a);
     const std::string name = sparcl::algorithm_name(alg);
     EXPECT_NE(name, "unknown") << a;
     EXPECT_EQ(sparcl::parse_algorithm(name), alg) << name;
   }
-  EXPECT_STREQ(sparcl::algorithm_name(sparcl_algorithm_t(SPARCL_ALGO_SPLIT_ALLGATHER_HASHED + 1)), "unknown");
+  EXPECT_STREQ(sparcl::algorithm_name(sparcl_algorithm_t(SPARCL_ALGO_HALVING_DOUBLING_HASHED + 1)), "unknown");
   EXPECT_STREQ(sparcl::algorithm_name(sparcl_algorithm_t(99)), "unknown");
 }
 
@@ -47,7 +50,7 @@ TEST(ParseAlgorithm, NamesRoundTrip) {
 TEST(AlgorithmTable, RowsAreComplete) {
   size_t n = 0;
   const sparcl::AlgorithmEntry* table = sparcl::algorithm_table(n);
-  ASSERT_EQ(n, size_t(SPARCL_ALGO_SPLIT_ALLGATHER_HASHED) + 1);
+  ASSERT_EQ(n, size_t(SPARCL_ALGO_HALVING_DOUBLING_HASHED) + 1);
   for (size_t i = 0; i < n; ++i) {
     const sparcl::AlgorithmEntry& a = table[i];
     EXPECT_EQ(size_t(a.id), i) << a.name;
@@ -103,7 +106,7 @@ TEST(PublicNames, AreTheParsedNames) {
   int algorithms = 0;
   for (; const char* n = sparcl_algorithm_name(sparcl_algorithm_t(algorithms)); ++algorithms)
     EXPECT_EQ(sparcl::parse_algorithm(n), sparcl_algorithm_t(algorithms)) << n;
-  EXPECT_EQ(algorithms, SPARCL_ALGO_SPLIT_ALLGATHER_HASHED + 1);
+  EXPECT_EQ(algorithms, SPARCL_ALGO_HALVING_DOUBLING_HASHED + 1);
   EXPECT_EQ(sparcl_algorithm_name(sparcl_algorithm_t(-1)), nullptr);
   int encodings = 0;
   for (; const char* n = sparcl_encoding_name(sparcl_value_encoding_t(encodings)); ++encodings)
@@ -204,7 +207,7 @@ TEST_F(ResolveConfig, UserFields) {
   EXPECT_TRUE(sparcl::resolve_config(&cfg).progress_thread);
   cfg.progress_thread = 0;
 
-  for (int a = SPARCL_ALGO_AUTO; a <= SPARCL_ALGO_SPLIT_ALLGATHER_HASHED; ++a) {
+  for (int a = SPARCL_ALGO_AUTO; a <= SPARCL_ALGO_HALVING_DOUBLING_HASHED; ++a) {
     cfg.algorithm = sparcl_algorithm_t(a);
     EXPECT_EQ(sparcl::resolve_config(&cfg).algorithm, sparcl_algorithm_t(a));
   }
@@ -233,7 +236,7 @@ TEST_F(ResolveConfig, BadUserFields) {
     EXPECT_NE(msg.find("struct_size"), std::string::npos) << msg;
   }
   // Out-of-range enum values, as a C caller may store them.
-  for (int bad : {-1, SPARCL_ALGO_SPLIT_ALLGATHER_HASHED + 1, 99, int(0x80000000u)}) {
+  for (int bad : {-1, SPARCL_ALGO_HALVING_DOUBLING_HASHED + 1, 99, int(0x80000000u)}) {
     cfg = SPARCL_CONFIG_INIT;
     set_raw(cfg.algorithm, bad);
     const std::string msg = expect_error([&] { sparcl::resolve_config(&cfg); }, SPARCL_ERR_INVALID_ARG);

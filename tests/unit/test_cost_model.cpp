@@ -4,9 +4,11 @@
 // every rank), and the parameters' text form is checked.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "collectives/auto.hpp"
 #include "collectives/cost_model.hpp"
@@ -36,7 +38,8 @@ const MachineParams kOneGbit = params(100, 10, 8);
 const sparcl_algorithm_t kAlgorithms[] = {SPARCL_ALGO_RECURSIVE_DOUBLING, SPARCL_ALGO_SPLIT_ALLGATHER,
                                           SPARCL_ALGO_SPLIT_DENSE,        SPARCL_ALGO_RING,
                                           SPARCL_ALGO_HALVING_DOUBLING,   SPARCL_ALGO_ALLGATHER,
-                                          SPARCL_ALGO_DENSE};
+                                          SPARCL_ALGO_DENSE,              SPARCL_ALGO_SPLIT_ALLGATHER_HASHED,
+                                          SPARCL_ALGO_HALVING_DOUBLING_HASHED};
 
 // The choice is the algorithm with the smallest prediction, at every point
 // of a grid of shapes, densities and machines.
@@ -124,6 +127,31 @@ TEST(CostModel, ChoiceDependsOnDensityOnlyWhereItChanges) {
   EXPECT_FALSE(sparcl::choice_depends_on_density(kShm, four_ranks(1000, 0.01)));
   EXPECT_TRUE(sparcl::choice_depends_on_density(kShm, four_ranks(1048576, 0.01)));
   EXPECT_TRUE(sparcl::choice_depends_on_density(kOneGbit, four_ranks(65536, 0.01)));
+}
+
+// The hashed algorithms cost their plain form plus the same sorts (the model's
+// indices are uniform, where hashing moves no byte): never the cheapest, but
+// auto measures them beside their plain form at the sizes where the sparse
+// algorithms are close (skewed indices decide between them there).
+TEST(CostModel, HashedAlgorithmsAddTheSameSorts) {
+  for (const MachineParams& p : {kShm, kTenGbit, kOneGbit})
+    for (int ranks : {2, 3, 4, 16})
+      for (double d : {0.001, 0.01, 0.1}) {
+        const Workload w = sparcl::independent_workload(ranks, 1 << 20, 4, 4, d * (1 << 20), false);
+        const double split = sparcl::predicted_seconds(SPARCL_ALGO_SPLIT_ALLGATHER, p, w);
+        const double hd = sparcl::predicted_seconds(SPARCL_ALGO_HALVING_DOUBLING, p, w);
+        const double split_sorts = sparcl::predicted_seconds(SPARCL_ALGO_SPLIT_ALLGATHER_HASHED, p, w) - split;
+        const double hd_sorts = sparcl::predicted_seconds(SPARCL_ALGO_HALVING_DOUBLING_HASHED, p, w) - hd;
+        EXPECT_GT(hd_sorts, 0) << ranks << " " << d;
+        EXPECT_NEAR(hd_sorts, split_sorts, 1e-9 * (split + hd)) << ranks << " " << d;
+        const std::vector<sparcl_algorithm_t> tried = sparcl::ranked_algorithms(p, w, sparcl::kCandidateSpread);
+        EXPECT_NE(tried.front(), SPARCL_ALGO_SPLIT_ALLGATHER_HASHED) << ranks << " " << d;
+        EXPECT_NE(tried.front(), SPARCL_ALGO_HALVING_DOUBLING_HASHED) << ranks << " " << d;
+        if (d != 0.01) continue;
+        for (sparcl_algorithm_t a : {SPARCL_ALGO_HALVING_DOUBLING, SPARCL_ALGO_SPLIT_ALLGATHER_HASHED,
+                                     SPARCL_ALGO_HALVING_DOUBLING_HASHED})
+          EXPECT_NE(std::find(tried.begin(), tried.end(), a), tried.end()) << a << " at P=" << ranks;
+      }
 }
 
 TEST(MachineParams, ParseAndDescribe) {
