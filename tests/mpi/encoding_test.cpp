@@ -24,15 +24,6 @@ using namespace sparcl_testing;
 
 namespace {
 
-const sparcl_algorithm_t kAlgorithms[] = {SPARCL_ALGO_AUTO,
-                                          SPARCL_ALGO_RECURSIVE_DOUBLING,
-                                          SPARCL_ALGO_SPLIT_ALLGATHER,
-                                          SPARCL_ALGO_SPLIT_DENSE,
-                                          SPARCL_ALGO_RING,
-                                          SPARCL_ALGO_HALVING_DOUBLING,
-                                          SPARCL_ALGO_ALLGATHER,
-                                          SPARCL_ALGO_DENSE,
-                                          SPARCL_ALGO_HIERARCHICAL};
 const sparcl_value_encoding_t kEncodings[] = {SPARCL_VALUES_FP16, SPARCL_VALUES_BF16, SPARCL_VALUES_QSGD8,
                                               SPARCL_VALUES_QSGD4, SPARCL_VALUES_QSGD2};
 
@@ -61,7 +52,8 @@ int roundings(sparcl_algorithm_t a, int p) {
   if (p == 1) return 0;
   switch (a) {
     case SPARCL_ALGO_RECURSIVE_DOUBLING: return levels + fold;
-    case SPARCL_ALGO_HALVING_DOUBLING: return 2 * levels + fold;
+    case SPARCL_ALGO_HALVING_DOUBLING:
+    case SPARCL_ALGO_HALVING_DOUBLING_HASHED: return 2 * levels + fold;
     case SPARCL_ALGO_RING: return p;   // P-1 reduce-scatter hops, one allgather encoding
     case SPARCL_ALGO_DENSE: return p;  // lossy values: the ring on the densified vector
     case SPARCL_ALGO_ALLGATHER: return 1;
@@ -78,7 +70,7 @@ struct Param {
 
 std::vector<Param> params() {
   std::vector<Param> out;
-  for (auto a : kAlgorithms)
+  for (auto a : kAllAlgorithms)
     for (auto e : kEncodings) out.push_back({a, e});
   return out;
 }
