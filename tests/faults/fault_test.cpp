@@ -413,11 +413,8 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 sparcl_algorithm_t parse_algo(const std::string& a) {
-  const sparcl_algorithm_t all[] = {SPARCL_ALGO_AUTO,  SPARCL_ALGO_RECURSIVE_DOUBLING, SPARCL_ALGO_SPLIT_ALLGATHER,
-                                    SPARCL_ALGO_SPLIT_DENSE, SPARCL_ALGO_RING, SPARCL_ALGO_HALVING_DOUBLING,
-                                    SPARCL_ALGO_ALLGATHER, SPARCL_ALGO_DENSE, SPARCL_ALGO_HIERARCHICAL};
-  for (auto x : all)
-    if (a == sparcl_algorithm_name(x)) return x;
+  for (int x = 0; x < sparcl_algorithm_count(); ++x)
+    if (a == sparcl_algorithm_name(sparcl_algorithm_t(x))) return sparcl_algorithm_t(x);
   std::fprintf(stderr, "unknown algorithm %s\n", a.c_str());
   std::exit(2);
 }
