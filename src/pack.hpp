@@ -16,7 +16,7 @@ constexpr size_t kPackSlack = 8;
 // For each i in [0, len) in order where in[i] has a bit set (-0.0 and NaN
 // count, +0.0 does not): idx[k] = first + i, val[k] = in[i], k counting up
 // from 0, stopping once k reaches `most`. Returns k. idx and val hold
-// most + kPackSlack entries; first + len must fit in 32 bits.
+// most + kPackSlack entries; first + len <= 2^32.
 size_t pack_set_entries(const float* in, size_t len, uint32_t first, uint32_t* idx, float* val, size_t most);
 
 }  // namespace sparcl

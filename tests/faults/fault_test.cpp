@@ -376,15 +376,17 @@ std::vector<Wire> gather(const Outcome& o) {
   return all;
 }
 
+std::vector<sparcl_algorithm_t> every_algorithm() {
+  std::vector<sparcl_algorithm_t> all;
+  for (int x = 0; x < sparcl_algorithm_count(); ++x) all.push_back(sparcl_algorithm_t(x));
+  return all;
+}
+
 struct Options {
   int faults = 20;
   std::vector<int> kinds{KFlip, KDrop, KDelay, KAlloc};
   std::vector<int> checksums{0, 1};
-  std::vector<sparcl_algorithm_t> algos{SPARCL_ALGO_AUTO,          SPARCL_ALGO_RECURSIVE_DOUBLING,
-                                        SPARCL_ALGO_SPLIT_ALLGATHER, SPARCL_ALGO_SPLIT_DENSE,
-                                        SPARCL_ALGO_RING,          SPARCL_ALGO_HALVING_DOUBLING,
-                                        SPARCL_ALGO_ALLGATHER,     SPARCL_ALGO_DENSE,
-                                        SPARCL_ALGO_HIERARCHICAL};
+  std::vector<sparcl_algorithm_t> algos = every_algorithm();
   int64_t timeout_ms = 300;
   uint64_t seed = 1;
   int verify = 10;

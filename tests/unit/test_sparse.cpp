@@ -725,10 +725,15 @@ TYPED_TEST(SparseTyped, ConcatOfSplitRoundTrips) {
 
 // Its vector and scalar kernels against a plain loop, on runs whose lengths
 // and bounds cut blocks of 8 anywhere, with -0.0 and NaN (kept) and +0.0
-// (left out), at densities from empty to full.
+// (left out), at densities from empty to full, indices up to 2^32 - 1, and
+// nothing written past most + kPackSlack.
 TEST(PackSetEntries, KernelsMatchAPlainLoop) {
-  bool& avx2 = sparcl::codec::avx2_enabled();
-  const bool had_avx2 = avx2;
+  struct RestoreAvx2 {
+    bool& flag = sparcl::codec::avx2_enabled();
+    const bool saved = flag;
+    ~RestoreAvx2() { flag = saved; }
+  } restore;
+  constexpr uint32_t kCanary = 0xdeadbeef;
   std::mt19937_64 rng(7);
   for (int trial = 0; trial < 400; ++trial) {
     const size_t len = rng() % 300;
@@ -742,7 +747,7 @@ TEST(PackSetEntries, KernelsMatchAPlainLoop) {
         default: x = float(rng() % 1000) - 500.5f;
       }
     }
-    const uint32_t first = uint32_t(rng() % 2 ? rng() % 1000 : (uint64_t(1) << 32) - len - 1);
+    const uint32_t first = uint32_t(rng() % 2 ? rng() % 1000 : (uint64_t(1) << 32) - len);
     std::vector<uint32_t> want_idx;
     std::vector<uint32_t> want_bits;
     for (size_t i = 0; i < len; ++i) {
@@ -751,10 +756,12 @@ TEST(PackSetEntries, KernelsMatchAPlainLoop) {
       if (bits) want_idx.push_back(first + uint32_t(i)), want_bits.push_back(bits);
     }
     const size_t most = rng() % 3 ? want_idx.size() : rng() % (want_idx.size() + 1);
-    for (bool vectors : {false, had_avx2}) {
-      avx2 = vectors;
-      std::vector<uint32_t> idx(most + sparcl::kPackSlack);
-      std::vector<float> val(most + sparcl::kPackSlack);
+    for (bool vectors : {false, restore.saved}) {
+      restore.flag = vectors;
+      const size_t room = most + sparcl::kPackSlack;
+      std::vector<uint32_t> idx(room + 8, kCanary);
+      std::vector<float> val(room + 8);
+      std::memcpy(val.data() + room, idx.data() + room, 8 * sizeof(float));  // canaries
       const size_t k = sparcl::pack_set_entries(in.data(), len, first, idx.data(), val.data(), most);
       ASSERT_EQ(k, most) << "trial " << trial << " avx2 " << vectors;
       for (size_t j = 0; j < k; ++j) {
@@ -763,9 +770,14 @@ TEST(PackSetEntries, KernelsMatchAPlainLoop) {
         ASSERT_EQ(idx[j], want_idx[j]) << "trial " << trial << " entry " << j << " avx2 " << vectors;
         ASSERT_EQ(bits, want_bits[j]) << "trial " << trial << " entry " << j << " avx2 " << vectors;
       }
+      for (size_t j = room; j < room + 8; ++j) {
+        uint32_t bits;
+        std::memcpy(&bits, &val[j], 4);
+        ASSERT_EQ(idx[j], kCanary) << "trial " << trial << ": index written past the room, avx2 " << vectors;
+        ASSERT_EQ(bits, kCanary) << "trial " << trial << ": value written past the room, avx2 " << vectors;
+      }
     }
   }
-  avx2 = had_avx2;
 }
 
 }  // namespace
