@@ -59,19 +59,22 @@ double sparcl_one_way(Transport& t, uint32_t comm_id, size_t bytes, int iteratio
   return (MPI_Wtime() - start) / iterations / 2;
 }
 
+// Sends from one buffer and receives into another, as sparcl's transport
+// does (and applications do): one buffer for both ran 15-30% faster at 4 MB
+// on the 2-core VM, the pair's 8 MB staying in its cache.
 double mpi_one_way(size_t bytes, int iterations) {
-  std::vector<char> buffer(std::max<size_t>(bytes, 1), '\1');
+  std::vector<char> send(std::max<size_t>(bytes, 1), '\1'), receive(send.size(), '\0');
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   double start = 0;
   for (int it = -2; it < iterations; ++it) {
     if (it == 0) start = MPI_Wtime();
     if (rank == 0) {
-      MPI_Send(buffer.data(), int(bytes), MPI_BYTE, 1, 3, MPI_COMM_WORLD);
-      MPI_Recv(buffer.data(), int(bytes), MPI_BYTE, 1, 3, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      MPI_Send(send.data(), int(bytes), MPI_BYTE, 1, 3, MPI_COMM_WORLD);
+      MPI_Recv(receive.data(), int(bytes), MPI_BYTE, 1, 3, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
     } else {
-      MPI_Recv(buffer.data(), int(bytes), MPI_BYTE, 0, 3, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-      MPI_Send(buffer.data(), int(bytes), MPI_BYTE, 0, 3, MPI_COMM_WORLD);
+      MPI_Recv(receive.data(), int(bytes), MPI_BYTE, 0, 3, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      MPI_Send(send.data(), int(bytes), MPI_BYTE, 0, 3, MPI_COMM_WORLD);
     }
   }
   return (MPI_Wtime() - start) / iterations / 2;
