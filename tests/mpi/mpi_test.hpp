@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -42,9 +43,9 @@ class Comm {
     config.algorithm = algorithm;
     config.timeout_ms = timeout_ms;
     config.progress_thread = progress_thread ? 1 : 0;
-    status_ = sparcl_comm_create_mpi(MPI_COMM_WORLD, &config, &comm_);
+    create(config);
   }
-  explicit Comm(const sparcl_config_t& config) { status_ = sparcl_comm_create_mpi(MPI_COMM_WORLD, &config, &comm_); }
+  explicit Comm(const sparcl_config_t& config) { create(config); }
   ~Comm() {
     if (comm_) sparcl_comm_free(comm_);
   }
@@ -55,6 +56,18 @@ class Comm {
   const char* error() const { return sparcl_comm_last_error(comm_); }
 
  private:
+  // A failed creation says why on stderr (the tests that expect one see it
+  // too), since a failed assertion on status() alone would not.
+  void create(const sparcl_config_t& config) {
+    status_ = sparcl_comm_create_mpi(MPI_COMM_WORLD, &config, &comm_);
+    if (status_ != SPARCL_SUCCESS) {
+      int rank = -1;
+      MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+      std::fprintf(stderr, "[rank %d] sparcl_comm_create_mpi: %s: %s\n", rank, sparcl_strerror(status_),
+                   sparcl_comm_last_error(nullptr));
+    }
+  }
+
   sparcl_comm_t comm_ = nullptr;
   sparcl_status_t status_;
 };

@@ -9,7 +9,15 @@
 // one shows in the result. With the progress thread on, each communicator's
 // thread progresses the shared endpoint beside the caller's calls on the
 // others (the ThreadSanitizer build runs that case).
+//
+// Over libfabric's shm provider: a region that a dead process with this
+// process's id left in /dev/shm does not stop communicator creation.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -117,5 +125,40 @@ void interleave_and_free_out_of_order(bool progress_thread) {
 TEST(MultipleCommunicators, InterleavedOverSubsetsAndFreedOutOfOrder) { interleave_and_free_out_of_order(false); }
 
 TEST(MultipleCommunicators, InterleavedWithProgressThreads) { interleave_and_free_out_of_order(true); }
+
+// libfabric's shm provider names an endpoint's region after the process id
+// and maps an existing file of that name; process ids are reused. Empty
+// files under this process's id, as a killed process leaves them, made the
+// provider's mapping die of SIGBUS; creation must remove them and succeed.
+TEST(SharedMemoryRegions, StaleRegionsOfThisProcessIdAreRemoved) {
+  const char* transport = std::getenv("SPARCL_TRANSPORT");
+  const char* provider = std::getenv("SPARCL_OFI_PROVIDER");
+  if (!transport || std::string(transport) != "ofi" || !provider || std::string(provider) != "shm")
+    GTEST_SKIP() << "libfabric's shm provider only";
+  std::vector<std::string> planted;
+  for (const char* suffix : {":0:0", ":0:1"}) {
+    const std::string path = "/dev/shm/" + std::to_string(getpid()) + suffix;
+    const int fd = open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+    if (fd >= 0) close(fd), planted.push_back(path);
+  }
+  ASSERT_EQ(planted.size(), 2u) << "no communicator of this process may be open here";
+  {
+    Comm comm(SPARCL_ALGO_RING);
+    ASSERT_TRUE(all_ranks(comm.status() == SPARCL_SUCCESS));
+    const int p = world_size();
+    std::vector<uint32_t> idx{uint32_t(world_rank())};
+    std::vector<float> val{1.0f};
+    const sparcl_sparse_t in{uint64_t(p), 1, SPARCL_INDEX_U32, idx.data(), SPARCL_FLOAT32, val.data(), 0};
+    std::vector<float> out(size_t(p), -1.0f);
+    ASSERT_EQ(sparcl_allreduce_sparse(&in, out.data(), nullptr, comm.get()), SPARCL_SUCCESS) << comm.error();
+    EXPECT_EQ(out, std::vector<float>(size_t(p), 1.0f));
+  }
+  for (const std::string& path : planted) {
+    struct stat st;
+    EXPECT_TRUE(stat(path.c_str(), &st) != 0 || st.st_size > 0) << path << " was mapped as it was left";
+    unlink(path.c_str());
+  }
+  all_ranks(true);
+}
 
 }  // namespace

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "ofi_transport.hpp"
 
+#include <dirent.h>
 #include <malloc.h>
 #include <rdma/fi_cm.h>
 #include <rdma/fi_endpoint.h>
@@ -615,6 +616,30 @@ struct RegistryEntry {
 std::mutex registry_mutex;
 std::map<std::string, RegistryEntry> registry;
 
+// libfabric's shm provider (1.17) names the shared-memory region of an
+// endpoint after the process id (/dev/shm/<pid>:<n>:<n>) and maps a file of
+// that name that already exists as its own. A process that died without
+// closing its endpoint (killed, crashed) leaves its file behind, and process
+// ids are reused (pid_max is 32768 by default), so a later process with the
+// same id failed to open its endpoint or died of SIGBUS mapping the stale
+// file. Before a process opens its first shm endpoint no region of its id
+// can be live: any file of that name is stale. Called under registry_mutex.
+void remove_stale_shm_regions(const std::string& provider) {
+  if (provider.find("shm") == std::string::npos) return;
+  for (const auto& [name, entry] : registry)
+    if (name.find("shm") != std::string::npos && entry.pid == getpid() && !entry.endpoint.expired()) return;
+  const std::string prefix = std::to_string(getpid()) + ":";
+  DIR* dir = opendir("/dev/shm");
+  if (!dir) return;
+  while (const dirent* file = readdir(dir)) {
+    const std::string name = file->d_name;
+    if (name.compare(0, prefix.size(), prefix) == 0 &&
+        name.find_first_not_of("0123456789:", prefix.size()) == std::string::npos)
+      unlink(("/dev/shm/" + name).c_str());
+  }
+  closedir(dir);
+}
+
 }  // namespace
 
 std::shared_ptr<SharedEndpoint> SharedEndpoint::acquire(const Config& config) {
@@ -622,6 +647,7 @@ std::shared_ptr<SharedEndpoint> SharedEndpoint::acquire(const Config& config) {
   RegistryEntry& entry = registry[config.ofi_provider];
   if (entry.pid == getpid())
     if (std::shared_ptr<SharedEndpoint> open = entry.endpoint.lock()) return open;
+  remove_stale_shm_regions(config.ofi_provider);
   auto endpoint = std::make_shared<SharedEndpoint>(open_fabric(config.ofi_provider));
   endpoint->start();
   entry.pid = getpid();
