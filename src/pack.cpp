@@ -13,15 +13,19 @@ namespace sparcl {
 
 namespace {
 
+bool has_bit(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return bits != 0;
+}
+
 // Branch-free: every entry is written at the next slot, which advances only
-// for entries with a bit set (one slot spare for the last write).
+// for entries with a bit set.
 size_t pack_base(const float* in, size_t len, uint32_t first, uint32_t* idx, float* val, size_t most, size_t k) {
   for (size_t i = 0; i < len && k < most; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, &in[i], sizeof bits);
     idx[k] = first + uint32_t(i);
     val[k] = in[i];
-    k += bits != 0;
+    k += has_bit(in[i]);
   }
   return k;
 }
@@ -62,9 +66,30 @@ SPARCL_TARGET_AVX2 size_t pack_avx2(const float* in, size_t len, uint32_t first,
   if (k >= most) return most;  // the last block may hold set entries beyond `most`
   return pack_base(in + i, len - i, first + uint32_t(i), idx, val, most, k);
 }
+
+SPARCL_TARGET_AVX2 uint64_t count_avx2(const float* in, size_t len) {
+  uint64_t n = 0;
+  size_t i = 0;
+  const __m256i zero = _mm256_setzero_si256();
+  for (; i + 8 <= len; i += 8) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i));
+    n += 8 - uint64_t(__builtin_popcount(unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(x, zero))))));
+  }
+  for (; i < len; ++i) n += has_bit(in[i]);
+  return n;
+}
 #endif
 
 }  // namespace
+
+uint64_t count_set_floats(const float* in, size_t len) {
+#if defined(SPARCL_X86_DISPATCH)
+  if (codec::avx2_enabled()) return count_avx2(in, len);
+#endif
+  uint64_t n = 0;
+  for (size_t i = 0; i < len; ++i) n += has_bit(in[i]);
+  return n;
+}
 
 size_t pack_set_entries(const float* in, size_t len, uint32_t first, uint32_t* idx, float* val, size_t most) {
 #if defined(SPARCL_X86_DISPATCH)

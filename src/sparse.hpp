@@ -146,6 +146,7 @@ inline bool has_bits(V v) {
 
 template <class V, class I>
 uint64_t count_set_entries(const View<V, I>& v) {
+  if constexpr (std::is_same<V, float>::value) return count_set_floats(v.val, v.nnz);
   uint64_t n = 0;
   for (size_t i = 0; i < v.nnz; ++i) n += has_bits(v.val[i]);
   return n;

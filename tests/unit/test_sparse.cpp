@@ -723,10 +723,10 @@ TYPED_TEST(SparseTyped, ConcatOfSplitRoundTrips) {
 
 // ---------------------------------------------------------------- pack_set_entries
 
-// Its vector and scalar kernels against a plain loop, on runs whose lengths
-// and bounds cut blocks of 8 anywhere, with -0.0 and NaN (kept) and +0.0
-// (left out), at densities from empty to full, indices up to 2^32 - 1, and
-// nothing written past most + kPackSlack.
+// Its vector and scalar kernels, and count_set_floats's, against a plain
+// loop, on runs whose lengths and bounds cut blocks of 8 anywhere, with -0.0
+// and NaN (kept) and +0.0 (left out), at densities from empty to full,
+// indices up to 2^32 - 1, and nothing written past most + kPackSlack.
 TEST(PackSetEntries, KernelsMatchAPlainLoop) {
   struct RestoreAvx2 {
     bool& flag = sparcl::codec::avx2_enabled();
@@ -762,6 +762,7 @@ TEST(PackSetEntries, KernelsMatchAPlainLoop) {
       std::vector<uint32_t> idx(room + 8, kCanary);
       std::vector<float> val(room + 8);
       std::memcpy(val.data() + room, idx.data() + room, 8 * sizeof(float));  // canaries
+      ASSERT_EQ(sparcl::count_set_floats(in.data(), len), want_idx.size()) << "trial " << trial << " avx2 " << vectors;
       const size_t k = sparcl::pack_set_entries(in.data(), len, first, idx.data(), val.data(), most);
       ASSERT_EQ(k, most) << "trial " << trial << " avx2 " << vectors;
       for (size_t j = 0; j < k; ++j) {
