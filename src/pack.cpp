@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "pack.hpp"
 
-#include <cstring>
-
 #include "codec/common.hpp"
+#include "sparse.hpp"
 
 #if defined(SPARCL_X86_DISPATCH)
 #include <immintrin.h>
@@ -13,19 +12,13 @@ namespace sparcl {
 
 namespace {
 
-bool has_bit(float x) {
-  uint32_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  return bits != 0;
-}
-
 // Branch-free: every entry is written at the next slot, which advances only
 // for entries with a bit set.
 size_t pack_base(const float* in, size_t len, uint32_t first, uint32_t* idx, float* val, size_t most, size_t k) {
   for (size_t i = 0; i < len && k < most; ++i) {
     idx[k] = first + uint32_t(i);
     val[k] = in[i];
-    k += has_bit(in[i]);
+    k += has_bits(in[i]);
   }
   return k;
 }
@@ -75,7 +68,7 @@ SPARCL_TARGET_AVX2 uint64_t count_avx2(const float* in, size_t len) {
     const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + i));
     n += 8 - uint64_t(__builtin_popcount(unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(x, zero))))));
   }
-  for (; i < len; ++i) n += has_bit(in[i]);
+  for (; i < len; ++i) n += has_bits(in[i]);
   return n;
 }
 #endif
@@ -87,7 +80,7 @@ uint64_t count_set_floats(const float* in, size_t len) {
   if (codec::avx2_enabled()) return count_avx2(in, len);
 #endif
   uint64_t n = 0;
-  for (size_t i = 0; i < len; ++i) n += has_bit(in[i]);
+  for (size_t i = 0; i < len; ++i) n += has_bits(in[i]);
   return n;
 }
 

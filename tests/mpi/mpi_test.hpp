@@ -60,12 +60,9 @@ class Comm {
   // too), since a failed assertion on status() alone would not.
   void create(const sparcl_config_t& config) {
     status_ = sparcl_comm_create_mpi(MPI_COMM_WORLD, &config, &comm_);
-    if (status_ != SPARCL_SUCCESS) {
-      int rank = -1;
-      MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-      std::fprintf(stderr, "[rank %d] sparcl_comm_create_mpi: %s: %s\n", rank, sparcl_strerror(status_),
+    if (status_ != SPARCL_SUCCESS)
+      std::fprintf(stderr, "[rank %d] sparcl_comm_create_mpi: %s: %s\n", world_rank(), sparcl_strerror(status_),
                    sparcl_comm_last_error(nullptr));
-    }
   }
 
   sparcl_comm_t comm_ = nullptr;
